@@ -1,0 +1,40 @@
+# spurisweep: `make demo` runs the smoke sweep end to end; `make test` runs the test suite.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU machines must never pull CUDA wheels: every install step pins torch through this file.
+# On a GPU cluster: pip install -e '.[vllm]' without it.
+CONSTRAINTS ?= constraints-cpu.txt
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test test-fast lint toy bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(CONSTRAINTS)
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q -c $(CONSTRAINTS) torch==2.13.0
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/spurisweep run sweeps/smoke.yaml --executor local
+	$(BIN)/spurisweep report --sweep smoke --pivot model,reward
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not slow and not slurm"
+
+lint: install
+	$(BIN)/ruff check spurisweep tests bench
+	$(BIN)/ruff format --check spurisweep tests bench
+
+toy: install
+	$(BIN)/spurisweep toy build
+	$(BIN)/spurisweep run sweeps/toy_table.yaml --executor local
+	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward
+
+clean:
+	rm -rf $(VENV) build *.egg-info
