@@ -1,0 +1,195 @@
+"""Model families: name -> hub id, prompt template, generation settings; plus locally built models.
+
+Locally built families (`tiny`, and the toy families registered by spurisweep.toy) need no network:
+their builder writes a `from_pretrained` folder into the cache on first use (deterministically, under a
+file lock so concurrent cells build it once), and from then on they load through the same path as a
+hub model. The cache is $SPURISWEEP_CACHE or ~/.cache/spurisweep.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, suggest
+
+log = logging.getLogger(__name__)
+
+BOX_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+R1_TEMPLATE = (
+    "A conversation between User and Assistant. The User asks a question, and the Assistant solves it. "
+    "The Assistant first thinks about the reasoning process in the mind and then provides the User with "
+    "the answer. The reasoning process is enclosed within <think> </think> and the answer is enclosed within "
+    "<answer> </answer> tags, respectively, i.e., <think> reasoning process here </think> <answer> answer "
+    "here </answer>. User: {problem} " + BOX_INSTRUCTION + "\nAssistant: <think>"
+)
+
+#: prompt templates by name. "chat" applies the tokenizer's own chat template with no system message
+#: (Qwen2.5-Math's template then inserts its default "reason step by step ... \boxed{}" system prompt).
+PROMPTS: dict[str, str] = {
+    "chat": "{chat_template}",
+    "chat_boxed": "{chat_template}",  # chat template, the boxed instruction appended to the question
+    "r1": R1_TEMPLATE,
+    "plain": "{problem}\n" + BOX_INSTRUCTION + "\n",
+    "qa": "Question: {problem}\nAnswer:",
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    hub_id: str
+    prompt: str  # default prompt template (a PROMPTS key)
+    kind: str = "base"  # base | instruct | math
+    params_b: float = 0.0  # size in billions, for resource hints
+    generation: dict[str, Any] = field(default_factory=dict)
+    builder: Callable[[Path], None] | None = None  # local families: writes a from_pretrained folder
+    version: str = "1"  # bump when the builder's output changes
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register(family: Family) -> Family:
+    FAMILIES[family.name] = family
+    return family
+
+
+for _f in (
+    Family("qwen2.5-math-7b", "Qwen/Qwen2.5-Math-7B", "chat", "math", 7.6),
+    Family("qwen2.5-math-1.5b", "Qwen/Qwen2.5-Math-1.5B", "chat", "math", 1.5),
+    Family("qwen2.5-7b", "Qwen/Qwen2.5-7B", "chat", "base", 7.6),
+    Family("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B", "chat", "base", 1.5),
+    Family("olmo2-7b", "allenai/OLMo-2-1124-7B", "r1", "base", 7.3),
+    Family("olmo2-7b-sft", "allenai/OLMo-2-1124-7B-SFT", "chat", "instruct", 7.3),
+    Family("llama3.1-8b", "meta-llama/Llama-3.1-8B", "r1", "base", 8.0),
+    Family("llama3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "chat", "instruct", 8.0),
+    Family("llama3.2-3b-instruct", "meta-llama/Llama-3.2-3B-Instruct", "chat", "instruct", 3.2),
+):
+    register(_f)
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SPURISWEEP_CACHE", Path.home() / ".cache" / "spurisweep"))
+
+
+def get(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ConfigError(suggest(name, list(FAMILIES)), field="model")
+    return FAMILIES[name]
+
+
+def model_source(name: str, model_path: str | None = None) -> str:
+    """What to pass to from_pretrained: an explicit path/id, a built local folder, or the hub id."""
+    if model_path:
+        return model_path
+    fam = get(name)
+    if fam.builder is None:
+        return fam.hub_id
+    return str(ensure_built(fam))
+
+
+def ensure_built(fam: Family) -> Path:
+    from filelock import FileLock
+
+    assert fam.builder is not None
+    target = cache_dir() / "models" / f"{fam.name}-v{fam.version}"
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").exists():
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".{fam.name}-", dir=target.parent))
+        try:
+            log.info("building model family %s into %s", fam.name, target)
+            fam.builder(tmp)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------- tiny model
+TINY_CHAT_TEMPLATE = (
+    "{% for m in messages %}{% if m['role'] == 'system' %}{{ m['content'] + '\n' }}"
+    "{% elif m['role'] == 'user' %}{{ 'User: ' + m['content'] + '\n' }}"
+    "{% else %}{{ 'Assistant: ' + m['content'] + eos_token + '\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+def tokenizer_corpus() -> list[str]:
+    """A fixed text corpus for the local tokenizers: arithmetic, LaTeX answer forms and code words."""
+    lines = []
+    words = ["What is", "Compute", "Find", "the answer is", "The answer is", "so", "then", "total",
+             "python", "print", "def", "return", "result", "```", "\\boxed{", "}", "\\frac{", "sqrt",
+             "Let", "We", "have", "plus", "minus", "times", "Question:", "Answer:", "User:", "Assistant:"]
+    for a in range(0, 120):
+        b = (a * 7 + 3) % 50
+        lines.append(f"What is {a} + {b}? {a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}.")
+        lines.append(f"```python\nx = {a} * {b}\nprint(x)\n```\nThe answer is \\boxed{{{a * b}}}.")
+        lines.append(" ".join(words[(a + i) % len(words)] for i in range(12)))
+    return lines
+
+
+def build_tokenizer(corpus: list[str], vocab_size: int, chat_template: str = TINY_CHAT_TEMPLATE):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<unk>", "<s>", "</s>", "<pad>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(corpus, trainer)
+    hf = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    hf.chat_template = chat_template
+    hf.padding_side = "left"
+    return hf
+
+
+def build_llama(out: Path, tokenizer, *, hidden: int, layers: int, heads: int, seed: int, max_pos: int = 1024):
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_pos,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=True,
+    )
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(cfg)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return model
+
+
+def build_tiny(out: Path) -> None:
+    """A 2-layer, 64-wide Llama with random weights and a 512-token BPE tokenizer: seconds on a CPU."""
+    tok = build_tokenizer(tokenizer_corpus(), vocab_size=512)
+    build_llama(out, tok, hidden=64, layers=2, heads=4, seed=0)
+
+
+register(Family("tiny", "local:tiny", "chat", "base", 0.0, builder=build_tiny))
