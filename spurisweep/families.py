@@ -193,3 +193,31 @@ def build_tiny(out: Path) -> None:
 
 
 register(Family("tiny", "local:tiny", "chat", "base", 0.0, builder=build_tiny))
+
+
+def render_prompt(tokenizer: Any, template: str, problem: str) -> str:
+    """The exact prompt text, shared by training and evaluation (the prompt is part of the cell)."""
+    if template in ("chat", "chat_boxed"):
+        content = problem if template == "chat" else f"{problem}\n{BOX_INSTRUCTION}"
+        if getattr(tokenizer, "chat_template", None):
+            return tokenizer.apply_chat_template(
+                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
+            )
+        return R1_TEMPLATE.format(problem=problem)  # a base model without a chat template
+    if template not in PROMPTS:
+        raise ConfigError(suggest(template, list(PROMPTS)), field="prompt")
+    return PROMPTS[template].format(problem=problem)
+
+
+def load_model_and_tokenizer(source: str, *, dtype: str | None = None, device: str | None = None):
+    """from_pretrained for hub ids and local folders alike."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[dtype]
+    if torch_dtype is None:
+        torch_dtype = torch.bfloat16 if dev == "cuda" else torch.float32
+    tok = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype).to(dev)
+    return model, tok

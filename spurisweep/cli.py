@@ -1,0 +1,331 @@
+"""The `spurisweep` command line: each command wires options to one library call.
+
+Library errors (SpurisweepError) become one line on stderr and exit code 2 here, and only here.
+Heavy imports (torch, trl) happen inside the commands that need them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .errors import ConfigError, SpurisweepError
+
+app = typer.Typer(
+    help="Run spurious-reward RLVR studies (GRPO on math) across model families, and compare them.\n\n"
+    "Typical use: `spurisweep plan SWEEP.yaml`, `spurisweep run SWEEP.yaml`, "
+    "`spurisweep report --sweep NAME --pivot model,reward`.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+ResultsOpt = Annotated[
+    Path,
+    typer.Option("--results", envvar="SPURISWEEP_RESULTS", help="Results folder (cell folders + the DuckDB file)."),
+]
+SweepArg = Annotated[Path, typer.Argument(help="A sweep YAML file (see sweeps/).", show_default=False)]
+
+
+def _load(sweep_file: Path, *, check_trl: bool = True):
+    from . import grid, spec, train
+
+    sweep = spec.load_sweep(sweep_file)
+    cells = grid.expand(sweep)
+    if check_trl:  # TRL's cross-field rules, once per distinct training setup, before anything is queued
+        seen = set()
+        for c in cells:
+            key = (c.config.train.model_dump_json(), json.dumps(c.config.trl, sort_keys=True, default=str), c.config.clip)
+            if key not in seen:
+                seen.add(key)
+                train.validate(c.config, file=str(sweep_file))
+    return sweep, cells
+
+
+def _state_table(states, title: str, show_error: bool = True):
+    from rich.table import Table
+
+    axes = list(states[0].cell.axes) if states else []
+    t = Table(title=title)
+    t.add_column("cell")
+    for a in axes:
+        t.add_column(a)
+    t.add_column("state")
+    if show_error:
+        t.add_column("detail", overflow="fold", max_width=60)
+    colors = {"done": "green", "failed": "red", "killed": "red", "running": "cyan", "queued": "yellow",
+              "requeued": "yellow", "cancelled": "magenta"}
+    for s in states:
+        detail = s.error or ""
+        if s.state in ("running", "requeued") and s.step is not None:
+            detail = f"step {s.step}"
+        if s.requeues:
+            detail = (detail + f" (requeued {s.requeues}x)").strip()
+        if s.health:
+            detail = (detail + " health: " + ",".join(s.health)).strip()
+        row = [s.cell.id, *[str(s.cell.axes.get(a, "")) for a in axes],
+               f"[{colors.get(s.state, 'white')}]{s.state}[/]"]
+        if show_error:
+            row.append(detail)
+        t.add_row(*row)
+    return t
+
+
+def _summary(states) -> str:
+    from collections import Counter
+
+    c = Counter(s.state for s in states)
+    order = ["done", "running", "queued", "requeued", "pending", "failed", "killed", "cancelled"]
+    return f"{len(states)} cells: " + ", ".join(f"{c[k]} {k}" for k in order if c[k])
+
+
+@app.command()
+def plan(
+    sweep_file: SweepArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the cells as JSON (for scripts).")] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Expand a sweep into its cells and show each one's axes, id and whether it is already done."""
+    from . import launch
+
+    sweep, cells = _load(sweep_file)
+    states = launch.states(cells, results, live=False)
+    if as_json:
+        payload = {"sweep": sweep.name, "count": len(cells), "cells": [
+            {"id": s.cell.id, "axes": s.cell.axes, "state": s.state, "config": s.cell.config.model_dump(mode="json")}
+            for s in states]}
+        sys.stdout.write(json.dumps(payload, indent=1, default=str) + "\n")
+        return
+    console.print(_state_table(states, f"sweep {sweep.name}: {len(cells)} cells", show_error=False))
+    console.print(_summary(states))
+
+
+@app.command()
+def run(
+    sweep_file: SweepArg,
+    executor: Annotated[str, typer.Option(help="local (processes here), debug (in this process) or slurm.")] = "local",
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be submitted; submit nothing.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also resubmit cells that failed.")] = False,
+    wait: Annotated[bool, typer.Option(help="Follow the jobs until they end (Ctrl-C detaches).")] = True,
+    max_parallel: Annotated[int | None, typer.Option(help="Local cells at once (default: GPUs, else cores).")] = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
+    from . import launch, store
+
+    if executor not in launch.EXECUTORS:
+        raise ConfigError(f"unknown executor {executor!r}; valid: {', '.join(launch.EXECUTORS)}", field="--executor")
+    sweep, cells = _load(sweep_file)
+    plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
+    skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
+    if dry_run:
+        console.print(_state_table([s for s in states if s.cell in plan_.to_submit],
+                                   f"would submit {len(plan_.to_submit)} of {len(cells)} cells ({executor})",
+                                   show_error=False))
+        if executor == "slurm" and plan_.to_submit:
+            for group in launch.group_by_resources(plan_.to_submit):
+                console.print(f"sbatch array of {len(group)} cells: {launch.slurm_parameters(group)}")
+        console.print(f"skipped: {skipped or 'none'}")
+        return
+    launch.write_manifest(sweep.name, str(sweep_file), cells, results)
+    if not plan_.to_submit:
+        console.print(f"nothing to submit ({skipped}).")
+    else:
+        console.print(f"submitting {len(plan_.to_submit)} of {len(cells)} cells via {executor}"
+                      + (f" (skipped: {skipped})" if skipped else ""))
+        try:
+            with _Progress(len(plan_.to_submit)) as prog:
+                launch.submit(plan_.to_submit, results, executor=executor, max_parallel=max_parallel,
+                              on_update=prog.update, wait=wait)
+        except KeyboardInterrupt:
+            err.print("detached: jobs keep running; `spurisweep status` follows them.")
+            raise typer.Exit(130) from None
+    counts = store.ingest(results)
+    final = launch.states(cells, results)
+    console.print(_summary(final) + f"; ingested {counts['cells']} new cell(s) into {store.db_path(results)}")
+    bad = [s for s in final if s.state in ("failed", "killed")]
+    for s in bad:
+        err.print(f"[red]{s.state}[/] {s.cell.id} ({s.cell.label}): {s.error or 'see ' + str(s.dir)}")
+    if bad:
+        raise typer.Exit(1)
+
+
+class _Progress:
+    """A live progress bar over cells plus a per-state count line."""
+
+    def __init__(self, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
+                                 transient=False, disable=not console.is_terminal and "CI" in os.environ)
+        self.task = self.progress.add_task("", total=total)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, states) -> None:
+        finished = sum(s.state in ("done", "failed", "killed", "cancelled") for s in states)
+        self.progress.update(self.task, completed=finished, description=_summary(states))
+
+
+@app.command()
+def status(
+    sweep_file: SweepArg,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh live until no cell is queued or running.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 5.0,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Each cell's state (pending, queued, running, done, failed with its last error, requeues)."""
+    import time
+
+    from rich.live import Live
+
+    from . import launch, store
+
+    sweep, cells = _load(sweep_file, check_trl=False)
+    if not watch:
+        states = launch.states(cells, results)
+        console.print(_state_table(states, f"sweep {sweep.name}"))
+        console.print(_summary(states))
+        store.ingest(results)
+        return
+    with Live(console=console, refresh_per_second=1) as live:
+        while True:
+            states = launch.states(cells, results)
+            live.update(_state_table(states, f"sweep {sweep.name} — {_summary(states)}"))
+            if not any(s.state in launch.ACTIVE for s in states):
+                break
+            time.sleep(interval)
+    store.ingest(results)
+
+
+@app.command()
+def cancel(
+    sweep_file: SweepArg,
+    cell: Annotated[list[str] | None, typer.Option("--cell", help="Only this cell id (repeatable).")] = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Cancel the queued and running jobs of this sweep only (or of the given cells)."""
+    from . import launch
+
+    _, cells = _load(sweep_file, check_trl=False)
+    if cell:
+        unknown = [c for c in cell if c not in {x.id for x in cells}]
+        if unknown:
+            raise ConfigError(f"no cell {unknown[0]!r} in this sweep", file=str(sweep_file), field="--cell")
+        cells = [c for c in cells if c.id in cell]
+    done = launch.cancel(cells, results)
+    console.print(f"cancelled {len(done)} job(s)" + (": " + ", ".join(s.cell.id for s in done) if done else ""))
+
+
+@app.command()
+def ingest(results: ResultsOpt = Path("results")) -> None:
+    """Load finished cells' files into the DuckDB store (idempotent; run by run/status/report too)."""
+    from . import store
+
+    counts = store.ingest(results)
+    console.print(f"ingested {counts['cells']} cell(s) and {counts['baselines']} baseline evaluation(s) "
+                  f"into {store.db_path(results)}")
+
+
+@app.command()
+def report(
+    sweep: Annotated[str | None, typer.Option(help="Only cells of this sweep (its name).")] = None,
+    pivot: Annotated[str, typer.Option(help="ROWS,COLS: two dimensions (model, reward, clip, seed, "
+                                       "benchmark, step, or any swept setting).")] = "model,reward",
+    metric: Annotated[str, typer.Option(help="pass@1, avg@n, code_frequency, acc_with_code, acc_without_code, "
+                                        "mean_length, truncated, ungradable.")] = "pass@1",
+    benchmark: Annotated[str | None, typer.Option(help="Benchmark (default: math500 if present).")] = None,
+    step: Annotated[str, typer.Option(help="final, best, or a step number.")] = "final",
+    where: Annotated[list[str] | None, typer.Option(help="KEY=VALUE filter on a dimension (repeatable).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
+    spread: Annotated[str, typer.Option(help="std, or ci (bootstrap 95% interval).")] = "std",
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """The comparison table: mean over seeds, spread, and the change against each model's baseline."""
+    from . import report as rep
+    from . import store
+
+    parts = [p.strip() for p in pivot.split(",") if p.strip()]
+    if len(parts) != 2:
+        raise ConfigError(f"expected two comma-separated dimensions, got {pivot!r}", field="--pivot")
+    if spread not in ("std", "ci"):
+        raise ConfigError(f"unknown spread {spread!r}; valid: std, ci", field="--spread")
+    store.ingest(results)
+    with store.connect(store.db_path(results)) as con:
+        p = rep.pivot(con, sweep=sweep, rows=parts[0], cols=parts[1], metric=metric, benchmark=benchmark,
+                      step=step, where=where or [], spread=spread)
+    out = rep.render(p, fmt, spread)
+    if isinstance(out, str):
+        sys.stdout.write(out + ("\n" if not out.endswith("\n") else ""))
+    else:
+        console.print(out)
+
+
+@app.command(name="eval")
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="Model family (its prompt template and defaults).")],
+    checkpoint: Annotated[str | None, typer.Option(help="Weights to evaluate instead of the family's.")] = None,
+    model_path: Annotated[str | None, typer.Option(help="Local folder or hub id for the family's weights.")] = None,
+    benchmarks: Annotated[str, typer.Option(help="Comma-separated benchmarks.")] = "math500",
+    limit: Annotated[int | None, typer.Option(help="Only the first N problems of each benchmark.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Prompt template (default: the family's).")] = None,
+    backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
+    seed: int = 0,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Evaluate a base model or any checkpoint and record it in the same store."""
+    from . import data, evaluate, store
+    from .spec import EvalSettings
+
+    names = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    for b in names:
+        if b not in data.BENCHMARKS:
+            from .errors import suggest
+
+            raise ConfigError(suggest(b, list(data.BENCHMARKS)), field="--benchmarks")
+    metas = evaluate.evaluate_standalone(model=model, model_path=model_path, checkpoint=checkpoint, benchmarks=names,
+                                         settings=EvalSettings(benchmarks=names, limit=limit), prompt=prompt,
+                                         results=results, seed=seed, backend=backend)
+    store.ingest(results)
+    for m in metas:
+        s = m["summary"]
+        ks = " ".join(f"{k}={v:.3f}" for k, v in s.items() if k.startswith("pass@"))
+        console.print(f"{m['benchmark']}: {s.get('problems')} problems x {s.get('samples')} samples  {ks}  "
+                      f"(eval {m['eval_id']})")
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except SpurisweepError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        sys.exit(130)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # click usage errors
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(2)
+        raise
+
+
+if __name__ == "__main__":
+    main()

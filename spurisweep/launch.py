@@ -1,0 +1,357 @@
+"""Submitting cells through submitit (slurm, local, debug), idempotent re-runs, and cell states.
+
+One abstraction for every backend: a cell is one job running `CellJob(cell_dir)`. On SLURM all pending
+cells of a sweep go out as one job array (one sbatch); locally, cells run as separate processes, at
+most `max_parallel` at a time; `debug` runs them in this process (for stepping through with pdb).
+
+A cell's state is read from its folder first (DONE, status.json), then from the scheduler for cells
+that claim to be queued or running, so a job that died without a word (kill -9, node failure) shows as
+failed and is picked up again by the next `run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from . import artifacts
+from .errors import SubmissionError
+from .grid import Cell
+
+log = logging.getLogger(__name__)
+
+EXECUTORS = ("local", "debug", "slurm")
+ACTIVE = ("queued", "running", "requeued")
+#: states `run` submits again without being asked (a killed cell resumes from its last checkpoint)
+RESUBMIT = ("pending", "killed", "cancelled")
+
+
+@dataclass
+class CellState:
+    cell: Cell
+    dir: Path
+    state: str  # pending | queued | running | requeued | done | failed | killed | cancelled
+    job_id: str | None = None
+    executor: str | None = None
+    error: str | None = None
+    requeues: int = 0
+    attempts: int = 0
+    step: int | None = None
+    done_in: Path | None = None
+    health: list[str] = field(default_factory=list)
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    """Runs one cell. Checkpointable: on preemption or time limit submitit calls `checkpoint`, the job
+    is requeued with the same arguments, and training resumes from the last complete checkpoint."""
+
+    def __call__(self, cell_dir: str, results: str) -> dict[str, Any]:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        cell = artifacts.CellDir(Path(cell_dir))
+        if cell.is_done():
+            return artifacts.read_json(cell.done_path, {})
+        st = cell.status()
+        job_id = _current_job_id()
+        cell.set_status("running", attempts=int(st.get("attempts", 0)) + 1, job_id=job_id or st.get("job_id"),
+                        host=os.uname().nodename, pid=os.getpid(), error=None)
+        try:
+            from .train import run_cell
+
+            summary = run_cell(Path(cell_dir), Path(results))
+        except BaseException as exc:  # SystemExit from submitit's requeue passes through `checkpoint`
+            if isinstance(exc, SystemExit) and exc.code in (0, None):
+                raise
+            last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            artifacts.atomic_write_text(cell.root / "error.txt", traceback.format_exc())
+            cell.set_status("failed", error=f"{type(exc).__name__}: {last}"[:500])
+            raise
+        cell.set_status("done", error=None)
+        return summary
+
+    def checkpoint(self, cell_dir: str, results: str) -> submitit.helpers.DelayedSubmission:
+        cell = artifacts.CellDir(Path(cell_dir))
+        st = cell.status()
+        cell.set_status("requeued", requeues=int(st.get("requeues", 0)) + 1)
+        return submitit.helpers.DelayedSubmission(self, cell_dir, results)
+
+
+def _current_job_id() -> str | None:
+    try:
+        return submitit.JobEnvironment().job_id
+    except RuntimeError:
+        return None
+
+
+# ---------------------------------------------------------------------------------------------- states
+def cell_dir(results: Path, sweep: str, cell_id: str) -> Path:
+    return Path(results) / sweep / cell_id
+
+
+def read_state(cell: Cell, results: Path, *, live: bool = True) -> CellState:
+    d = cell_dir(results, cell.sweep, cell.id)
+    cd = artifacts.CellDir(d)
+    st = cd.status()
+    base = dict(job_id=st.get("job_id"), executor=st.get("executor"), requeues=int(st.get("requeues", 0)),
+                attempts=int(st.get("attempts", 0)), step=st.get("step"))
+    done_in = d if cd.is_done() else artifacts.find_done(Path(results), cell.id)
+    if done_in is not None:
+        summary = artifacts.read_json(done_in / "DONE", {}) or {}
+        return CellState(cell, d, "done", done_in=done_in, health=summary.get("health", []), **base)
+    state = st.get("state") or "pending"
+    if state == "done":  # status says done but no marker: the job died right at the end
+        state = "failed"
+    error = st.get("error")
+    if live and state in ACTIVE and base["job_id"]:
+        alive, why = job_alive(str(base["executor"]), str(base["job_id"]), results, cell.sweep)
+        if not alive:  # vanished without recording an error: kill -9, node failure, OOM killer
+            state, error = "killed", why
+    return CellState(cell, d, state, error=error, **base)
+
+
+def job_alive(executor: str, job_id: str, results: Path, sweep: str) -> tuple[bool, str]:
+    """Whether the scheduler still has this job; if not, a one-line reason."""
+    if executor == "local":
+        pid = int(job_id.split("_")[0])
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False, f"local job {job_id} ended without finishing (killed?)"
+        except PermissionError:
+            pass
+        stat = Path(f"/proc/{pid}/stat")
+        if stat.exists() and stat.read_text().split()[2] == "Z":
+            return False, f"local job {job_id} ended without finishing (killed?)"
+        return True, ""
+    if executor == "slurm":
+        state = slurm_state(job_id, results, sweep)
+        if state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
+                     "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN", "PREEMPTED"):
+            return True, ""
+        return False, f"slurm job {job_id} is {state}"
+    return False, f"{executor} job {job_id} is not running"
+
+
+def slurm_state(job_id: str, results: Path, sweep: str) -> str:
+    try:
+        job = submitit.SlurmJob(folder=Path(results) / sweep / artifacts.SUBMITIT, job_id=job_id)
+        return str(job.state).split()[0]
+    except Exception as exc:  # scheduler unreachable: do not declare the job dead
+        log.warning("cannot read the state of slurm job %s: %s", job_id, exc)
+        return "UNKNOWN"
+
+
+def states(cells: list[Cell], results: Path, *, live: bool = True) -> list[CellState]:
+    return [read_state(c, results, live=live) for c in cells]
+
+
+# ---------------------------------------------------------------------------------------------- submit
+def write_cell_config(cell: Cell, results: Path) -> Path:
+    d = cell_dir(results, cell.sweep, cell.id)
+    payload = {"cell_id": cell.id, "sweep": cell.sweep, "axes": cell.axes, "reward_label": cell.axes.get(
+        "reward", cell.config.reward), "config": cell.config.model_dump(mode="json")}
+    artifacts.atomic_write_json(d / "config.json", payload)
+    return d
+
+
+def write_manifest(sweep: str, source: str, cells: list[Cell], results: Path) -> None:
+    artifacts.atomic_write_json(
+        Path(results) / sweep / "sweep.json",
+        {"sweep": sweep, "file": source, "cells": {c.id: c.axes for c in cells}},
+    )
+
+
+def make_executor(kind: str, folder: Path, cells: list[Cell], *, max_parallel: int) -> submitit.Executor:
+    if kind not in EXECUTORS:
+        raise SubmissionError(f"unknown executor {kind!r}; valid: {', '.join(EXECUTORS)}")
+    ex = submitit.AutoExecutor(folder=folder, cluster=kind)
+    if kind == "slurm":
+        ex.update_parameters(**slurm_parameters(cells))
+    elif kind == "local":
+        ex.update_parameters(timeout_min=cells[0].config.slurm.timeout_min)
+    return ex
+
+
+def slurm_parameters(cells: list[Cell]) -> dict[str, Any]:
+    """sbatch parameters for one array: resources must agree across its cells (see group_by_resources)."""
+    s = cells[0].config.slurm
+    p: dict[str, Any] = {"timeout_min": s.timeout_min, "slurm_array_parallelism": s.array_parallelism,
+                         "name": f"spurisweep-{cells[0].sweep}"}
+    for key, value in (("slurm_partition", s.partition), ("slurm_account", s.account), ("slurm_qos", s.qos),
+                       ("gpus_per_node", s.gpus_per_node), ("cpus_per_task", s.cpus_per_task),
+                       ("slurm_constraint", s.constraint)):
+        if value is not None:
+            p[key] = value
+    if s.mem_gb is not None:
+        p["mem_gb"] = s.mem_gb
+    for key, value in s.additional.items():
+        p[key if key.startswith("slurm_") else f"slurm_{key}"] = value
+    return p
+
+
+def group_by_resources(cells: list[Cell]) -> list[list[Cell]]:
+    """One array per distinct resource profile (a 1.5B and a 7B model may need different GPUs)."""
+    groups: dict[str, list[Cell]] = {}
+    for c in cells:
+        groups.setdefault(c.config.slurm.model_dump_json(), []).append(c)
+    return list(groups.values())
+
+
+def validate_slurm_parameters(cells: list[Cell], folder: Path) -> None:
+    """All invalid sbatch parameters reported at once, before anything is submitted."""
+    for group in group_by_resources(cells):
+        ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        try:
+            ex.update_parameters(**slurm_parameters(group))
+        except (ValueError, TypeError) as exc:
+            raise SubmissionError(f"invalid slurm parameters for {group[0].label}: {exc}") from None
+
+
+@dataclass
+class Plan:
+    to_submit: list[Cell]
+    skipped: dict[str, list[Cell]]  # reason -> cells
+
+
+def plan_submission(cells: list[Cell], results: Path, *, retry_failed: bool) -> tuple[Plan, list[CellState]]:
+    sts = states(cells, results)
+    to_submit, skipped = [], {}
+    for s in sts:
+        if s.state in RESUBMIT or (s.state == "failed" and retry_failed):
+            to_submit.append(s.cell)
+        else:
+            skipped.setdefault(s.state, []).append(s.cell)
+    return Plan(to_submit, skipped), sts
+
+
+def submit(
+    cells: list[Cell],
+    results: Path,
+    *,
+    executor: str,
+    max_parallel: int | None = None,
+    on_update: Callable[[list[CellState]], None] | None = None,
+    wait: bool = True,
+    poll_s: float = 2.0,
+) -> list[CellState]:
+    """Submit the given cells (already filtered to the ones that need running)."""
+    results = Path(results)
+    if not cells:
+        return []
+    sweep = cells[0].sweep
+    folder = results / sweep / artifacts.SUBMITIT
+    folder.mkdir(parents=True, exist_ok=True)
+    for c in cells:
+        write_cell_config(c, results)
+    if executor == "slurm":
+        validate_slurm_parameters(cells, folder)
+        for group in group_by_resources(cells):
+            ex = make_executor("slurm", folder, group, max_parallel=len(group))
+            jobs = ex.map_array(CellJob(), [str(cell_dir(results, sweep, c.id)) for c in group],
+                                [str(results)] * len(group))
+            for c, j in zip(group, jobs, strict=True):
+                artifacts.CellDir(cell_dir(results, sweep, c.id)).set_status(
+                    "queued", job_id=j.job_id, executor="slurm", error=None, submitted=time.time())
+        if wait:
+            return watch(cells, results, on_update=on_update, poll_s=poll_s)
+        return states(cells, results)
+    if executor == "debug":
+        ex = make_executor("debug", folder, cells, max_parallel=1)
+        for c in cells:
+            d = cell_dir(results, sweep, c.id)
+            artifacts.CellDir(d).set_status("queued", executor="debug", job_id=None, error=None)
+            job = ex.submit(CellJob(), str(d), str(results))
+            try:
+                job.result()
+            except Exception as exc:
+                log.info("cell %s failed: %s", c.id, exc)
+            if on_update:
+                on_update(states(cells, results, live=False))
+        return states(cells, results, live=False)
+    return _run_local(cells, results, folder, max_parallel=max_parallel, on_update=on_update, wait=wait,
+                      poll_s=poll_s)
+
+
+def default_parallel() -> int:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return max(1, torch.cuda.device_count())
+    except Exception:
+        pass
+    return max(1, os.cpu_count() or 1)
+
+
+def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s) -> list[CellState]:
+    n = max_parallel or default_parallel()
+    if not wait:
+        n = len(cells)
+    threads = max(1, (os.cpu_count() or 1) // n)
+    ex = submitit.AutoExecutor(folder=folder, cluster="local")
+    ex.update_parameters(timeout_min=cells[0].config.slurm.timeout_min, setup=[
+        f"export SPURISWEEP_THREADS={threads} OMP_NUM_THREADS={threads} SPURISWEEP_GRADING_WORKERS={min(threads, 2)}",
+    ])
+    sweep = cells[0].sweep
+    pending = list(cells)
+    running: dict[str, Any] = {}
+    while pending or running:
+        while pending and len(running) < n:
+            c = pending.pop(0)
+            d = cell_dir(results, sweep, c.id)
+            job = ex.submit(CellJob(), str(d), str(results))
+            artifacts.CellDir(d).set_status("queued", job_id=str(job.job_id), executor="local", error=None,
+                                            submitted=time.time())
+            running[c.id] = job
+        if not wait:
+            break
+        for cid, job in list(running.items()):
+            if job.done():
+                running.pop(cid)
+        if on_update:
+            on_update(states(cells, results))
+        if pending or running:
+            time.sleep(poll_s)
+    return states(cells, results)
+
+
+def watch(cells: list[Cell], results: Path, *, on_update=None, poll_s: float = 5.0) -> list[CellState]:
+    while True:
+        sts = states(cells, results)
+        if on_update:
+            on_update(sts)
+        if not any(s.state in ACTIVE for s in sts):
+            return sts
+        time.sleep(poll_s)
+
+
+def cancel(cells: list[Cell], results: Path) -> list[CellState]:
+    """Cancel queued and running jobs of these cells only."""
+    out = []
+    for s in states(cells, results):
+        if s.state not in ACTIVE or not s.job_id:
+            continue
+        if s.executor == "slurm":
+            import subprocess
+
+            subprocess.run(["scancel", s.job_id], check=False, capture_output=True)
+        elif s.executor == "local":
+            import signal
+
+            try:
+                os.killpg(int(s.job_id), signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                try:
+                    os.kill(int(s.job_id), signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        artifacts.CellDir(s.dir).set_status("cancelled", error="cancelled by user")
+        out.append(s)
+    return out
