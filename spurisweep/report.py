@@ -248,7 +248,7 @@ def grid_rows(p: Pivot, spread: str = "std") -> list[list[str]]:
 
 
 def render(p: Pivot, fmt: str = "table", spread: str = "std") -> str | Any:
-    title = (f"{p.metric} on {p.benchmark} (%, mean ± std over seeds, n = seeds, Δ = change vs the untrained "
+    title = (f"{p.metric} on {p.benchmark} (%, mean ± std over runs (seeds), n = runs, Δ = change vs the untrained "
              f"model)" if p.metric in PERCENT_METRICS else f"{p.metric} on {p.benchmark}")
     if fmt == "json":
         return json.dumps({"title": title, "rows": p.rows, "cols": p.cols, "cells": to_records(p),

@@ -287,6 +287,9 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
     del model  # the trainer loads its own copy of the policy
     trainer = _trainer_class()(model=source, reward_funcs=[reward_fn], args=args, train_dataset=ds,
                            processing_class=tok, callbacks=[CellCallback()])
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl, not as dicts to stdout
     cell.set_status("running", backend=backend, updates_per_rollout=upr, resumed_from=resume.name if resume else None)
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
 

@@ -1,0 +1,56 @@
+"""Shared fixtures: an isolated model cache and results folder, and the offline data in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["tests.slurm_cluster"]
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shared_data_dir() -> Path | None:
+    env = os.environ.get("SPURISWEEP_SHARED_DATA")
+    for cand in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data", ROOT / "shared" / "data"]:
+        if (cand / "math500.json").exists():
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    d = shared_data_dir()
+    if d is None:
+        pytest.skip("../shared/data (the offline benchmark files) is not present on this machine")
+    return d
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Models built by tests (tiny) go to one cache per test session, never to the user's."""
+    cache = os.environ.get("SPURISWEEP_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
+    old = os.environ.get("SPURISWEEP_CACHE")
+    os.environ["SPURISWEEP_CACHE"] = cache
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    yield Path(cache)
+    if old is None:
+        os.environ.pop("SPURISWEEP_CACHE", None)
+    else:
+        os.environ["SPURISWEEP_CACHE"] = old
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    d = tmp_path / "results"
+    d.mkdir()
+    return d
+
+
+def write_sweep(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
