@@ -308,6 +308,45 @@ def eval_cmd(
                       f"(eval {m['eval_id']})")
 
 
+@app.command()
+def label(
+    model: Annotated[str, typer.Option(help="Model family whose majority answers become the labels.")],
+    dataset: Annotated[str, typer.Option(help="Training set: hub id, local JSON/JSONL/parquet or builtin:arith.")],
+    n: Annotated[int, typer.Option("--n", help="Samples per prompt (the paper: 64).")] = 64,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (the paper: 1.0).")] = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Max tokens per sample.")] = 3072,
+    limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
+    prompt: Annotated[str, typer.Option(help="Prompt template (the paper: plain, no chat template).")] = "plain",
+    model_path: Annotated[str | None, typer.Option(help="Local weights for the family.")] = None,
+    seed: int = 0,
+    force: Annotated[bool, typer.Option("--force", help="Make them again even if they exist.")] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Make majority-vote labels (for the majority_vote and incorrect_label rewards) with the base model."""
+    from . import families, labels
+    from .errors import suggest
+
+    if model not in families.FAMILIES:
+        raise ConfigError(suggest(model, list(families.FAMILIES)), field="--model")
+    if prompt not in families.PROMPTS:
+        raise ConfigError(suggest(prompt, list(families.PROMPTS)), field="--prompt")
+    spec = labels.LabelSpec(model=model, model_path=model_path, dataset=dataset, limit=limit, samples=n,
+                            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, prompt=prompt,
+                            seed=seed)
+    out = labels.labels_path(results, spec)
+    if force or not out.with_suffix(".json").exists():
+        from rich.progress import Progress
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Progress(console=console) as prog:
+            task = prog.add_task(f"labelling with {model}", total=None)
+            labels.make_labels(spec, out, progress=lambda k: prog.advance(task, k))
+    meta = json.loads(out.with_suffix(".json").read_text())
+    console.print(f"{meta['problems']} prompts, {meta['labelled']} with a majority answer, "
+                  f"{meta['majority_correct']} of them correct -> {out}")
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

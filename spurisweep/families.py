@@ -203,10 +203,10 @@ def render_prompt(tokenizer: Any, template: str, problem: str) -> str:
             return tokenizer.apply_chat_template(
                 [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
             )
-        return R1_TEMPLATE.format(problem=problem)  # a base model without a chat template
+        return R1_TEMPLATE.replace("{problem}", problem)  # a base model without a chat template
     if template not in PROMPTS:
         raise ConfigError(suggest(template, list(PROMPTS)), field="prompt")
-    return PROMPTS[template].format(problem=problem)
+    return PROMPTS[template].replace("{problem}", problem)
 
 
 def load_model_and_tokenizer(source: str, *, dtype: str | None = None, device: str | None = None):

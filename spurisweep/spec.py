@@ -79,7 +79,14 @@ class DataSettings(Strict):
     answer_field: str | None = None
     one_shot_id: str | None = Field(None, description="one_shot reward: the problem id (default: the pi1 example)")
     one_shot_repeat: int = Field(128, ge=1)
-    labels_dir: str | None = Field(None, description="where majority-vote labels live (default results/_labels)")
+    labels: str | None = Field(
+        None, description="majority_vote / incorrect_label: a ready labelled file (problem + label as answer)"
+    )
+    label_samples: int = Field(64, ge=1, description="samples per prompt to take the majority vote over")
+    label_temperature: float = Field(1.0, ge=0)
+    label_top_p: float = Field(1.0, gt=0, le=1)
+    label_max_new_tokens: int | None = Field(None, ge=1, description="None: train.max_completion_length")
+    label_prompt: str = Field("plain", description="prompt template for labelling (the paper: no chat template)")
 
 
 class ProtocolOverride(Strict):
