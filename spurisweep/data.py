@@ -1,25 +1,40 @@
 """Training sets and benchmarks: hub ids by default, local JSON/JSONL/parquet files on request, and an
 offline built-in arithmetic set (`builtin:arith`) so a sweep can run with no network at all.
 
-Every loader returns `Problem` rows with a stable string id. Field names are mapped per data set: the
-problem text is the first of `problem`, `prompt`, `question`; the answer the first of `answer`,
-`final_answer`; the id the first of `id`, `unique_id` (else the row index).
+Every loader returns `Problem` rows with a stable, unique string id. Field names are mapped per data set:
+the problem text is the first present of `problem`, `prompt`, `question` (also `Problem`, `Question`); the
+answer the first of `answer`, `final_answer`, `expected_answer` (also `Answer`); the id the first of `id`,
+`unique_id`, `problem_id`, `ID` (else the row index). Answers are kept as the data set writes them (AMC's
+"142.0", AIME 2025's "070"): equivalence is the grader's job, not the loader's.
+
+`BENCHMARKS` holds each benchmark's hub source(s) and its evaluation protocol, the named defaults of
+RESEARCH.md ("Evaluation protocol"): MATH-500 one greedy sample (pass@1); AIME24, AIME25 and AMC eight
+samples at temperature 0.6 (avg@8 and pass@8); 3072 new tokens at most. A sweep overrides any of them
+under `eval.protocols.<benchmark>`. With $SPURISWEEP_DATA_DIR set, a benchmark is read from the file of
+its name there (`math500.json`, or `.jsonl` / `.parquet`) before the hub is tried.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import DataError
+from .errors import ConfigError, DataError, suggest
 
-PROBLEM_FIELDS = ("problem", "prompt", "question")
-ANSWER_FIELDS = ("answer", "final_answer", "expected_answer")
-ID_FIELDS = ("id", "unique_id", "problem_id")
+log = logging.getLogger(__name__)
+
+PROBLEM_FIELDS = ("problem", "prompt", "question", "Problem", "Question")
+ANSWER_FIELDS = ("answer", "final_answer", "expected_answer", "Answer")
+ID_FIELDS = ("id", "unique_id", "problem_id", "ID")
+LOCAL_SUFFIXES = (".json", ".jsonl", ".parquet")
+
+#: RESEARCH.md: "Max 3072 new tokens" for every benchmark
+MAX_NEW_TOKENS = 3072
 
 
 @dataclass(frozen=True)
@@ -31,31 +46,86 @@ class Problem:
 
 @dataclass(frozen=True)
 class Protocol:
-    """How a benchmark is evaluated (RESEARCH.md, "Evaluation protocol")."""
+    """How a benchmark is evaluated (RESEARCH.md, "Evaluation protocol"). temperature 0 = greedy."""
 
     samples: int = 1
-    temperature: float = 0.0  # 0 = greedy
+    temperature: float = 0.0
     top_p: float = 1.0
-    max_new_tokens: int = 3072
+    max_new_tokens: int = MAX_NEW_TOKENS
+
+    @property
+    def headline(self) -> tuple[str, ...]:
+        """The metrics the paper reports under this protocol: pass@1 for one sample, else avg@n and pass@n."""
+        return ("pass@1",) if self.samples == 1 else (f"avg@{self.samples}", f"pass@{self.samples}")
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """One way to get a benchmark from the hub: id, split, and the configs to concatenate (None: default)."""
+
+    hub_id: str
+    split: str
+    configs: tuple[str | None, ...] = (None,)
 
 
 @dataclass(frozen=True)
 class Benchmark:
     name: str
-    hub_id: str
-    split: str
+    sources: tuple[HubSource, ...]  # tried in order; the first that loads wins
     protocol: Protocol
-    config: str | None = None
     local_name: str | None = None  # file name looked up in $SPURISWEEP_DATA_DIR
+    description: str = ""
+
+    @property
+    def hub_id(self) -> str:
+        return self.sources[0].hub_id
+
+    @property
+    def split(self) -> str:
+        return self.sources[0].split
 
 
-SAMPLED = Protocol(samples=8, temperature=0.6, top_p=1.0, max_new_tokens=3072)
+GREEDY = Protocol(samples=1, temperature=0.0, top_p=1.0, max_new_tokens=MAX_NEW_TOKENS)
+SAMPLED = Protocol(samples=8, temperature=0.6, top_p=1.0, max_new_tokens=MAX_NEW_TOKENS)
 BENCHMARKS: dict[str, Benchmark] = {
-    "math500": Benchmark("math500", "HuggingFaceH4/MATH-500", "test", Protocol(), local_name="math500.json"),
-    "aime24": Benchmark("aime24", "HuggingFaceH4/aime_2024", "train", SAMPLED, local_name="aime24.json"),
-    "aime25": Benchmark("aime25", "math-ai/aime25", "test", SAMPLED, local_name="aime25.json"),
-    "amc": Benchmark("amc", "AI-MO/aimo-validation-amc", "train", SAMPLED, local_name="amc.json"),
-    "arith": Benchmark("arith", "builtin:arith-test", "test", Protocol(max_new_tokens=64)),
+    "math500": Benchmark(
+        "math500",
+        (HubSource("HuggingFaceH4/MATH-500", "test"),),
+        GREEDY,
+        "math500.json",
+        "MATH-500 (500 problems; problem, answer, subject, level, unique_id)",
+    ),
+    "aime24": Benchmark(
+        "aime24",
+        (HubSource("HuggingFaceH4/aime_2024", "train"),),
+        SAMPLED,
+        "aime24.json",
+        "AIME 2024 (30 problems; problem, answer)",
+    ),
+    "aime25": Benchmark(
+        "aime25",
+        (
+            HubSource("math-ai/aime25", "test"),
+            HubSource("opencompass/AIME2025", "test", ("AIME2025-I", "AIME2025-II")),
+        ),
+        SAMPLED,
+        "aime25.json",
+        "AIME 2025 (30 problems; problem/question, answer)",
+    ),
+    "amc": Benchmark(
+        "amc",
+        (HubSource("AI-MO/aimo-validation-amc", "train"),),
+        SAMPLED,
+        "amc.json",
+        "AMC 12 2022-23 (83 problems; problem, answer as floats like 142.0)",
+    ),
+    "arith": Benchmark(
+        "arith",
+        (HubSource("builtin:arith-test", "test"),),
+        Protocol(max_new_tokens=64),
+        None,
+        "built-in two-operation arithmetic (offline, for smoke runs)",
+    ),
 }
 
 #: the One-Shot RLVR "pi1" example (answer 12.8)
@@ -73,7 +143,19 @@ PI1 = Problem(
 
 def data_dir() -> Path | None:
     d = os.environ.get("SPURISWEEP_DATA_DIR")
-    return Path(d) if d else None
+    return Path(d).expanduser() if d else None
+
+
+def get_benchmark(name: str) -> Benchmark:
+    if name not in BENCHMARKS:
+        raise ConfigError(suggest(name, list(BENCHMARKS)), field="benchmark")
+    return BENCHMARKS[name]
+
+
+def is_local(source: str) -> bool:
+    """A path to a file (by its suffix, or because it exists) rather than a hub id."""
+    path = Path(source).expanduser()
+    return path.suffix.lower() in LOCAL_SUFFIXES or path.exists()
 
 
 def load_problems(
@@ -84,48 +166,103 @@ def load_problems(
     problem_field: str | None = None,
     answer_field: str | None = None,
     config: str | None = None,
+    configs: tuple[str | None, ...] | None = None,
 ) -> list[Problem]:
-    """Rows of a data set from `builtin:NAME`, a local file, or a hub id."""
+    """Rows of a data set from `builtin:NAME`, a local JSON/JSONL/parquet file, or a hub id."""
     if source.startswith("builtin:"):
         rows = builtin(source.split(":", 1)[1])
         return rows[:limit] if limit else rows
-    path = Path(source).expanduser()
-    if path.suffix in (".json", ".jsonl", ".parquet") or path.exists():
-        records = read_records(path)
+    if is_local(source):
+        parts: list[tuple[str | None, list[dict[str, Any]]]] = [
+            (None, read_records(Path(source).expanduser()))
+        ]
     else:
-        records = read_hub(source, split, config)
-    out = [to_problem(r, i, source, problem_field, answer_field) for i, r in enumerate(records)]
+        parts = [(c, read_hub(source, split, c)) for c in (configs or (config,))]
+    prefix = len(parts) > 1
+    out = []
+    for cfg, records in parts:
+        for i, r in enumerate(records):
+            p = to_problem(r, i, source, problem_field, answer_field)
+            out.append(Problem(f"{cfg}/{p.id}", p.problem, p.answer) if prefix and cfg else p)
+    out = unique_ids(out, source)
     return out[:limit] if limit else out
 
 
+def local_benchmark_file(name: str) -> Path | None:
+    """$SPURISWEEP_DATA_DIR/<name>.json (or .jsonl / .parquet), if the variable is set and the file exists."""
+    bench = get_benchmark(name)
+    d = data_dir()
+    if d is None or bench.local_name is None:
+        return None
+    stem = Path(bench.local_name).stem
+    for cand in [d / bench.local_name, *(d / f"{stem}{s}" for s in LOCAL_SUFFIXES)]:
+        if cand.is_file():
+            return cand
+    log.info("SPURISWEEP_DATA_DIR=%s has no %s; reading %s from the hub", d, bench.local_name, name)
+    return None
+
+
+def benchmark_source(name: str, path: str | None = None) -> str:
+    """Where `load_benchmark` reads from: the explicit path, the $SPURISWEEP_DATA_DIR file, or the hub id."""
+    bench = get_benchmark(name)
+    if path:
+        return path
+    local = local_benchmark_file(name)
+    return str(local) if local else bench.hub_id
+
+
 def load_benchmark(name: str, *, path: str | None = None, limit: int | None = None) -> list[Problem]:
-    bench = BENCHMARKS[name]
-    if path is None and bench.local_name and data_dir() is not None:
-        candidate = data_dir() / bench.local_name  # type: ignore[operator]
-        if candidate.exists():
-            path = str(candidate)
-    return load_problems(path or bench.hub_id, split=bench.split, limit=limit, config=bench.config)
+    """A benchmark's problems: `path` (a local file or another hub id), the $SPURISWEEP_DATA_DIR file of
+    its name, or its hub sources in order."""
+    bench = get_benchmark(name)
+    source = benchmark_source(name, path)
+    if path or is_local(source) or source.startswith("builtin:"):
+        return load_problems(source, split=bench.split, limit=limit)
+    errors = []
+    for hub in bench.sources:
+        try:
+            return load_problems(hub.hub_id, split=hub.split, limit=limit, configs=hub.configs)
+        except DataError as exc:
+            errors.append(str(exc))
+            log.warning("benchmark %s: %s", name, exc)
+    raise DataError(f"benchmark {name!r}: no source could be read ({'; '.join(errors)})")
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
+    """The rows of a local JSON list (or {"data"|"rows"|"train"|"test": [...]}), JSONL or parquet file."""
+    if not path.is_file():
+        raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    suffix = path.suffix.lower()
     try:
-        if path.suffix == ".jsonl":
-            return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if path.suffix == ".parquet":
+        if suffix == ".jsonl":
+            rows = []
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except json.JSONDecodeError as exc:
+                        raise DataError(f"{path}: line {n} is not valid JSON ({exc.msg})") from None
+            data: Any = rows
+        elif suffix == ".parquet":
             import pandas as pd
 
-            return pd.read_parquet(path).to_dict(orient="records")
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from None
+            data = pd.read_parquet(path).to_dict(orient="records")
+        else:
+            data = json.loads(path.read_text())
+    except DataError:
+        raise
+    except (json.JSONDecodeError, OSError, ValueError, ImportError) as exc:
+        raise DataError(f"{path}: cannot read as {suffix.lstrip('.') or 'json'} ({exc})") from None
     if isinstance(data, dict):
         for key in ("data", "rows", "train", "test"):
             if isinstance(data.get(key), list):
-                return data[key]
+                data = data[key]
+                break
     if not isinstance(data, list):
-        raise DataError(f"{path}: expected a JSON list of objects")
+        raise DataError(f"{path}: expected a list of objects (or an object with a 'data' list)")
+    if data and not all(isinstance(r, dict) for r in data):
+        bad = next(i for i, r in enumerate(data) if not isinstance(r, dict))
+        raise DataError(f"{path}: row {bad} is a {type(data[bad]).__name__}, expected an object")
     return data
 
 
@@ -135,10 +272,11 @@ def read_hub(hub_id: str, split: str, config: str | None) -> list[dict[str, Any]
 
         ds = load_dataset(hub_id, config, split=split)
     except Exception as exc:  # network errors, missing data sets: all end the same way for the user
+        first = str(exc).splitlines()[0] if str(exc) else ""
         raise DataError(
-            f"cannot load data set {hub_id!r} (split {split!r}) from the hub: {type(exc).__name__}: "
-            f"{str(exc).splitlines()[0] if str(exc) else ''}. Offline? Pass a local JSON/JSONL/parquet path "
-            "or set SPURISWEEP_DATA_DIR"
+            f"cannot load data set {hub_id!r} (split {split!r}{f', config {config!r}' if config else ''}) from the "
+            f"hub: {type(exc).__name__}: {first}. Offline? Pass a local JSON/JSONL/parquet path or set "
+            "SPURISWEEP_DATA_DIR"
         ) from None
     return [dict(r) for r in ds]
 
@@ -148,24 +286,49 @@ def to_problem(
 ) -> Problem:
     def pick(names: tuple[str, ...], explicit: str | None, what: str) -> Any:
         if explicit:
-            if explicit not in r:
-                raise DataError(f"{source}: row {index} has no field {explicit!r} ({what})")
+            if explicit not in r or r[explicit] is None:
+                raise DataError(
+                    f"{source}: row {index} has no field {explicit!r} ({what}); it has {sorted(r)}"
+                )
             return r[explicit]
         for n in names:
             if n in r and r[n] is not None:
                 return r[n]
-        raise DataError(f"{source}: row {index} has none of the {what} fields {', '.join(names)}")
+        raise DataError(
+            f"{source}: row {index} has none of the {what} fields {', '.join(names)}; it has {sorted(r)}"
+        )
 
     problem = pick(PROBLEM_FIELDS, problem_field, "problem")
+    if not isinstance(problem, str):
+        raise DataError(f"{source}: row {index}: the problem is a {type(problem).__name__}, expected text")
     answer = pick(ANSWER_FIELDS, answer_field, "answer")
     pid = next((r[n] for n in ID_FIELDS if n in r and r[n] is not None), index)
-    return Problem(id=str(pid), problem=str(problem), answer=_answer_str(answer))
+    return Problem(id=str(_scalar(pid)), problem=problem, answer=_answer_str(answer))
+
+
+def _scalar(x: Any) -> Any:
+    """numpy scalars (from parquet) as Python values, so str() prints 142.0, not np.float64(142.0)."""
+    item = getattr(x, "item", None)
+    return item() if callable(item) and not isinstance(x, (str, bytes)) else x
 
 
 def _answer_str(a: Any) -> str:
-    if isinstance(a, float) and a.is_integer():
-        return str(int(a))
-    return str(a)
+    """The answer as the data set writes it: strings unchanged, numbers as Python prints them (142.0)."""
+    return str(_scalar(a)).strip()
+
+
+def unique_ids(problems: list[Problem], source: str) -> list[Problem]:
+    """Repeated ids get a #k suffix: samples are grouped by problem id, so two problems must never share one."""
+    seen: dict[str, int] = {}
+    out = []
+    for p in problems:
+        k = seen.get(p.id, 0)
+        seen[p.id] = k + 1
+        out.append(p if k == 0 else Problem(f"{p.id}#{k}", p.problem, p.answer))
+    dupes = sum(v - 1 for v in seen.values())
+    if dupes:
+        log.warning("%s: %d repeated problem id(s) renamed with a #k suffix", source, dupes)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- builtin

@@ -1,12 +1,21 @@
-"""Benchmark protocols, per-sample records, pass@1 / avg@n / pass@k.
+"""Benchmark protocols, per-sample records, pass@1 / avg@n / pass@k, code-reasoning metrics.
 
-Every generated sample is kept as a row (problem id, sample index, prompt, response, extracted answer,
-correct or ungradable, length in tokens, truncated, code-reasoning flags); reports compute everything
-from those rows. An evaluation is identified by an `eval_id`:
-  - a baseline (untrained model): hash(model, model_path, prompt template, benchmark, protocol), so it is
-    run once and shared by every cell and sweep that needs it;
-  - a trained checkpoint: hash(cell id, step, benchmark, protocol).
-An evaluation whose files already exist is never generated again.
+Every generated sample is kept as a row (`ROW_FIELDS`: problem id, sample index, prompt, response,
+extracted answer, correct or None = ungradable, grader's reason, length in tokens, truncated,
+code-reasoning flags); reports compute everything from those rows, and the summary in each evaluation's
+metadata is computed from the same rows. An evaluation is identified by an `eval_id`:
+  - a baseline (untrained model): hash(model, model_path, effective prompt template, protocol), so the
+    untrained model is evaluated once per (model, prompt, protocol) and shared by every cell and every
+    sweep that needs it; `spurisweep eval --model M` computes the same id as a training cell would;
+  - a trained checkpoint: cell id, step and hash(prompt, protocol);
+  - an external checkpoint (`spurisweep eval --checkpoint`): hash(checkpoint, model, prompt, protocol).
+The sampling seed is recorded in the metadata but is not part of the id: a baseline is shared whatever
+the seed of the cell that happened to run it first.
+
+An evaluation whose files already exist is never generated again (checked under a per-evaluation file
+lock, so two processes asking for the same baseline generate it once). Grading overlaps generation: each
+generated batch goes to the grading worker processes from a background thread while the next batch
+generates; the grading time left after generation ends is recorded as `grade_wait_s`.
 """
 
 from __future__ import annotations
@@ -14,18 +23,47 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import os
+import platform
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from . import artifacts, data, families
-from .generate import Sampling, choose_backend, generate_transformers, generate_vllm
+from .errors import ConfigError
+from .generate import (
+    Generation,
+    Sampling,
+    choose_backend,
+    encode_prompts,
+    generate_transformers,
+    generate_vllm,
+)
 from .grid import canonical
-from .spec import EvalSettings
+from .spec import EvalSettings, ProtocolOverride
 
 log = logging.getLogger(__name__)
+
+#: the fields of every per-sample row (the store's `samples` table reads exactly these)
+ROW_FIELDS = (
+    "eval_id",
+    "problem_id",
+    "sample_idx",
+    "prompt",
+    "answer",
+    "response",
+    "extracted",
+    "correct",
+    "reason",
+    "n_tokens",
+    "truncated",
+    "has_python",
+    "has_code_block",
+)
 
 
 @dataclass(frozen=True)
@@ -39,37 +77,100 @@ class ResolvedProtocol:
     path: str | None
     limit: int | None
 
+    def sampling(self, seed: int) -> Sampling:
+        return Sampling(self.samples, self.temperature, self.top_p, self.max_new_tokens, seed)
+
 
 def protocol_for(settings: EvalSettings, bench: str) -> ResolvedProtocol:
-    base = data.BENCHMARKS[bench].protocol
+    """A benchmark's named default protocol (data.BENCHMARKS) with the sweep's eval.protocols overrides."""
+    base = data.get_benchmark(bench).protocol
     ov = settings.protocols.get(bench)
 
     def pick(name: str, default: Any) -> Any:
         v = getattr(ov, name) if ov is not None else None
         return default if v is None else v
 
-    return ResolvedProtocol(
+    proto = ResolvedProtocol(
         benchmark=bench,
         samples=pick("samples", base.samples),
-        temperature=pick("temperature", base.temperature),
-        top_p=pick("top_p", base.top_p),
+        temperature=float(pick("temperature", base.temperature)),
+        top_p=float(pick("top_p", base.top_p)),
         max_new_tokens=pick("max_new_tokens", base.max_new_tokens),
         prompt=pick("prompt", None),
         path=pick("path", None),
         limit=pick("limit", settings.limit),
     )
+    if proto.temperature <= 0 and proto.samples > 1:
+        log.warning(
+            "%s: %d greedy samples per problem are identical; set a temperature > 0", bench, proto.samples
+        )
+    return proto
+
+
+def parse_protocol_options(options: list[str] | None, benchmarks: list[str]) -> dict[str, ProtocolOverride]:
+    """`--protocol` values of `spurisweep eval`: `BENCH.FIELD=VALUE`, or `FIELD=VALUE` for every benchmark.
+
+    FIELD is one of the eval.protocols fields (samples, temperature, top_p, max_new_tokens, prompt, path,
+    limit), so a standalone evaluation can match a sweep's protocol (and so share its baseline).
+    """
+    from pydantic import ValidationError
+
+    fields = list(ProtocolOverride.model_fields)
+    raw: dict[str, dict[str, str]] = {}
+    for opt in options or []:
+        if "=" not in opt:
+            raise ConfigError(f"expected BENCH.FIELD=VALUE or FIELD=VALUE, got {opt!r}", field="--protocol")
+        key, value = (x.strip() for x in opt.split("=", 1))
+        bench, _, name = key.rpartition(".")
+        targets = [bench] if bench else list(benchmarks)
+        for b in targets:
+            if b not in data.BENCHMARKS:
+                from .errors import suggest
+
+                raise ConfigError(suggest(b, list(data.BENCHMARKS)), field="--protocol")
+            if name not in fields:
+                from .errors import suggest
+
+                raise ConfigError(suggest(name, fields), field=f"--protocol {key}")
+            raw.setdefault(b, {})[name] = value
+    out = {}
+    for b, values in raw.items():
+        try:
+            out[b] = ProtocolOverride.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            raise ConfigError(
+                f"{err['msg']} (got {err.get('input')!r})",
+                field=f"--protocol {b}.{'.'.join(map(str, err['loc']))}",
+            ) from None
+    return out
 
 
 def _hash(obj: Any) -> str:
     return hashlib.sha256(canonical(obj).encode()).hexdigest()[:16]
 
 
+def _identity(prompt: str, proto: ResolvedProtocol) -> dict[str, Any]:
+    """What makes two evaluations the same: the template actually used and the protocol without it."""
+    p = asdict(proto)
+    p.pop("prompt")
+    return {"prompt": proto.prompt or prompt, "protocol": p}
+
+
 def baseline_eval_id(model: str, model_path: str | None, prompt: str, proto: ResolvedProtocol) -> str:
-    return "base-" + _hash({"model": model, "model_path": model_path, "prompt": prompt, "protocol": asdict(proto)})
+    """The untrained model's evaluation: one per (model, weights, prompt, protocol), shared by all cells."""
+    return "base-" + _hash({"model": model, "model_path": model_path, **_identity(prompt, proto)})
 
 
 def checkpoint_eval_id(cell_id: str, step: int, prompt: str, proto: ResolvedProtocol) -> str:
-    return f"{cell_id}-s{step}-" + _hash({"prompt": prompt, "protocol": asdict(proto)})[:8]
+    return f"{cell_id}-s{step}-" + _hash(_identity(prompt, proto))[:8]
+
+
+def external_eval_id(checkpoint: str, model: str, prompt: str, proto: ResolvedProtocol) -> str:
+    """A checkpoint trained elsewhere: a local folder by its absolute path, a hub id as written."""
+    p = Path(checkpoint).expanduser()
+    where = str(p.resolve()) if p.exists() else checkpoint
+    return "ext-" + _hash({"checkpoint": where, "model": model, **_identity(prompt, proto)})
 
 
 # ---------------------------------------------------------------------------------------------- metrics
@@ -82,26 +183,105 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
 
 
+def _mean_se(xs: list[float]) -> tuple[float, float]:
+    """Mean and its standard error (sample std / sqrt(count); 0 for a single value)."""
+    m = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return m, 0.0
+    var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
+    return m, math.sqrt(var / len(xs))
+
+
+def _ratio(num: int, den: int) -> float | None:
+    return num / den if den else None
+
+
+def code_reasoning(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """The paper's code-reasoning table from sample rows: how often responses mention "python", and the
+    accuracy of those that do and those that do not (None where a group is empty)."""
+    with_code = [r for r in rows if r.get("has_python")]
+    without = [r for r in rows if not r.get("has_python")]
+    return {
+        "code_frequency": _ratio(len(with_code), len(rows)),
+        "acc_with_code": _ratio(sum(bool(r.get("correct")) for r in with_code), len(with_code)),
+        "acc_without_code": _ratio(sum(bool(r.get("correct")) for r in without), len(without)),
+        "code_block_frequency": _ratio(sum(bool(r.get("has_code_block")) for r in rows), len(rows)),
+    }
+
+
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """avg@n (= pass@1), pass@k for every k up to n, and the standard error over problems."""
+    """avg@n (= pass@1), pass@k for every k up to n, their standard errors over problems, and the sample
+    statistics (ungradable, truncated, mean length, code reasoning).
+
+    An ungradable sample (correct None) counts as not correct, as in the report's SQL. n is the smallest
+    number of samples any problem has; a problem with more contributes all of its samples (unbiased).
+    """
     by_problem: dict[str, list[bool]] = {}
     for r in rows:
         by_problem.setdefault(str(r["problem_id"]), []).append(bool(r.get("correct")))
     if not by_problem:
-        return {"problems": 0}
+        return {"problems": 0, "samples": 0}
     n = min(len(v) for v in by_problem.values())
-    per_problem = [sum(v[:n]) / n for v in by_problem.values()]
-    mean = sum(per_problem) / len(per_problem)
-    var = sum((x - mean) ** 2 for x in per_problem) / max(len(per_problem) - 1, 1)
-    out: dict[str, Any] = {
-        "problems": len(by_problem),
-        "samples": n,
-        "avg@n": mean,
-        "stderr": math.sqrt(var / len(per_problem)),
-    }
+    out: dict[str, Any] = {"problems": len(by_problem), "samples": n}
+    mean, se = _mean_se([sum(v) / len(v) for v in by_problem.values()])
+    out["avg@n"] = mean
+    out[f"avg@{n}"] = mean
+    out["stderr"] = se
     for k in range(1, n + 1):
-        out[f"pass@{k}"] = sum(pass_at_k(n, sum(v[:n]), k) for v in by_problem.values()) / len(by_problem)
+        m, s = _mean_se([pass_at_k(len(v), sum(v), k) for v in by_problem.values()])
+        out[f"pass@{k}"] = m
+        out[f"stderr_pass@{k}"] = s
+    out["ungradable"] = _ratio(sum(r.get("correct") is None for r in rows), len(rows))
+    out["truncated"] = _ratio(sum(bool(r.get("truncated")) for r in rows), len(rows))
+    out["mean_length"] = _ratio(sum(int(r.get("n_tokens") or 0) for r in rows), len(rows))
+    out.update(code_reasoning(rows))
     return out
+
+
+# ---------------------------------------------------------------------------------------------- grading
+class OverlappedGrader:
+    """Grades generated batches in a background thread while the caller generates the next batch.
+
+    The grading itself runs in grading.py's worker processes (math-verify needs SIGALRM, so never in
+    threads); this thread only ships batches to them and waits, so it does not compete for the GIL with
+    generation. `finish()` waits for what is left and returns the verdicts in submission order.
+    """
+
+    def __init__(self, workers: int | None = None, timeout: float = 5.0):
+        self.workers = workers
+        self.timeout = timeout
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spurisweep-grade")
+        self._futures: list[tuple[list[Any], Future]] = []
+        self._busy = 0.0
+        self._lock = threading.Lock()
+
+    def _grade(self, pairs: list[tuple[str, str]]) -> list[Any]:
+        from .grading import grade_batch
+
+        t = time.perf_counter()
+        try:
+            return grade_batch(pairs, workers=self.workers, timeout=self.timeout)
+        finally:
+            with self._lock:
+                self._busy += time.perf_counter() - t
+
+    def submit(self, keys: list[Any], pairs: list[tuple[str, str]]) -> None:
+        self._futures.append((keys, self._pool.submit(self._grade, pairs)))
+
+    def finish(self) -> tuple[dict[Any, Any], float]:
+        """{key: verdict} for everything submitted, and the seconds spent grading (in the background)."""
+        out: dict[Any, Any] = {}
+        try:
+            for keys, fut in self._futures:
+                out.update(zip(keys, fut.result(), strict=True))
+        finally:
+            self._pool.shutdown(wait=True)
+        return out, self._busy
+
+
+def _grading_workers() -> int | None:
+    n = os.environ.get("SPURISWEEP_GRADING_WORKERS")
+    return int(n) if n else None
 
 
 # ---------------------------------------------------------------------------------------------- running
@@ -119,64 +299,186 @@ def run_eval(
     backend: str = "transformers",
     batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
+    grading_workers: int | None = None,
 ) -> dict[str, Any]:
-    """Generate, grade and write one evaluation (unless it is already complete). Returns its metadata."""
-    from .grading import grade_batch
+    """Generate, grade and write one evaluation unless it is already complete. Returns its metadata.
 
-    if artifacts.eval_complete(folder, eval_id):
-        return artifacts.read_json(artifacts.eval_files(folder, eval_id)[1])
+    `model` may be None with backend "vllm" (vLLM loads `model_source` itself). The check for an existing
+    evaluation and the generation happen under a file lock, so concurrent callers generate it once.
+    """
+    from filelock import FileLock
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    stored = _stored_meta(folder, eval_id)
+    if stored is not None:
+        return stored
+    # not `<eval_id>.lock`: train.py holds that one around its baseline call, and a second lock on the same
+    # file from this process would wait for itself
+    with FileLock(str(folder / f"{eval_id}.eval.lock")):
+        stored = _stored_meta(folder, eval_id)
+        if stored is not None:
+            return stored
+        return _generate_and_write(
+            model=model,
+            tokenizer=tokenizer,
+            model_source=model_source,
+            prompt_template=prompt_template,
+            proto=proto,
+            seed=seed,
+            folder=folder,
+            eval_id=eval_id,
+            meta=meta,
+            backend=backend,
+            batch_size=batch_size,
+            progress=progress,
+            grading_workers=grading_workers,
+        )
+
+
+def _stored_meta(folder: Path, eval_id: str) -> dict[str, Any] | None:
+    if not artifacts.eval_complete(folder, eval_id):
+        return None
+    meta = artifacts.read_json(artifacts.eval_files(folder, eval_id)[1])
+    if meta is not None:
+        log.info(
+            "eval %s (%s) already stored in %s: not generating again", eval_id, meta.get("benchmark"), folder
+        )
+    return meta
+
+
+def _generate_and_write(
+    *,
+    model: Any,
+    tokenizer: Any,
+    model_source: str,
+    prompt_template: str,
+    proto: ResolvedProtocol,
+    seed: int,
+    folder: Path,
+    eval_id: str,
+    meta: dict[str, Any],
+    backend: str,
+    batch_size: int | None,
+    progress: Callable[[int], None] | None,
+    grading_workers: int | None,
+) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    source = data.benchmark_source(proto.benchmark, proto.path)
     problems = data.load_benchmark(proto.benchmark, path=proto.path, limit=proto.limit)
     template = proto.prompt or prompt_template
     prompts = [families.render_prompt(tokenizer, template, p.problem) for p in problems]
-    sampling = Sampling(proto.samples, proto.temperature, proto.top_p, proto.max_new_tokens, seed)
-    t0 = time.time()
-    if backend == "vllm":
-        gens = generate_vllm(model_source, prompts, sampling)
-    else:
-        gens = generate_transformers(model, tokenizer, prompts, sampling, batch_size=batch_size, progress=progress)
-    t_gen = time.time() - t0
-    flat = [(i, s, g) for i, gs in enumerate(gens) for s, g in enumerate(gs)]
-    verdicts = grade_batch([(g.text, problems[i].answer) for i, _, g in flat])
-    t_grade = time.time() - t0 - t_gen
-    rows = []
-    for (i, idx, g), v in zip(flat, verdicts, strict=True):
-        p = problems[i]
-        rows.append(
-            {
-                "eval_id": eval_id,
-                "problem_id": p.id,
-                "sample_idx": idx,
-                "prompt": prompts[i],
-                "answer": p.answer,
-                "response": g.text,
-                "extracted": v.extracted,
-                "correct": v.correct,
-                "reason": v.reason,
-                "n_tokens": g.n_tokens,
-                "truncated": g.truncated,
-                "has_python": v.has_python,
-                "has_code_block": v.has_code_block,
-            }
+    prompt_ids = encode_prompts(tokenizer, prompts)
+    sampling = proto.sampling(seed)
+    grader = OverlappedGrader(grading_workers if grading_workers is not None else _grading_workers())
+
+    def on_batch(indices: list[int], gens: list[list[Generation]]) -> None:
+        keys = [(i, s) for i, g in zip(indices, gens, strict=True) for s in range(len(g))]
+        grader.submit(
+            keys,
+            [
+                (g[s].text, problems[i].answer)
+                for i, g in zip(indices, gens, strict=True)
+                for s in range(len(g))
+            ],
         )
+
+    t0 = time.perf_counter()
+    try:
+        if backend == "vllm":
+            gens = generate_vllm(
+                model_source, prompts, sampling, tokenizer=tokenizer, prompt_ids=prompt_ids, on_batch=on_batch
+            )
+        else:
+            gens = generate_transformers(
+                model,
+                tokenizer,
+                prompts,
+                sampling,
+                batch_size=batch_size,
+                progress=progress,
+                prompt_ids=prompt_ids,
+                on_batch=on_batch,
+            )
+    finally:
+        t_gen = time.perf_counter() - t0
+        verdicts, grade_busy = grader.finish()
+    t_wait = time.perf_counter() - t0 - t_gen
+    rows = []
+    for i, (p, gs) in enumerate(zip(problems, gens, strict=True)):
+        if len(gs) != sampling.n:
+            raise RuntimeError(
+                f"{backend} returned {len(gs)} samples for problem {p.id}, expected {sampling.n}"
+            )
+        for s, g in enumerate(gs):
+            v = verdicts[(i, s)]
+            rows.append(
+                {
+                    "eval_id": eval_id,
+                    "problem_id": p.id,
+                    "sample_idx": s,
+                    "prompt": prompts[i],
+                    "answer": p.answer,
+                    "response": g.text,
+                    "extracted": v.extracted,
+                    "correct": v.correct,
+                    "reason": v.reason,
+                    "n_tokens": g.n_tokens,
+                    "truncated": g.truncated,
+                    "has_python": v.has_python,
+                    "has_code_block": v.has_code_block,
+                }
+            )
     summary = summarize(rows)
+    tokens = sum(r["n_tokens"] for r in rows)
     full_meta = {
         **meta,
         "eval_id": eval_id,
         "benchmark": proto.benchmark,
+        "data_source": source,
         "prompt": template,
         "protocol": asdict(proto),
+        "headline": list(data.Protocol(proto.samples).headline),
         "backend": backend,
         "seed": seed,
         "n_problems": len(problems),
+        "n_samples": len(rows),
+        "generated_tokens": tokens,
         "generate_s": round(t_gen, 3),
-        "grade_s": round(t_grade, 3),
-        "generated_tokens": sum(g.n_tokens for _, _, g in flat),
+        "grade_s": round(grade_busy, 3),  # grading time, mostly overlapped with generation
+        "grade_wait_s": round(
+            t_wait, 3
+        ),  # grading left after generation ended (what it added to the wall time)
+        "wall_s": round(time.perf_counter() - t_start, 3),
+        "tokens_per_s": round(tokens / t_gen, 2) if t_gen > 0 else None,
+        "versions": _versions(backend),
         "created": time.time(),
         "summary": summary,
     }
     artifacts.write_eval(folder, eval_id, rows, full_meta)
-    log.info("eval %s %s: pass@1 %.3f (%d problems)", eval_id, proto.benchmark, summary.get("pass@1", 0), len(problems))
+    heads = " ".join(f"{k}={summary[k]:.3f}" for k in full_meta["headline"] if k in summary)
+    log.info(
+        "eval %s %s: %s (%d problems x %d samples, %.1f s)",
+        eval_id,
+        proto.benchmark,
+        heads,
+        len(problems),
+        sampling.n,
+        full_meta["wall_s"],
+    )
     return full_meta
+
+
+def _versions(backend: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "transformers", "math-verify", *(["vllm"] if backend == "vllm" else [])):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            pass
+    return out
 
 
 def evaluate_standalone(
@@ -191,29 +493,64 @@ def evaluate_standalone(
     seed: int = 0,
     backend: str = "auto",
 ) -> list[dict[str, Any]]:
-    """`spurisweep eval`: a base model or any checkpoint, recorded in the same store as sweep cells."""
-    fam = families.get(model)
-    template = prompt or fam.prompt
-    source = checkpoint or families.model_source(model, model_path)
-    chosen = choose_backend(backend)
-    if chosen == "vllm":  # vLLM loads its own weights; only the tokenizer is needed to render prompts
-        from transformers import AutoTokenizer
+    """`spurisweep eval`: a base model or any checkpoint, recorded in results/_baselines for the store.
 
-        mdl, tok = None, AutoTokenizer.from_pretrained(source)
-    else:
-        mdl, tok = families.load_model_and_tokenizer(source)
-    folder = results / artifacts.BASELINES
-    metas = []
-    for bench in benchmarks:
-        proto = protocol_for(settings, bench)
+    Without a checkpoint the evaluation is the model's baseline, with the id a training cell of the same
+    model, prompt and protocol computes, so whichever runs first serves both.
+    """
+    fam = families.get(model)
+    for b in benchmarks:
+        data.get_benchmark(b)
+    template = prompt or fam.prompt
+    if template not in families.PROMPTS:
+        from .errors import suggest
+
+        raise ConfigError(suggest(template, list(families.PROMPTS)), field="prompt")
+    chosen = choose_backend(backend)
+    folder = Path(results) / artifacts.BASELINES
+    protos = [protocol_for(settings, b) for b in benchmarks]
+
+    def eval_id(proto: ResolvedProtocol) -> str:
         if checkpoint:
-            eval_id = "ext-" + _hash({"checkpoint": str(Path(checkpoint).resolve()), "model": model, "prompt": template,
-                                      "protocol": asdict(proto)})
+            return external_eval_id(checkpoint, model, template, proto)
+        return baseline_eval_id(model, model_path, template, proto)
+
+    metas: dict[str, dict[str, Any]] = {}
+    todo = []
+    for p in protos:
+        stored = _stored_meta(folder, eval_id(p))
+        if stored is None:
+            todo.append(p)
         else:
-            eval_id = baseline_eval_id(model, model_path, template, proto)
-        meta = {"model": model, "model_path": model_path, "checkpoint": checkpoint, "cell_id": None, "step": 0,
-                "is_baseline": checkpoint is None}
-        metas.append(run_eval(model=mdl, tokenizer=tok, model_source=source, prompt_template=template, proto=proto,
-                              seed=seed, folder=folder, eval_id=eval_id, meta=meta, backend=chosen,
-                              batch_size=settings.batch_size))
-    return metas
+            metas[p.benchmark] = stored
+    if todo:  # load the weights only when something is left to generate
+        source = checkpoint or families.model_source(model, model_path)
+        if chosen == "vllm":  # vLLM loads its own weights; the tokenizer renders and encodes the prompts
+            from transformers import AutoTokenizer
+
+            mdl, tok = None, AutoTokenizer.from_pretrained(source)
+        else:
+            mdl, tok = families.load_model_and_tokenizer(source)
+        for proto in todo:
+            meta = {
+                "model": model,
+                "model_path": model_path,
+                "checkpoint": checkpoint,
+                "cell_id": None,
+                "step": 0,
+                "is_baseline": checkpoint is None,
+            }
+            metas[proto.benchmark] = run_eval(
+                model=mdl,
+                tokenizer=tok,
+                model_source=source,
+                prompt_template=template,
+                proto=proto,
+                seed=seed,
+                folder=folder,
+                eval_id=eval_id(proto),
+                meta=meta,
+                backend=chosen,
+                batch_size=settings.batch_size,
+            )
+    return [metas[p.benchmark] for p in protos]

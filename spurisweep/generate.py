@@ -1,18 +1,58 @@
 """Generation backends: vLLM on a GPU when installed, transformers everywhere.
 
 Both take the same rendered prompt strings and sampling settings and return the same records
-(`Generation`: text, number of generated tokens, whether it hit the token limit). temperature 0 means
-greedy. vLLM is imported only when it is chosen.
+(`Generation`: text, number of generated tokens, whether it hit the token limit), in prompt order, n per
+prompt. temperature 0 means greedy (deterministic on a given backend and batch composition).
+
+What is kept identical across backends, on purpose:
+  * prompt tokens: `encode_prompts` tokenizes every rendered prompt once, as TRL tokenizes training
+    prompts (the tokenizer's own special tokens, e.g. a BOS), except that a BOS the chat template already
+    wrote is not doubled; vLLM is then given these token ids, not the text (its own tokenization would
+    double Llama-3's BOS);
+  * stopping: at any of the tokenizer's EOS and the model's generation_config EOS ids (vLLM does the
+    same), the EOS counted in `n_tokens` and dropped from the text with the other special tokens;
+  * sampling: exactly temperature / top_p / max tokens from the protocol. A checkpoint's
+    generation_config may carry top_k, repetition_penalty or min_p defaults (Qwen instruct models do);
+    they are neutralised on both backends so the protocol, not the checkpoint, decides.
+
+transformers path: prompts grouped by token length (longest first, so a batch that does not fit in
+memory fails first and is split), left-padded by hand, batches sized from free GPU memory (a KV-cache
+budget) and halved on out-of-memory. `on_batch` receives each finished batch, so grading can overlap the
+next batch's generation (see evaluate.run_eval).
+
+vLLM path: one offline `LLM.generate` call with every prompt and `n` samples per prompt; the engine is
+kept between calls for the same weights. vLLM cannot run on the CPU-only machines this project is tested
+on, so that code path is exercised in tests with a fake `vllm` module injected into `sys.modules`.
+vLLM is imported only when it is chosen.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "vllm", "transformers")
+
+#: sampling knobs a checkpoint's generation_config may set, and the value that switches each off
+NEUTRAL_KNOBS: dict[str, Any] = {
+    "top_k": 0,
+    "repetition_penalty": 1.0,
+    "min_p": 0.0,
+    "typical_p": 1.0,
+    "epsilon_cutoff": 0.0,
+    "eta_cutoff": 0.0,
+    "no_repeat_ngram_size": 0,
+    "encoder_repetition_penalty": 1.0,
+    "length_penalty": 1.0,
+}
+#: sequences per generate() call on CPU (memory is not the limit there; compute is)
+CPU_BATCH = 32
+MAX_BATCH = 512
 
 
 @dataclass(frozen=True)
@@ -23,16 +63,27 @@ class Sampling:
     max_new_tokens: int = 3072
     seed: int = 0
 
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
 
 @dataclass(frozen=True)
 class Generation:
     text: str
-    n_tokens: int
-    truncated: bool
+    n_tokens: int  # generated tokens, the stopping EOS included
+    truncated: bool  # stopped by max_new_tokens, not by an EOS
+
+
+#: called with (prompt indices, their generations) as each batch finishes
+BatchCallback = Callable[[list[int], list[list[Generation]]], None]
 
 
 def vllm_available() -> bool:
-    if importlib.util.find_spec("vllm") is None:
+    try:
+        if importlib.util.find_spec("vllm") is None:
+            return False
+    except (ValueError, ImportError):  # a module in sys.modules without a spec
         return False
     try:
         import torch
@@ -43,114 +94,260 @@ def vllm_available() -> bool:
 
 
 def choose_backend(requested: str = "auto") -> str:
+    from .errors import ConfigError
+
+    if requested not in BACKENDS:
+        raise ConfigError(
+            f"unknown generation backend {requested!r}; valid: {', '.join(BACKENDS)}", field="backend"
+        )
     if requested == "vllm":
         if not vllm_available():
-            from .errors import ConfigError
-
-            raise ConfigError("generation_backend 'vllm' needs vLLM installed and a CUDA GPU", field="train")
+            raise ConfigError(
+                "generation backend 'vllm' needs vLLM installed and a CUDA GPU; use 'transformers' or 'auto'",
+                field="backend",
+            )
         return "vllm"
     if requested == "transformers":
         return "transformers"
     return "vllm" if vllm_available() else "transformers"
 
 
-def auto_batch_size(model: Any, max_new_tokens: int, n: int) -> int:
-    """Sequences per generate() call: bounded by a token budget (KV cache) that scales with memory."""
+# ---------------------------------------------------------------------------------------------- shared
+def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each rendered prompt: the tokenizer's special tokens added (as TRL does for training
+    prompts), unless the text already starts with the BOS token (a chat template wrote it)."""
+    bos = getattr(tokenizer, "bos_token", None)
+    out = []
+    for p in prompts:
+        add = not (bos and p.startswith(bos))
+        out.append(list(tokenizer(p, add_special_tokens=add)["input_ids"]))
+    return out
+
+
+def eos_ids(tokenizer: Any, model: Any = None) -> list[int]:
+    """Every token id that ends a response: the tokenizer's EOS and the model generation_config's EOS ids."""
+    ids: list[int] = []
+    cands: list[Any] = [getattr(tokenizer, "eos_token_id", None)]
+    gc = getattr(model, "generation_config", None)
+    if gc is not None:
+        cands.append(getattr(gc, "eos_token_id", None))
+    for c in cands:
+        for i in c if isinstance(c, (list, tuple)) else [c]:
+            if i is not None and int(i) not in ids:
+                ids.append(int(i))
+    return ids
+
+
+def split_at_eos(ids: Sequence[int], eos: Sequence[int], max_new_tokens: int) -> tuple[int, bool]:
+    """(generated tokens, truncated) of one row of generate()'s output.
+
+    A row stops at its first EOS (what follows is padding: the batch went on for other rows), and the EOS
+    counts as generated, as in vLLM's token_ids. A row without EOS ran until max_new_tokens: truncated.
+    Padding is never inferred from the pad id, since a model may generate that id as an ordinary token.
+    """
+    stops = set(eos)
+    for k, t in enumerate(ids):
+        if t in stops:
+            return k + 1, False
+    if len(ids) != max_new_tokens:  # generate() stops early only when every row has ended
+        log.warning("a row without EOS has %d tokens, not max_new_tokens=%d", len(ids), max_new_tokens)
+    return len(ids), True
+
+
+# ---------------------------------------------------------------------------------------------- transformers
+def auto_batch_size(model: Any, max_new_tokens: int, n: int, prompt_tokens: int = 512) -> int:
+    """Sequences per generate() call: on a GPU, what a KV-cache budget of half the free memory holds
+    (sequences of prompt_tokens + max_new_tokens); on a CPU, CPU_BATCH. Never fewer than n."""
     try:
         import torch
 
         if next(model.parameters()).is_cuda:
             free, _ = torch.cuda.mem_get_info()
-            cfg = model.config
-            kv_per_token = 2 * cfg.num_hidden_layers * cfg.hidden_size * 2  # bytes, bf16, upper bound
-            budget = int(free * 0.5 / max(kv_per_token * (max_new_tokens + 512), 1))
-            return max(n, min(512, budget))
-    except Exception:
-        pass
-    return max(n, 32)
+            cfg = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+            heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+            head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+            dtype_bytes = next(model.parameters()).element_size()
+            kv_per_token = 2 * cfg.num_hidden_layers * heads * head_dim * dtype_bytes
+            budget = int(free * 0.5 / max(kv_per_token * (max_new_tokens + prompt_tokens), 1))
+            return max(n, min(MAX_BATCH, budget))
+    except Exception:  # an unusual config: fall back to the CPU size
+        log.debug("auto_batch_size: no KV estimate for this model", exc_info=True)
+    return max(n, CPU_BATCH)
+
+
+def generation_kwargs(model: Any, tokenizer: Any, sampling: Sampling) -> dict[str, Any]:
+    """generate() keyword arguments for a protocol, with the checkpoint's own sampling defaults neutralised."""
+    eos = eos_ids(tokenizer, model)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (eos[0] if eos else 0)
+    kw: dict[str, Any] = dict(
+        max_new_tokens=sampling.max_new_tokens,
+        min_new_tokens=0,
+        do_sample=not sampling.greedy,
+        num_beams=1,
+        num_return_sequences=sampling.n,
+        pad_token_id=pad,
+        eos_token_id=eos,
+    )
+    gc = getattr(model, "generation_config", None)
+    for knob, off in NEUTRAL_KNOBS.items():
+        if knob in ("top_k", "repetition_penalty") or getattr(gc, knob, None) not in (None, off):
+            kw[knob] = off
+    if sampling.greedy:
+        kw.update(temperature=1.0, top_p=1.0)  # unused when greedy; set so the checkpoint's do not warn
+    else:
+        kw.update(temperature=sampling.temperature, top_p=sampling.top_p)
+    return kw
 
 
 def generate_transformers(
-    model: Any, tokenizer: Any, prompts: list[str], sampling: Sampling, batch_size: int | None = None,
-    progress: Any = None,
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    sampling: Sampling,
+    batch_size: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    *,
+    prompt_ids: list[list[int]] | None = None,
+    on_batch: BatchCallback | None = None,
 ) -> list[list[Generation]]:
-    """Batched generation with left padding; prompts are grouped by length to waste less padding."""
+    """Batched generation with left padding, prompts grouped by token length; n samples per prompt.
+
+    `batch_size` counts sequences (prompts x n) per generate() call (None: sized to memory). `progress`
+    gets the number of prompts finished by each batch, `on_batch` the batch's prompt indices and records.
+    """
     import torch
 
+    ids = prompt_ids if prompt_ids is not None else encode_prompts(tokenizer, prompts)
+    if not ids:
+        return []
     device = next(model.parameters()).device
+    kw = generation_kwargs(model, tokenizer, sampling)
+    pad = kw["pad_token_id"]
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # longest first: memory trouble shows early
+    seqs = batch_size or auto_batch_size(model, sampling.max_new_tokens, sampling.n, len(ids[order[0]]))
+    per_call = max(1, seqs // sampling.n)
+    out: list[list[Generation] | None] = [None] * len(ids)
     was_training = model.training
     model.eval()
-    pad_side = tokenizer.padding_side
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    seqs_per_call = batch_size or auto_batch_size(model, sampling.max_new_tokens, sampling.n)
-    prompts_per_call = max(1, seqs_per_call // sampling.n)
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out: list[list[Generation] | None] = [None] * len(prompts)
-    greedy = sampling.temperature <= 0
-    gen_kwargs: dict[str, Any] = dict(
-        max_new_tokens=sampling.max_new_tokens,
-        do_sample=not greedy,
-        num_return_sequences=sampling.n,
-        pad_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-    )
-    if not greedy:
-        gen_kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
-    else:
-        gen_kwargs.update(temperature=None, top_p=None, top_k=None)
     torch.manual_seed(sampling.seed)
     try:
-        with torch.no_grad():
-            for start in range(0, len(order), prompts_per_call):
-                idx = order[start : start + prompts_per_call]
-                enc = tokenizer([prompts[i] for i in idx], return_tensors="pt", padding=True,
-                                add_special_tokens=False).to(device)
-                res = model.generate(**enc, **gen_kwargs)
-                new = res[:, enc["input_ids"].shape[1] :]
-                for j, i in enumerate(idx):
-                    gens = []
-                    for s in range(sampling.n):
-                        ids = new[j * sampling.n + s].tolist()
-                        n_tok = _length(ids, tokenizer.pad_token_id, tokenizer.eos_token_id)
-                        ended = n_tok < len(ids) or (ids and ids[n_tok - 1] == tokenizer.eos_token_id)
-                        text = tokenizer.decode(ids[:n_tok], skip_special_tokens=True)
-                        gens.append(Generation(text, n_tok, truncated=not ended and n_tok >= sampling.max_new_tokens))
-                    out[i] = gens
-                if progress is not None:
-                    progress(len(idx))
+        start = 0
+        while start < len(order):
+            idx = order[start : start + per_call]
+            try:
+                gens = _generate_batch(model, tokenizer, [ids[i] for i in idx], kw, sampling, pad, device)
+            except torch.OutOfMemoryError:
+                if per_call == 1:
+                    raise
+                per_call = max(1, per_call // 2)
+                log.warning("out of memory: retrying with %d prompts per batch", per_call)
+                torch.cuda.empty_cache()
+                continue
+            for i, g in zip(idx, gens, strict=True):
+                out[i] = g
+            if on_batch is not None:
+                on_batch(list(idx), gens)
+            if progress is not None:
+                progress(len(idx))
+            start += len(idx)
     finally:
-        tokenizer.padding_side = pad_side
         if was_training:
             model.train()
-    return [g or [] for g in out]
+    return [g if g is not None else [] for g in out]
 
 
-def _length(ids: list[int], pad_id: int | None, eos_id: int | None) -> int:
-    """Generated tokens up to and including the first EOS (padding after it is not generated)."""
-    for k, t in enumerate(ids):
-        if t == eos_id:
-            return k + 1
-    n = len(ids)
-    while n and ids[n - 1] == pad_id and pad_id != eos_id:
-        n -= 1
-    return n
+def _generate_batch(
+    model: Any,
+    tokenizer: Any,
+    batch: list[list[int]],
+    kw: dict[str, Any],
+    sampling: Sampling,
+    pad: int,
+    device: Any,
+) -> list[list[Generation]]:
+    import torch
+
+    width = max(len(x) for x in batch)
+    input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for r, x in enumerate(batch):  # left padding: every prompt ends where generation starts
+        if x:
+            input_ids[r, width - len(x) :] = torch.tensor(x, dtype=torch.long)
+            mask[r, width - len(x) :] = 1
+    with torch.no_grad():
+        res = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kw)
+    new = res[:, width:].tolist()
+    eos = kw["eos_token_id"]
+    gens = []
+    for j in range(len(batch)):
+        row = []
+        for s in range(sampling.n):
+            toks = new[j * sampling.n + s]
+            n_tok, truncated = split_at_eos(toks, eos, sampling.max_new_tokens)
+            text = tokenizer.decode(toks[:n_tok], skip_special_tokens=True)
+            row.append(Generation(text, n_tok, truncated))
+        gens.append(row)
+    return gens
 
 
-def generate_vllm(model_path: str, prompts: list[str], sampling: Sampling, gpu_memory_utilization: float = 0.85):
-    """One offline LLM.generate call with all prompts and n samples each (GPU only)."""
-    from vllm import LLM, SamplingParams  # type: ignore[import-not-found]
+# ---------------------------------------------------------------------------------------------- vLLM
+_ENGINE: dict[str, Any] = {}
 
-    llm = LLM(model=model_path, seed=sampling.seed, gpu_memory_utilization=gpu_memory_utilization)
-    params = SamplingParams(
+
+def vllm_engine(model_path: str, seed: int = 0, gpu_memory_utilization: float = 0.85) -> Any:
+    """One vLLM engine per process, rebuilt only when the weights change (building one takes minutes)."""
+    from vllm import LLM  # type: ignore[import-not-found]
+
+    key = f"{model_path}|{gpu_memory_utilization}"
+    if key not in _ENGINE:
+        _ENGINE.clear()  # one engine at a time: each holds most of the GPU
+        _ENGINE[key] = LLM(model=model_path, seed=seed, gpu_memory_utilization=gpu_memory_utilization)
+    return _ENGINE[key]
+
+
+def vllm_sampling_params(sampling: Sampling) -> Any:
+    from vllm import SamplingParams  # type: ignore[import-not-found]
+
+    return SamplingParams(
         n=sampling.n,
-        temperature=sampling.temperature,
-        top_p=sampling.top_p if sampling.temperature > 0 else 1.0,
+        temperature=0.0 if sampling.greedy else sampling.temperature,
+        top_p=1.0 if sampling.greedy else sampling.top_p,
+        top_k=-1,
+        min_p=0.0,
+        repetition_penalty=1.0,
         max_tokens=sampling.max_new_tokens,
         seed=sampling.seed,
+        skip_special_tokens=True,
     )
-    results = llm.generate(prompts, params)
-    return [
-        [Generation(o.text, len(o.token_ids), o.finish_reason == "length") for o in r.outputs] for r in results
-    ]
+
+
+def generate_vllm(
+    model_path: str,
+    prompts: list[str],
+    sampling: Sampling,
+    gpu_memory_utilization: float = 0.85,
+    *,
+    tokenizer: Any = None,
+    prompt_ids: list[list[int]] | None = None,
+    on_batch: BatchCallback | None = None,
+) -> list[list[Generation]]:
+    """One offline LLM.generate call with all prompts and n samples each (GPU only).
+
+    Prompts go in as token ids from `encode_prompts` (with `tokenizer`, else vLLM's own HF tokenizer), so
+    both backends see the same tokens. `on_batch` is called once, with every prompt.
+    """
+    if not prompts and not prompt_ids:
+        return []
+    llm = vllm_engine(model_path, sampling.seed, gpu_memory_utilization)
+    if prompt_ids is None:
+        prompt_ids = encode_prompts(tokenizer if tokenizer is not None else llm.get_tokenizer(), prompts)
+    results = llm.generate(
+        [{"prompt_token_ids": ids} for ids in prompt_ids], vllm_sampling_params(sampling), use_tqdm=False
+    )
+    gens = []
+    for r in results:
+        outs = sorted(r.outputs, key=lambda o: getattr(o, "index", 0))
+        gens.append([Generation(o.text, len(o.token_ids), o.finish_reason == "length") for o in outs])
+    if on_batch is not None:
+        on_batch(list(range(len(gens))), gens)
+    return gens
