@@ -11,8 +11,10 @@ failed and is picked up again by the next `run`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -296,7 +298,7 @@ def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s)
         n = len(cells)
     threads = max(1, (os.cpu_count() or 1) // n)
     ex = submitit.AutoExecutor(folder=folder, cluster="local")
-    ex.update_parameters(timeout_min=cells[0].config.slurm.timeout_min, setup=[
+    ex.update_parameters(timeout_min=cells[0].config.slurm.timeout_min, local_setup=[
         f"export SPURISWEEP_THREADS={threads} OMP_NUM_THREADS={threads} SPURISWEEP_GRADING_WORKERS={min(threads, 2)}",
     ])
     sweep = cells[0].sweep
@@ -306,7 +308,8 @@ def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s)
         while pending and len(running) < n:
             c = pending.pop(0)
             d = cell_dir(results, sweep, c.id)
-            job = ex.submit(CellJob(), str(d), str(results))
+            with _detached_stdio():
+                job = ex.submit(CellJob(), str(d), str(results))
             artifacts.CellDir(d).set_status("queued", job_id=str(job.job_id), executor="local", error=None,
                                             submitted=time.time())
             running[c.id] = job
@@ -320,6 +323,26 @@ def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s)
         if pending or running:
             time.sleep(poll_s)
     return states(cells, results)
+
+
+@contextlib.contextmanager
+def _detached_stdio():
+    """Local jobs outlive this process: they must not inherit its stdout/stderr (a caller reading our
+    output through a pipe would otherwise wait for every job to end). Their output goes to submitit's
+    log files in the sweep's _submitit folder."""
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)
 
 
 def watch(cells: list[Cell], results: Path, *, on_update=None, poll_s: float = 5.0) -> list[CellState]:

@@ -1,0 +1,198 @@
+"""Orchestration on the local executor: kill -9 and resume, status, cancel, idempotent re-runs, and
+concurrent ingest of many finished cells (real submitit processes, real DuckDB file)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spurisweep import artifacts, grid, launch, spec, store
+
+ROOT = Path(__file__).resolve().parent.parent
+EXE = [sys.executable, "-m", "spurisweep.cli"]
+
+LONG = """
+name: long
+preset: smoke
+grid:
+  model: [tiny]
+  reward: [random]
+  seed: [0]
+settings:
+  train: {steps: 40, save_every: 4, keep_checkpoints: 2}
+  eval: {limit: 16}
+"""
+
+
+def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout)
+
+
+def keys(db: Path) -> dict[str, set]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return {
+            "samples": set(con.execute("SELECT eval_id, problem_id, sample_idx FROM samples").fetchall()),
+            "metrics": set(con.execute("SELECT cell_id, update_idx, key FROM metrics").fetchall()),
+            "evals": set(con.execute("SELECT eval_id, step FROM evals").fetchall()),
+            "n_samples": con.execute("SELECT count(*) FROM samples").fetchone()[0],
+            "n_metrics": con.execute("SELECT count(*) FROM metrics").fetchone()[0],
+        }
+    finally:
+        con.close()
+
+
+def wait_for(pred, timeout: float, what: str) -> None:
+    t0 = time.time()
+    while not pred():
+        if time.time() - t0 > timeout:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_kill9_is_reported_and_a_rerun_resumes_to_the_rows_of_an_uninterrupted_run(tmp_path):
+    sweep = tmp_path / "long.yaml"
+    sweep.write_text(LONG)
+    ref = tmp_path / "ref"
+    assert cli("run", str(sweep), "--results", str(ref)).returncode == 0
+
+    res = tmp_path / "killed"
+    proc = cli("run", str(sweep), "--results", str(res), "--no-wait")
+    assert proc.returncode == 0, proc.stderr
+    (cell,) = [p for p in (res / "long").iterdir() if (p / "config.json").exists()]
+    # kill the whole job (controller and worker) as the OOM killer or a node failure would,
+    # once it has written a complete checkpoint and is training on
+    wait_for(lambda: any((c / "COMPLETE").exists() for c in (cell / "checkpoints").glob("checkpoint-*")),
+             300, "a first checkpoint")
+    st = json.loads((cell / "status.json").read_text())
+    for pid in {int(st["pid"]), int(st["job_id"])}:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    wait_for(lambda: not Path(f"/proc/{st['pid']}").exists() or
+             Path(f"/proc/{st['pid']}/stat").read_text().split()[2] == "Z", 30, "the worker to die")
+    assert not (cell / "DONE").exists()
+
+    status = cli("status", str(sweep), "--results", str(res))
+    assert status.returncode == 0
+    assert "killed" in status.stdout and "1 killed" in status.stdout
+
+    rerun = cli("run", str(sweep), "--results", str(res))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    done = json.loads((cell / "DONE").read_text())
+    assert done["resumed_from"] and done["resumed_from"].startswith("checkpoint-")
+
+    a, b = keys(ref / "spurisweep.duckdb"), keys(res / "spurisweep.duckdb")
+    assert a["evals"] == b["evals"]
+    assert a["samples"] == b["samples"] and a["n_samples"] == b["n_samples"] == len(b["samples"])
+    assert a["metrics"] == b["metrics"] and a["n_metrics"] == b["n_metrics"] == len(b["metrics"])
+
+
+@pytest.mark.slow
+def test_status_and_cancel_touch_only_this_sweep(tmp_path):
+    other = tmp_path / "other.yaml"
+    other.write_text(LONG.replace("name: long", "name: other").replace("seed: [0]", "seed: [1]"))
+    mine = tmp_path / "long.yaml"
+    mine.write_text(LONG)
+    res = tmp_path / "res"
+    assert cli("run", str(other), "--results", str(res), "--no-wait").returncode == 0
+    assert cli("run", str(mine), "--results", str(res), "--no-wait").returncode == 0
+    sweep = spec.load_sweep(mine)
+    cells = grid.expand(sweep)
+    wait_for(lambda: launch.states(cells, res)[0].state == "running", 60, "the cell to run")
+
+    out = cli("cancel", str(mine), "--results", str(res))
+    assert out.returncode == 0 and "cancelled 1 job" in out.stdout
+    wait_for(lambda: launch.states(cells, res)[0].state == "cancelled", 30, "the cancelled state")
+    other_cells = grid.expand(spec.load_sweep(other))
+    assert launch.states(other_cells, res)[0].state in ("queued", "running", "done")
+    assert cli("cancel", str(other), "--results", str(res)).returncode == 0
+
+    dry = cli("run", str(mine), "--results", str(res), "--dry-run")
+    assert dry.returncode == 0 and "would submit 1 of 1" in dry.stdout
+
+
+def clone_cell(src: Path, dst_root: Path, new_id: str) -> Path:
+    """A finished cell folder copied under a new id (every occurrence of the old id rewritten)."""
+    old = src.name
+    dst = dst_root / new_id
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("checkpoints"))
+    for p in dst.rglob("*"):
+        if p.is_file() and p.suffix in (".json", ".jsonl", "") and p.name != "DONE" or p.name == "DONE":
+            p.write_text(p.read_text().replace(old, new_id))
+        if old in p.name:
+            p.rename(p.with_name(p.name.replace(old, new_id)))
+    return dst
+
+
+@pytest.mark.slow
+def test_hundred_cells_ingested_once_under_concurrent_ingest(tmp_path):
+    res = tmp_path / "res"
+    sweep = tmp_path / "one.yaml"
+    sweep.write_text(LONG.replace("steps: 40", "steps: 4").replace("save_every: 4", "save_every: 2"))
+    assert cli("run", str(sweep), "--executor", "debug", "--results", str(res)).returncode == 0
+    (src,) = [p for p in (res / "long").iterdir() if (p / "DONE").exists()]
+    (res / "spurisweep.duckdb").unlink()
+    many = res / "many"
+    ids = [f"c{i:011d}" for i in range(100)]
+    for cid in ids:
+        clone_cell(src, many, cid)
+    artifacts.atomic_write_json(many / "sweep.json", {"sweep": "many", "cells": {c: {"i": c} for c in ids}})
+    procs = [subprocess.Popen([*EXE, "ingest", "--results", str(res)], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert not any("lock" in err.lower() for _, err in outs)
+    with store.connect(res / "spurisweep.duckdb", read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM cells").fetchone()[0] == 101
+        assert con.execute("SELECT count(*) FROM sweep_cells WHERE sweep = 'many'").fetchone()[0] == 100
+        per_cell = con.execute("SELECT count(*) FROM evals WHERE cell_id = ?", [ids[0]]).fetchone()[0]
+        assert con.execute("SELECT count(*) FROM evals WHERE NOT is_baseline").fetchone()[0] == 101 * per_cell
+        dup = con.execute("SELECT count(*) FROM (SELECT eval_id, problem_id, sample_idx FROM samples "
+                          "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+        assert dup == 0
+        n = con.execute("SELECT count(*) FROM samples").fetchone()[0]
+    again = store.ingest(res)
+    assert again == {"cells": 0, "baselines": 0}
+    with store.connect(res / "spurisweep.duckdb", read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == n
+
+
+def test_states_from_folders(tmp_path, results):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(LONG)
+    (cell,) = grid.expand(spec.load_sweep(sweep))
+    assert launch.read_state(cell, results).state == "pending"
+    d = launch.write_cell_config(cell, results)
+    cd = artifacts.CellDir(d)
+    cd.set_status("failed", error="ValueError: boom", attempts=1)
+    s = launch.read_state(cell, results)
+    assert (s.state, s.error) == ("failed", "ValueError: boom")
+    plan, _ = launch.plan_submission([cell], results, retry_failed=False)
+    assert plan.to_submit == []
+    plan, _ = launch.plan_submission([cell], results, retry_failed=True)
+    assert plan.to_submit == [cell]
+    # a job that claims to run but whose process is gone is reported as killed and resubmitted
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    cd.set_status("running", executor="local", job_id=str(dead.pid))
+    assert launch.read_state(cell, results).state == "killed"
+    plan, _ = launch.plan_submission([cell], results, retry_failed=False)
+    assert plan.to_submit == [cell]
+    # the same cell finished under another sweep's folder counts as done here too
+    other = results / "elsewhere" / cell.id
+    other.mkdir(parents=True)
+    (other / "DONE").write_text("{}")
+    assert launch.read_state(cell, results).state == "done"
