@@ -1,0 +1,320 @@
+"""`report --plot curves|code|clip --out DIR`: training-dynamics figures as PNG plus one HTML page each.
+
+  curves  accuracy (pass@1) against training step, one line per reward, one panel per model
+  code    code-reasoning frequency against step; accuracy with vs without code against step
+  clip    clip ratios (region, low, high) and mean token probability against step, per reward x clip mode
+
+Every line is the mean over runs (seeds) with a band of ± one standard deviation where there are at
+least two runs. Step 0 of the benchmark curves is the untrained model (each run's baseline evaluation).
+Data comes from report.tidy, so filters and names are checked the same way as for tables. matplotlib runs
+on the Agg backend (no display needed), imported only here.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import math
+import textwrap
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import report as rep
+from .errors import ConfigError, suggest
+
+log = logging.getLogger(__name__)
+
+KINDS = ("curves", "code", "clip")
+CLIP_KEYS = ("clip_ratio/region_mean", "clip_ratio/low_mean", "clip_ratio/high_mean", "token_prob/mean")
+BENCH_NAMES = {"math500": "MATH-500", "aime24": "AIME24", "aime25": "AIME25", "amc": "AMC"}
+
+
+@dataclass
+class Series:
+    """One line: a label, and per step the mean and std over runs and the number of runs."""
+
+    label: str
+    steps: list[int]
+    mean: list[float]
+    std: list[float | None]
+    n: list[int]
+
+
+def _series(
+    rows: list[dict[str, Any]], panel_dim: int, series_dims: list[int], step_dim: int, scale: float
+) -> dict[str, dict[str, Series]]:
+    """tidy rows -> panel -> series label -> Series (runs pooled per step by report.summarize_runs)."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in rows:
+        label = " / ".join(str(r[f"d{i}"]) for i in series_dims)
+        groups.setdefault((str(r[f"d{panel_dim}"]), label, int(r[f"d{step_dim}"])), []).append(r)
+    out: dict[str, dict[str, Series]] = {}
+    for (panel, label, step), rs in sorted(groups.items(), key=lambda kv: kv[0]):
+        cell = rep.summarize_runs(rs, scale)
+        if cell["mean"] is None:
+            continue
+        s = out.setdefault(panel, {}).setdefault(label, Series(label, [], [], [], []))
+        s.steps.append(step)
+        s.mean.append(cell["mean"])
+        s.std.append(cell["std"])
+        s.n.append(cell["n"])
+    return out
+
+
+def _figure(
+    panels: dict[str, dict[str, Series]],
+    *,
+    title: str,
+    ylabel: str,
+    path: Path,
+    styles: Callable[[str], dict[str, Any]] | None = None,
+    ylim: tuple[float, float] | None = None,
+    panel_title: Callable[[str], str] = str,
+    xlabel: str = "training step (0 = untrained model)",
+    color_key: Callable[[str], str] = str,
+) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    names = sorted(panels)
+    ncols = min(3, max(1, len(names)))
+    nrows = math.ceil(len(names) / ncols) if names else 1
+    width = max(8.0, 5.2 * ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 3.9 * nrows + 1.2), squeeze=False)
+    labels = sorted({lab for p in panels.values() for lab in p})
+    palette = plt.get_cmap("tab10")
+    keys = list(dict.fromkeys(color_key(lab) for lab in labels))
+    color = {lab: palette(keys.index(color_key(lab)) % 10) for lab in labels}
+    handles: dict[str, Any] = {}
+    for ax, name in zip(axes.flat, names, strict=False):
+        for lab in sorted(panels[name]):
+            s = panels[name][lab]
+            style = {"color": color[lab], "marker": "o", "markersize": 3.5, "linewidth": 1.8}
+            style.update(styles(lab) if styles else {})
+            (line,) = ax.plot(s.steps, s.mean, label=lab, **style)
+            handles.setdefault(lab, line)
+            if any(sd is not None for sd in s.std):
+                lo = [m - (sd or 0.0) for m, sd in zip(s.mean, s.std, strict=True)]
+                hi = [m + (sd or 0.0) for m, sd in zip(s.mean, s.std, strict=True)]
+                ax.fill_between(s.steps, lo, hi, color=style["color"], alpha=0.18, linewidth=0)
+        ax.set_title(panel_title(name), fontsize=12)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ylim:
+            ax.set_ylim(*ylim)
+    for ax in list(axes.flat)[len(names) :]:
+        ax.set_visible(False)
+    if not names:
+        axes.flat[0].text(0.5, 0.5, "no data matches", ha="center", va="center", fontsize=14)
+        axes.flat[0].set_axis_off()
+    fig.suptitle(textwrap.fill(title, int(width * 9)), fontsize=13)
+    per_row = max(1, min(len(handles), int(width // 2.6)))
+    if handles:
+        fig.legend(
+            list(handles.values()),
+            list(handles),
+            loc="lower center",
+            ncol=per_row,
+            fontsize=10,
+            frameon=False,
+        )
+    legend_in = 0.3 * math.ceil(len(handles) / per_row) + 0.15 if handles else 0.0
+    height = fig.get_figheight()
+    fig.tight_layout(rect=(0, legend_in / height, 1, 1))  # the suptitle is laid out by tight_layout
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _data_table(panels: dict[str, dict[str, Series]], value: str, decimals: int = 1) -> str:
+    body = []
+    for panel in sorted(panels):
+        for lab, s in sorted(panels[panel].items()):
+            for st, m, sd, n in zip(s.steps, s.mean, s.std, s.n, strict=True):
+                body.append(
+                    [
+                        panel,
+                        lab,
+                        str(st),
+                        f"{m:.{decimals}f}",
+                        "-" if sd is None else f"{sd:.{decimals}f}",
+                        str(n),
+                    ]
+                )
+    return rep.html_table(f"data: {value}", ["panel", "series", "step", "mean", "std", "runs"], body)
+
+
+def _page(
+    out: Path, kind: str, heading: str, figures: list[tuple[Path, str]], tables: list[str], notes: list[str]
+) -> Path:
+    parts = [f"<h2>{html.escape(heading)}</h2>"]
+    parts += [f"<p class='note'>{html.escape(n)}</p>" for n in notes]
+    for path, caption in figures:
+        parts.append(
+            f"<figure><img src='{html.escape(path.name)}' alt='{html.escape(caption)}'>"
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    parts += tables
+    page = out / f"{kind}.html"
+    page.write_text(rep.html_page(f"spurisweep {kind}", "\n".join(parts)))
+    return page
+
+
+def write_plots(
+    con: Any,
+    kind: str,
+    out: Path,
+    *,
+    sweep: str | None = None,
+    benchmark: str | None = None,
+    where: list[str] | tuple[str, ...] = (),
+) -> list[Path]:
+    """Write the figures of one kind (PNG) and an HTML page showing them with their data; returns the paths."""
+    if kind not in KINDS:
+        raise ConfigError(suggest(kind, list(KINDS)), field="--plot")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rep.check_sweep(con, sweep)
+    rep.check_benchmark(con, benchmark)
+    valid = rep.known_dimensions(con)
+    filters = rep.parse_where(con, list(where), valid)
+    scope = f"sweep {sweep}" if sweep else "all sweeps"
+    notes = [f"{scope}; lines: mean over runs (seeds), bands: ± 1 std where there are >= 2 runs"]
+    if filters:
+        notes.append("filters: " + ", ".join(f"{k}={v}" for k, v in filters))
+    if kind == "clip":
+        return _clip(con, out, sweep, filters, notes)
+    bench = benchmark or rep.default_benchmark(con, sweep)
+    bname = BENCH_NAMES.get(bench or "", bench or "no benchmark")
+    model_title = "model: {}".format
+
+    def rows(metric: str) -> dict[str, dict[str, Series]]:
+        data = rep.tidy(
+            con,
+            sweep=sweep,
+            dims=["model", "reward", "step"],
+            metric=metric,
+            benchmark=bench,
+            step="all",
+            where=filters,
+        )
+        return _series(data, 0, [1], 2, 100.0)
+
+    if kind == "curves":
+        acc = rows("pass@1")
+        fig = _figure(
+            acc,
+            title=f"{bname} accuracy during training, per reward",
+            ylabel="pass@1 (%)",
+            path=out / "curves.png",
+            ylim=(0, 100),
+            panel_title=model_title,
+        )
+        page = _page(
+            out,
+            kind,
+            f"{bname} accuracy against training step",
+            [(fig, "pass@1 per reward")],
+            [_data_table(acc, "pass@1 (%)")],
+            notes,
+        )
+        return [fig, page]
+    freq = rows("code_frequency")
+    f1 = _figure(
+        freq,
+        title=f"code reasoning on {bname}: share of responses mentioning 'python'",
+        ylabel="code frequency (%)",
+        path=out / "code_frequency.png",
+        ylim=(0, 100),
+        panel_title=model_title,
+    )
+    with_code = rows("acc_with_code")
+    without = rows("acc_without_code")
+    both: dict[str, dict[str, Series]] = {}
+    for tag, src in (("with code", with_code), ("without code", without)):
+        for panel, series in src.items():
+            for lab, s in series.items():
+                s.label = f"{lab}, {tag}"
+                both.setdefault(panel, {})[s.label] = s
+    f2 = _figure(
+        both,
+        title=f"{bname} accuracy of responses with vs without code reasoning",
+        ylabel="pass@1 (%)",
+        path=out / "code_accuracy.png",
+        ylim=(0, 100),
+        panel_title=model_title,
+        color_key=lambda lab: lab.rsplit(", with", 1)[0],
+        styles=lambda lab: {
+            "linestyle": "--" if lab.endswith("without code") else "-",
+            "marker": "s" if lab.endswith("without code") else "o",
+        },
+    )
+    page = _page(
+        out,
+        kind,
+        f"code reasoning on {bname}",
+        [
+            (f1, "code-reasoning frequency per reward"),
+            (f2, "accuracy with code (solid) vs without code (dashed)"),
+        ],
+        [_data_table(freq, "code frequency (%)"), _data_table(both, "accuracy (%)")],
+        notes,
+    )
+    return [f1, f2, page]
+
+
+def _clip(
+    con: Any, out: Path, sweep: str | None, filters: list[tuple[str, str]], notes: list[str]
+) -> list[Path]:
+    keys = {r[0] for r in con.execute("SELECT DISTINCT key FROM metrics").fetchall()}
+    present = [k for k in CLIP_KEYS if k in keys]
+    figures, tables = [], []
+    for key in present:
+        data = rep.tidy(
+            con,
+            sweep=sweep,
+            dims=["model", "reward", "clip", "step"],
+            metric=f"train:{key}",
+            step="all",
+            where=filters,
+        )
+        panels = _series(data, 0, [1, 2], 3, 1.0)
+        is_prob = key.startswith("token_prob")
+        what = (
+            "mean token probability" if is_prob else f"clip ratio ({key.split('/')[1].removesuffix('_mean')})"
+        )
+        fname = key.replace("/", "_") + ".png"
+        fig = _figure(
+            panels,
+            title=f"{what} during training, per reward / clip mode",
+            ylabel=what,
+            path=out / fname,
+            panel_title="model: {}".format,
+            xlabel="training step",
+            styles=lambda lab: {"linestyle": "--" if lab.endswith("no_clip") else "-"},
+        )
+        figures.append((fig, what))
+        tables.append(_data_table(panels, key, 4))
+    if not present:
+        notes.append("no clip-ratio or token-probability metrics are stored (TRL logs them while training)")
+    page = _page(
+        out,
+        "clip",
+        "clipping and token probability against training step",
+        figures,
+        tables,
+        notes
+        + [
+            "clip ratios are the share of tokens whose ratio was clipped; they are 0 when each "
+            "rollout batch is used for a single update (RESEARCH.md, Clip modes)"
+        ],
+    )
+    return [f for f, _ in figures] + [page]
