@@ -246,13 +246,21 @@ def report(
     sweep: Annotated[str | None, typer.Option(help="Only cells of this sweep (its name).")] = None,
     pivot: Annotated[str, typer.Option(help="ROWS,COLS: two dimensions (model, reward, clip, seed, "
                                        "benchmark, step, or any swept setting).")] = "model,reward",
-    metric: Annotated[str, typer.Option(help="pass@1, avg@n, code_frequency, acc_with_code, acc_without_code, "
-                                        "mean_length, truncated, ungradable.")] = "pass@1",
+    metric: Annotated[str, typer.Option(help="pass@1, avg@n, pass@K (unbiased, K <= samples), code_frequency, "
+                                        "acc_with_code, acc_without_code, mean_length, truncated, ungradable, "
+                                        "final_reward, train:KEY (a logged training metric).")] = "pass@1",
     benchmark: Annotated[str | None, typer.Option(help="Benchmark (default: math500 if present).")] = None,
-    step: Annotated[str, typer.Option(help="final, best, or a step number.")] = "final",
-    where: Annotated[list[str] | None, typer.Option(help="KEY=VALUE filter on a dimension (repeatable).")] = None,
+    step: Annotated[str | None, typer.Option(help="final, best, all, or a step number (0 = untrained); default: "
+                                             "all when step is pivoted, else final.")] = None,
+    where: Annotated[list[str] | None, typer.Option(help="KEY=VALUE filter on a dimension (repeatable; a "
+                                                    "repeated KEY means any of its values).")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
     spread: Annotated[str, typer.Option(help="std, or ci (bootstrap 95% interval).")] = "std",
+    paper: Annotated[bool, typer.Option("--paper", help="The paper's Figure 1 layout (models x rewards, "
+                                        "MATH-500 change) next to its published numbers.")] = False,
+    plot: Annotated[str | None, typer.Option(help="Write figures instead: curves, code or clip (PNG + HTML, "
+                                             "into --out).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for --plot output.")] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """The comparison table: mean over seeds, spread, and the change against each model's baseline."""
@@ -264,15 +272,58 @@ def report(
         raise ConfigError(f"expected two comma-separated dimensions, got {pivot!r}", field="--pivot")
     if spread not in ("std", "ci"):
         raise ConfigError(f"unknown spread {spread!r}; valid: std, ci", field="--spread")
+    if plot is not None and out is None:
+        raise ConfigError("--plot needs --out DIR (where the PNG and HTML files go)", field="--out")
     store.ingest(results)
     with store.connect(store.db_path(results)) as con:
-        p = rep.pivot(con, sweep=sweep, rows=parts[0], cols=parts[1], metric=metric, benchmark=benchmark,
-                      step=step, where=where or [], spread=spread)
-    out = rep.render(p, fmt, spread)
-    if isinstance(out, str):
-        sys.stdout.write(out + ("\n" if not out.endswith("\n") else ""))
+        if plot is not None:
+            from . import plots
+
+            written = plots.write_plots(con, plot, out, sweep=sweep, benchmark=benchmark, where=where or [])
+            console.print("wrote " + ", ".join(str(w) for w in written))
+            return
+        if paper:
+            from . import paper as paper_mod
+
+            cmp = paper_mod.compare(con, sweep=sweep, benchmark=benchmark, step=step, spread=spread,
+                                    where=where or [])
+            rendered = paper_mod.render(cmp, fmt)
+        else:
+            p = rep.pivot(con, sweep=sweep, rows=parts[0], cols=parts[1], metric=metric, benchmark=benchmark,
+                          step=step, where=where or [], spread=spread)
+            rendered = rep.render(p, fmt, spread)
+    if isinstance(rendered, str):
+        sys.stdout.write(rendered + ("\n" if not rendered.endswith("\n") else ""))
     else:
-        console.print(out)
+        console.print(rendered)
+
+
+@app.command()
+def diagnose(
+    sweep: Annotated[str, typer.Argument(help="A sweep YAML file or a sweep name.", show_default=False)],
+    benchmark: Annotated[str | None, typer.Option(help="Benchmark for gains (default: math500 if present).")] = None,
+    k: Annotated[int | None, typer.Option("--k", help="k of pass@k for compression (default: samples per "
+                                          "problem of the benchmark with the most).")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown or json.")] = "table",
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Is the gain from the reward? Spurious-reward sensitivity, compression vs capability, training health,
+    the clip 2x2 reading, and a warning when conclusions rest on one model family."""
+    from . import diagnostics, store
+
+    name = sweep
+    if sweep.endswith((".yaml", ".yml")) or Path(sweep).is_file():
+        from . import spec
+
+        name = spec.load_sweep(sweep).name
+    store.ingest(results)
+    with store.connect(store.db_path(results)) as con:
+        d = diagnostics.diagnose(con, name, benchmark=benchmark, k=k)
+    rendered = diagnostics.render(d, fmt)
+    if isinstance(rendered, str):
+        sys.stdout.write(rendered + ("\n" if not rendered.endswith("\n") else ""))
+    else:
+        console.print(rendered)
 
 
 @app.command(name="eval")
