@@ -1,8 +1,26 @@
-"""Training presets: nested settings applied before a sweep's own `settings`.
+"""Training presets: nested settings applied before a sweep's own `settings` (see grid.resolve).
 
-`paper` is the paper's recipe (RESEARCH.md, "Paper training settings"); CellConfig's defaults already
-are the paper's values, so the preset only names them. `smoke` is a CPU-sized run of the same structure
-(several gradient updates per rollout, so clipping acts) on the built-in arithmetic set.
+`paper` is the paper's recipe (RESEARCH.md, "Paper training settings"), spelled out in full even where
+it equals CellConfig's defaults, so the preset reads as the recipe and a changed default cannot move it:
+
+    data      DeepScaleR (agentica-org/DeepScaleR-Preview-Dataset, problem/answer)
+    optimiser lr 5e-7 constant, no warmup, Adam betas (0.9, 0.95), weight decay 0, grad-norm clip 1.0
+    rollout   64 prompts x 16 samples = 1024 responses; mini-batch 128 -> 8 gradient updates per rollout;
+              1 epoch per rollout (TRL num_iterations=1)
+    lengths   prompt <= 1024 tokens, response <= 3072
+    sampling  temperature 1.0, top_p 1.0
+    loss      KL coefficient 0, entropy coefficient 0 (TRL's default), token mean within each sequence then
+              mean over sequences (TRL loss_type "grpo"), advantage (r - mean) / std within the group
+              (TRL scale_rewards "group"; TRL adds 1e-4 to the std where the paper adds 1e-9)
+    schedule  300 rollout steps, a checkpoint (and its evaluation) every 50
+    precision bf16 on GPU (train.bf16 None picks it; fp32 on CPU)
+
+train.grpo_kwargs maps this onto GRPOConfig (per_device_train_batch_size x gradient_accumulation_steps =
+mini-batch, generation_batch_size = rollout, max_steps = steps x updates per rollout).
+
+`smoke` is a CPU-sized run of the same structure on the built-in arithmetic set and the 2-layer `tiny`
+model: 4 prompts x 4 samples per rollout consumed in 4 updates of 4, with a learning rate high enough that
+the policy moves within a rollout, so the ratio leaves [0.8, 1.2] and `standard` shows non-zero clip ratios.
 """
 
 from __future__ import annotations
@@ -29,18 +47,20 @@ PRESETS: dict[str, dict[str, Any]] = {
             "temperature": 1.0,
             "top_p": 1.0,
             "beta": 0.0,
+            "loss_type": "grpo",
+            "scale_rewards": "group",
             "save_every": 50,
         },
         "data": {"train": "agentica-org/DeepScaleR-Preview-Dataset"},
-        "eval": {"benchmarks": ["math500", "aime24", "amc"]},
+        "eval": {"benchmarks": ["math500", "aime24", "aime25", "amc"]},
     },
     "smoke": {
         "train": {
             "steps": 4,
-            "learning_rate": 5e-4,
+            "learning_rate": 2e-2,
             "prompts_per_step": 4,
             "samples_per_prompt": 4,
-            "mini_batch": 8,
+            "mini_batch": 4,
             "max_prompt_length": 128,
             "max_completion_length": 24,
             "save_every": 2,
