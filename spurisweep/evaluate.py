@@ -100,6 +100,12 @@ def protocol_for(settings: EvalSettings, bench: str) -> ResolvedProtocol:
         path=pick("path", None),
         limit=pick("limit", settings.limit),
     )
+    if proto.prompt is not None and proto.prompt not in families.PROMPTS:
+        from .errors import suggest
+
+        raise ConfigError(
+            suggest(proto.prompt, list(families.PROMPTS)), field=f"eval.protocols.{bench}.prompt"
+        )
     if proto.temperature <= 0 and proto.samples > 1:
         log.warning(
             "%s: %d greedy samples per problem are identical; set a temperature > 0", bench, proto.samples

@@ -2,7 +2,8 @@
 
 Both take the same rendered prompt strings and sampling settings and return the same records
 (`Generation`: text, number of generated tokens, whether it hit the token limit), in prompt order, n per
-prompt. temperature 0 means greedy (deterministic on a given backend and batch composition).
+prompt. temperature 0 means greedy (deterministic on a given backend and batch composition); n greedy
+samples are one generation repeated n times (neither backend samples greedy n > 1 itself).
 
 What is kept identical across backends, on purpose:
   * prompt tokens: `encode_prompts` tokenizes every rendered prompt once, as TRL tokenizes training
@@ -31,7 +32,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,16 @@ def split_at_eos(ids: Sequence[int], eos: Sequence[int], max_new_tokens: int) ->
     return len(ids), True
 
 
+def _replicated(gens: list[list[Generation]], n: int) -> list[list[Generation]]:
+    return [g * n for g in gens]
+
+
+def _replicating(on_batch: BatchCallback | None, n: int) -> BatchCallback | None:
+    if on_batch is None:
+        return None
+    return lambda idx, gens: on_batch(idx, _replicated(gens, n))
+
+
 # ---------------------------------------------------------------------------------------------- transformers
 def auto_batch_size(model: Any, max_new_tokens: int, n: int, prompt_tokens: int = 512) -> int:
     """Sequences per generate() call: on a GPU, what a KV-cache budget of half the free memory holds
@@ -220,6 +231,20 @@ def generate_transformers(
     ids = prompt_ids if prompt_ids is not None else encode_prompts(tokenizer, prompts)
     if not ids:
         return []
+    if sampling.greedy and sampling.n > 1:  # generate() refuses greedy n > 1; the n copies would be identical
+        return _replicated(
+            generate_transformers(
+                model,
+                tokenizer,
+                prompts,
+                replace(sampling, n=1),
+                batch_size,
+                progress,
+                prompt_ids=ids,
+                on_batch=_replicating(on_batch, sampling.n),
+            ),
+            sampling.n,
+        )
     device = next(model.parameters()).device
     kw = generation_kwargs(model, tokenizer, sampling)
     pad = kw["pad_token_id"]
@@ -338,6 +363,19 @@ def generate_vllm(
     """
     if not prompts and not prompt_ids:
         return []
+    if sampling.greedy and sampling.n > 1:  # some vLLM versions refuse greedy n > 1; the copies are identical
+        return _replicated(
+            generate_vllm(
+                model_path,
+                prompts,
+                replace(sampling, n=1),
+                gpu_memory_utilization,
+                tokenizer=tokenizer,
+                prompt_ids=prompt_ids,
+                on_batch=_replicating(on_batch, sampling.n),
+            ),
+            sampling.n,
+        )
     llm = vllm_engine(model_path, sampling.seed, gpu_memory_utilization)
     if prompt_ids is None:
         prompt_ids = encode_prompts(tokenizer if tokenizer is not None else llm.get_tokenizer(), prompts)

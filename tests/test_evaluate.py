@@ -130,6 +130,11 @@ def test_protocol_defaults_and_overrides():
     m = evaluate.protocol_for(settings, "math500")  # the override is per benchmark
     assert (m.samples, m.temperature, m.max_new_tokens, m.limit) == (1, 0.0, 3072, 5)
     assert p.sampling(seed=4) == generate.Sampling(16, 1.0, 0.95, 100, 4)
+    bad = EvalSettings(protocols={"amc": ProtocolOverride(prompt="chatty")})
+    with pytest.raises(
+        ConfigError, match=r"eval.protocols.amc.prompt: unknown 'chatty' \(did you mean 'chat'"
+    ):
+        evaluate.protocol_for(bad, "amc")
     with pytest.raises(ConfigError, match="unknown 'aime2'.*valid: aime24, aime25"):
         evaluate.protocol_for(EvalSettings(), "aime2")
 

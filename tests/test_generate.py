@@ -175,6 +175,24 @@ def test_callbacks_cover_every_prompt_once(tiny, prompts):
     assert [got[i] for i in range(len(prompts))] == out
 
 
+def test_greedy_n_samples_are_one_generation_repeated(tiny, prompts):
+    """transformers refuses greedy num_return_sequences > 1; n greedy samples are identical anyway."""
+    model, tok = tiny
+    batches = []
+    out = generate.generate_transformers(
+        model,
+        tok,
+        prompts[:2],
+        Sampling(n=3, temperature=0.0, max_new_tokens=5),
+        on_batch=lambda i, g: batches.append(g),
+    )
+    one = generate.generate_transformers(
+        model, tok, prompts[:2], Sampling(n=1, temperature=0.0, max_new_tokens=5)
+    )
+    assert out == [g * 3 for g in one]
+    assert [len(g) for b in batches for g in b] == [3, 3]
+
+
 def test_choose_backend():
     assert generate.choose_backend("transformers") == "transformers"
     assert generate.choose_backend("auto") == ("vllm" if generate.vllm_available() else "transformers")
@@ -272,6 +290,8 @@ def test_vllm_one_call_all_prompts_n_samples(fake_vllm, tiny, prompts):
     assert len(fake_vllm.engines) == 1  # the engine is reused for the same weights
     greedy = fake_vllm.calls[1][1]
     assert (greedy.temperature, greedy.top_p, greedy.n) == (0.0, 1.0, 1)
+    rep = generate.generate_vllm("/models/x", prompts[:2], Sampling(n=3, temperature=0.0), tokenizer=tok)
+    assert fake_vllm.calls[2][1].n == 1 and [len(g) for g in rep] == [3, 3] and rep[0][0] == rep[0][2]
 
 
 def test_auto_picks_vllm_when_installed_with_a_gpu(fake_vllm, monkeypatch):
