@@ -335,6 +335,11 @@ def eval_cmd(
     limit: Annotated[int | None, typer.Option(help="Only the first N problems of each benchmark.")] = None,
     prompt: Annotated[str | None, typer.Option(help="Prompt template (default: the family's).")] = None,
     backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
+    protocol: Annotated[list[str] | None, typer.Option(
+        help="Protocol override BENCH.FIELD=VALUE, or FIELD=VALUE for all (samples, temperature, top_p, "
+        "max_new_tokens, prompt, path, limit); repeatable. Match a sweep's eval.protocols to share its baseline.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Sequences per generate() call (default: by memory).")] = None,
     seed: int = 0,
     results: ResultsOpt = Path("results"),
 ) -> None:
@@ -349,12 +354,16 @@ def eval_cmd(
 
             raise ConfigError(suggest(b, list(data.BENCHMARKS)), field="--benchmarks")
     metas = evaluate.evaluate_standalone(model=model, model_path=model_path, checkpoint=checkpoint, benchmarks=names,
-                                         settings=EvalSettings(benchmarks=names, limit=limit), prompt=prompt,
+                                         settings=EvalSettings(benchmarks=names, limit=limit, batch_size=batch_size,
+                                                               protocols=evaluate.parse_protocol_options(protocol,
+                                                                                                         names)),
+                                         prompt=prompt,
                                          results=results, seed=seed, backend=backend)
     store.ingest(results)
     for m in metas:
         s = m["summary"]
-        ks = " ".join(f"{k}={v:.3f}" for k, v in s.items() if k.startswith("pass@"))
+        ks = " ".join(f"{k}={s[k]:.3f}" for k in m.get("headline", ["pass@1"]) if k in s)
+        ks += f" (stderr {s.get('stderr', 0):.3f}, code {s.get('code_frequency') or 0:.1%})"
         console.print(f"{m['benchmark']}: {s.get('problems')} problems x {s.get('samples')} samples  {ks}  "
                       f"(eval {m['eval_id']})")
 
