@@ -90,12 +90,13 @@ class Estimate:
 
 @dataclass
 class Effect:
-    """A difference of group means with its bootstrap interval and P(effect < 0)."""
+    """A difference of group means with its bootstrap interval, P(effect < 0) and P(effect > 0)."""
 
     mean: float | None
     low: float | None = None
     high: float | None = None
     p_negative: float | None = None
+    p_positive: float | None = None
 
     def text(self) -> str:
         if self.mean is None:
@@ -192,7 +193,6 @@ def estimate(values: list[float | None], seed: int = 0) -> Estimate:
 
 def difference(a: list[float], b: list[float], seed: int = 0) -> tuple[Effect, Any]:
     """mean(a) - mean(b), with a bootstrap interval resampling each group independently."""
-    import numpy as np
 
     a, b = rep._clean(a), rep._clean(b)
     if not a or not b:
@@ -201,8 +201,7 @@ def difference(a: list[float], b: list[float], seed: int = 0) -> tuple[Effect, A
     if len(a) < 2 or len(b) < 2:
         return Effect(mean), None
     boot = rep.bootstrap_means(a, BOOTSTRAP, seed) - rep.bootstrap_means(b, BOOTSTRAP, seed + 1)
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    return Effect(mean, float(lo), float(hi), float((boot < 0).mean())), boot
+    return _effect_from(boot, mean), boot
 
 
 def _effect_from(boot: Any, mean: float | None) -> Effect:
@@ -211,7 +210,9 @@ def _effect_from(boot: Any, mean: float | None) -> Effect:
     if boot is None or mean is None:
         return Effect(mean)
     lo, hi = np.quantile(boot, [0.025, 0.975])
-    return Effect(mean, float(lo), float(hi), float((boot < 0).mean()))
+    # a tolerance, so that identical groups (every draw exactly 0 up to rounding) count as neither sign
+    tol = 1e-9 * max(1.0, float(np.abs(boot).max()))
+    return Effect(mean, float(lo), float(hi), float((boot < -tol).mean()), float((boot > tol).mean()))
 
 
 def direction(effect: Effect, want_negative: bool) -> str:
@@ -221,14 +222,14 @@ def direction(effect: Effect, want_negative: bool) -> str:
     if effect.mean is None:
         return "untestable"
     sign = -1 if want_negative else 1
-    if effect.low is None or effect.high is None or effect.p_negative is None:
+    if effect.low is None or effect.high is None or effect.p_negative is None or effect.p_positive is None:
         return "suggested" if sign * effect.mean > 0 else "not supported"
     lo, hi = sorted((sign * effect.low, sign * effect.high))
     if lo > 0:
         return "supported"
     if hi < 0:
         return "contradicted"
-    p_expected = effect.p_negative if want_negative else 1 - effect.p_negative
+    p_expected = effect.p_negative if want_negative else effect.p_positive
     return "suggested" if p_expected >= LEAN else "not supported"
 
 
@@ -371,9 +372,15 @@ def _compression_row(
 
 
 def compression(
-    con: Any, sweep: str | None, runs: list[Run], benchmark: str | None, k: int | None
+    con: Any,
+    sweep: str | None,
+    runs: list[Run],
+    benchmark: str | None,
+    k: int | None,
+    runs_benchmark: str | None = None,
 ) -> tuple[list[Compression], list[str]]:
-    """Per run and per model, on the benchmark with the most samples per problem (or the one given)."""
+    """Per run and per model, on the benchmark with the most samples per problem (or the one given).
+    `runs_benchmark` names the benchmark of the runs' pass@1 values, reused instead of queried again."""
     sql = (
         "SELECT benchmark, min(samples) FROM evals WHERE NOT is_baseline AND list_contains($ids, cell_id) "
         "GROUP BY benchmark"
@@ -390,7 +397,11 @@ def compression(
         ]
     bench = max(sorted(usable), key=lambda b: usable[b])
     kk = k or int(usable[bench])
-    p1 = rep.tidy(con, sweep=sweep, dims=[], metric="pass@1", benchmark=bench, step="final")
+    p1 = (
+        []
+        if bench == runs_benchmark
+        else rep.tidy(con, sweep=sweep, dims=[], metric="pass@1", benchmark=bench, step="final")
+    )
     pk = rep.tidy(con, sweep=sweep, dims=[], metric=f"pass@{kk}", benchmark=bench, step="final")
     by = {r.cell_id: r for r in runs}
 
@@ -405,7 +416,11 @@ def compression(
             out[cid] = (None if b is None else 100 * b, None if v is None else 100 * v)
         return out
 
-    c1, ck = per_cell(p1), per_cell(pk)
+    ck = per_cell(pk)
+    if bench == runs_benchmark:
+        c1 = {r.cell_id: (r.base, r.value) for r in runs if r.value is not None}
+    else:
+        c1 = per_cell(p1)
     rows: list[Compression] = []
     for cid in sorted(
         set(c1) & set(ck) & set(by), key=lambda c: (by[c].model, by[c].reward, by[c].clip, str(by[c].seed))
@@ -544,7 +559,7 @@ def _analyse_2x2(
         + (f" (bootstrap P(<0) = {e_r.p_negative:.2f})" if e_r.p_negative is not None else "")
         + f": clipping bias {bias}.",
         f"It changed the ground-truth run by {e_g.text()} points"
-        + (f" (bootstrap P(>0) = {1 - e_g.p_negative:.2f})" if e_g.p_negative is not None else "")
+        + (f" (bootstrap P(>0) = {e_g.p_positive:.2f})" if e_g.p_positive is not None else "")
         + f": rare exploration {explore}.",
     ]
     if confidence == "none":
@@ -607,7 +622,7 @@ def diagnose(con: Any, sweep: str | None, *, benchmark: str | None = None, k: in
     d.sensitivity = sensitivity(runs)
     if not d.sensitivity:
         d.notes.append("spurious-reward sensitivity needs a `random` reward run (and ideally `ground_truth`)")
-    d.compression, notes = compression(con, sweep, runs, benchmark, k)
+    d.compression, notes = compression(con, sweep, runs, benchmark, k, runs_benchmark=bench)
     d.notes += notes
     d.health = health(con, sweep)
     d.clip2x2, notes = clip_2x2(runs, bench)
@@ -804,11 +819,11 @@ def render(d: Diagnosis, fmt: str = "table") -> str | Any:
     parts += [Text(n, style="italic") for n in d.notes]
     for title, hdr, rows, notes in secs:
         if rows:
-            t = Table(title=title, title_justify="left")
+            t = Table(title=Text(title), title_justify="left")
             for h in hdr:
-                t.add_column(h, overflow="fold")
+                t.add_column(Text(h), overflow="fold")
             for r in rows:
-                t.add_row(*r, style="bold red" if "SENSITIVE" in r else None)
+                t.add_row(*map(Text, r), style="bold red" if "SENSITIVE" in r else None)
             parts.append(t)
         else:
             parts.append(Text(f"{title}: nothing to show", style="dim"))

@@ -271,9 +271,9 @@ def render(c: Comparison, fmt: str = "table") -> str | Any:
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=head)
+    t = Table(title=Text(head))
     for h in hdr:
-        t.add_column(h, justify="left" if h in ("model", "source") else "right")
+        t.add_column(Text(h), justify="left" if h in ("model", "source") else "right")
     for r in body:
-        t.add_row(*r, style="dim" if r[1] == "paper" else None, end_section=r[1] == "paper")
+        t.add_row(*map(Text, r), style="dim" if r[1] == "paper" else None, end_section=r[1] == "paper")
     return Group(t, *[Text(n, style="italic") for n in c.notes])

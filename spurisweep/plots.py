@@ -96,6 +96,8 @@ def _figure(
             s = panels[name][lab]
             style = {"color": color[lab], "marker": "o", "markersize": 3.5, "linewidth": 1.8}
             style.update(styles(lab) if styles else {})
+            if len(s.steps) > 30:  # per-update training curves: markers would only add clutter
+                style.update(marker=None, linewidth=1.2)
             (line,) = ax.plot(s.steps, s.mean, label=lab, **style)
             handles.setdefault(lab, line)
             if any(sd is not None for sd in s.std):

@@ -86,10 +86,6 @@ class Metric:
     percent: bool = False
 
     @property
-    def has_baseline(self) -> bool:
-        return self.kind != "train"
-
-    @property
     def unit(self) -> str:
         if self.percent:
             return "%"
@@ -651,11 +647,11 @@ def render(p: Pivot, fmt: str = "table", spread: str | None = None) -> str | Any
     from rich.table import Table
     from rich.text import Text
 
-    t = Table(title=head, show_lines=False)
+    t = Table(title=Text(head), show_lines=False)
     for h in hdr:
-        t.add_column(h, justify="left" if h == hdr[0] else "right")
+        t.add_column(Text(h), justify="left" if h == hdr[0] else "right")
     for r in body:
-        t.add_row(*r)
+        t.add_row(*map(Text, r))
     return Group(t, *[Text(n, style="italic") for n in p.notes])
 
 

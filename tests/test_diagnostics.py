@@ -98,6 +98,11 @@ def test_2x2_rare_exploration_and_neither(tmp_path):
     assert y.effect_random.mean == pytest.approx(0.0) and y.interaction.mean == pytest.approx(0.0)
     assert y.reading == "neither" and y.clipping_bias == "not supported"
     assert "no effect" in y.statement
+    # identical runs everywhere (a model that never moves): every bootstrap draw is 0, neither sign counts
+    same = {k: [0, 0, 0] for k in BIAS}
+    (z,) = diagnose(build_2x2(tmp_path / "z.duckdb", same)).clip2x2
+    assert z.effect_ground_truth.p_positive == 0.0 and z.effect_random.p_negative == 0.0
+    assert z.clipping_bias == z.rare_exploration == "not supported" and z.reading == "neither"
 
 
 def test_2x2_with_one_seed_has_no_interval_and_incomplete_grids_are_named(tmp_path):
@@ -161,14 +166,21 @@ def test_sensitivity_matches_the_ground_truth_hit_rate_and_flags_over_5_points(t
     assert not any("single model family" in w for w in d.warnings)
 
 
-def test_compression_and_capability_follow_the_formula(tmp_path):
-    # 4 problems x 8 samples. before: correct counts 0, 1, 4, 8; after: 0, 6, 8, 8
+@pytest.mark.parametrize("with_math500", [False, True])
+def test_compression_and_capability_follow_the_formula(tmp_path, with_math500):
+    # aime24, 4 problems x 8 samples. before: correct counts 0, 1, 4, 8; after: 0, 6, 8, 8. With a math500
+    # evaluation too (1 sample: no pass@k), gains are on math500 and compression still on aime24.
     before, after = [0, 1, 4, 8], [0, 6, 8, 8]
     with StoreBuilder(tmp_path / "c.duckdb", sweep="c") as b:
         b.baseline("qwen2.5-math-7b", "aime24", [[i < c for i in range(8)] for c in before])
+        if with_math500:
+            b.baseline("qwen2.5-math-7b", "math500", outcomes(0.5, 10))
         cid = b.cell("qwen2.5-math-7b", "ground_truth")
         b.evaluation(cid, 50, "aime24", [[i < c for i in range(8)] for c in after])
+        if with_math500:
+            b.evaluation(cid, 50, "math500", outcomes(0.9, 10))
     d = diagnose(tmp_path / "c.duckdb", "c")
+    assert d.benchmark == ("math500" if with_math500 else "aime24")
 
     def p(counts: list[int], k: int) -> float:
         return 100 * sum(evaluate.pass_at_k(8, c, k) for c in counts) / len(counts)

@@ -302,6 +302,10 @@ def test_formats(known):
     console.print(rep.render(rep.pivot(known, sweep="t", rows="model", cols="reward"), "table"))
     text = console.export_text()
     assert "60.0 ± 10.0 (n=3) Δ+40.0" in text and "m2" in text
+    console = Console(width=200, record=True)
+    console.print(rep.render(p, "table"))  # brackets in titles and cells are text, not rich markup
+    text = console.export_text()
+    assert "[bootstrap 95% interval]" in text and "60.0 [5" in text
     with pytest.raises(ConfigError, match="--format"):
         rep.render(p, "xlsx")
 
