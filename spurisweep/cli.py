@@ -43,7 +43,7 @@ def _load(sweep_file: Path, *, check_trl: bool = True):
     if check_trl:  # TRL's cross-field rules, once per distinct training setup, before anything is queued
         seen = set()
         for c in cells:
-            key = (c.config.train.model_dump_json(), json.dumps(c.config.trl, sort_keys=True, default=str), c.config.clip)
+            key = train.validation_key(c.config)
             if key not in seen:
                 seen.add(key)
                 train.validate(c.config, file=str(sweep_file))

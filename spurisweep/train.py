@@ -217,7 +217,11 @@ def grpo_kwargs(
     kw.update(cfg.trl)
     if "steps_per_generation" in cfg.trl and "generation_batch_size" not in cfg.trl:
         kw.pop("generation_batch_size")  # TRL takes one of the two; the user's choice wins
-    upr = updates_per_rollout(kw, world, file)
+    try:
+        upr = updates_per_rollout(kw, world, file)
+    except ConfigError as exc:  # with batch-shape overrides, name the override rather than our setting
+        who = next((f"trl.{k}" for k in SHAPE_FIELDS if k in cfg.trl), exc.field)
+        raise ConfigError(exc.detail, file=file, field=who) from None
     if "max_steps" not in cfg.trl:
         kw["max_steps"] = t.steps * upr
     if "save_steps" not in cfg.trl:
@@ -304,6 +308,11 @@ def validate(cfg: CellConfig, file: str | None = None) -> None:
             raise ConfigError(
                 f"TRL rejects this configuration: {msg}", file=file, field=_blame(msg, cfg)
             ) from None
+
+
+def validation_key(cfg: CellConfig) -> str:
+    """What validate() looks at: cells that agree on it need to be validated once."""
+    return cfg.model_dump_json(include={"train", "trl", "clip", "clip_params", "tracking"})
 
 
 def _blame(message: str, cfg: CellConfig) -> str:
@@ -489,7 +498,7 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
     """Train, checkpoint, evaluate and resume one cell in its folder; returns the DONE summary."""
     import torch
     from datasets import Dataset
-    from transformers import TrainerCallback
+    from transformers import AutoTokenizer, TrainerCallback
     from trl import GRPOConfig
 
     threads()
@@ -507,9 +516,10 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
 
     # -- the untrained model's evaluation, shared by every cell of this model/prompt/protocol
     dtype = None if cfg.train.bf16 is None else ("bf16" if cfg.train.bf16 else "fp32")
-    model, tok = families.load_model_and_tokenizer(source, dtype=dtype)
+    tok = AutoTokenizer.from_pretrained(source)
     protos = [evaluate.protocol_for(cfg.eval, b) for b in cfg.eval.benchmarks]
     baselines: dict[str, str] = {}
+    model = None  # the untrained model, loaded only if a baseline evaluation is missing
     if cfg.eval.baseline:
         from filelock import FileLock
 
@@ -518,6 +528,8 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
         for proto in protos:
             eid = evaluate.baseline_eval_id(cfg.model, cfg.model_path, cfg.prompt or "", proto)
             with FileLock(str(folder / f"{eid}.lock")):  # concurrent cells of one model: evaluated once
+                if model is None and not artifacts.eval_complete(folder, eid):
+                    model, tok = families.load_model_and_tokenizer(source, dtype=dtype)
                 evaluate.run_eval(
                     model=model,
                     tokenizer=tok,
@@ -589,7 +601,6 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
         log.info(
             "cell %s resumes from %s (update %d of %d)", cell_id, resume.name, resumed_update, max_updates
         )
-    health_now: list[str] = health.names(health.flags(metric_rows))
 
     class CellCallback(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kw):
@@ -599,8 +610,7 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
                 evaluate_at(model, resumed_update // upr)
 
         def on_log(self, args, state, control, logs=None, **kw):
-            nonlocal health_now
-            if not logs or "train_runtime" in logs:  # the end-of-training summary, not an update
+            if not state.is_world_process_zero or not logs or "train_runtime" in logs:  # not an update row
                 return
             row = {
                 "update": state.global_step,
@@ -614,10 +624,12 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
                 metric_rows.append(row)
             artifacts.atomic_write_jsonl(cell.metrics_path, metric_rows)
             if (state.global_step - 1) % upr == 0:  # first update of a rollout: progress and health so far
-                health_now = health.names(health.flags(metric_rows))
-                cell.set_status("running", step=row["step"], update=state.global_step, health=health_now)
+                found = health.names(health.flags(metric_rows))
+                cell.set_status("running", step=row["step"], update=state.global_step, health=found)
 
         def on_save(self, args, state, control, model=None, **kw):
+            if not state.is_world_process_zero:  # data-parallel ranks: one writer
+                return
             path = ckpt_dir / f"checkpoint-{state.global_step}"
             artifacts.atomic_write_text(path / "COMPLETE", str(time.time()))
             pruned = prune_checkpoints(ckpt_dir, cfg.train.keep_checkpoints)

@@ -206,6 +206,11 @@ def test_other_loss_types_are_reachable(tmp_path):
             "must be divisible by num_generations (4)",
         ),
         ({"trl": {"num_generations": 3}}, "trl.num_generations", "divisible by num_generations (3)"),
+        (
+            {"trl": {"generation_batch_size": 30}},
+            "trl.generation_batch_size",
+            "divisible by the responses per forward pass (4)",
+        ),
         ({"trl": {"loss_type": "ppo"}}, "trl.loss_type", "valid: bnpo"),
         ({"train": {"loss_type": "grpoo"}}, "train.loss_type", "did you mean 'grpo'"),
         ({"train": {"scale_rewards": "groups"}}, "train.scale_rewards", "did you mean 'group'"),
@@ -214,7 +219,7 @@ def test_other_loss_types_are_reachable(tmp_path):
         ({"tracking": {"report_to": ["wandbb"]}}, "tracking.report_to[0]", "did you mean 'wandb'"),
         (
             {"train": {"mini_batch": 8, "micro_batch": 4}, "trl": {"steps_per_generation": 3}},
-            "trl.gradient_accumulation_steps",
+            "trl.steps_per_generation",
             "not a whole number of updates",
         ),
     ],
@@ -367,6 +372,7 @@ def test_every_update_is_logged_with_the_training_signals(tmp_path):
     done = train.run_cell(d, results)
     rows = metrics(d)
     assert done["updates_per_rollout"] == 2 and done["updates"] == 6
+    assert done["backend"] == "transformers" == artifacts.CellDir(d).status()["backend"]  # no vLLM/GPU here
     assert [r["update"] for r in rows] == [1, 2, 3, 4, 5, 6]
     assert [r["step"] for r in rows] == [1, 1, 2, 2, 3, 3]
     generated = [r["update"] for r in rows if "reward" in r]
@@ -398,6 +404,22 @@ def test_every_update_is_logged_with_the_training_signals(tmp_path):
         assert 0 < r["token_prob/mean"] < 1 and r["entropy"] > 0
     # the untrained tiny model's sampled tokens are near-uniform over its 512-token vocabulary
     assert rows[0]["token_prob/mean"] == pytest.approx(1 / 512, rel=0.5)
+
+
+def test_vllm_colocate_when_installed_with_a_gpu_else_transformers(monkeypatch, tmp_path):
+    """vLLM and a GPU cannot run here: generate.vllm_available is mocked; the GRPOConfig arguments are real."""
+    from spurisweep import generate
+
+    (cell,) = resolved(tmp_path, "name: p\npreset: paper\ngrid: {model: [qwen2.5-math-1.5b]}\n")
+    monkeypatch.setattr(generate, "vllm_available", lambda: False)
+    assert generate.choose_backend("auto") == "transformers"
+    kw = train.grpo_kwargs(cell.config, "out", cpu=True, backend="transformers")
+    assert kw["use_vllm"] is False and "vllm_mode" not in kw
+    monkeypatch.setattr(generate, "vllm_available", lambda: True)
+    assert generate.choose_backend("auto") == "vllm"
+    kw = train.grpo_kwargs(cell.config, "out", cpu=False, backend="vllm")
+    assert kw["use_vllm"] is True and kw["vllm_mode"] == "colocate"
+    assert kw["vllm_max_model_length"] == 1024 + 3072 and kw["bf16"] is True
 
 
 def test_tracker_environment_names_the_run_and_group_and_is_restored(tmp_path, monkeypatch):
