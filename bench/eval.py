@@ -262,6 +262,7 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=12, help="CPU: problems for the greedy comparison")
     ap.add_argument("--max-new-tokens", type=int, default=64, help="CPU: new tokens per response")
     ap.add_argument("--grading-problems", type=int, default=8, help="AMC problems (x 8 samples) for grading")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own)")
     ap.add_argument("--gpu-shape", choices=sorted(SHAPES), default="0.5b")
     ap.add_argument("--gpu-problems", type=int, default=64)
     ap.add_argument("--gpu-max-new-tokens", type=int, default=256)
@@ -273,6 +274,8 @@ def main() -> None:
     import torch
     from transformers.utils import logging as hf_logging
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     cpu_section(args)

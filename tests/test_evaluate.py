@@ -362,6 +362,30 @@ def test_cli_eval_records_into_the_store(shared_data, tmp_path, monkeypatch):
         ("math500", "tiny", True, 1, 0.0, 8, 2),
     ]
     assert counts == {evals[0][0]: 6, evals[1][0]: 2} and code == 0
+    # the report's SQL over the stored rows gives the numbers of each evaluation's own summary
+    from spurisweep.report import SAMPLE_METRICS
+
+    keys = [
+        k
+        for k in (
+            "avg@n",
+            "code_frequency",
+            "code_block_frequency",
+            "acc_with_code",
+            "acc_without_code",
+            "mean_length",
+            "truncated",
+            "ungradable",
+        )
+        if k in SAMPLE_METRICS
+    ]
+    assert {"code_frequency", "acc_with_code", "acc_without_code"} <= set(keys)
+    with store.connect(store.db_path(results)) as con:
+        for eid, *_ in evals:
+            sql = ", ".join(SAMPLE_METRICS[k] for k in keys)
+            got = con.execute(f"SELECT {sql} FROM samples s WHERE s.eval_id = ?", [eid]).fetchone()
+            summary = artifacts.read_json(results / artifacts.BASELINES / f"{eid}.json")["summary"]
+            assert got == pytest.approx(tuple(summary[k] for k in keys)), eid
     files = sorted((results / artifacts.BASELINES).glob("*.json*"))
     mtimes = [f.stat().st_mtime_ns for f in files]
     again = CliRunner().invoke(app, args)  # stored: nothing generated, same numbers printed
