@@ -119,6 +119,7 @@ def run(results: Path, name: str, settings: dict, model_path: str | None = None)
     tokens = sum(r["timing/generated_tokens"] for r in gen)
     return {
         "sec_per_step": statistics.median(per_step),
+        "sec_range": (min(per_step), max(per_step)),
         "tokens_per_s": tokens / gen_s if gen_s else float("nan"),
         "gen_fraction": gen_s / sum(per_step),
         "updates_per_rollout": done["updates_per_rollout"],
@@ -130,9 +131,10 @@ def run(results: Path, name: str, settings: dict, model_path: str | None = None)
 
 def report(title: str, shape: str, r: dict) -> None:
     print(f"{title}: {shape}")
+    lo, hi = r["sec_range"]
     print(
-        f"  seconds per GRPO step      {r['sec_per_step']:.3f}  (median of {r['steps_measured']} steps, "
-        f"{r['updates_per_rollout']} updates each, device {r['device']})"
+        f"  seconds per GRPO step      {r['sec_per_step']:.3f}  (median of {r['steps_measured']} steps, range "
+        f"{lo:.3f}-{hi:.3f}; {r['updates_per_rollout']} updates each; device {r['device']})"
     )
     print(f"  generated tokens / second  {r['tokens_per_s']:.0f}")
     print(f"  share of a step generating {r['gen_fraction']:.0%}")
