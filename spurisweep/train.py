@@ -588,6 +588,7 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
     max_updates = int(kw["max_steps"])
     final_step = max_updates // upr
     resume = latest_complete_checkpoint(ckpt_dir)
+    prune_checkpoints(ckpt_dir, cfg.train.keep_checkpoints)  # a kill between a save and its pruning
     resumed_update = (checkpoint_number(resume) or 0) if resume else 0
     by_update = {
         int(r["update"]): r

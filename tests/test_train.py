@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -630,6 +631,44 @@ def test_kill_9_mid_training_resumes_to_the_uninterrupted_result(tmp_path):
             if key in q:
                 assert r[key] == pytest.approx(q[key], rel=1e-4, abs=1e-6), (r["update"], key, killed_at)
     assert killed_at % upr == 0
+
+
+def test_a_checkpoint_whose_evaluation_was_lost_is_evaluated_on_resume(tmp_path):
+    """Rewind a finished cell to its step-2 checkpoint as a kill right after that save would leave it: the
+    resumed run evaluates step 2 (on_train_begin), retrains steps 3-4 and ends where the first run ended."""
+    results = tmp_path / "r"
+    d = make_cell(
+        results,
+        {
+            "train": {"steps": 4, "save_every": 2, "keep_checkpoints": None},
+            "eval": {"baseline": False, "limit": 3},
+        },
+    )
+    first = train.run_cell(d, results)
+    upr = first["updates_per_rollout"]
+    evals = {m["step"]: m for m in artifacts.CellDir(d).completed_evals()}
+    responses = {
+        s: [r["response"] for r in artifacts.read_jsonl(d / "evals" / f"{m['eval_id']}.jsonl")]
+        for s, m in evals.items()
+    }
+    rows = metrics(d)
+    shutil.rmtree(d / "checkpoints" / f"checkpoint-{4 * upr}")
+    for m in evals.values():
+        for p in (d / "evals").glob(f"{m['eval_id']}.*"):
+            p.unlink()
+    (d / "DONE").unlink()
+
+    again = train.run_cell(d, results)
+    assert again["resumed_from"] == [f"checkpoint-{2 * upr}"]
+    evals2 = {m["step"]: m for m in artifacts.CellDir(d).completed_evals()}
+    assert sorted(evals2) == [2, 4]
+    for s, m in evals2.items():
+        assert [
+            r["response"] for r in artifacts.read_jsonl(d / "evals" / f"{m['eval_id']}.jsonl")
+        ] == responses[s]
+    again_rows = metrics(d)
+    assert [r["update"] for r in again_rows] == [r["update"] for r in rows]
+    assert [r["loss"] for r in again_rows] == pytest.approx([r["loss"] for r in rows], rel=1e-5, abs=1e-7)
 
 
 @pytest.mark.slow
