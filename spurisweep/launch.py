@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 EXECUTORS = ("local", "debug", "slurm")
 ACTIVE = ("queued", "running", "requeued")
+CANCELLED = "CANCELLED"  # marker file written by `cancel`, removed when the cell is submitted again
 #: states `run` submits again without being asked (a killed cell resumes from its last checkpoint)
 RESUBMIT = ("pending", "killed", "cancelled")
 
@@ -108,6 +109,8 @@ def read_state(cell: Cell, results: Path, *, live: bool = True) -> CellState:
         summary = artifacts.read_json(done_in / "DONE", {}) or {}
         return CellState(cell, d, "done", done_in=done_in, health=summary.get("health", []), **base)
     state = st.get("state") or "pending"
+    if (d / CANCELLED).exists():  # sticky: a job still winding down after scancel may rewrite status.json
+        return CellState(cell, d, "cancelled", error=st.get("error") or "cancelled by user", **base)
     if state == "done":  # status says done but no marker: the job died right at the end
         state = "failed"
     error = st.get("error")
@@ -160,6 +163,7 @@ def write_cell_config(cell: Cell, results: Path) -> Path:
     payload = {"cell_id": cell.id, "sweep": cell.sweep, "axes": cell.axes, "reward_label": cell.axes.get(
         "reward", cell.config.reward), "config": cell.config.model_dump(mode="json")}
     artifacts.atomic_write_json(d / "config.json", payload)
+    (d / CANCELLED).unlink(missing_ok=True)
     return d
 
 
@@ -325,6 +329,30 @@ def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s)
     return states(cells, results)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of pid, recursively, parents before children (from /proc; Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(0), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
 @contextlib.contextmanager
 def _detached_stdio():
     """Local jobs outlive this process: they must not inherit its stdout/stderr (a caller reading our
@@ -368,13 +396,20 @@ def cancel(cells: list[Cell], results: Path) -> list[CellState]:
         elif s.executor == "local":
             import signal
 
-            try:
-                os.killpg(int(s.job_id), signal.SIGTERM)
-            except (ProcessLookupError, PermissionError):
-                try:
-                    os.kill(int(s.job_id), signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+            # submitit's job only logs SIGTERM; SIGINT is what submitit's own LocalJob.cancel sends (the
+            # controller then kills its tasks). Whatever is left after a grace period is killed.
+            root = int(s.job_id.split("_")[0])
+            tree = [root, *_descendants(root)]
+            for sig in (signal.SIGINT, signal.SIGKILL):
+                for pid in tree:
+                    try:
+                        os.kill(pid, sig)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                deadline = time.time() + 5
+                while time.time() < deadline and any(_alive(p) for p in tree):
+                    time.sleep(0.1)
+        artifacts.atomic_write_text(s.dir / CANCELLED, f"{time.time()}\n")
         artifacts.CellDir(s.dir).set_status("cancelled", error="cancelled by user")
         out.append(s)
     return out

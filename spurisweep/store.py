@@ -119,8 +119,12 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
         todo = []
         for d in done_dirs:
             mtime = (d / "DONE").stat().st_mtime
-            if known.get(d.name) != mtime:
-                todo.append((d, mtime))
+            if known.get(d.name) == mtime:
+                continue
+            if artifacts.read_json(d / "config.json") is None:  # a folder someone tampered with
+                log.warning("skipping %s: DONE but no readable config.json", d)
+                continue
+            todo.append((d, mtime))
         baseline_metas = [
             (p, m) for p in sorted((results / artifacts.BASELINES).glob("*.json"))
             if p.stem not in known_evals and (m := artifacts.read_json(p)) is not None and p.with_suffix(".jsonl").exists()

@@ -92,7 +92,7 @@ def test_kill9_is_reported_and_a_rerun_resumes_to_the_rows_of_an_uninterrupted_r
     rerun = cli("run", str(sweep), "--results", str(res))
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     done = json.loads((cell / "DONE").read_text())
-    assert done["resumed_from"] and done["resumed_from"].startswith("checkpoint-")
+    assert len(done["resumed_from"]) == 1 and done["resumed_from"][0].startswith("checkpoint-")
 
     a, b = keys(ref / "spurisweep.duckdb"), keys(res / "spurisweep.duckdb")
     assert a["evals"] == b["evals"]

@@ -1,0 +1,140 @@
+"""spurisweep on a real SLURM cluster (tests/slurm_cluster.py starts one): a sweep goes out as one job
+array through the CLI, a simulated preemption requeues a cell that resumes from its checkpoint, and
+`cancel` stops this sweep's jobs only. Real sbatch/sacct/scancel, real submitit, real training."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spurisweep import grid, launch, spec
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parent.parent
+EXE = [sys.executable, "-m", "spurisweep.cli"]
+
+SWEEP = """
+name: {name}
+preset: smoke
+grid:
+  model: [tiny]
+  reward: [ground_truth, random]
+  seed: {seeds}
+settings:
+  train: {{steps: {steps}, save_every: {save_every}}}
+  eval: {{limit: {limit}}}
+  slurm: {{partition: debug, cpus_per_task: 1, mem_gb: 3, timeout_min: 20}}
+"""
+
+
+def write(tmp_path: Path, name: str, *, seeds="[0]", steps=4, save_every=2, limit=8) -> Path:
+    p = tmp_path / f"{name}.yaml"
+    p.write_text(SWEEP.format(name=name, seeds=seeds, steps=steps, save_every=save_every, limit=limit))
+    return p
+
+
+def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
+                          env=dict(os.environ))
+
+
+def wait_for(pred, timeout: float, what: str, poll: float = 0.5) -> None:
+    t0 = time.time()
+    while not pred():
+        if time.time() - t0 > timeout:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(poll)
+
+
+def job_ids(results: Path, sweep: str) -> dict[str, str]:
+    out = {}
+    for st in (results / sweep).glob("*/status.json"):
+        out[st.parent.name] = json.loads(st.read_text()).get("job_id")
+    return out
+
+
+def test_sweep_goes_out_as_one_array_and_is_ingested(slurm_cluster, tmp_path):
+    sweep = write(tmp_path, "arr", seeds="[0, 1]")
+    res = tmp_path / "res"
+    dry = cli("run", str(sweep), "--executor", "slurm", "--dry-run", "--results", str(res))
+    assert dry.returncode == 0 and "sbatch array of 4 cells" in dry.stdout and "slurm_partition" in dry.stdout
+    assert not (res / "arr").exists() or not list((res / "arr").glob("*/config.json"))
+
+    proc = cli("run", str(sweep), "--executor", "slurm", "--results", str(res))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "4 cells: 4 done" in proc.stdout
+    ids = job_ids(res, "arr")
+    arrays = {j.split("_")[0] for j in ids.values()}
+    assert len(ids) == 4 and len(arrays) == 1, ids  # one sbatch for the whole sweep
+    (array,) = arrays
+    assert slurm_cluster.sacct_state(array + "_0") == "COMPLETED"
+
+    import duckdb
+
+    con = duckdb.connect(str(res / "spurisweep.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM cells").fetchone()[0] == 4
+    finally:
+        con.close()
+    again = cli("run", str(sweep), "--executor", "slurm", "--results", str(res))
+    assert again.returncode == 0 and "nothing to submit (4 done)" in again.stdout
+
+
+def test_preempted_cell_is_requeued_and_resumes_from_its_checkpoint(slurm_cluster, tmp_path):
+    sweep = write(tmp_path, "pre", steps=40, save_every=4, limit=16)
+    res = tmp_path / "res"
+    cells = grid.expand(spec.load_sweep(sweep))
+    target = cells[0]
+    # submit just one of the two cells, through the library, without waiting
+    launch.write_manifest("pre", str(sweep), cells, res)
+    launch.submit([target], res, executor="slurm", wait=False)
+    cdir = res / "pre" / target.id
+    wait_for(lambda: any((c / "COMPLETE").exists() for c in (cdir / "checkpoints").glob("checkpoint-*")),
+             300, "a first checkpoint")
+    job = json.loads((cdir / "status.json").read_text())["job_id"]
+    assert not (cdir / "DONE").exists(), "the cell finished before it could be preempted"
+    slurm_cluster.preempt(job)  # USR2, as SLURM sends before preemption / the time limit
+    wait_for(lambda: (cdir / "DONE").exists(), 400, "the requeued cell to finish")
+    st = json.loads((cdir / "status.json").read_text())
+    assert st["requeues"] == 1 and st["attempts"] == 2
+    done = json.loads((cdir / "DONE").read_text())
+    assert len(done["resumed_from"]) == 1 and done["resumed_from"][0].startswith("checkpoint-")
+    assert "REQUEUED" in slurm_cluster.sacct_history(job)
+    # every evaluation once, and one metrics row per update: nothing repeated by the second attempt
+    steps = sorted(json.loads(p.read_text())["step"] for p in (cdir / "evals").glob("*.json"))
+    assert steps == list(range(4, 41, 4))
+    updates = [json.loads(x)["update"] for x in (cdir / "metrics.jsonl").read_text().splitlines()]
+    assert updates == sorted(set(updates)) and len(updates) == done["updates"]
+    status = cli("status", str(sweep), "--results", str(res))
+    assert status.returncode == 0 and "requeued 1x" in status.stdout
+
+
+def test_cancel_stops_only_this_sweeps_jobs(slurm_cluster, tmp_path):
+    mine = write(tmp_path, "mine", steps=200, save_every=100)
+    other = write(tmp_path, "other", steps=200, save_every=100, seeds="[5]")
+    res = tmp_path / "res"
+    for s in (mine, other):
+        assert cli("run", str(s), "--executor", "slurm", "--no-wait", "--results", str(res)).returncode == 0
+    mine_jobs, other_jobs = job_ids(res, "mine"), job_ids(res, "other")
+    assert len(mine_jobs) == 2 and len(other_jobs) == 2
+    one = sorted(mine_jobs)[0]
+    out = cli("cancel", str(mine), "--cell", one, "--results", str(res))
+    assert out.returncode == 0 and f"cancelled 1 job(s): {one}" in out.stdout
+    slurm_cluster.wait_state(mine_jobs[one], "CANCELLED", timeout=60)
+    out = cli("cancel", str(mine), "--results", str(res))
+    assert out.returncode == 0 and "cancelled 1 job(s)" in out.stdout
+    for j in mine_jobs.values():
+        slurm_cluster.wait_state(j, "CANCELLED", timeout=60)
+    for j in other_jobs.values():  # sacct does not list array tasks that have not started: ask squeue too
+        alive = slurm_cluster.squeue_state(j) in ("PENDING", "RUNNING", "CONFIGURING")
+        assert alive or slurm_cluster.sacct_state(j) == "COMPLETED", j
+    status = cli("status", str(mine), "--results", str(res))
+    assert "2 cancelled" in status.stdout
+    cli("cancel", str(other), "--results", str(res))
