@@ -1,7 +1,7 @@
 """`report --paper`: the paper's Figure 1 layout (models x rewards, MATH-500 change) for the stored
 results, side by side with the published numbers.
 
-The published numbers ship as package data (spurisweep/data/paper_results.json, transcribed from
+The published numbers ship as package data (spurisweep/resources/paper_results.json, transcribed from
 RESEARCH.md's headline table): per model family the base accuracy and the change per reward, where
 "~" values (read off the figure) carry `approx: true` and "<= 0" entries are upper bounds
 (`bound: "upper"`, value 0). Stored rewards match a paper column by name; a reward with parameters
@@ -53,7 +53,7 @@ class Comparison:
 @lru_cache(maxsize=1)
 def load_paper_results() -> dict[str, Any]:
     """The published headline numbers (package data)."""
-    text = resources.files("spurisweep").joinpath("data/paper_results.json").read_text()
+    text = resources.files("spurisweep").joinpath("resources/paper_results.json").read_text()
     return json.loads(text)
 
 
