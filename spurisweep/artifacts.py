@@ -29,22 +29,26 @@ LABELS = "_labels"
 SUBMITIT = "_submitit"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
+    """Write to a temporary name, then rename: readers see the old file or the new one, never half.
+    `durable` also fsyncs (survives a node crash, not just a killed process); bulk bookkeeping that the
+    CLI can rewrite anyway (submission configs and states) skips it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
-            os.fsync(f.fileno())
+            if durable:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
+def atomic_write_json(path: Path, obj: Any, *, durable: bool = True) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n", durable=durable)
 
 
 def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -120,12 +124,12 @@ class CellDir:
     def status(self) -> dict[str, Any]:
         return read_json(self.status_path, {}) or {}
 
-    def set_status(self, state: str, **info: Any) -> dict[str, Any]:
+    def set_status(self, state: str, *, durable: bool = True, **info: Any) -> dict[str, Any]:
         st = self.status()
         st.update(info)
         st["state"] = state
         st["updated"] = time.time()
-        atomic_write_json(self.status_path, st)
+        atomic_write_json(self.status_path, st, durable=durable)
         return st
 
     def is_done(self) -> bool:

@@ -99,6 +99,11 @@ def cell_dir(results: Path, sweep: str, cell_id: str) -> Path:
 
 
 def read_state(cell: Cell, results: Path, *, live: bool = True) -> CellState:
+    return states([cell], results, live=live)[0]
+
+
+def folder_state(cell: Cell, results: Path) -> CellState:
+    """A cell's state from its folder alone (no scheduler query)."""
     d = cell_dir(results, cell.sweep, cell.id)
     cd = artifacts.CellDir(d)
     st = cd.status()
@@ -113,48 +118,60 @@ def read_state(cell: Cell, results: Path, *, live: bool = True) -> CellState:
         return CellState(cell, d, "cancelled", error=st.get("error") or "cancelled by user", **base)
     if state == "done":  # status says done but no marker: the job died right at the end
         state = "failed"
-    error = st.get("error")
-    if live and state in ACTIVE and base["job_id"]:
-        alive, why = job_alive(str(base["executor"]), str(base["job_id"]), results, cell.sweep)
-        if not alive:  # vanished without recording an error: kill -9, node failure, OOM killer
-            state, error = "killed", why
-    return CellState(cell, d, state, error=error, **base)
+    return CellState(cell, d, state, error=st.get("error"), **base)
 
 
-def job_alive(executor: str, job_id: str, results: Path, sweep: str) -> tuple[bool, str]:
+def states(cells: list[Cell], results: Path, *, live: bool = True) -> list[CellState]:
+    """States of many cells: folders first, then one scheduler query for the ones that claim to be
+    queued or running, so a job that vanished without a word (kill -9, node failure, OOM) shows as killed."""
+    out = [folder_state(c, results) for c in cells]
+    if not live:
+        return out
+    active = [s for s in out if s.state in ACTIVE and s.job_id]
+    slurm = slurm_states([str(s.job_id) for s in active if s.executor == "slurm"])
+    for s in active:
+        alive, why = job_alive(str(s.executor), str(s.job_id), slurm)
+        if not alive:
+            s.state, s.error = "killed", why
+    return out
+
+
+SLURM_ALIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
+               "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN", "PREEMPTED", "SIGNALING", "STAGE_OUT")
+
+
+def job_alive(executor: str, job_id: str, slurm: dict[str, str] | None = None) -> tuple[bool, str]:
     """Whether the scheduler still has this job; if not, a one-line reason."""
     if executor == "local":
         pid = int(job_id.split("_")[0])
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False, f"local job {job_id} ended without finishing (killed?)"
-        except PermissionError:
-            pass
-        stat = Path(f"/proc/{pid}/stat")
-        if stat.exists() and stat.read_text().split()[2] == "Z":
+        if not _alive(pid):
             return False, f"local job {job_id} ended without finishing (killed?)"
         return True, ""
     if executor == "slurm":
-        state = slurm_state(job_id, results, sweep)
-        if state in ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
-                     "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN", "PREEMPTED"):
+        state = (slurm or {}).get(job_id) or slurm_states([job_id]).get(job_id, "UNKNOWN")
+        if state in SLURM_ALIVE:
             return True, ""
         return False, f"slurm job {job_id} is {state}"
     return False, f"{executor} job {job_id} is not running"
 
 
-def slurm_state(job_id: str, results: Path, sweep: str) -> str:
+def slurm_states(job_ids: list[str]) -> dict[str, str]:
+    """One sacct call for many jobs / array tasks (submitit's parser expands pending ranges like 12_[3-9]).
+    A job sacct does not know (yet), or an unreachable scheduler, reads UNKNOWN: never declared dead."""
+    import subprocess
+
+    if not job_ids:
+        return {}
+    arrays = sorted({j.split("_")[0] for j in job_ids})
+    info: dict[str, dict[str, str]] = {}
     try:
-        job = submitit.SlurmJob(folder=Path(results) / sweep / artifacts.SUBMITIT, job_id=job_id)
-        return str(job.state).split()[0]
-    except Exception as exc:  # scheduler unreachable: do not declare the job dead
-        log.warning("cannot read the state of slurm job %s: %s", job_id, exc)
-        return "UNKNOWN"
-
-
-def states(cells: list[Cell], results: Path, *, live: bool = True) -> list[CellState]:
-    return [read_state(c, results, live=live) for c in cells]
+        for i in range(0, len(arrays), 200):
+            out = subprocess.run(["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", ",".join(arrays[i:i + 200])],
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
+            info.update(submitit.slurm.slurm.SlurmInfoWatcher().read_info(out))
+    except (OSError, subprocess.SubprocessError) as exc:
+        log.warning("cannot read job states from sacct: %s", exc)
+    return {j: (info.get(j, {}).get("State") or "UNKNOWN").split()[0].upper() for j in job_ids}
 
 
 # ---------------------------------------------------------------------------------------------- submit
@@ -162,7 +179,7 @@ def write_cell_config(cell: Cell, results: Path) -> Path:
     d = cell_dir(results, cell.sweep, cell.id)
     payload = {"cell_id": cell.id, "sweep": cell.sweep, "axes": cell.axes, "reward_label": cell.axes.get(
         "reward", cell.config.reward), "config": cell.config.model_dump(mode="json")}
-    artifacts.atomic_write_json(d / "config.json", payload)
+    artifacts.atomic_write_json(d / "config.json", payload, durable=False)
     (d / CANCELLED).unlink(missing_ok=True)
     return d
 
@@ -264,10 +281,10 @@ def submit(
                                 [str(results)] * len(group))
             for c, j in zip(group, jobs, strict=True):
                 artifacts.CellDir(cell_dir(results, sweep, c.id)).set_status(
-                    "queued", job_id=j.job_id, executor="slurm", error=None, submitted=time.time())
+                    "queued", job_id=j.job_id, executor="slurm", error=None, submitted=time.time(), durable=False)
         if wait:
             return watch(cells, results, on_update=on_update, poll_s=poll_s)
-        return states(cells, results)
+        return states(cells, results, live=False)
     if executor == "debug":
         ex = make_executor("debug", folder, cells, max_parallel=1)
         for c in cells:

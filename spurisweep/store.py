@@ -129,22 +129,25 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
             (p, m) for p in sorted((results / artifacts.BASELINES).glob("*.json"))
             if p.stem not in known_evals and (m := artifacts.read_json(p)) is not None and p.with_suffix(".jsonl").exists()
         ]
+        batch = _Batch()
+        for d, mtime in todo:
+            batch.add_cell(artifacts.CellDir(d), mtime)
+        for _, meta in baseline_metas:
+            batch.add_eval(meta)
+        eval_files = [p.with_suffix(".jsonl") for p, _ in baseline_metas]
+        for d, _ in todo:
+            eval_files += [p.with_suffix(".jsonl") for p in sorted((d / "evals").glob("*.json"))]
+        memberships = []
+        for m in manifests:
+            man = artifacts.read_json(m) or {}
+            memberships += [(man.get("sweep", m.parent.name), cid, json.dumps(axes))
+                            for cid, axes in (man.get("cells") or {}).items()]
         con.execute("BEGIN TRANSACTION")
         try:
-            for d, mtime in todo:
-                _ingest_cell(con, artifacts.CellDir(d), mtime)
-            eval_files = [p.with_suffix(".jsonl") for p, _ in baseline_metas]
-            for p, meta in baseline_metas:
-                _insert_eval(con, meta)
-            for d, _ in todo:
-                eval_files += [p.with_suffix(".jsonl") for p in sorted((d / "evals").glob("*.json"))]
+            batch.write(con)
             _insert_samples(con, eval_files)
-            for m in manifests:
-                man = artifacts.read_json(m) or {}
-                rows = [(man.get("sweep", m.parent.name), cid, json.dumps(axes))
-                        for cid, axes in (man.get("cells") or {}).items()]
-                if rows:
-                    con.executemany("INSERT OR REPLACE INTO sweep_cells VALUES (?, ?, ?)", rows)
+            if memberships:
+                _insert_frame(con, "sweep_cells", memberships, ["sweep", "cell_id", "axes"], replace=True)
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")
@@ -152,48 +155,85 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
     return {"cells": len(todo), "baselines": len(baseline_metas)}
 
 
-def _ingest_cell(con: Any, cell: artifacts.CellDir, mtime: float) -> None:
+EVAL_COLUMNS = ["eval_id", "cell_id", "model", "model_path", "checkpoint", "step", "benchmark", "prompt",
+                "is_baseline", "baseline_eval_id", "samples", "temperature", "top_p", "max_new_tokens", "backend",
+                "seed", "n_problems", "created", "meta"]
+CELL_COLUMNS = ["cell_id", "model", "reward", "clip", "seed", "preset", "prompt", "config", "summary", "health",
+                "done_mtime", "ingested_at"]
+
+
+class _Batch:
+    """Rows of many cells, written with one statement per table (per-row statements cost ~ms each)."""
+
+    def __init__(self) -> None:
+        self.cell_ids: list[str] = []
+        self.cells: list[tuple] = []
+        self.settings: list[tuple] = []
+        self.metrics: list[tuple] = []
+        self.evals: dict[str, tuple] = {}
+
+    def add_cell(self, cell: artifacts.CellDir, mtime: float) -> None:
+        raw = cell.config()
+        cfg = raw["config"]
+        cid = cell.cell_id
+        self.cell_ids.append(cid)
+        summary = artifacts.read_json(cell.done_path, {})
+        health = artifacts.read_json(cell.health_path, [])
+        self.cells.append((cid, cfg["model"], raw.get("reward_label", cfg["reward"]), cfg["clip"], cfg["seed"],
+                           cfg["preset"], cfg.get("prompt"), json.dumps(cfg), json.dumps(summary),
+                           json.dumps(health), mtime, time.time()))
+        self.settings += [(cid, k, v) for k, v in flatten(cfg).items()]
+        for r in artifacts.read_jsonl(cell.metrics_path):
+            for k, v in r.items():
+                if k not in ("update", "step", "time") and isinstance(v, (int, float)):
+                    self.metrics.append((cid, int(r.get("update", 0)), int(r.get("step", 0)), k, float(v)))
+        for meta in cell.completed_evals():
+            self.add_eval(meta)
+
+    def add_eval(self, meta: dict[str, Any]) -> None:
+        proto = meta.get("protocol", {})
+        self.evals[meta["eval_id"]] = (
+            meta["eval_id"], meta.get("cell_id"), meta.get("model"), meta.get("model_path"), meta.get("checkpoint"),
+            meta.get("step", 0), meta.get("benchmark"), meta.get("prompt"), bool(meta.get("is_baseline")),
+            meta.get("baseline_eval_id"), proto.get("samples"), proto.get("temperature"), proto.get("top_p"),
+            proto.get("max_new_tokens"), meta.get("backend"), meta.get("seed"), meta.get("n_problems"),
+            meta.get("created"), json.dumps(meta))
+
+    def write(self, con: Any) -> None:
+        if self.cell_ids:  # a re-ingested cell replaces all of its rows
+            _insert_frame(con, "_ids", [(c,) for c in self.cell_ids], ["cell_id"], temp=True)
+            con.execute("DELETE FROM samples WHERE eval_id IN (SELECT eval_id FROM evals WHERE cell_id IN "
+                        "(SELECT cell_id FROM _ids))")
+            for table in ("evals", "metrics", "cell_settings", "cells"):
+                con.execute(f"DELETE FROM {table} WHERE cell_id IN (SELECT cell_id FROM _ids)")
+            con.execute("DROP TABLE _ids")
+        if self.evals:
+            ids = list(self.evals)
+            _insert_frame(con, "_eids", [(e,) for e in ids], ["eval_id"], temp=True)
+            con.execute("DELETE FROM samples WHERE eval_id IN (SELECT eval_id FROM _eids)")
+            con.execute("DROP TABLE _eids")
+        _insert_frame(con, "cells", self.cells, CELL_COLUMNS)
+        _insert_frame(con, "cell_settings", self.settings, ["cell_id", "key", "value"])
+        _insert_frame(con, "metrics", self.metrics, ["cell_id", "update_idx", "step", "key", "value"])
+        _insert_frame(con, "evals", list(self.evals.values()), EVAL_COLUMNS, replace=True)
+
+
+def _insert_frame(con: Any, table: str, rows: list[tuple], columns: list[str], *, replace: bool = False,
+                  temp: bool = False) -> None:
     import pandas as pd
 
-    raw = cell.config()
-    cfg = raw["config"]
-    cid = cell.cell_id
-    con.execute("DELETE FROM samples WHERE eval_id IN (SELECT eval_id FROM evals WHERE cell_id = ?)", [cid])
-    for table in ("evals", "metrics", "cell_settings", "cells"):
-        con.execute(f"DELETE FROM {table} WHERE cell_id = ?", [cid])
-    summary = artifacts.read_json(cell.done_path, {})
-    health = artifacts.read_json(cell.health_path, [])
-    con.execute(
-        "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [cid, cfg["model"], raw.get("reward_label", cfg["reward"]), cfg["clip"], cfg["seed"], cfg["preset"],
-         cfg.get("prompt"), json.dumps(cfg), json.dumps(summary), json.dumps(health), mtime, time.time()],
-    )
-    settings = flatten({k: v for k, v in cfg.items()})
-    con.executemany("INSERT INTO cell_settings VALUES (?, ?, ?)", [(cid, k, v) for k, v in settings.items()])
-    rows = []
-    for r in artifacts.read_jsonl(cell.metrics_path):
-        for k, v in r.items():
-            if k not in ("update", "step", "time") and isinstance(v, (int, float)):
-                rows.append((cid, int(r.get("update", 0)), int(r.get("step", 0)), k, float(v)))
-    if rows:
-        df = pd.DataFrame(rows, columns=["cell_id", "update_idx", "step", "key", "value"])
-        con.register("_metrics_df", df)
-        con.execute("INSERT INTO metrics SELECT * FROM _metrics_df")
-        con.unregister("_metrics_df")
-    for meta in cell.completed_evals():
-        _insert_eval(con, meta)
-
-
-def _insert_eval(con: Any, meta: dict[str, Any]) -> None:
-    proto = meta.get("protocol", {})
-    con.execute(
-        "INSERT OR REPLACE INTO evals VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [meta["eval_id"], meta.get("cell_id"), meta.get("model"), meta.get("model_path"), meta.get("checkpoint"),
-         meta.get("step", 0), meta.get("benchmark"), meta.get("prompt"), bool(meta.get("is_baseline")),
-         meta.get("baseline_eval_id"), proto.get("samples"), proto.get("temperature"), proto.get("top_p"),
-         proto.get("max_new_tokens"), meta.get("backend"), meta.get("seed"), meta.get("n_problems"),
-         meta.get("created"), json.dumps(meta)],
-    )
+    if not rows:
+        return
+    df = pd.DataFrame(rows, columns=columns)
+    con.register("_frame", df)
+    try:
+        if temp:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS SELECT * FROM _frame")
+        else:
+            verb = "INSERT OR REPLACE INTO" if replace else "INSERT INTO"
+            con.execute(f"{verb} {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM _frame")
+    finally:
+        con.unregister("_frame")
 
 
 def _insert_samples(con: Any, files: list[Path]) -> None:
