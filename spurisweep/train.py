@@ -351,12 +351,30 @@ def training_problems(cfg: CellConfig, results: Path) -> list[data.Problem]:
     )
 
 
+def for_trl(tokenizer: Any, text: str) -> str:
+    """The prompt text to hand TRL so that it tokenizes to exactly the ids evaluation uses.
+
+    TRL tokenizes string prompts with the tokenizer's special tokens; a chat template that already wrote
+    the BOS (Llama 3) would then start with two. Evaluation (generate.encode_prompts) adds no second BOS,
+    so here the written one is dropped whenever that makes the two token sequences identical."""
+    from .generate import encode_prompts
+
+    bos = getattr(tokenizer, "bos_token", None)
+    if not bos or not text.startswith(bos):
+        return text
+    want = encode_prompts(tokenizer, [text])[0]
+    if list(tokenizer(text)["input_ids"]) == want:
+        return text
+    stripped = text[len(bos) :]
+    return stripped if list(tokenizer(stripped)["input_ids"]) == want else text
+
+
 def training_rows(cfg: CellConfig, tokenizer: Any, problems: list[data.Problem]) -> list[dict[str, str]]:
     """Dataset rows for TRL: the prompt rendered with the cell's template (the exact text evaluation uses,
     families.render_prompt), so TRL does not apply a chat template again; over-long prompts are dropped."""
     rows = []
     for p in problems:
-        text = families.render_prompt(tokenizer, cfg.prompt or "", p.problem)
+        text = for_trl(tokenizer, families.render_prompt(tokenizer, cfg.prompt or "", p.problem))
         if len(tokenizer(text, add_special_tokens=False)["input_ids"]) <= cfg.train.max_prompt_length:
             rows.append({"prompt": text, "answer": p.answer, "problem_id": p.id})
     if not rows:

@@ -693,3 +693,31 @@ def test_the_smoke_sweep_reuses_rollouts_so_clipping_can_act():
     for cell in grid.expand(spec.load_sweep(ROOT / "sweeps" / "smoke.yaml")):
         kw = train.grpo_kwargs(cell.config, "out", cpu=True)
         assert train.updates_per_rollout(kw) >= 4, cell.label
+
+
+def test_training_prompt_tokens_equal_evaluation_prompt_tokens_with_a_bos_writing_template(tmp_path):
+    """A Llama-3-style chat template writes the BOS itself; TRL's tokenization of string prompts adds
+    another. The text handed to TRL must tokenize to exactly the ids evaluation generates from."""
+    from spurisweep import families
+    from spurisweep.generate import encode_prompts
+    from spurisweep.train import for_trl
+
+    tok = families.build_tokenizer(
+        families.tokenizer_corpus(),
+        vocab_size=300,
+        chat_template="{{ bos_token }}{% for m in messages %}User: {{ m['content'] }}\n{% endfor %}Assistant:",
+    )
+    tok.add_bos_token = True  # the tokenizer adds BOS on its own, as Llama's does
+    from tokenizers import processors
+
+    tok._tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A", special_tokens=[("<s>", tok.bos_token_id)]
+    )
+    text = families.render_prompt(tok, "chat", "What is 2 + 3?")
+    assert text.startswith("<s>")
+    eval_ids = encode_prompts(tok, [text])[0]
+    assert list(tok(text)["input_ids"]) != eval_ids  # what TRL would see without the fix: two BOS
+    assert list(tok(for_trl(tok, text))["input_ids"]) == eval_ids
+    assert eval_ids.count(tok.bos_token_id) == 1
+    plain = families.render_prompt(tok, "qa", "What is 2 + 3?")  # no BOS written: left alone
+    assert for_trl(tok, plain) == plain
