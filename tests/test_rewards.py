@@ -1,0 +1,128 @@
+"""Every reward through its real function on literal completions (math-verify itself, no mocks),
+compositions by name, and the errors for unknown or malformed names."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from spurisweep import rewards
+from spurisweep.rewards import RewardContext
+
+
+def run(name: str, completions: list[str], params: dict | None = None, seed: int = 0, **kw) -> list[float | None]:
+    expr = rewards.parse(name)
+    fn = rewards.build(name, rewards.resolve_params(expr, params or {}), RewardContext(seed=seed, grading_workers=0))
+    out = fn(completions, **kw)
+    assert len(out) == len(completions)
+    return out
+
+
+GOOD = "We add them: 2 + 3 = 5. The answer is \\boxed{5}."
+WRONG = "2 + 3 = 6, so \\boxed{6}."
+UNBOXED = "Two plus three is five, so the answer is 5."
+EMPTY_BOX = "I am not sure. \\boxed{}"
+CODE = "```python\nprint(2 + 3)\n```\nThe answer is \\boxed{5}."
+
+
+def test_ground_truth_uses_math_equivalence():
+    out = run("ground_truth", [GOOD, WRONG, UNBOXED, EMPTY_BOX, "\\boxed{\\frac{10}{2}}", "\\boxed{5.0}"],
+              answer=["5"] * 6)
+    assert out == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
+
+
+def test_ground_truth_real_answer_formats():
+    out = run("ground_truth", ["\\boxed{70}", "\\boxed{142}", "\\boxed{(3, \\pi/2)}", "\\boxed{\\dfrac{1}{2}}"],
+              answer=["070", "142.0", "\\left( 3, \\frac{\\pi}{2} \\right)", "0.5"])
+    assert out == [1.0, 1.0, 1.0, 1.0]
+
+
+def test_majority_vote_and_incorrect_label_check_the_answer_column():
+    # the checker is the same; what differs is which label the training set puts in `answer`
+    assert run("majority_vote", [WRONG, GOOD], answer=["6", "6"]) == [1.0, 0.0]
+    assert run("incorrect_label", [WRONG, GOOD], answer=["6", "6"]) == [1.0, 0.0]
+    assert run("one_shot", ["\\boxed{12.8}", "\\boxed{64/5}", "\\boxed{13}"], answer=["12.8"] * 3) == [1.0, 1.0, 0.0]
+
+
+def test_format_ignores_correctness():
+    assert run("format", [GOOD, WRONG, UNBOXED, EMPTY_BOX, "\\boxed{ }", "\\boxed{x} then \\boxed{}"]) == [
+        1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_python_is_the_papers_code_reasoning_flag():
+    assert run("python", [CODE, GOOD, "I would use Python here", "PYTHON"]) == [1.0, 0.0, 1.0, 1.0]
+
+
+def test_no_repetition():
+    looping = "Let me think. " + "the answer is 5 " * 12
+    assert run("no_repetition", [GOOD, looping, "abcdefgh" * 11, "abcdefgh" * 10]) == [1.0, 0.0, 0.0, 1.0]
+    # a unit shorter than min_length (8 characters) is not a "substring" the rule counts, unless asked
+    assert run("no_repetition", ["ab" * 30]) == [1.0]
+    assert run("no_repetition", ["ab" * 30], params={"no_repetition": {"min_length": 2}}) == [0.0]
+    assert run("no_repetition", ["the answer is 5 " * 12], params={"no_repetition": {"max_repeats": 20}}) == [1.0]
+
+
+def test_random_is_bernoulli_gamma_and_reproducible():
+    comps = [f"response {i}" for i in range(4000)]
+    prompts = [f"prompt {i // 8}" for i in range(4000)]
+    state = SimpleNamespace(global_step=3)
+    a = run("random", comps, seed=1, prompts=prompts, trainer_state=state)
+    b = run("random", comps, seed=1, prompts=prompts, trainer_state=state)
+    assert a == b  # a re-run (or a resume) draws the same rewards
+    assert set(a) == {0.0, 1.0}
+    assert abs(sum(a) / len(a) - 0.5) < 0.03
+    c = run("random", comps, seed=2, prompts=prompts, trainer_state=state)
+    assert c != a
+    d = run("random", comps, seed=1, prompts=prompts, trainer_state=SimpleNamespace(global_step=4))
+    assert d != a  # a new step draws anew
+    low = run("random", comps, params={"random": {"gamma": 0.1}}, seed=1, prompts=prompts, trainer_state=state)
+    assert abs(sum(low) / len(low) - 0.1) < 0.02
+    assert set(run("random", comps[:50], params={"random": {"gamma": 0.0}}, prompts=prompts)) == {0.0}
+
+
+def test_compositions():
+    comps = [GOOD, CODE, UNBOXED, "python but \\boxed{3}"]
+    assert run("format_AND_inverse_python", comps) == [1.0, 0.0, 0.0, 0.0]
+    assert run("inverse_format", comps) == [0.0, 0.0, 1.0, 0.0]
+    assert run("format_AND_python", comps) == [0.0, 1.0, 0.0, 1.0]
+    assert run("ground_truth_AND_no_repetition", [GOOD, WRONG], answer=["5", "5"]) == [1.0, 0.0]
+    assert run("inverse_inverse_python", comps) == run("python", comps)
+
+
+def test_names_report_the_valid_ones():
+    with pytest.raises(ValueError, match="valid:.*ground_truth.*random"):
+        rewards.parse("gold")
+    with pytest.raises(ValueError, match="did you mean 'format'"):
+        rewards.parse("fromat")
+    for bad in ("format_AND_", "_AND_python", "inverse_", "format_AND_inverse_"):
+        with pytest.raises(ValueError, match="malformed|unknown"):
+            rewards.parse(bad)
+    with pytest.raises(ValueError, match="no parameter 'gama'; valid: gamma"):
+        rewards.resolve_params(rewards.parse("random"), {"random": {"gama": 0.3}})
+    with pytest.raises(ValueError, match="gamma must be in"):
+        run("random", ["x"], params={"random": {"gamma": 1.5}})
+
+
+def test_registry_builds_only_what_is_used():
+    built = []
+    name = "_probe_reward"
+
+    @rewards.register(name)
+    def probe(params, ctx):
+        built.append(1)
+        return lambda completions, **kw: [1.0] * len(completions)
+
+    try:
+        rewards.build("python", {}, RewardContext())
+        assert built == []
+        assert rewards.build(f"{name}_AND_python", {}, RewardContext())(["python"]) == [1.0]
+        assert built == [1]
+    finally:
+        rewards.REGISTRY.pop(name)
+
+
+def test_ungradable_is_none_not_zero():
+    out = run("ground_truth", [GOOD], answer=["\\frac{"])  # an unparseable gold answer
+    assert out == [None]
+    assert run("inverse_ground_truth", [GOOD], answer=["\\frac{"]) == [None]
