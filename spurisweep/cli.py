@@ -407,6 +407,81 @@ def label(
                   f"{meta['majority_correct']} of them correct -> {out}")
 
 
+@app.command(name="verify-rewards")
+def verify_rewards(
+    reward: Annotated[list[str] | None, typer.Option(help="A reward or composition (repeatable; default: all "
+                                                     "but random, plus a few compositions).")] = None,
+    floor: Annotated[float, typer.Option(help="Exit 1 if any checker's coverage is below this.")] = 0.9,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+) -> None:
+    """Run the grader and every reward against the adversarial suite; print coverage and failures."""
+    from rich.table import Table
+
+    from .rewards import coverage
+
+    try:
+        result = coverage.verify(reward)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="--reward") from None
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+    else:
+        t = Table(title="verifier coverage on the adversarial suite")
+        for col in ("checker", "as expected", "coverage"):
+            t.add_column(col, justify="left" if col == "checker" else "right")
+        for name, (ok, n) in result.counts.items():
+            cov = result.coverage[name]
+            color = "green" if cov >= 1.0 else ("yellow" if cov >= floor else "red")
+            t.add_row(name, f"{ok}/{n}", f"[{color}]{100 * cov:.1f}%[/]")
+        console.print(t)
+        for f in result.failures:
+            console.print(f"[red]FAIL[/] {f.checker} {f.case_id}: expected {f.expected}, got {f.got}"
+                          + (f" ({f.error})" if f.error else ""), highlight=False)
+    if any(c < floor for c in result.coverage.values()):
+        raise typer.Exit(1)
+
+
+@app.command()
+def grade(
+    file: Annotated[Path, typer.Argument(help="JSONL rows with a response and a reference answer.")],
+    out: Annotated[Path | None, typer.Option(help="Where to write the verdicts (default FILE.graded.jsonl).")] = None,
+    response_field: Annotated[str, typer.Option(help="Field holding the model's response.")] = "response",
+    answer_field: Annotated[str, typer.Option(help="Field holding the reference answer.")] = "answer",
+    timeout: Annotated[float, typer.Option(help="Seconds per answer before it counts as ungradable.")] = 5.0,
+    workers: Annotated[int | None, typer.Option(help="Grading processes (default: all cores).")] = None,
+) -> None:
+    """Grade any model's outputs (another framework's, a released model's) with spurisweep's grader."""
+    from . import artifacts
+    from .errors import GradingError
+    from .grading import grade_batch
+
+    if not file.is_file():
+        raise GradingError(f"{file}: file not found")
+    rows = []
+    for i, line in enumerate(file.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise GradingError(f"{file}: line {i}: not JSON ({exc.msg})") from None
+        if not isinstance(row, dict) or response_field not in row or answer_field not in row:
+            raise GradingError(f"{file}: line {i}: expected an object with {response_field!r} and {answer_field!r}")
+        rows.append(row)
+    verdicts = grade_batch([(str(r[response_field]), str(r[answer_field])) for r in rows], workers=workers,
+                           timeout=timeout)
+    graded = [{**r, **v.to_dict()} for r, v in zip(rows, verdicts, strict=True)]
+    dest = out or file.with_name(file.name.removesuffix(".jsonl") + ".graded.jsonl")
+    artifacts.atomic_write_jsonl(dest, graded)
+    n = len(graded)
+    correct = sum(v.correct is True for v in verdicts)
+    ungradable = sum(v.correct is None for v in verdicts)
+    code = sum(v.has_python for v in verdicts)
+    acc = f"{100 * correct / n:.1f}%" if n else "-"
+    console.print(f"graded {n} responses: {correct} correct ({acc}), {ungradable} ungradable, "
+                  f"{code} with code reasoning -> {dest}")
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)
