@@ -134,9 +134,11 @@ def test_preemption_signal_requeues_through_checkpoint(slurm_cluster, tmp_path):
         slurm_cluster.preempt(jobs[0].job_id)  # scancel --signal=USR2 ARRAYID_0
         first, second = (j.result() for j in jobs)
         requeue_s = time.monotonic() - t0
-    finally:
+    except BaseException:  # cancel only on failure: cancelling a job that is still completing marks it CANCELLED
         for j in jobs:
             j.cancel(check=False)
+        raise
+    slurm_cluster.wait_state(jobs[0].job_id, "COMPLETED", timeout=30)
     assert first == {"i": 0, "resumed": True, "checkpoints": 1, "restart_count": "1"}
     assert second["i"] == 1 and second["checkpoints"] == 0
     assert slurm_cluster.sacct_history(jobs[0].job_id) == ["REQUEUED", "COMPLETED"]
@@ -151,8 +153,10 @@ def test_scontrol_requeue_reruns_without_checkpoint(slurm_cluster, tmp_path):
         _wait_for_file(tmp_path / "attempt-0")
         slurm_cluster.requeue(job.job_id)  # hard requeue: SIGTERM/SIGKILL only, submitit is not involved
         result = job.result()
-    finally:
+    except BaseException:
         job.cancel(check=False)
+        raise
+    slurm_cluster.wait_state(job.job_id, "COMPLETED", timeout=30)
     assert result == {"i": 0, "resumed": True, "checkpoints": 0, "restart_count": "1"}
     assert slurm_cluster.sacct_history(job.job_id) == ["REQUEUED", "COMPLETED"]
 
@@ -165,8 +169,9 @@ def test_time_limit_signal_requeues_through_checkpoint(slurm_cluster, tmp_path):
     job = ex.submit(Resumable(str(tmp_path)), 0)
     try:
         result = job.result()
-    finally:
+    except BaseException:
         job.cancel(check=False)
+        raise
     assert result["resumed"] and result["checkpoints"] == 1
     assert job.submission()._timeout_countdown == 2
     assert "this job is timed-out" in (job.stderr() or "")
