@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint toy bench clean
+.PHONY: install demo test test-fast lint toy bench slurm-up slurm-down clean
 
 install: $(STAMP)
 
@@ -35,6 +35,21 @@ toy: install
 	$(BIN)/spurisweep toy build
 	$(BIN)/spurisweep run sweeps/toy_table.yaml --executor local
 	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward
+
+# Speed and memory figures (printed, never asserted). bench/load.py (100 cells end to end) takes longer.
+bench: install
+	$(BIN)/python bench/grading.py
+	$(BIN)/python bench/eval.py
+	$(BIN)/python bench/train_step.py
+	$(BIN)/python bench/report.py
+	$(BIN)/python bench/submit.py
+
+# A single-node SLURM with accounting on this machine (root; apt-installs slurm the first time).
+slurm-up:
+	bash scripts/slurm/start_slurm.sh
+
+slurm-down:
+	bash scripts/slurm/stop_slurm.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info
