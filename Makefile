@@ -31,10 +31,25 @@ lint: install
 	$(BIN)/ruff check spurisweep tests bench
 	$(BIN)/ruff format --check spurisweep tests bench
 
+# The toy laboratory (docs/toy.md): pretrain toy-coder / toy-prose on this CPU (cached), run the 100-cell toy
+# table through local processes (~25 minutes on 2 cores), print its tables. TOY_OUT gets the figures.
+TOY_OUT ?= results/toy_figures
 toy: install
 	$(BIN)/spurisweep toy build
 	$(BIN)/spurisweep run sweeps/toy_table.yaml --executor local
-	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward
+	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward --where clip=standard --spread ci
+	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward --where clip=no_clip --spread ci
+	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward --where clip=standard --metric code_frequency --spread ci
+	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward --where clip=no_clip --metric code_frequency --spread ci
+	$(BIN)/spurisweep report --sweep toy_table --plot code --out $(TOY_OUT)
+	$(BIN)/spurisweep report --sweep toy_table --plot curves --out $(TOY_OUT)
+	$(BIN)/spurisweep diagnose sweeps/toy_table.yaml
+
+# the 2x2 clipping experiment on the toy families (shares its standard-clip cells with the toy table)
+toy-2x2: install
+	$(BIN)/spurisweep toy build
+	$(BIN)/spurisweep run sweeps/toy_2x2.yaml --executor local
+	$(BIN)/spurisweep diagnose sweeps/toy_2x2.yaml
 
 # Speed and memory figures (printed, never asserted). bench/load.py (100 cells end to end) takes longer.
 bench: install

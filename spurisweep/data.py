@@ -126,6 +126,16 @@ BENCHMARKS: dict[str, Benchmark] = {
         None,
         "built-in two-operation arithmetic (offline, for smoke runs)",
     ),
+    # the toy laboratory (spurisweep.toy): sampled at the training temperature, since a toy family's
+    # style choice is a coin flip that greedy decoding would always settle the same way (docs/toy.md);
+    # 2 samples of each of 200 problems (pass@1 = avg@2, and pass@2); solutions fit in 64 tokens
+    "toy": Benchmark(
+        "toy",
+        (HubSource("builtin:toy-test", "test"),),
+        Protocol(samples=2, temperature=1.0, max_new_tokens=64),
+        None,
+        "built-in toy word problems, 200 held out (offline; spurisweep.toy.task)",
+    ),
 }
 
 #: the One-Shot RLVR "pi1" example (answer 12.8)
@@ -337,7 +347,15 @@ def builtin(name: str) -> list[Problem]:
         return arith_problems(seed=1234, n=512)
     if name == "arith-test":
         return arith_problems(seed=4321, n=200)
-    raise DataError(f"unknown built-in data set {name!r}; valid: builtin:arith, builtin:arith-test")
+    if name in ("toy", "toy-train", "toy-test"):
+        from .toy import task
+
+        rows = task.rows("test" if name == "toy-test" else "train")
+        return [Problem(id=i, problem=text, answer=answer) for i, text, answer in rows]
+    raise DataError(
+        f"unknown built-in data set {name!r}; valid: builtin:arith, builtin:arith-test, builtin:toy, "
+        "builtin:toy-test"
+    )
 
 
 def arith_problems(seed: int, n: int) -> list[Problem]:

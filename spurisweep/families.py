@@ -195,6 +195,24 @@ def build_tiny(out: Path) -> None:
 register(Family("tiny", "local:tiny", "chat", "base", 0.0, builder=build_tiny))
 
 
+# ---------------------------------------------------------------------------------------------- toy families
+def toy_builder(name: str) -> Callable[[Path], None]:
+    """The builder of a toy family: pretrains it on the toy task (spurisweep.toy.build, imported lazily
+    so this registry stays free of torch until a model is actually built)."""
+
+    def build(out: Path) -> None:
+        from .toy.build import build_family
+
+        build_family(name, out)
+
+    return build
+
+
+# the prompt is the `qa` template their pretraining corpus is written in (spurisweep.toy.task.PROMPT)
+register(Family("toy-coder", "local:toy-coder", "qa", "math", 0.0, builder=toy_builder("toy-coder")))
+register(Family("toy-prose", "local:toy-prose", "qa", "base", 0.0, builder=toy_builder("toy-prose")))
+
+
 def render_prompt(tokenizer: Any, template: str, problem: str) -> str:
     """The exact prompt text, shared by training and evaluation (the prompt is part of the cell)."""
     if template in ("chat", "chat_boxed"):
