@@ -191,7 +191,7 @@ def write_manifest(sweep: str, source: str, cells: list[Cell], results: Path) ->
     )
 
 
-def make_executor(kind: str, folder: Path, cells: list[Cell], *, max_parallel: int) -> submitit.Executor:
+def make_executor(kind: str, folder: Path, cells: list[Cell]) -> submitit.Executor:
     if kind not in EXECUTORS:
         raise SubmissionError(f"unknown executor {kind!r}; valid: {', '.join(EXECUTORS)}")
     ex = submitit.AutoExecutor(folder=folder, cluster=kind)
@@ -276,7 +276,7 @@ def submit(
     if executor == "slurm":
         validate_slurm_parameters(cells, folder)
         for group in group_by_resources(cells):
-            ex = make_executor("slurm", folder, group, max_parallel=len(group))
+            ex = make_executor("slurm", folder, group)
             jobs = ex.map_array(CellJob(), [str(cell_dir(results, sweep, c.id)) for c in group],
                                 [str(results)] * len(group))
             for c, j in zip(group, jobs, strict=True):
@@ -286,7 +286,7 @@ def submit(
             return watch(cells, results, on_update=on_update, poll_s=poll_s)
         return states(cells, results, live=False)
     if executor == "debug":
-        ex = make_executor("debug", folder, cells, max_parallel=1)
+        ex = make_executor("debug", folder, cells)
         for c in cells:
             d = cell_dir(results, sweep, c.id)
             artifacts.CellDir(d).set_status("queued", executor="debug", job_id=None, error=None)
