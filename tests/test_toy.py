@@ -198,6 +198,8 @@ def test_toy_build_command_builds_into_the_cache_and_shows_the_prior(tmp_path, m
     stamp = (folder / "config.json").stat().st_mtime_ns
     again = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     assert again.returncode == 0 and (folder / "config.json").stat().st_mtime_ns == stamp  # cached
+    forced = subprocess.run([*run, "--force"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
+    assert forced.returncode == 0 and (folder / "config.json").stat().st_mtime_ns != stamp  # built again
     bad = subprocess.run([*run[:-1], "nope"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
     assert bad.returncode == 2 and "nope" in bad.stderr
 
