@@ -36,27 +36,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from qwen2_shapes import QWEN2_VOCAB, SHAPES  # noqa: E402  (bench/ is on sys.path)
+
 from spurisweep import data, evaluate, families, generate  # noqa: E402
 from spurisweep.generate import Sampling  # noqa: E402
 from spurisweep.spec import EvalSettings, ProtocolOverride  # noqa: E402
-
-SHAPES = {
-    "0.5b": dict(
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-    ),
-    "1.5b": dict(
-        hidden_size=1536,
-        intermediate_size=8960,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-    ),
-}
-QWEN2_VOCAB = 151_936
 
 
 def problems_dir() -> Path | None:

@@ -26,24 +26,7 @@ import time
 from pathlib import Path
 
 import yaml
-
-SHAPES = {
-    "0.5b": dict(
-        hidden_size=896,
-        intermediate_size=4864,
-        num_hidden_layers=24,
-        num_attention_heads=14,
-        num_key_value_heads=2,
-    ),
-    "1.5b": dict(
-        hidden_size=1536,
-        intermediate_size=8960,
-        num_hidden_layers=28,
-        num_attention_heads=12,
-        num_key_value_heads=2,
-    ),
-}
-QWEN2_VOCAB = 151_936
+from qwen2_shapes import QWEN2_VOCAB, SHAPES  # bench/ is on sys.path when run as a script
 
 
 def build_large(out: Path, shape: str, layers: int | None = None) -> Path:
