@@ -61,10 +61,13 @@ class CellJob(submitit.helpers.Checkpointable):
         cell = artifacts.CellDir(Path(cell_dir))
         if cell.is_done():
             return artifacts.read_json(cell.done_path, {})
-        st = cell.status()
-        job_id = _current_job_id()
-        cell.set_status("running", attempts=int(st.get("attempts", 0)) + 1, job_id=job_id or st.get("job_id"),
-                        host=os.uname().nodename, pid=os.getpid(), error=None)
+        rank, world = distributed_setup()
+        if rank == 0:  # data-parallel ranks: one writer
+            st = cell.status()
+            job_id = _current_job_id()
+            cell.set_status("running", attempts=int(st.get("attempts", 0)) + 1,
+                            job_id=job_id or st.get("job_id"), host=os.uname().nodename, pid=os.getpid(),
+                            devices=os.environ.get("CUDA_VISIBLE_DEVICES") or None, processes=world, error=None)
         try:
             from .train import run_cell
 
@@ -73,10 +76,13 @@ class CellJob(submitit.helpers.Checkpointable):
             if isinstance(exc, SystemExit) and exc.code in (0, None):
                 raise
             last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
-            artifacts.atomic_write_text(cell.root / "error.txt", traceback.format_exc())
-            cell.set_status("failed", error=f"{type(exc).__name__}: {last}"[:500])
+            name = "error.txt" if rank == 0 else f"error-rank{rank}.txt"
+            artifacts.atomic_write_text(cell.root / name, traceback.format_exc())
+            where = f" (rank {rank})" if rank else ""
+            cell.set_status("failed", error=f"{type(exc).__name__}{where}: {last}"[:500])
             raise
-        cell.set_status("done", error=None)
+        if rank == 0:
+            cell.set_status("done", error=None)
         return summary
 
     def checkpoint(self, cell_dir: str, results: str) -> submitit.helpers.DelayedSubmission:
@@ -84,6 +90,24 @@ class CellJob(submitit.helpers.Checkpointable):
         st = cell.status()
         cell.set_status("requeued", requeues=int(st.get("requeues", 0)) + 1)
         return submitit.helpers.DelayedSubmission(self, cell_dir, results)
+
+
+def distributed_setup() -> tuple[int, int]:
+    """(rank, processes) of this task. A job with several tasks (slurm.tasks_per_node, or one per GPU)
+    trains data-parallel: export torch.distributed's env:// variables (MASTER_ADDR/PORT, RANK, WORLD_SIZE,
+    LOCAL_RANK) for accelerate, which TRL's trainer initialises from them. Every task keeps seeing all the
+    job's GPUs and accelerate puts rank r on cuda:LOCAL_RANK."""
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:  # not inside a submitit job (tests calling run_cell directly)
+        return 0, 1
+    if env.num_tasks <= 1:
+        return 0, 1
+    dist = submitit.helpers.TorchDistributedEnvironment()
+    if os.environ.get("SUBMITIT_EXECUTOR") == "local":
+        dist.master_addr = "127.0.0.1"  # one machine: the hostname may not resolve to a reachable address
+    dist.export(set_cuda_visible_devices=False, overwrite=True)
+    return dist.rank, dist.world_size
 
 
 def _current_job_id() -> str | None:
@@ -212,6 +236,8 @@ def slurm_parameters(cells: list[Cell]) -> dict[str, Any]:
                        ("slurm_constraint", s.constraint)):
         if value is not None:
             p[key] = value
+    if s.processes > 1:  # one task per GPU: data-parallel training (see CellJob / distributed_setup)
+        p["tasks_per_node"] = s.processes
     if s.mem_gb is not None:
         p["mem_gb"] = s.mem_gb
     for key, value in s.additional.items():
@@ -302,43 +328,80 @@ def submit(
                       poll_s=poll_s)
 
 
-def default_parallel() -> int:
+def local_gpus() -> list[str]:
+    """The GPUs local jobs may use, as CUDA_VISIBLE_DEVICES entries (this process's own restriction kept)."""
     try:
         import torch
 
-        if torch.cuda.is_available():
-            return max(1, torch.cuda.device_count())
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
     except Exception:
-        pass
-    return max(1, os.cpu_count() or 1)
+        count = 0
+    if not count:
+        return []
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return visible[:count] if visible else [str(i) for i in range(count)]
 
 
-def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s) -> list[CellState]:
-    n = max_parallel or default_parallel()
+def local_processes(cell: Cell, gpus: list[str]) -> int:
+    """Processes of one cell on this machine: one per GPU it asks for, at most the GPUs there are; on a
+    machine without GPUs only an explicit slurm.tasks_per_node starts several (CPU processes, gloo)."""
+    s = cell.config.slurm
+    if not gpus:
+        return s.tasks_per_node or 1
+    if s.processes > len(gpus):
+        log.warning("cell %s asks for %d processes (one per GPU); this machine has %d GPUs: using %d",
+                    cell.id, s.processes, len(gpus), len(gpus))
+    return min(s.processes, len(gpus))
+
+
+def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s,
+               gpus: list[str] | None = None) -> list[CellState]:
+    """Cells as local processes. On a GPU machine every job gets its own GPUs (CUDA_VISIBLE_DEVICES), one
+    per process, and waits until that many are free; without GPUs at most `max_parallel` (default: cores)
+    jobs run at once."""
+    gpus = local_gpus() if gpus is None else list(gpus)
+    n = max_parallel or (len(gpus) or max(1, os.cpu_count() or 1))
     if not wait:
         n = len(cells)
-    threads = max(1, (os.cpu_count() or 1) // n)
     ex = submitit.AutoExecutor(folder=folder, cluster="local")
-    ex.update_parameters(timeout_min=cells[0].config.slurm.timeout_min, local_setup=[
-        f"export SPURISWEEP_THREADS={threads} OMP_NUM_THREADS={threads} SPURISWEEP_GRADING_WORKERS={min(threads, 2)}",
-    ])
     sweep = cells[0].sweep
     pending = list(cells)
-    running: dict[str, Any] = {}
+    running: dict[str, tuple[Any, list[str]]] = {}
+    free = list(gpus)
+    turn = 0  # round-robin GPU assignment when nothing waits (wait=False starts every cell at once)
     while pending or running:
         while pending and len(running) < n:
-            c = pending.pop(0)
+            c = pending[0]
+            k = local_processes(c, gpus)
+            if gpus and wait and len(free) < k:
+                break  # its GPUs are busy: wait for a job to end
+            pending.pop(0)
+            if gpus and wait:
+                mine, free = free[:k], free[k:]
+            elif gpus:
+                mine = [gpus[(turn + i) % len(gpus)] for i in range(k)]
+                turn += k
+            else:
+                mine = []
+            threads = max(1, (os.cpu_count() or 1) // (max(1, min(n, len(cells))) * k))
+            setup = [f"export SPURISWEEP_THREADS={threads} OMP_NUM_THREADS={threads} "
+                     f"SPURISWEEP_GRADING_WORKERS={min(threads, 2)}"]
+            if mine:  # submitit's local executor hides every GPU unless told which
+                setup.append(f"export CUDA_VISIBLE_DEVICES={','.join(mine)}")
+            ex.update_parameters(timeout_min=c.config.slurm.timeout_min, tasks_per_node=k, local_setup=setup)
             d = cell_dir(results, sweep, c.id)
             with _detached_stdio():
                 job = ex.submit(CellJob(), str(d), str(results))
             artifacts.CellDir(d).set_status("queued", job_id=str(job.job_id), executor="local", error=None,
                                             submitted=time.time())
-            running[c.id] = job
+            running[c.id] = (job, mine)
         if not wait:
             break
-        for cid, job in list(running.items()):
+        for cid, (job, mine) in list(running.items()):
             if job.done():
                 running.pop(cid)
+                if wait:
+                    free.extend(mine)
         if on_update:
             on_update(states(cells, results))
         if pending or running:

@@ -114,18 +114,27 @@ class ClipParams(Strict):
 
 
 class SlurmSettings(Strict):
-    """Resources for SLURM (ignored by the local executor). Not part of the cell id."""
+    """Resources for a cell's job. Not part of the cell id. SLURM reads all of them; the local executor
+    reads `tasks_per_node`/`gpus_per_node` (processes, each with its own GPU) and `timeout_min`."""
 
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
     gpus_per_node: int | None = Field(None, ge=0)
+    tasks_per_node: int | None = Field(
+        None, ge=1, description="processes per cell (data-parallel ranks, one per GPU); default gpus_per_node or 1"
+    )
     cpus_per_task: int | None = Field(None, ge=1)
     mem_gb: float | None = Field(None, gt=0)
     timeout_min: int = Field(24 * 60, ge=1)
     constraint: str | None = None
     array_parallelism: int = Field(64, ge=1)
     additional: dict[str, Any] = Field(default_factory=dict, description="extra slurm_* parameters")
+
+    @property
+    def processes(self) -> int:
+        """Training processes of one cell: data-parallel ranks, one per GPU."""
+        return self.tasks_per_node or self.gpus_per_node or 1
 
 
 class TrackingSettings(Strict):

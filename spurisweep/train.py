@@ -62,6 +62,9 @@ SHAPE_FIELDS = (
     "steps_per_generation",
     "num_iterations",
 )
+#: how long data-parallel ranks wait for each other (TRL's default is 30 min): rank 0 alone evaluates the
+#: untrained model and every checkpoint, and a 7B model on MATH-500 with transformers can take hours
+DDP_TIMEOUT_S = 8 * 3600
 #: GRPOConfig fields spurisweep owns: overriding them under `trl:` would break the cell's folder layout,
 #: its identity or its resume logic; the value says where to set the same thing instead
 RESERVED = {
@@ -152,11 +155,20 @@ def check_shape(cfg: CellConfig, world: int = 1, file: str | None = None) -> Bat
 
 
 def world_size() -> int:
-    """Data-parallel processes (torchrun / accelerate launch set WORLD_SIZE); 1 for a plain process."""
+    """Data-parallel processes (launch.distributed_setup, torchrun or accelerate set WORLD_SIZE); 1 for a
+    plain process."""
     try:
         return max(1, int(os.environ.get("WORLD_SIZE", "1")))
     except ValueError:
         return 1
+
+
+def rank() -> int:
+    """This process's data-parallel rank (0 for a plain process): rank 0 alone writes the cell's files."""
+    try:
+        return int(os.environ.get("RANK", "0")) if world_size() > 1 else 0
+    except ValueError:
+        return 0
 
 
 def grpo_kwargs(
@@ -222,6 +234,11 @@ def grpo_kwargs(
     except ConfigError as exc:  # with batch-shape overrides, name the override rather than our setting
         who = next((f"trl.{k}" for k in SHAPE_FIELDS if k in cfg.trl), exc.field)
         raise ConfigError(exc.detail, file=file, field=who) from None
+    if world > 1 and "ddp_timeout" not in cfg.trl:
+        # rank 0 evaluates (baseline, checkpoints) while the other ranks wait at their next collective
+        kw["ddp_timeout"] = DDP_TIMEOUT_S
+    if world > 1 and "ddp_find_unused_parameters" not in cfg.trl:
+        kw["ddp_find_unused_parameters"] = False  # every parameter of a causal LM takes part in the loss
     if "max_steps" not in cfg.trl:
         kw["max_steps"] = t.steps * upr
     if "save_steps" not in cfg.trl:
@@ -299,7 +316,7 @@ def validate(cfg: CellConfig, file: str | None = None) -> None:
             raise ConfigError(suggest(name, trackers), file=file, field=f"tracking.report_to[{i}]")
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        kw = grpo_kwargs(cfg, tmp, cpu=True, file=file)
+        kw = grpo_kwargs(cfg, tmp, cpu=True, world=cfg.slurm.processes, file=file)
         kw["report_to"] = "none"  # trackers need not be installed to plan
         try:
             GRPOConfig(**kw)
@@ -312,7 +329,7 @@ def validate(cfg: CellConfig, file: str | None = None) -> None:
 
 def validation_key(cfg: CellConfig) -> str:
     """What validate() looks at: cells that agree on it need to be validated once."""
-    return cfg.model_dump_json(include={"train", "trl", "clip", "clip_params", "tracking"})
+    return cfg.model_dump_json(include={"train", "trl", "clip", "clip_params", "tracking"}) + str(cfg.slurm.processes)
 
 
 def _blame(message: str, cfg: CellConfig) -> str:
@@ -397,8 +414,9 @@ def checkpoint_number(p: Path) -> int | None:
         return None
 
 
-def latest_complete_checkpoint(ckpt_dir: Path) -> Path | None:
-    """The newest checkpoint with our COMPLETE marker; half-written ones (killed mid-save) are removed."""
+def latest_complete_checkpoint(ckpt_dir: Path, clean: bool = True) -> Path | None:
+    """The newest checkpoint with our COMPLETE marker; half-written ones (killed mid-save) are removed
+    (when `clean`: by one process only)."""
     best: tuple[int, Path] | None = None
     if not ckpt_dir.exists():
         return None
@@ -407,8 +425,9 @@ def latest_complete_checkpoint(ckpt_dir: Path) -> Path | None:
         if n is None:
             continue
         if not (p / "COMPLETE").exists():
-            log.info("removing incomplete checkpoint %s", p)
-            shutil.rmtree(p, ignore_errors=True)
+            if clean:
+                log.info("removing incomplete checkpoint %s", p)
+                shutil.rmtree(p, ignore_errors=True)
             continue
         if best is None or n > best[0]:
             best = (n, p)
@@ -527,6 +546,7 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
     cell_id = cell.cell_id
     cpu = not torch.cuda.is_available()
     world = world_size()
+    writer = rank() == 0  # data-parallel ranks: rank 0 evaluates and writes; all ranks train
     backend = choose_backend(cfg.train.generation_backend)
     check_trackers_installed(cfg)
     source = families.model_source(cfg.model, cfg.model_path)
@@ -545,6 +565,9 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
         folder.mkdir(parents=True, exist_ok=True)
         for proto in protos:
             eid = evaluate.baseline_eval_id(cfg.model, cfg.model_path, cfg.prompt or "", proto)
+            baselines[proto.benchmark] = eid
+            if not writer:
+                continue
             with FileLock(str(folder / f"{eid}.lock")):  # concurrent cells of one model: evaluated once
                 if model is None and not artifacts.eval_complete(folder, eid):
                     model, tok = families.load_model_and_tokenizer(source, dtype=dtype)
@@ -567,12 +590,13 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
                     backend="transformers",
                     batch_size=cfg.eval.batch_size,
                 )
-            baselines[proto.benchmark] = eid
 
     def eval_ids(step: int) -> list[str]:
         return [evaluate.checkpoint_eval_id(cell_id, step, cfg.prompt or "", p) for p in protos]
 
     def evaluate_at(mdl: Any, step: int) -> None:
+        if not writer:
+            return
         with preserved_rng():
             for proto, eid in zip(protos, eval_ids(step), strict=True):
                 evaluate.run_eval(
@@ -605,8 +629,9 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
     upr = updates_per_rollout(kw, world)
     max_updates = int(kw["max_steps"])
     final_step = max_updates // upr
-    resume = latest_complete_checkpoint(ckpt_dir)
-    prune_checkpoints(ckpt_dir, cfg.train.keep_checkpoints)  # a kill between a save and its pruning
+    resume = latest_complete_checkpoint(ckpt_dir, clean=writer)
+    if writer:
+        prune_checkpoints(ckpt_dir, cfg.train.keep_checkpoints)  # a kill between a save and its pruning
     resumed_update = (checkpoint_number(resume) or 0) if resume else 0
     by_update = {
         int(r["update"]): r
@@ -667,12 +692,13 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
         rewards.RewardContext(seed=cfg.seed, grading_workers=_grading_workers()),
     )
     del model  # the trainer loads its own copy of the policy
-    cell.set_status(
-        "running", backend=backend, updates_per_rollout=upr, resumed_from=resumes or None, world_size=world
-    )
+    if writer:
+        cell.set_status(
+            "running", backend=backend, updates_per_rollout=upr, resumed_from=resumes or None, world_size=world
+        )
     updates = resumed_update
     if resumed_update >= max_updates:  # killed after the last save: only its evaluation may be missing
-        if not all(artifacts.eval_complete(cell.evals_dir, e) for e in eval_ids(final_step)):
+        if writer and not all(artifacts.eval_complete(cell.evals_dir, e) for e in eval_ids(final_step)):
             final_model, _ = families.load_model_and_tokenizer(str(resume), dtype=dtype)
             evaluate_at(final_model, final_step)
     else:
@@ -680,9 +706,10 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
             args = GRPOConfig(**kw)
             if not cpu and world == 1 and args.n_gpu > 1:
                 # TRL's batch arithmetic counts processes, not DataParallel replicas: use one GPU per process
-                # (launch several with torchrun / accelerate to train data-parallel)
+                # (slurm.tasks_per_node / gpus_per_node start one process per GPU: data-parallel)
                 log.warning(
-                    "%d GPUs visible to one process; training on one (launch with torchrun for more)",
+                    "%d GPUs visible to one process; training on one (set slurm.gpus_per_node or "
+                    "slurm.tasks_per_node to train data-parallel on all of them)",
                     args.n_gpu,
                 )
                 args._n_gpu = 1
@@ -700,6 +727,8 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
             trainer.train(resume_from_checkpoint=str(resume) if resume else None)
         updates = trainer.state.global_step
         evaluate_at(trainer.model, final_step)  # a no-op when the final checkpoint was evaluated in on_save
+    if not writer:
+        return {"cell_id": cell_id, "rank": rank(), "world_size": world, "updates": updates}
 
     flags = health.flags(metric_rows)
     artifacts.atomic_write_json(cell.health_path, flags)

@@ -125,6 +125,8 @@ BAD = {
     "unknown_model.yaml": "name: x\ngrid: {model: [gpt-9]}\n",
     "empty_grid.yaml": "name: x\ngrid: {model: [tiny], seed: [0]}\nexclude: [{seed: 0}]\n",
     "bad_trl.yaml": "name: x\npreset: smoke\ngrid: {model: [tiny]}\nsettings: {trl: {not_a_field: 1}}\n",
+    # 8 GPUs = 8 data-parallel processes, which cannot share the smoke preset's mini-batch of 4
+    "gpus.yaml": "name: x\npreset: smoke\ngrid: {model: [tiny]}\nsettings: {slurm: {gpus_per_node: 8}}\n",
 }
 
 
@@ -140,6 +142,13 @@ def test_bad_sweep_exits_2_with_one_line_and_submits_nothing(tmp_path, name, com
     assert len(lines) == 1, proc.stderr
     assert str(sweep) in lines[0] and "Traceback" not in proc.stderr
     assert not results.exists() or not any(results.rglob("config.json"))
+
+
+def test_batch_that_data_parallel_processes_cannot_share_names_the_setting(tmp_path):
+    sweep = tmp_path / "gpus.yaml"
+    sweep.write_text(BAD["gpus.yaml"])
+    proc = cli("plan", str(sweep))
+    assert proc.returncode == 2 and "train.micro_batch" in proc.stderr and "8 processes" in proc.stderr
 
 
 def test_missing_sweep_file(tmp_path):

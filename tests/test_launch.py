@@ -196,3 +196,102 @@ def test_states_from_folders(tmp_path, results):
     other.mkdir(parents=True)
     (other / "DONE").write_text("{}")
     assert launch.read_state(cell, results).state == "done"
+
+
+# ---------------------------------------------------------------------------------------------- processes
+DP = """
+name: dp
+preset: smoke
+grid:
+  model: [tiny]
+  reward: [random]
+  seed: {seeds}
+settings:
+  train: {{steps: 2, save_every: 1}}
+  eval: {{limit: 4}}
+{extra}
+"""
+
+
+def test_one_task_per_gpu_in_the_sbatch_parameters(tmp_path):
+    def params(slurm: str) -> dict:
+        sweep = tmp_path / "p.yaml"
+        sweep.write_text(DP.format(seeds="[0]", extra=f"  slurm: {slurm}"))
+        return launch.slurm_parameters(grid.expand(spec.load_sweep(sweep)))
+
+    assert params("{gpus_per_node: 8}")["tasks_per_node"] == 8  # data-parallel: one process per GPU
+    assert "tasks_per_node" not in params("{gpus_per_node: 8, tasks_per_node: 1}")  # one process, told so
+    assert "tasks_per_node" not in params("{gpus_per_node: 1}")
+    assert params("{tasks_per_node: 2}")["tasks_per_node"] == 2
+
+
+def test_local_processes_follow_the_gpus_there_are(tmp_path):
+    sweep = tmp_path / "p.yaml"
+    sweep.write_text(DP.format(seeds="[0, 1, 2]", extra="""overrides:
+  - {when: {seed: 1}, set: {slurm.gpus_per_node: 8}}
+  - {when: {seed: 2}, set: {slurm.tasks_per_node: 2}}"""))
+    one, eight, two = grid.expand(spec.load_sweep(sweep))
+    assert [launch.local_processes(c, []) for c in (one, eight, two)] == [1, 1, 2]  # CPU: only if asked
+    assert [launch.local_processes(c, ["0", "1", "2", "3"]) for c in (one, eight, two)] == [1, 4, 2]
+
+
+@pytest.mark.slow
+def test_data_parallel_cell_trains_on_two_processes_with_one_writer(tmp_path):
+    import pickle
+
+    from spurisweep import train
+
+    sweep = tmp_path / "dp.yaml"
+    sweep.write_text(DP.format(seeds="[0]", extra="  slurm: {tasks_per_node: 2}"))
+    (cell,) = grid.expand(spec.load_sweep(sweep))
+    single = tmp_path / "single.yaml"
+    single.write_text(DP.format(seeds="[0]", extra=""))
+    assert grid.expand(spec.load_sweep(single))[0].id == cell.id  # processes are a resource, not identity
+
+    res = tmp_path / "res"
+    proc = cli("run", str(sweep), "--results", str(res))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    d = res / "dp" / cell.id
+    done = json.loads((d / "DONE").read_text())
+    status = json.loads((d / "status.json").read_text())
+    assert done["world_size"] == 2 and status["processes"] == 2 and status["state"] == "done"
+    # both ranks trained and returned: rank 1 reports itself and wrote nothing of the cell's own
+    results = {}
+    for p in (res / "dp" / "_submitit").glob("*_result.pkl"):
+        outcome, value = pickle.loads(p.read_bytes())
+        assert outcome == "success", value
+        results[int(p.name.split("_")[1])] = value
+    assert sorted(results) == [0, 1] and results[1]["rank"] == 1 and results[1]["world_size"] == 2
+    assert not list(d.glob("error*.txt"))
+    # the global batch and the update schedule are those of one process; every update logged once
+    upr = train.updates_per_rollout(train.grpo_kwargs(cell.config, str(tmp_path), cpu=True))
+    assert done["updates"] == 2 * upr
+    updates = [json.loads(x)["update"] for x in (d / "metrics.jsonl").read_text().splitlines()]
+    assert updates == list(range(1, 2 * upr + 1))
+    steps = sorted(json.loads(p.read_text())["step"] for p in (d / "evals").glob("*.json"))
+    assert steps == [1, 2]
+
+
+@pytest.mark.slow
+def test_local_jobs_get_their_own_gpus(tmp_path):
+    """submitit's local executor hides every GPU from a job unless told which: each local job gets its
+    own CUDA_VISIBLE_DEVICES, one GPU per process, and waits until they are free. (On this CPU machine
+    the devices are names only: torch sees no CUDA either way and the cells train on CPU.)"""
+    sweep = tmp_path / "p.yaml"
+    sweep.write_text(DP.format(seeds="[0, 1, 2]", extra="""overrides:
+  - {when: {seed: 2}, set: {slurm.tasks_per_node: 2}}"""))
+    cells = grid.expand(spec.load_sweep(sweep))
+    res = tmp_path / "res"
+    folder = res / "dp" / artifacts.SUBMITIT
+    folder.mkdir(parents=True)
+    for c in cells:
+        launch.write_cell_config(c, res)
+    sts = launch._run_local(cells, res, folder, max_parallel=None, on_update=None, wait=True, poll_s=0.2,
+                            gpus=["5", "7"])
+    assert [s.state for s in sts] == ["done"] * 3
+    seen = {c.config.seed: json.loads((res / "dp" / c.id / "status.json").read_text()) for c in cells}
+    assert {seen[0]["devices"], seen[1]["devices"]} == {"5", "7"}
+    assert seen[2]["devices"] == "5,7" and seen[2]["processes"] == 2
+    # the two-GPU cell started only after both one-GPU cells had finished and freed theirs
+    ended = max((res / "dp" / c.id / "DONE").stat().st_mtime for c in cells[:2])
+    assert seen[2]["submitted"] >= ended

@@ -81,6 +81,23 @@ def test_random_is_bernoulli_gamma_and_reproducible():
     assert set(run("random", comps[:50], params={"random": {"gamma": 0.0}}, prompts=prompts)) == {0.0}
 
 
+def test_random_draws_differ_between_data_parallel_ranks(monkeypatch):
+    """Each rank scores its own slice of the rollout; a group split across two ranks at the same local
+    positions must not get the same rewards twice."""
+    comps = [f"response {i}" for i in range(200)]
+    prompts = ["the same prompt"] * 200
+    state = SimpleNamespace(global_step=3)
+    alone = run("random", comps, seed=1, prompts=prompts, trainer_state=state)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    rank0 = run("random", comps, seed=1, prompts=prompts, trainer_state=state)
+    monkeypatch.setenv("RANK", "1")
+    rank1 = run("random", comps, seed=1, prompts=prompts, trainer_state=state)
+    assert rank0 == alone  # rank 0 draws what a single process draws
+    assert rank1 != rank0 and abs(sum(rank1) / len(rank1) - 0.5) < 0.15
+    assert rank1 == run("random", comps, seed=1, prompts=prompts, trainer_state=state)  # still reproducible
+
+
 def test_compositions():
     comps = [GOOD, CODE, UNBOXED, "python but \\boxed{3}"]
     assert run("format_AND_inverse_python", comps) == [1.0, 0.0, 0.0, 0.0]

@@ -138,3 +138,23 @@ def test_cancel_stops_only_this_sweeps_jobs(slurm_cluster, tmp_path):
     status = cli("status", str(mine), "--results", str(res))
     assert "2 cancelled" in status.stdout
     cli("cancel", str(other), "--results", str(res))
+
+
+def test_data_parallel_cell_runs_as_two_srun_tasks(slurm_cluster, tmp_path):
+    """tasks_per_node (by default gpus_per_node): one sbatch with two tasks that srun starts, which meet
+    through torch.distributed (gloo on CPU) and train one cell together."""
+    sweep = tmp_path / "dp.yaml"
+    sweep.write_text(SWEEP.format(name="dp", seeds="[0]", steps=2, save_every=1, limit=4).replace(
+        "reward: [ground_truth, random]", "reward: [random]").replace("cpus_per_task: 1,", "cpus_per_task: 1, "
+                                                                      "tasks_per_node: 2,"))
+    res = tmp_path / "res"
+    dry = cli("run", str(sweep), "--executor", "slurm", "--dry-run", "--results", str(res))
+    assert dry.returncode == 0 and "tasks_per_node" in dry.stdout, dry.stdout
+    proc = cli("run", str(sweep), "--executor", "slurm", "--results", str(res))
+    assert proc.returncode == 0 and "1 cells: 1 done" in proc.stdout, proc.stdout + proc.stderr
+    ((cell, job),) = job_ids(res, "dp").items()
+    done = json.loads((res / "dp" / cell / "DONE").read_text())
+    assert done["world_size"] == 2
+    assert slurm_cluster.sacct_state(job) == "COMPLETED"
+    logs = sorted(p.name for p in (res / "dp" / "_submitit").glob(f"{job}_*_log.out"))
+    assert logs == [f"{job}_0_log.out", f"{job}_1_log.out"], logs  # one log per task

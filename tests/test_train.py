@@ -180,6 +180,9 @@ def test_data_parallel_processes_share_the_mini_batch(tmp_path):
     kw = train.grpo_kwargs(cell.config, str(tmp_path), cpu=True, world=4)
     assert kw["per_device_train_batch_size"] * kw["gradient_accumulation_steps"] * 4 == 128
     assert train.updates_per_rollout(kw, world=4) == 8
+    # ranks wait for rank 0's evaluations far longer than TRL's 30 min; DDP skips the unused-parameter scan
+    assert kw["ddp_timeout"] == train.DDP_TIMEOUT_S and kw["ddp_find_unused_parameters"] is False
+    assert "ddp_timeout" not in train.grpo_kwargs(cell.config, str(tmp_path), cpu=True)
 
 
 def test_other_loss_types_are_reachable(tmp_path):

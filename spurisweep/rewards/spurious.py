@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from typing import Any
 
@@ -18,16 +19,28 @@ def random_reward(params: dict[str, Any], ctx: RewardContext):
     def random(completions, trainer_state=None, prompts=None, **kwargs) -> list[float | None]:
         # Seeded by (cell seed, step, prompt, position in the batch): a re-run or a resume from a
         # checkpoint draws exactly the same rewards for the same rollout.
+        # Data-parallel ranks each score their own slice, so the position carries the rank: a group split
+        # across ranks at the same local positions must not draw the same rewards twice.
         step = getattr(trainer_state, "global_step", 0) if trainer_state is not None else 0
+        r = _rank()
         out: list[float | None] = []
         for i, _c in enumerate(completions):
             p = prompts[i] if prompts is not None and i < len(prompts) else ""
-            key = f"{ctx.seed}|{step}|{i}|{completion_text(p)[-200:]}".encode()
+            pos = f"{r}:{i}" if r else str(i)
+            key = f"{ctx.seed}|{step}|{pos}|{completion_text(p)[-200:]}".encode()
             u = int.from_bytes(hashlib.sha256(key).digest()[:8], "big") / 2**64
             out.append(1.0 if u < gamma else 0.0)
         return out
 
     return random
+
+
+def _rank() -> int:
+    """The data-parallel rank of this process (0 alone); see launch.distributed_setup."""
+    try:
+        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
+    except ValueError:
+        return 0
 
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
