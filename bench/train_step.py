@@ -133,6 +133,8 @@ def main() -> None:
         "--large-on-cpu", action="store_true", help="run the large-model path on CPU with 2 layers"
     )
     args = ap.parse_args()
+    if args.steps < 2:
+        ap.error("--steps must be at least 2: the first step is warm-up (a step is timed from the end of the one before)")
 
     import torch
 
