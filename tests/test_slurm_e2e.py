@@ -158,3 +158,29 @@ def test_data_parallel_cell_runs_as_two_srun_tasks(slurm_cluster, tmp_path):
     assert slurm_cluster.sacct_state(job) == "COMPLETED"
     logs = sorted(p.name for p in (res / "dp" / "_submitit").glob(f"{job}_*_log.out"))
     assert logs == [f"{job}_0_log.out", f"{job}_1_log.out"], logs  # one log per task
+
+
+def test_preempted_data_parallel_cell_resumes_on_both_ranks(slurm_cluster, tmp_path):
+    sweep = tmp_path / "dpre.yaml"
+    sweep.write_text(SWEEP.format(name="dpre", seeds="[0]", steps=40, save_every=4, limit=8).replace(
+        "reward: [ground_truth, random]", "reward: [random]").replace("cpus_per_task: 1,", "cpus_per_task: 1, "
+                                                                      "tasks_per_node: 2,"))
+    res = tmp_path / "res"
+    (cell,) = grid.expand(spec.load_sweep(sweep))
+    launch.write_manifest("dpre", str(sweep), [cell], res)
+    launch.submit([cell], res, executor="slurm", wait=False)
+    cdir = res / "dpre" / cell.id
+    wait_for(lambda: any((c / "COMPLETE").exists() for c in (cdir / "checkpoints").glob("checkpoint-*")),
+             300, "a first checkpoint")
+    job = json.loads((cdir / "status.json").read_text())["job_id"]
+    assert not (cdir / "DONE").exists(), "the cell finished before it could be preempted"
+    slurm_cluster.preempt(job)  # every task gets USR2; rank 0 checkpoints and requeues the whole job
+    wait_for(lambda: (cdir / "DONE").exists(), 400, "the requeued cell to finish")
+    st = json.loads((cdir / "status.json").read_text())
+    done = json.loads((cdir / "DONE").read_text())
+    assert st["requeues"] == 1 and st["attempts"] == 2 and done["world_size"] == 2
+    assert len(done["resumed_from"]) == 1
+    steps = sorted(json.loads(p.read_text())["step"] for p in (cdir / "evals").glob("*.json"))
+    assert steps == list(range(4, 41, 4))  # every evaluation once
+    updates = [json.loads(x)["update"] for x in (cdir / "metrics.jsonl").read_text().splitlines()]
+    assert updates == list(range(1, done["updates"] + 1))
