@@ -557,6 +557,17 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
     tok = AutoTokenizer.from_pretrained(source)
     protos = [evaluate.protocol_for(cfg.eval, b) for b in cfg.eval.benchmarks]
     baselines: dict[str, str] = {}
+
+    def run_eval(mdl: Any, proto: Any, folder: Path, eid: str, step: int, baseline: bool = False) -> None:
+        meta = {"model": cfg.model, "model_path": cfg.model_path, "step": step, "is_baseline": baseline}
+        if baseline:
+            meta["cell_id"] = None
+        else:
+            meta.update(cell_id=cell_id, baseline_eval_id=baselines.get(proto.benchmark))
+        evaluate.run_eval(model=mdl, tokenizer=tok, model_source=source, prompt_template=cfg.prompt or "",
+                          proto=proto, seed=cfg.seed, folder=folder, eval_id=eid, meta=meta,
+                          backend="transformers", batch_size=cfg.eval.batch_size)
+
     model = None  # the untrained model, loaded only if a baseline evaluation is missing
     if cfg.eval.baseline:
         from filelock import FileLock
@@ -571,25 +582,7 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
             with FileLock(str(folder / f"{eid}.lock")):  # concurrent cells of one model: evaluated once
                 if model is None and not artifacts.eval_complete(folder, eid):
                     model, tok = families.load_model_and_tokenizer(source, dtype=dtype)
-                evaluate.run_eval(
-                    model=model,
-                    tokenizer=tok,
-                    model_source=source,
-                    prompt_template=cfg.prompt or "",
-                    proto=proto,
-                    seed=cfg.seed,
-                    folder=folder,
-                    eval_id=eid,
-                    meta={
-                        "model": cfg.model,
-                        "model_path": cfg.model_path,
-                        "cell_id": None,
-                        "step": 0,
-                        "is_baseline": True,
-                    },
-                    backend="transformers",
-                    batch_size=cfg.eval.batch_size,
-                )
+                run_eval(model, proto, folder, eid, step=0, baseline=True)
 
     def eval_ids(step: int) -> list[str]:
         return [evaluate.checkpoint_eval_id(cell_id, step, cfg.prompt or "", p) for p in protos]
@@ -599,26 +592,7 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
             return
         with preserved_rng():
             for proto, eid in zip(protos, eval_ids(step), strict=True):
-                evaluate.run_eval(
-                    model=mdl,
-                    tokenizer=tok,
-                    model_source=source,
-                    prompt_template=cfg.prompt or "",
-                    proto=proto,
-                    seed=cfg.seed,
-                    folder=cell.evals_dir,
-                    eval_id=eid,
-                    meta={
-                        "model": cfg.model,
-                        "model_path": cfg.model_path,
-                        "cell_id": cell_id,
-                        "step": step,
-                        "is_baseline": False,
-                        "baseline_eval_id": baselines.get(proto.benchmark),
-                    },
-                    backend="transformers",
-                    batch_size=cfg.eval.batch_size,
-                )
+                run_eval(mdl, proto, cell.evals_dir, eid, step)
 
     # -- training data, rendered with the cell's prompt template (the same text evaluation uses)
     ds = Dataset.from_list(training_rows(cfg, tok, training_problems(cfg, results)))
