@@ -74,7 +74,7 @@ def test_sweep_goes_out_as_one_array_and_is_ingested(slurm_cluster, tmp_path):
     arrays = {j.split("_")[0] for j in ids.values()}
     assert len(ids) == 4 and len(arrays) == 1, ids  # one sbatch for the whole sweep
     (array,) = arrays
-    assert slurm_cluster.sacct_state(array + "_0") == "COMPLETED"
+    slurm_cluster.wait_state(array + "_0", "COMPLETED", timeout=60)  # DONE comes just before the job's end
 
     import duckdb
 
@@ -155,7 +155,7 @@ def test_data_parallel_cell_runs_as_two_srun_tasks(slurm_cluster, tmp_path):
     ((cell, job),) = job_ids(res, "dp").items()
     done = json.loads((res / "dp" / cell / "DONE").read_text())
     assert done["world_size"] == 2
-    assert slurm_cluster.sacct_state(job) == "COMPLETED"
+    slurm_cluster.wait_state(job, "COMPLETED", timeout=60)  # DONE is written before both tasks have exited
     logs = sorted(p.name for p in (res / "dp" / "_submitit").glob(f"{job}_*_log.out"))
     assert logs == [f"{job}_0_log.out", f"{job}_1_log.out"], logs  # one log per task
 
