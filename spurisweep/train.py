@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from . import artifacts, clipping, data, evaluate, families, health, rewards
+from .distributed import rank, world_size
 from .errors import ConfigError, DataError, suggest
 from .generate import choose_backend
 from .spec import CellConfig, TrainSettings
@@ -152,23 +153,6 @@ def check_shape(cfg: CellConfig, world: int = 1, file: str | None = None) -> Bat
             field="train.micro_batch",
         )
     return s
-
-
-def world_size() -> int:
-    """Data-parallel processes (launch.distributed_setup, torchrun or accelerate set WORLD_SIZE); 1 for a
-    plain process."""
-    try:
-        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
-    except ValueError:
-        return 1
-
-
-def rank() -> int:
-    """This process's data-parallel rank (0 for a plain process): rank 0 alone writes the cell's files."""
-    try:
-        return int(os.environ.get("RANK", "0")) if world_size() > 1 else 0
-    except ValueError:
-        return 0
 
 
 def grpo_kwargs(

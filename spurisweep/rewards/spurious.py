@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 from typing import Any
 
+from ..distributed import rank
 from . import RewardContext, completion_text, register
 
 
@@ -22,7 +22,7 @@ def random_reward(params: dict[str, Any], ctx: RewardContext):
         # Data-parallel ranks each score their own slice, so the position carries the rank: a group split
         # across ranks at the same local positions must not draw the same rewards twice.
         step = getattr(trainer_state, "global_step", 0) if trainer_state is not None else 0
-        r = _rank()
+        r = rank()
         out: list[float | None] = []
         for i, _c in enumerate(completions):
             p = prompts[i] if prompts is not None and i < len(prompts) else ""
@@ -33,14 +33,6 @@ def random_reward(params: dict[str, Any], ctx: RewardContext):
         return out
 
     return random
-
-
-def _rank() -> int:
-    """The data-parallel rank of this process (0 alone); see launch.distributed_setup."""
-    try:
-        return int(os.environ.get("RANK", "0")) if int(os.environ.get("WORLD_SIZE", "1")) > 1 else 0
-    except ValueError:
-        return 0
 
 
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
