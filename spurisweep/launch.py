@@ -368,22 +368,17 @@ def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s,
     pending = list(cells)
     running: dict[str, tuple[Any, list[str]]] = {}
     free = list(gpus)
-    turn = 0  # round-robin GPU assignment when nothing waits (wait=False starts every cell at once)
     while pending or running:
         while pending and len(running) < n:
             c = pending[0]
             k = local_processes(c, gpus)
-            if gpus and wait and len(free) < k:
-                break  # its GPUs are busy: wait for a job to end
+            if gpus and len(free) < k:
+                if wait:
+                    break  # its GPUs are busy: wait for a job to end
+                free += gpus  # starting every cell at once (no wait): GPUs are shared round-robin
             pending.pop(0)
-            if gpus and wait:
-                mine, free = free[:k], free[k:]
-            elif gpus:
-                mine = [gpus[(turn + i) % len(gpus)] for i in range(k)]
-                turn += k
-            else:
-                mine = []
-            threads = max(1, (os.cpu_count() or 1) // (max(1, min(n, len(cells))) * k))
+            mine, free = free[:k], free[k:]
+            threads = max(1, (os.cpu_count() or 1) // (min(n, len(cells)) * k))
             setup = [f"export SPURISWEEP_THREADS={threads} OMP_NUM_THREADS={threads} "
                      f"SPURISWEEP_GRADING_WORKERS={min(threads, 2)}"]
             if mine:  # submitit's local executor hides every GPU unless told which
@@ -400,8 +395,7 @@ def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s,
         for cid, (job, mine) in list(running.items()):
             if job.done():
                 running.pop(cid)
-                if wait:
-                    free.extend(mine)
+                free.extend(mine)
         if on_update:
             on_update(states(cells, results))
         if pending or running:
