@@ -109,11 +109,16 @@ def _tail(text: str) -> str:
     return text if len(text) <= MAX_RESPONSE_CHARS else text[-MAX_RESPONSE_CHARS:]
 
 
+def _last_match(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    last = None
+    for last in pattern.finditer(text):  # noqa: B007 - we want the last match
+        pass
+    return last
+
+
 def _last_boxed(text: str) -> str | None:
     """Content of the last ``\\boxed``/``\\fbox`` in ``text``; None if it is absent, empty or unclosed."""
-    last = None
-    for last in _BOX_RE.finditer(text):  # noqa: B007 - we want the last match
-        pass
+    last = _last_match(_BOX_RE, text)
     if last is None:
         return None
     pos = last.end()
@@ -153,9 +158,7 @@ def _clean_prose_answer(s: str) -> str:
 
 
 def _answer_is(text: str) -> str | None:
-    last = None
-    for last in _ANSWER_IS_RE.finditer(text):  # noqa: B007 - we want the last match
-        pass
+    last = _last_match(_ANSWER_IS_RE, text)
     if last is None:
         return None
     rest = text[last.end() :].lstrip(" \t:")
@@ -172,9 +175,7 @@ def _answer_is(text: str) -> str | None:
 
 
 def _last_number(text: str) -> str | None:
-    last = None
-    for last in _NUMBER_RE.finditer(text):  # noqa: B007 - we want the last match
-        pass
+    last = _last_match(_NUMBER_RE, text)
     if last is None:
         return None
     if last.group("frac"):
