@@ -41,20 +41,40 @@ def run(executor: str, n: int, tmp: Path) -> None:
     sweep.write_text(SWEEP.format(executor=executor, seeds=list(range(n // 2))))
     res = tmp / f"res_{executor}"
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "-m", "spurisweep.cli", "run", str(sweep), "--executor", executor,
-                           "--results", str(res)], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spurisweep.cli",
+            "run",
+            str(sweep),
+            "--executor",
+            executor,
+            "--results",
+            str(res),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     wall = time.time() - t0
-    logs = "".join(p.read_text(errors="replace") for p in (res / f"load_{executor}" / "_submitit").glob("*.err"))
+    logs = "".join(
+        p.read_text(errors="replace") for p in (res / f"load_{executor}" / "_submitit").glob("*.err")
+    )
     lock_errors = sum("lock" in line.lower() and "error" in line.lower() for line in logs.splitlines())
     with store.connect(res / store.DB_NAME, read_only=True) as con:
         cells = con.execute("SELECT count(*) FROM cells").fetchone()[0]
         evals = con.execute("SELECT count(*) FROM evals WHERE NOT is_baseline").fetchone()[0]
-        dup = con.execute("SELECT count(*) FROM (SELECT eval_id, problem_id, sample_idx FROM samples "
-                          "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+        dup = con.execute(
+            "SELECT count(*) FROM (SELECT eval_id, problem_id, sample_idx FROM samples "
+            "GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchone()[0]
     done = sum(1 for _ in (res / f"load_{executor}").glob("*/DONE"))
-    print(f"{executor:5s}: {n} cells in {wall:6.1f} s ({wall / n:.1f} s/cell on {os.cpu_count()} cores); "
-          f"done {done}/{n}, ingested {cells} cells / {evals} evals, duplicate sample rows {dup}, "
-          f"lock errors in job logs {lock_errors}, exit code {proc.returncode}")
+    print(
+        f"{executor:5s}: {n} cells in {wall:6.1f} s ({wall / n:.1f} s/cell on {os.cpu_count()} cores); "
+        f"done {done}/{n}, ingested {cells} cells / {evals} evals, duplicate sample rows {dup}, "
+        f"lock errors in job logs {lock_errors}, exit code {proc.returncode}"
+    )
     if proc.returncode:
         print(proc.stdout[-2000:], proc.stderr[-2000:])
 
@@ -66,9 +86,14 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("SPURISWEEP_CACHE", tempfile.mkdtemp(prefix="spurisweep-cache-"))
     with tempfile.TemporaryDirectory() as d:
-        for ex in (["local", "slurm"] if args.executor == "both" else [args.executor]):
-            if ex == "slurm" and not Path(os.environ.get("SLURM_CONF", "/tmp/spurisweep-slurm/etc/slurm.conf")).exists():
-                print("slurm: skipped -- no SLURM cluster (start one: sudo bash scripts/slurm/start_slurm.sh)")
+        for ex in ["local", "slurm"] if args.executor == "both" else [args.executor]:
+            if (
+                ex == "slurm"
+                and not Path(os.environ.get("SLURM_CONF", "/tmp/spurisweep-slurm/etc/slurm.conf")).exists()
+            ):
+                print(
+                    "slurm: skipped -- no SLURM cluster (start one: sudo bash scripts/slurm/start_slurm.sh)"
+                )
                 continue
             os.environ.setdefault("SLURM_CONF", "/tmp/spurisweep-slurm/etc/slurm.conf")
             run(ex, args.cells, Path(d))

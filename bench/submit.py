@@ -79,8 +79,22 @@ def bench_ingest(n: int, tmp: Path) -> None:
     res = tmp / "res_ingest"
     sweep_file = tmp / "one.yaml"
     sweep_file.write_text(SWEEP.format(n=1, seeds=[0]).replace("settings:", "settings:\n  train: {steps: 2}"))
-    proc = subprocess.run([sys.executable, "-m", "spurisweep.cli", "run", str(sweep_file), "--executor", "debug",
-                           "--results", str(res)], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spurisweep.cli",
+            "run",
+            str(sweep_file),
+            "--executor",
+            "debug",
+            "--results",
+            str(res),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     if proc.returncode:
         raise SystemExit(proc.stdout + proc.stderr)
     (src,) = [p for p in (res / "bench1").iterdir() if (p / "DONE").exists()]
@@ -102,8 +116,10 @@ def bench_ingest(n: int, tmp: Path) -> None:
     with store.connect(res / store.DB_NAME, read_only=True) as con:
         rows = con.execute("SELECT count(*) FROM samples").fetchone()[0]
         mrows = con.execute("SELECT count(*) FROM metrics").fetchone()[0]
-    print(f"ingest {counts['cells']} finished cells: {t_cold:6.2f} s  ({rows} sample rows, {mrows} metric rows; "
-          f"target < 10 s)")
+    print(
+        f"ingest {counts['cells']} finished cells: {t_cold:6.2f} s  ({rows} sample rows, {mrows} metric rows; "
+        f"target < 10 s)"
+    )
     print(f"re-ingest (nothing new)     : {t_warm:6.2f} s")
 
 

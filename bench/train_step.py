@@ -134,7 +134,9 @@ def main() -> None:
     )
     args = ap.parse_args()
     if args.steps < 2:
-        ap.error("--steps must be at least 2: the first step is warm-up (a step is timed from the end of the one before)")
+        ap.error(
+            "--steps must be at least 2: the first step is warm-up (a step is timed from the end of the one before)"
+        )
 
     import torch
 

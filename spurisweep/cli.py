@@ -30,7 +30,9 @@ err = Console(stderr=True)
 
 ResultsOpt = Annotated[
     Path,
-    typer.Option("--results", envvar="SPURISWEEP_RESULTS", help="Results folder (cell folders + the DuckDB file)."),
+    typer.Option(
+        "--results", envvar="SPURISWEEP_RESULTS", help="Results folder (cell folders + the DuckDB file)."
+    ),
 ]
 SweepArg = Annotated[Path, typer.Argument(help="A sweep YAML file (see sweeps/).", show_default=False)]
 
@@ -61,8 +63,15 @@ def _state_table(states, title: str, show_error: bool = True):
     t.add_column("state")
     if show_error:
         t.add_column("detail", overflow="fold", max_width=60)
-    colors = {"done": "green", "failed": "red", "killed": "red", "running": "cyan", "queued": "yellow",
-              "requeued": "yellow", "cancelled": "magenta"}
+    colors = {
+        "done": "green",
+        "failed": "red",
+        "killed": "red",
+        "running": "cyan",
+        "queued": "yellow",
+        "requeued": "yellow",
+        "cancelled": "magenta",
+    }
     for s in states:
         detail = s.error or ""
         if s.state in ("running", "requeued") and s.step is not None:
@@ -71,8 +80,11 @@ def _state_table(states, title: str, show_error: bool = True):
             detail = (detail + f" (requeued {s.requeues}x)").strip()
         if s.health:
             detail = (detail + " health: " + ",".join(s.health)).strip()
-        row = [s.cell.id, *[str(s.cell.axes.get(a, "")) for a in axes],
-               f"[{colors.get(s.state, 'white')}]{s.state}[/]"]
+        row = [
+            s.cell.id,
+            *[str(s.cell.axes.get(a, "")) for a in axes],
+            f"[{colors.get(s.state, 'white')}]{s.state}[/]",
+        ]
         if show_error:
             row.append(detail)
         t.add_row(*row)
@@ -99,9 +111,19 @@ def plan(
     sweep, cells = _load(sweep_file)
     states = launch.states(cells, results, live=False)
     if as_json:
-        payload = {"sweep": sweep.name, "count": len(cells), "cells": [
-            {"id": s.cell.id, "axes": s.cell.axes, "state": s.state, "config": s.cell.config.model_dump(mode="json")}
-            for s in states]}
+        payload = {
+            "sweep": sweep.name,
+            "count": len(cells),
+            "cells": [
+                {
+                    "id": s.cell.id,
+                    "axes": s.cell.axes,
+                    "state": s.state,
+                    "config": s.cell.config.model_dump(mode="json"),
+                }
+                for s in states
+            ],
+        }
         sys.stdout.write(json.dumps(payload, indent=1, default=str) + "\n")
         return
     console.print(_state_table(states, f"sweep {sweep.name}: {len(cells)} cells", show_error=False))
@@ -111,25 +133,39 @@ def plan(
 @app.command()
 def run(
     sweep_file: SweepArg,
-    executor: Annotated[str, typer.Option(help="local (processes here), debug (in this process) or slurm.")] = "local",
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be submitted; submit nothing.")] = False,
-    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Also resubmit cells that failed.")] = False,
+    executor: Annotated[
+        str, typer.Option(help="local (processes here), debug (in this process) or slurm.")
+    ] = "local",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be submitted; submit nothing.")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Also resubmit cells that failed.")
+    ] = False,
     wait: Annotated[bool, typer.Option(help="Follow the jobs until they end (Ctrl-C detaches).")] = True,
-    max_parallel: Annotated[int | None, typer.Option(help="Local cells at once (default: GPUs, else cores).")] = None,
+    max_parallel: Annotated[
+        int | None, typer.Option(help="Local cells at once (default: GPUs, else cores).")
+    ] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
     from . import launch, store
 
     if executor not in launch.EXECUTORS:
-        raise ConfigError(f"unknown executor {executor!r}; valid: {', '.join(launch.EXECUTORS)}", field="--executor")
+        raise ConfigError(
+            f"unknown executor {executor!r}; valid: {', '.join(launch.EXECUTORS)}", field="--executor"
+        )
     sweep, cells = _load(sweep_file)
     plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
     skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
     if dry_run:
-        console.print(_state_table([s for s in states if s.cell in plan_.to_submit],
-                                   f"would submit {len(plan_.to_submit)} of {len(cells)} cells ({executor})",
-                                   show_error=False))
+        console.print(
+            _state_table(
+                [s for s in states if s.cell in plan_.to_submit],
+                f"would submit {len(plan_.to_submit)} of {len(cells)} cells ({executor})",
+                show_error=False,
+            )
+        )
         if executor == "slurm" and plan_.to_submit:
             for group in launch.group_by_resources(plan_.to_submit):
                 console.print(f"sbatch array of {len(group)} cells: {launch.slurm_parameters(group)}")
@@ -139,12 +175,20 @@ def run(
     if not plan_.to_submit:
         console.print(f"nothing to submit ({skipped}).")
     else:
-        console.print(f"submitting {len(plan_.to_submit)} of {len(cells)} cells via {executor}"
-                      + (f" (skipped: {skipped})" if skipped else ""))
+        console.print(
+            f"submitting {len(plan_.to_submit)} of {len(cells)} cells via {executor}"
+            + (f" (skipped: {skipped})" if skipped else "")
+        )
         try:
             with _Progress(len(plan_.to_submit)) as prog:
-                launch.submit(plan_.to_submit, results, executor=executor, max_parallel=max_parallel,
-                              on_update=prog.update, wait=wait)
+                launch.submit(
+                    plan_.to_submit,
+                    results,
+                    executor=executor,
+                    max_parallel=max_parallel,
+                    on_update=prog.update,
+                    wait=wait,
+                )
         except KeyboardInterrupt:
             err.print("detached: jobs keep running; `spurisweep status` follows them.")
             raise typer.Exit(130) from None
@@ -164,9 +208,16 @@ class _Progress:
     def __init__(self, total: int):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.progress = Progress(TextColumn("[bold]cells"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.description}"), TimeElapsedColumn(), console=console,
-                                 transient=False, disable=not console.is_terminal and "CI" in os.environ)
+        self.progress = Progress(
+            TextColumn("[bold]cells"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal and "CI" in os.environ,
+        )
         self.task = self.progress.add_task("", total=total)
 
     def __enter__(self):
@@ -184,7 +235,9 @@ class _Progress:
 @app.command()
 def status(
     sweep_file: SweepArg,
-    watch: Annotated[bool, typer.Option("--watch", help="Refresh live until no cell is queued or running.")] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh live until no cell is queued or running.")
+    ] = False,
     interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 5.0,
     results: ResultsOpt = Path("results"),
 ) -> None:
@@ -228,7 +281,9 @@ def cancel(
             raise ConfigError(f"no cell {unknown[0]!r} in this sweep", file=str(sweep_file), field="--cell")
         cells = [c for c in cells if c.id in cell]
     done = launch.cancel(cells, results)
-    console.print(f"cancelled {len(done)} job(s)" + (": " + ", ".join(s.cell.id for s in done) if done else ""))
+    console.print(
+        f"cancelled {len(done)} job(s)" + (": " + ", ".join(s.cell.id for s in done) if done else "")
+    )
 
 
 @app.command()
@@ -237,29 +292,57 @@ def ingest(results: ResultsOpt = Path("results")) -> None:
     from . import store
 
     counts = store.ingest(results)
-    console.print(f"ingested {counts['cells']} cell(s) and {counts['baselines']} baseline evaluation(s) "
-                  f"into {store.db_path(results)}")
+    console.print(
+        f"ingested {counts['cells']} cell(s) and {counts['baselines']} baseline evaluation(s) "
+        f"into {store.db_path(results)}"
+    )
 
 
 @app.command()
 def report(
     sweep: Annotated[str | None, typer.Option(help="Only cells of this sweep (its name).")] = None,
-    pivot: Annotated[str, typer.Option(help="ROWS,COLS: two dimensions (model, reward, clip, seed, "
-                                       "benchmark, step, or any swept setting).")] = "model,reward",
-    metric: Annotated[str, typer.Option(help="pass@1, avg@n, pass@K (unbiased, K <= samples), code_frequency, "
-                                        "acc_with_code, acc_without_code, mean_length, truncated, ungradable, "
-                                        "final_reward, train:KEY (a logged training metric).")] = "pass@1",
+    pivot: Annotated[
+        str,
+        typer.Option(
+            help="ROWS,COLS: two dimensions (model, reward, clip, seed, "
+            "benchmark, step, or any swept setting)."
+        ),
+    ] = "model,reward",
+    metric: Annotated[
+        str,
+        typer.Option(
+            help="pass@1, avg@n, pass@K (unbiased, K <= samples), code_frequency, "
+            "acc_with_code, acc_without_code, mean_length, truncated, ungradable, "
+            "final_reward, train:KEY (a logged training metric)."
+        ),
+    ] = "pass@1",
     benchmark: Annotated[str | None, typer.Option(help="Benchmark (default: math500 if present).")] = None,
-    step: Annotated[str | None, typer.Option(help="final, best, all, or a step number (0 = untrained); default: "
-                                             "all when step is pivoted, else final.")] = None,
-    where: Annotated[list[str] | None, typer.Option(help="KEY=VALUE filter on a dimension (repeatable; a "
-                                                    "repeated KEY means any of its values).")] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(
+            help="final, best, all, or a step number (0 = untrained); default: "
+            "all when step is pivoted, else final."
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE filter on a dimension (repeatable; a repeated KEY means any of its values)."
+        ),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
     spread: Annotated[str, typer.Option(help="std, or ci (bootstrap 95% interval).")] = "std",
-    paper: Annotated[bool, typer.Option("--paper", help="The paper's Figure 1 layout (models x rewards, "
-                                        "MATH-500 change) next to its published numbers.")] = False,
-    plot: Annotated[str | None, typer.Option(help="Write figures instead: curves, code or clip (PNG + HTML, "
-                                             "into --out).")] = None,
+    paper: Annotated[
+        bool,
+        typer.Option(
+            "--paper",
+            help="The paper's Figure 1 layout (models x rewards, "
+            "MATH-500 change) next to its published numbers.",
+        ),
+    ] = False,
+    plot: Annotated[
+        str | None, typer.Option(help="Write figures instead: curves, code or clip (PNG + HTML, into --out).")
+    ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for --plot output.")] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
@@ -285,12 +368,22 @@ def report(
         if paper:
             from . import paper as paper_mod
 
-            cmp = paper_mod.compare(con, sweep=sweep, benchmark=benchmark, step=step, spread=spread,
-                                    where=where or [])
+            cmp = paper_mod.compare(
+                con, sweep=sweep, benchmark=benchmark, step=step, spread=spread, where=where or []
+            )
             rendered = paper_mod.render(cmp, fmt)
         else:
-            p = rep.pivot(con, sweep=sweep, rows=parts[0], cols=parts[1], metric=metric, benchmark=benchmark,
-                          step=step, where=where or [], spread=spread)
+            p = rep.pivot(
+                con,
+                sweep=sweep,
+                rows=parts[0],
+                cols=parts[1],
+                metric=metric,
+                benchmark=benchmark,
+                step=step,
+                where=where or [],
+                spread=spread,
+            )
             rendered = rep.render(p, fmt, spread)
     if isinstance(rendered, str):
         sys.stdout.write(rendered + ("\n" if not rendered.endswith("\n") else ""))
@@ -301,9 +394,16 @@ def report(
 @app.command()
 def diagnose(
     sweep: Annotated[str, typer.Argument(help="A sweep YAML file or a sweep name.", show_default=False)],
-    benchmark: Annotated[str | None, typer.Option(help="Benchmark for gains (default: math500 if present).")] = None,
-    k: Annotated[int | None, typer.Option("--k", help="k of pass@k for compression (default: samples per "
-                                          "problem of the benchmark with the most).")] = None,
+    benchmark: Annotated[
+        str | None, typer.Option(help="Benchmark for gains (default: math500 if present).")
+    ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "--k",
+            help="k of pass@k for compression (default: samples per problem of the benchmark with the most).",
+        ),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, markdown or json.")] = "table",
     results: ResultsOpt = Path("results"),
 ) -> None:
@@ -329,17 +429,26 @@ def diagnose(
 @app.command(name="eval")
 def eval_cmd(
     model: Annotated[str, typer.Option(help="Model family (its prompt template and defaults).")],
-    checkpoint: Annotated[str | None, typer.Option(help="Weights to evaluate instead of the family's.")] = None,
-    model_path: Annotated[str | None, typer.Option(help="Local folder or hub id for the family's weights.")] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Weights to evaluate instead of the family's.")
+    ] = None,
+    model_path: Annotated[
+        str | None, typer.Option(help="Local folder or hub id for the family's weights.")
+    ] = None,
     benchmarks: Annotated[str, typer.Option(help="Comma-separated benchmarks.")] = "math500",
     limit: Annotated[int | None, typer.Option(help="Only the first N problems of each benchmark.")] = None,
     prompt: Annotated[str | None, typer.Option(help="Prompt template (default: the family's).")] = None,
     backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
-    protocol: Annotated[list[str] | None, typer.Option(
-        help="Protocol override BENCH.FIELD=VALUE, or FIELD=VALUE for all (samples, temperature, top_p, "
-        "max_new_tokens, prompt, path, limit); repeatable. Match a sweep's eval.protocols to share its baseline.")
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Protocol override BENCH.FIELD=VALUE, or FIELD=VALUE for all (samples, temperature, top_p, "
+            "max_new_tokens, prompt, path, limit); repeatable. Match a sweep's eval.protocols to share its baseline."
+        ),
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Sequences per generate() call (default: by memory).")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Sequences per generate() call (default: by memory).")
+    ] = None,
     seed: int = 0,
     results: ResultsOpt = Path("results"),
 ) -> None:
@@ -353,31 +462,47 @@ def eval_cmd(
             from .errors import suggest
 
             raise ConfigError(suggest(b, list(data.BENCHMARKS)), field="--benchmarks")
-    metas = evaluate.evaluate_standalone(model=model, model_path=model_path, checkpoint=checkpoint, benchmarks=names,
-                                         settings=EvalSettings(benchmarks=names, limit=limit, batch_size=batch_size,
-                                                               protocols=evaluate.parse_protocol_options(protocol,
-                                                                                                         names)),
-                                         prompt=prompt,
-                                         results=results, seed=seed, backend=backend)
+    metas = evaluate.evaluate_standalone(
+        model=model,
+        model_path=model_path,
+        checkpoint=checkpoint,
+        benchmarks=names,
+        settings=EvalSettings(
+            benchmarks=names,
+            limit=limit,
+            batch_size=batch_size,
+            protocols=evaluate.parse_protocol_options(protocol, names),
+        ),
+        prompt=prompt,
+        results=results,
+        seed=seed,
+        backend=backend,
+    )
     store.ingest(results)
     for m in metas:
         s = m["summary"]
         ks = " ".join(f"{k}={s[k]:.3f}" for k in m.get("headline", ["pass@1"]) if k in s)
         ks += f" (stderr {s.get('stderr', 0):.3f}, code {s.get('code_frequency') or 0:.1%})"
-        console.print(f"{m['benchmark']}: {s.get('problems')} problems x {s.get('samples')} samples  {ks}  "
-                      f"(eval {m['eval_id']})")
+        console.print(
+            f"{m['benchmark']}: {s.get('problems')} problems x {s.get('samples')} samples  {ks}  "
+            f"(eval {m['eval_id']})"
+        )
 
 
 @app.command()
 def label(
     model: Annotated[str, typer.Option(help="Model family whose majority answers become the labels.")],
-    dataset: Annotated[str, typer.Option(help="Training set: hub id, local JSON/JSONL/parquet or builtin:arith.")],
+    dataset: Annotated[
+        str, typer.Option(help="Training set: hub id, local JSON/JSONL/parquet or builtin:arith.")
+    ],
     n: Annotated[int, typer.Option("--n", help="Samples per prompt (the paper: 64).")] = 64,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (the paper: 1.0).")] = 1.0,
     top_p: float = 1.0,
     max_new_tokens: Annotated[int, typer.Option(help="Max tokens per sample.")] = 3072,
     limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
-    prompt: Annotated[str, typer.Option(help="Prompt template (the paper: plain, no chat template).")] = "plain",
+    prompt: Annotated[
+        str, typer.Option(help="Prompt template (the paper: plain, no chat template).")
+    ] = "plain",
     model_path: Annotated[str | None, typer.Option(help="Local weights for the family.")] = None,
     seed: int = 0,
     force: Annotated[bool, typer.Option("--force", help="Make them again even if they exist.")] = False,
@@ -391,9 +516,18 @@ def label(
         raise ConfigError(suggest(model, list(families.FAMILIES)), field="--model")
     if prompt not in families.PROMPTS:
         raise ConfigError(suggest(prompt, list(families.PROMPTS)), field="--prompt")
-    spec = labels.LabelSpec(model=model, model_path=model_path, dataset=dataset, limit=limit, samples=n,
-                            temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, prompt=prompt,
-                            seed=seed)
+    spec = labels.LabelSpec(
+        model=model,
+        model_path=model_path,
+        dataset=dataset,
+        limit=limit,
+        samples=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        prompt=prompt,
+        seed=seed,
+    )
     out = labels.labels_path(results, spec)
     if force or not out.with_suffix(".json").exists():
         from rich.progress import Progress
@@ -403,14 +537,20 @@ def label(
             task = prog.add_task(f"labelling with {model}", total=None)
             labels.make_labels(spec, out, progress=lambda k: prog.advance(task, k))
     meta = json.loads(out.with_suffix(".json").read_text())
-    console.print(f"{meta['problems']} prompts, {meta['labelled']} with a majority answer, "
-                  f"{meta['majority_correct']} of them correct -> {out}")
+    console.print(
+        f"{meta['problems']} prompts, {meta['labelled']} with a majority answer, "
+        f"{meta['majority_correct']} of them correct -> {out}"
+    )
 
 
 @app.command(name="verify-rewards")
 def verify_rewards(
-    reward: Annotated[list[str] | None, typer.Option(help="A reward or composition (repeatable; default: all "
-                                                     "but random, plus a few compositions).")] = None,
+    reward: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A reward or composition (repeatable; default: all but random, plus a few compositions)."
+        ),
+    ] = None,
     floor: Annotated[float, typer.Option(help="Exit 1 if any checker's coverage is below this.")] = 0.9,
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
 ) -> None:
@@ -435,8 +575,11 @@ def verify_rewards(
             t.add_row(name, f"{ok}/{n}", f"[{color}]{100 * cov:.1f}%[/]")
         console.print(t)
         for f in result.failures:
-            console.print(f"[red]FAIL[/] {f.checker} {f.case_id}: expected {f.expected}, got {f.got}"
-                          + (f" ({f.error})" if f.error else ""), highlight=False)
+            console.print(
+                f"[red]FAIL[/] {f.checker} {f.case_id}: expected {f.expected}, got {f.got}"
+                + (f" ({f.error})" if f.error else ""),
+                highlight=False,
+            )
     if any(c < floor for c in result.coverage.values()):
         raise typer.Exit(1)
 
@@ -444,7 +587,9 @@ def verify_rewards(
 @app.command()
 def grade(
     file: Annotated[Path, typer.Argument(help="JSONL rows with a response and a reference answer.")],
-    out: Annotated[Path | None, typer.Option(help="Where to write the verdicts (default FILE.graded.jsonl).")] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Where to write the verdicts (default FILE.graded.jsonl).")
+    ] = None,
     response_field: Annotated[str, typer.Option(help="Field holding the model's response.")] = "response",
     answer_field: Annotated[str, typer.Option(help="Field holding the reference answer.")] = "answer",
     timeout: Annotated[float, typer.Option(help="Seconds per answer before it counts as ungradable.")] = 5.0,
@@ -466,10 +611,13 @@ def grade(
         except json.JSONDecodeError as exc:
             raise GradingError(f"{file}: line {i}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict) or response_field not in row or answer_field not in row:
-            raise GradingError(f"{file}: line {i}: expected an object with {response_field!r} and {answer_field!r}")
+            raise GradingError(
+                f"{file}: line {i}: expected an object with {response_field!r} and {answer_field!r}"
+            )
         rows.append(row)
-    verdicts = grade_batch([(str(r[response_field]), str(r[answer_field])) for r in rows], workers=workers,
-                           timeout=timeout)
+    verdicts = grade_batch(
+        [(str(r[response_field]), str(r[answer_field])) for r in rows], workers=workers, timeout=timeout
+    )
     graded = [{**r, **v.to_dict()} for r, v in zip(rows, verdicts, strict=True)]
     dest = out or file.with_name(file.name.removesuffix(".jsonl") + ".graded.jsonl")
     artifacts.atomic_write_jsonl(dest, graded)
@@ -478,19 +626,27 @@ def grade(
     ungradable = sum(v.correct is None for v in verdicts)
     code = sum(v.has_python for v in verdicts)
     acc = f"{100 * correct / n:.1f}%" if n else "-"
-    console.print(f"graded {n} responses: {correct} correct ({acc}), {ungradable} ungradable, "
-                  f"{code} with code reasoning -> {dest}")
+    console.print(
+        f"graded {n} responses: {correct} correct ({acc}), {ungradable} ungradable, "
+        f"{code} with code reasoning -> {dest}"
+    )
 
 
-toy_app = typer.Typer(help="The toy laboratory: two tiny model families pretrained on this CPU (docs/toy.md).",
-                      no_args_is_help=True)
+toy_app = typer.Typer(
+    help="The toy laboratory: two tiny model families pretrained on this CPU (docs/toy.md).",
+    no_args_is_help=True,
+)
 app.add_typer(toy_app, name="toy")
 
 
 @toy_app.command("build")
 def toy_build(
-    family: Annotated[list[str] | None, typer.Option("--family", help="Only this toy family (repeatable).")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Pretrain again even if the model is cached.")] = False,
+    family: Annotated[
+        list[str] | None, typer.Option("--family", help="Only this toy family (repeatable).")
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Pretrain again even if the model is cached.")
+    ] = False,
 ) -> None:
     """Pretrain toy-coder and toy-prose (cached after the first time) and show their priors: accuracy, code
     frequency and accuracy with / without code on the held-out problems, sampled at temperature 1 and greedy."""
@@ -500,15 +656,30 @@ def toy_build(
 
     names = family or list(toy.FAMILY_CONFIGS)
     t = Table(title="toy families: the prior on 200 held-out problems (sampled = 4 samples at temperature 1)")
-    for col in ("family", "decoding", "accuracy", "code freq.", "acc. with code", "acc. without code", "build s"):
+    for col in (
+        "family",
+        "decoding",
+        "accuracy",
+        "code freq.",
+        "acc. with code",
+        "acc. without code",
+        "build s",
+    ):
         t.add_column(col)
     for name in names:
         with console.status(f"building {name} (pretraining on this CPU; a few minutes the first time)"):
             path, stats = toy.ensure(name, force=force)
         for mode in ("sampled", "greedy"):
             p = stats.get("prior", {}).get(mode, {})
-            t.add_row(name, mode, *(f"{100 * p[k]:.1f}%" if p.get(k) is not None else "-" for k in (
-                "accuracy", "code_frequency", "acc_with_code", "acc_without_code")), str(stats.get("seconds", "")))
+            t.add_row(
+                name,
+                mode,
+                *(
+                    f"{100 * p[k]:.1f}%" if p.get(k) is not None else "-"
+                    for k in ("accuracy", "code_frequency", "acc_with_code", "acc_without_code")
+                ),
+                str(stats.get("seconds", "")),
+            )
         console.print(f"{name}: {path}", highlight=False)
     console.print(t)
 

@@ -128,9 +128,36 @@ TINY_CHAT_TEMPLATE = (
 def tokenizer_corpus() -> list[str]:
     """A fixed text corpus for the local tokenizers: arithmetic, LaTeX answer forms and code words."""
     lines = []
-    words = ["What is", "Compute", "Find", "the answer is", "The answer is", "so", "then", "total",
-             "python", "print", "def", "return", "result", "```", "\\boxed{", "}", "\\frac{", "sqrt",
-             "Let", "We", "have", "plus", "minus", "times", "Question:", "Answer:", "User:", "Assistant:"]
+    words = [
+        "What is",
+        "Compute",
+        "Find",
+        "the answer is",
+        "The answer is",
+        "so",
+        "then",
+        "total",
+        "python",
+        "print",
+        "def",
+        "return",
+        "result",
+        "```",
+        "\\boxed{",
+        "}",
+        "\\frac{",
+        "sqrt",
+        "Let",
+        "We",
+        "have",
+        "plus",
+        "minus",
+        "times",
+        "Question:",
+        "Answer:",
+        "User:",
+        "Assistant:",
+    ]
     for a in range(0, 120):
         b = (a * 7 + 3) % 50
         lines.append(f"What is {a} + {b}? {a} + {b} = {a + b}. The answer is \\boxed{{{a + b}}}.")
@@ -161,7 +188,9 @@ def build_tokenizer(corpus: list[str], vocab_size: int, chat_template: str = TIN
     return hf
 
 
-def build_llama(out: Path, tokenizer, *, hidden: int, layers: int, heads: int, seed: int, max_pos: int = 1024):
+def build_llama(
+    out: Path, tokenizer, *, hidden: int, layers: int, heads: int, seed: int, max_pos: int = 1024
+):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

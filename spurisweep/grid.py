@@ -153,8 +153,11 @@ def expand(sweep: Sweep) -> list[Cell]:
     for i, rule in enumerate(spec.exclude):
         for key in rule:
             if key not in axes:
-                raise ConfigError(f"{suggest(key, axes)} (exclude rules name grid axes)", file=file,
-                                  field=f"exclude[{i}].{key}")
+                raise ConfigError(
+                    f"{suggest(key, axes)} (exclude rules name grid axes)",
+                    file=file,
+                    field=f"exclude[{i}].{key}",
+                )
     for i, ov in enumerate(spec.overrides):
         for key in ov.set:
             if not known_path(key):
@@ -206,7 +209,9 @@ def resolve(sweep: Sweep, values: dict[str, Any]) -> CellConfig:
         if axis == "reward" and isinstance(value, dict):
             params = {k: v for k, v in value.items() if k != "name"}
             if "name" not in value:
-                raise ConfigError("a reward given as a mapping needs a 'name'", file=file, field="grid.reward")
+                raise ConfigError(
+                    "a reward given as a mapping needs a 'name'", file=file, field="grid.reward"
+                )
             set_dotted(raw, "reward", value["name"])
             for k, v in params.items():
                 set_dotted(raw, f"reward_params.{value['name']}.{k}", v)
@@ -256,5 +261,7 @@ def fill_defaults(cfg: CellConfig, file: str) -> CellConfig:
             raise ConfigError(suggest(bench, list(data.BENCHMARKS)), file=file, field=f"eval.benchmarks[{i}]")
     for bench in cfg.eval.protocols:
         if bench not in data.BENCHMARKS:
-            raise ConfigError(suggest(bench, list(data.BENCHMARKS)), file=file, field=f"eval.protocols.{bench}")
+            raise ConfigError(
+                suggest(bench, list(data.BENCHMARKS)), file=file, field=f"eval.protocols.{bench}"
+            )
     return cfg

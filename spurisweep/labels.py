@@ -50,9 +50,16 @@ class LabelSpec:
 def spec_for(cfg: CellConfig) -> LabelSpec:
     d = cfg.data
     return LabelSpec(
-        model=cfg.model, model_path=cfg.model_path, dataset=d.train, split=d.split, limit=d.limit,
-        samples=d.label_samples, temperature=d.label_temperature, top_p=d.label_top_p,
-        max_new_tokens=d.label_max_new_tokens or cfg.train.max_completion_length, prompt=d.label_prompt,
+        model=cfg.model,
+        model_path=cfg.model_path,
+        dataset=d.train,
+        split=d.split,
+        limit=d.limit,
+        samples=d.label_samples,
+        temperature=d.label_temperature,
+        top_p=d.label_top_p,
+        max_new_tokens=d.label_max_new_tokens or cfg.train.max_completion_length,
+        prompt=d.label_prompt,
     )
 
 
@@ -77,8 +84,13 @@ def majority(answers: list[str | None], equal: Callable[[str, str], bool | None]
     return rep, votes / len(answers)
 
 
-def make_labels(spec: LabelSpec, out: Path, *, progress: Callable[[int], None] | None = None,
-                batch_size: int | None = None) -> Path:
+def make_labels(
+    spec: LabelSpec,
+    out: Path,
+    *,
+    progress: Callable[[int], None] | None = None,
+    batch_size: int | None = None,
+) -> Path:
     """Sample, vote and write the labelled set (atomically; metadata last)."""
     from .generate import Sampling, choose_backend, generate_transformers, generate_vllm
     from .grading import answers_equal, extract_answer
@@ -103,11 +115,26 @@ def make_labels(spec: LabelSpec, out: Path, *, progress: Callable[[int], None] |
     for p, gs in zip(problems, gens, strict=True):
         label, share = majority([extract_answer(g.text) for g in gs], answers_equal)
         match = None if label is None else answers_equal(label, p.answer)
-        rows.append({"id": p.id, "problem": p.problem, "answer": label, "gold": p.answer, "vote_share": share,
-                     "matches_gold": match, "samples": len(gs)})
-    meta = {**spec.__dict__, "key": spec.key(), "backend": backend, "problems": len(rows),
-            "labelled": sum(r["answer"] is not None for r in rows),
-            "majority_correct": sum(bool(r["matches_gold"]) for r in rows), "seconds": round(time.time() - t0, 1)}
+        rows.append(
+            {
+                "id": p.id,
+                "problem": p.problem,
+                "answer": label,
+                "gold": p.answer,
+                "vote_share": share,
+                "matches_gold": match,
+                "samples": len(gs),
+            }
+        )
+    meta = {
+        **spec.__dict__,
+        "key": spec.key(),
+        "backend": backend,
+        "problems": len(rows),
+        "labelled": sum(r["answer"] is not None for r in rows),
+        "majority_correct": sum(bool(r["matches_gold"]) for r in rows),
+        "seconds": round(time.time() - t0, 1),
+    }
     artifacts.atomic_write_jsonl(out, rows)
     artifacts.atomic_write_json(out.with_suffix(".json"), meta)
     return out
@@ -123,8 +150,12 @@ def ensure_labels(results: Path, spec: LabelSpec) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(out) + ".lock"):
         if not out.with_suffix(".json").exists():
-            log.info("making majority-vote labels for %s on %s (%d samples per prompt)", spec.model,
-                     spec.dataset, spec.samples)
+            log.info(
+                "making majority-vote labels for %s on %s (%d samples per prompt)",
+                spec.model,
+                spec.dataset,
+                spec.samples,
+            )
             make_labels(spec, out)
     return out
 
@@ -139,5 +170,7 @@ def labelled_problems(cfg: CellConfig, results: Path, *, incorrect: bool) -> lis
     keep = [r for r in rows if r["answer"] is not None and (not incorrect or r["matches_gold"] is False)]
     if not keep:
         what = "whose majority answer is wrong" if incorrect else "with a majority answer"
-        raise DataError(f"{path}: no training prompt {what} ({len(rows)} labelled); more prompts or samples needed")
+        raise DataError(
+            f"{path}: no training prompt {what} ({len(rows)} labelled); more prompts or samples needed"
+        )
     return [data.Problem(id=str(r["id"]), problem=r["problem"], answer=str(r["answer"])) for r in keep]

@@ -65,9 +65,16 @@ class CellJob(submitit.helpers.Checkpointable):
         if rank == 0:  # data-parallel ranks: one writer
             st = cell.status()
             job_id = _current_job_id()
-            cell.set_status("running", attempts=int(st.get("attempts", 0)) + 1,
-                            job_id=job_id or st.get("job_id"), host=os.uname().nodename, pid=os.getpid(),
-                            devices=os.environ.get("CUDA_VISIBLE_DEVICES") or None, processes=world, error=None)
+            cell.set_status(
+                "running",
+                attempts=int(st.get("attempts", 0)) + 1,
+                job_id=job_id or st.get("job_id"),
+                host=os.uname().nodename,
+                pid=os.getpid(),
+                devices=os.environ.get("CUDA_VISIBLE_DEVICES") or None,
+                processes=world,
+                error=None,
+            )
         try:
             from .train import run_cell
 
@@ -131,8 +138,13 @@ def folder_state(cell: Cell, results: Path) -> CellState:
     d = cell_dir(results, cell.sweep, cell.id)
     cd = artifacts.CellDir(d)
     st = cd.status()
-    base = dict(job_id=st.get("job_id"), executor=st.get("executor"), requeues=int(st.get("requeues", 0)),
-                attempts=int(st.get("attempts", 0)), step=st.get("step"))
+    base = dict(
+        job_id=st.get("job_id"),
+        executor=st.get("executor"),
+        requeues=int(st.get("requeues", 0)),
+        attempts=int(st.get("attempts", 0)),
+        step=st.get("step"),
+    )
     done_in = d if cd.is_done() else artifacts.find_done(Path(results), cell.id)
     if done_in is not None:
         summary = artifacts.read_json(done_in / "DONE", {}) or {}
@@ -160,8 +172,21 @@ def states(cells: list[Cell], results: Path, *, live: bool = True) -> list[CellS
     return out
 
 
-SLURM_ALIVE = ("PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "SUSPENDED", "RESIZING",
-               "REQUEUE_HOLD", "REQUEUE_FED", "UNKNOWN", "PREEMPTED", "SIGNALING", "STAGE_OUT")
+SLURM_ALIVE = (
+    "PENDING",
+    "RUNNING",
+    "REQUEUED",
+    "CONFIGURING",
+    "COMPLETING",
+    "SUSPENDED",
+    "RESIZING",
+    "REQUEUE_HOLD",
+    "REQUEUE_FED",
+    "UNKNOWN",
+    "PREEMPTED",
+    "SIGNALING",
+    "STAGE_OUT",
+)
 
 
 def job_alive(executor: str, job_id: str, slurm: dict[str, str] | None = None) -> tuple[bool, str]:
@@ -190,8 +215,13 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
     info: dict[str, dict[str, str]] = {}
     try:
         for i in range(0, len(arrays), 200):
-            out = subprocess.run(["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", ",".join(arrays[i:i + 200])],
-                                 capture_output=True, text=True, timeout=60, check=True).stdout
+            out = subprocess.run(
+                ["sacct", "-o", "JobID,State,NodeList", "--parsable2", "-j", ",".join(arrays[i : i + 200])],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=True,
+            ).stdout
             info.update(submitit.slurm.slurm.SlurmInfoWatcher().read_info(out))
     except (OSError, subprocess.SubprocessError) as exc:
         log.warning("cannot read job states from sacct: %s", exc)
@@ -201,8 +231,13 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------- submit
 def write_cell_config(cell: Cell, results: Path) -> Path:
     d = cell_dir(results, cell.sweep, cell.id)
-    payload = {"cell_id": cell.id, "sweep": cell.sweep, "axes": cell.axes, "reward_label": cell.axes.get(
-        "reward", cell.config.reward), "config": cell.config.model_dump(mode="json")}
+    payload = {
+        "cell_id": cell.id,
+        "sweep": cell.sweep,
+        "axes": cell.axes,
+        "reward_label": cell.axes.get("reward", cell.config.reward),
+        "config": cell.config.model_dump(mode="json"),
+    }
     artifacts.atomic_write_json(d / "config.json", payload, durable=False)
     (d / CANCELLED).unlink(missing_ok=True)
     return d
@@ -229,11 +264,19 @@ def make_executor(kind: str, folder: Path, cells: list[Cell]) -> submitit.Execut
 def slurm_parameters(cells: list[Cell]) -> dict[str, Any]:
     """sbatch parameters for one array: resources must agree across its cells (see group_by_resources)."""
     s = cells[0].config.slurm
-    p: dict[str, Any] = {"timeout_min": s.timeout_min, "slurm_array_parallelism": s.array_parallelism,
-                         "name": f"spurisweep-{cells[0].sweep}"}
-    for key, value in (("slurm_partition", s.partition), ("slurm_account", s.account), ("slurm_qos", s.qos),
-                       ("gpus_per_node", s.gpus_per_node), ("cpus_per_task", s.cpus_per_task),
-                       ("slurm_constraint", s.constraint)):
+    p: dict[str, Any] = {
+        "timeout_min": s.timeout_min,
+        "slurm_array_parallelism": s.array_parallelism,
+        "name": f"spurisweep-{cells[0].sweep}",
+    }
+    for key, value in (
+        ("slurm_partition", s.partition),
+        ("slurm_account", s.account),
+        ("slurm_qos", s.qos),
+        ("gpus_per_node", s.gpus_per_node),
+        ("cpus_per_task", s.cpus_per_task),
+        ("slurm_constraint", s.constraint),
+    ):
         if value is not None:
             p[key] = value
     if s.processes > 1:  # one task per GPU: data-parallel training (see CellJob / distributed_setup)
@@ -303,11 +346,18 @@ def submit(
         validate_slurm_parameters(cells, folder)
         for group in group_by_resources(cells):
             ex = make_executor("slurm", folder, group)
-            jobs = ex.map_array(CellJob(), [str(cell_dir(results, sweep, c.id)) for c in group],
-                                [str(results)] * len(group))
+            jobs = ex.map_array(
+                CellJob(), [str(cell_dir(results, sweep, c.id)) for c in group], [str(results)] * len(group)
+            )
             for c, j in zip(group, jobs, strict=True):
                 artifacts.CellDir(cell_dir(results, sweep, c.id)).set_status(
-                    "queued", job_id=j.job_id, executor="slurm", error=None, submitted=time.time(), durable=False)
+                    "queued",
+                    job_id=j.job_id,
+                    executor="slurm",
+                    error=None,
+                    submitted=time.time(),
+                    durable=False,
+                )
         if wait:
             return watch(cells, results, on_update=on_update, poll_s=poll_s)
         return states(cells, results, live=False)
@@ -324,8 +374,9 @@ def submit(
             if on_update:
                 on_update(states(cells, results, live=False))
         return states(cells, results, live=False)
-    return _run_local(cells, results, folder, max_parallel=max_parallel, on_update=on_update, wait=wait,
-                      poll_s=poll_s)
+    return _run_local(
+        cells, results, folder, max_parallel=max_parallel, on_update=on_update, wait=wait, poll_s=poll_s
+    )
 
 
 def local_gpus() -> list[str]:
@@ -349,13 +400,19 @@ def local_processes(cell: Cell, gpus: list[str]) -> int:
     if not gpus:
         return s.tasks_per_node or 1
     if s.processes > len(gpus):
-        log.warning("cell %s asks for %d processes (one per GPU); this machine has %d GPUs: using %d",
-                    cell.id, s.processes, len(gpus), len(gpus))
+        log.warning(
+            "cell %s asks for %d processes (one per GPU); this machine has %d GPUs: using %d",
+            cell.id,
+            s.processes,
+            len(gpus),
+            len(gpus),
+        )
     return min(s.processes, len(gpus))
 
 
-def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s,
-               gpus: list[str] | None = None) -> list[CellState]:
+def _run_local(
+    cells, results, folder, *, max_parallel, on_update, wait, poll_s, gpus: list[str] | None = None
+) -> list[CellState]:
     """Cells as local processes. On a GPU machine every job gets its own GPUs (CUDA_VISIBLE_DEVICES), one
     per process, and waits until that many are free; without GPUs at most `max_parallel` (default: cores)
     jobs run at once."""
@@ -379,16 +436,19 @@ def _run_local(cells, results, folder, *, max_parallel, on_update, wait, poll_s,
             pending.pop(0)
             mine, free = free[:k], free[k:]
             threads = max(1, (os.cpu_count() or 1) // (min(n, len(cells)) * k))
-            setup = [f"export SPURISWEEP_THREADS={threads} OMP_NUM_THREADS={threads} "
-                     f"SPURISWEEP_GRADING_WORKERS={min(threads, 2)}"]
+            setup = [
+                f"export SPURISWEEP_THREADS={threads} OMP_NUM_THREADS={threads} "
+                f"SPURISWEEP_GRADING_WORKERS={min(threads, 2)}"
+            ]
             if mine:  # submitit's local executor hides every GPU unless told which
                 setup.append(f"export CUDA_VISIBLE_DEVICES={','.join(mine)}")
             ex.update_parameters(timeout_min=c.config.slurm.timeout_min, tasks_per_node=k, local_setup=setup)
             d = cell_dir(results, sweep, c.id)
             with _detached_stdio():
                 job = ex.submit(CellJob(), str(d), str(results))
-            artifacts.CellDir(d).set_status("queued", job_id=str(job.job_id), executor="local", error=None,
-                                            submitted=time.time())
+            artifacts.CellDir(d).set_status(
+                "queued", job_id=str(job.job_id), executor="local", error=None, submitted=time.time()
+            )
             running[c.id] = (job, mine)
         if not wait:
             break

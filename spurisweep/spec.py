@@ -77,7 +77,9 @@ class DataSettings(Strict):
     limit: int | None = Field(None, ge=1, description="use only the first N problems")
     problem_field: str | None = None
     answer_field: str | None = None
-    one_shot_id: str | None = Field(None, description="one_shot reward: the problem id (default: the pi1 example)")
+    one_shot_id: str | None = Field(
+        None, description="one_shot reward: the problem id (default: the pi1 example)"
+    )
     one_shot_repeat: int = Field(128, ge=1)
     labels: str | None = Field(
         None, description="majority_vote / incorrect_label: a ready labelled file (problem + label as answer)"
@@ -86,7 +88,9 @@ class DataSettings(Strict):
     label_temperature: float = Field(1.0, ge=0)
     label_top_p: float = Field(1.0, gt=0, le=1)
     label_max_new_tokens: int | None = Field(None, ge=1, description="None: train.max_completion_length")
-    label_prompt: str = Field("plain", description="prompt template for labelling (the paper: no chat template)")
+    label_prompt: str = Field(
+        "plain", description="prompt template for labelling (the paper: no chat template)"
+    )
 
 
 class ProtocolOverride(Strict):
@@ -122,7 +126,9 @@ class SlurmSettings(Strict):
     qos: str | None = None
     gpus_per_node: int | None = Field(None, ge=0)
     tasks_per_node: int | None = Field(
-        None, ge=1, description="processes per cell (data-parallel ranks, one per GPU); default gpus_per_node or 1"
+        None,
+        ge=1,
+        description="processes per cell (data-parallel ranks, one per GPU); default gpus_per_node or 1",
     )
     cpus_per_task: int | None = Field(None, ge=1)
     mem_gb: float | None = Field(None, gt=0)
@@ -236,7 +242,9 @@ def load_sweep(path: str | Path) -> Sweep:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"malformed YAML: {problem}", file=str(p), field=where) from None
     if not isinstance(raw, dict):
-        raise ConfigError("expected a mapping with name, grid, settings, ...", file=str(p), field="(top level)")
+        raise ConfigError(
+            "expected a mapping with name, grid, settings, ...", file=str(p), field="(top level)"
+        )
     try:
         spec = SweepFile.model_validate(raw)
     except ValidationError as exc:

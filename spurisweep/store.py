@@ -51,9 +51,18 @@ CREATE TABLE IF NOT EXISTS metrics(cell_id VARCHAR, update_idx INTEGER, step INT
 """
 
 SAMPLE_COLUMNS = {
-    "eval_id": "VARCHAR", "problem_id": "VARCHAR", "sample_idx": "INTEGER", "prompt": "VARCHAR",
-    "answer": "VARCHAR", "response": "VARCHAR", "extracted": "VARCHAR", "correct": "BOOLEAN",
-    "reason": "VARCHAR", "n_tokens": "INTEGER", "truncated": "BOOLEAN", "has_python": "BOOLEAN",
+    "eval_id": "VARCHAR",
+    "problem_id": "VARCHAR",
+    "sample_idx": "INTEGER",
+    "prompt": "VARCHAR",
+    "answer": "VARCHAR",
+    "response": "VARCHAR",
+    "extracted": "VARCHAR",
+    "correct": "BOOLEAN",
+    "reason": "VARCHAR",
+    "n_tokens": "INTEGER",
+    "truncated": "BOOLEAN",
+    "has_python": "BOOLEAN",
     "has_code_block": "BOOLEAN",
 }
 
@@ -74,7 +83,9 @@ def connect(path: Path, *, timeout: float = 600.0, read_only: bool = False) -> I
     try:
         lock.acquire(timeout=timeout)
     except Timeout:
-        raise StoreError(f"{path}: another spurisweep process holds the database lock for over {timeout:.0f} s") from None
+        raise StoreError(
+            f"{path}: another spurisweep process holds the database lock for over {timeout:.0f} s"
+        ) from None
     try:
         con = None
         for attempt in range(50):  # a process outside our lock (e.g. the duckdb CLI) may hold the file
@@ -83,7 +94,9 @@ def connect(path: Path, *, timeout: float = 600.0, read_only: bool = False) -> I
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower() or attempt == 49:
-                    raise StoreError(f"{path}: cannot open the database ({str(exc).splitlines()[0]})") from None
+                    raise StoreError(
+                        f"{path}: cannot open the database ({str(exc).splitlines()[0]})"
+                    ) from None
                 time.sleep(0.2)
         assert con is not None
         if not read_only:
@@ -126,8 +139,11 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
                 continue
             todo.append((d, mtime))
         baseline_metas = [
-            (p, m) for p in sorted((results / artifacts.BASELINES).glob("*.json"))
-            if p.stem not in known_evals and (m := artifacts.read_json(p)) is not None and p.with_suffix(".jsonl").exists()
+            (p, m)
+            for p in sorted((results / artifacts.BASELINES).glob("*.json"))
+            if p.stem not in known_evals
+            and (m := artifacts.read_json(p)) is not None
+            and p.with_suffix(".jsonl").exists()
         ]
         batch = _Batch()
         for d, mtime in todo:
@@ -140,8 +156,10 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
         memberships = []
         for m in manifests:
             man = artifacts.read_json(m) or {}
-            memberships += [(man.get("sweep", m.parent.name), cid, json.dumps(axes))
-                            for cid, axes in (man.get("cells") or {}).items()]
+            memberships += [
+                (man.get("sweep", m.parent.name), cid, json.dumps(axes))
+                for cid, axes in (man.get("cells") or {}).items()
+            ]
         con.execute("BEGIN TRANSACTION")
         try:
             batch.write(con)
@@ -155,11 +173,41 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
     return {"cells": len(todo), "baselines": len(baseline_metas)}
 
 
-EVAL_COLUMNS = ["eval_id", "cell_id", "model", "model_path", "checkpoint", "step", "benchmark", "prompt",
-                "is_baseline", "baseline_eval_id", "samples", "temperature", "top_p", "max_new_tokens", "backend",
-                "seed", "n_problems", "created", "meta"]
-CELL_COLUMNS = ["cell_id", "model", "reward", "clip", "seed", "preset", "prompt", "config", "summary", "health",
-                "done_mtime", "ingested_at"]
+EVAL_COLUMNS = [
+    "eval_id",
+    "cell_id",
+    "model",
+    "model_path",
+    "checkpoint",
+    "step",
+    "benchmark",
+    "prompt",
+    "is_baseline",
+    "baseline_eval_id",
+    "samples",
+    "temperature",
+    "top_p",
+    "max_new_tokens",
+    "backend",
+    "seed",
+    "n_problems",
+    "created",
+    "meta",
+]
+CELL_COLUMNS = [
+    "cell_id",
+    "model",
+    "reward",
+    "clip",
+    "seed",
+    "preset",
+    "prompt",
+    "config",
+    "summary",
+    "health",
+    "done_mtime",
+    "ingested_at",
+]
 
 
 class _Batch:
@@ -179,9 +227,22 @@ class _Batch:
         self.cell_ids.append(cid)
         summary = artifacts.read_json(cell.done_path, {})
         health = artifacts.read_json(cell.health_path, [])
-        self.cells.append((cid, cfg["model"], raw.get("reward_label", cfg["reward"]), cfg["clip"], cfg["seed"],
-                           cfg["preset"], cfg.get("prompt"), json.dumps(cfg), json.dumps(summary),
-                           json.dumps(health), mtime, time.time()))
+        self.cells.append(
+            (
+                cid,
+                cfg["model"],
+                raw.get("reward_label", cfg["reward"]),
+                cfg["clip"],
+                cfg["seed"],
+                cfg["preset"],
+                cfg.get("prompt"),
+                json.dumps(cfg),
+                json.dumps(summary),
+                json.dumps(health),
+                mtime,
+                time.time(),
+            )
+        )
         self.settings += [(cid, k, v) for k, v in flatten(cfg).items()]
         for r in artifacts.read_jsonl(cell.metrics_path):
             for k, v in r.items():
@@ -193,17 +254,34 @@ class _Batch:
     def add_eval(self, meta: dict[str, Any]) -> None:
         proto = meta.get("protocol", {})
         self.evals[meta["eval_id"]] = (
-            meta["eval_id"], meta.get("cell_id"), meta.get("model"), meta.get("model_path"), meta.get("checkpoint"),
-            meta.get("step", 0), meta.get("benchmark"), meta.get("prompt"), bool(meta.get("is_baseline")),
-            meta.get("baseline_eval_id"), proto.get("samples"), proto.get("temperature"), proto.get("top_p"),
-            proto.get("max_new_tokens"), meta.get("backend"), meta.get("seed"), meta.get("n_problems"),
-            meta.get("created"), json.dumps(meta))
+            meta["eval_id"],
+            meta.get("cell_id"),
+            meta.get("model"),
+            meta.get("model_path"),
+            meta.get("checkpoint"),
+            meta.get("step", 0),
+            meta.get("benchmark"),
+            meta.get("prompt"),
+            bool(meta.get("is_baseline")),
+            meta.get("baseline_eval_id"),
+            proto.get("samples"),
+            proto.get("temperature"),
+            proto.get("top_p"),
+            proto.get("max_new_tokens"),
+            meta.get("backend"),
+            meta.get("seed"),
+            meta.get("n_problems"),
+            meta.get("created"),
+            json.dumps(meta),
+        )
 
     def write(self, con: Any) -> None:
         if self.cell_ids:  # a re-ingested cell replaces all of its rows
             _insert_frame(con, "_ids", [(c,) for c in self.cell_ids], ["cell_id"], temp=True)
-            con.execute("DELETE FROM samples WHERE eval_id IN (SELECT eval_id FROM evals WHERE cell_id IN "
-                        "(SELECT cell_id FROM _ids))")
+            con.execute(
+                "DELETE FROM samples WHERE eval_id IN (SELECT eval_id FROM evals WHERE cell_id IN "
+                "(SELECT cell_id FROM _ids))"
+            )
             for table in ("evals", "metrics", "cell_settings", "cells"):
                 con.execute(f"DELETE FROM {table} WHERE cell_id IN (SELECT cell_id FROM _ids)")
             con.execute("DROP TABLE _ids")
@@ -218,8 +296,9 @@ class _Batch:
         _insert_frame(con, "evals", list(self.evals.values()), EVAL_COLUMNS, replace=True)
 
 
-def _insert_frame(con: Any, table: str, rows: list[tuple], columns: list[str], *, replace: bool = False,
-                  temp: bool = False) -> None:
+def _insert_frame(
+    con: Any, table: str, rows: list[tuple], columns: list[str], *, replace: bool = False, temp: bool = False
+) -> None:
     import pandas as pd
 
     if not rows:

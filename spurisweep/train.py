@@ -313,7 +313,9 @@ def validate(cfg: CellConfig, file: str | None = None) -> None:
 
 def validation_key(cfg: CellConfig) -> str:
     """What validate() looks at: cells that agree on it need to be validated once."""
-    return cfg.model_dump_json(include={"train", "trl", "clip", "clip_params", "tracking"}) + str(cfg.slurm.processes)
+    return cfg.model_dump_json(include={"train", "trl", "clip", "clip_params", "tracking"}) + str(
+        cfg.slurm.processes
+    )
 
 
 def _blame(message: str, cfg: CellConfig) -> str:
@@ -548,9 +550,19 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
             meta["cell_id"] = None
         else:
             meta.update(cell_id=cell_id, baseline_eval_id=baselines.get(proto.benchmark))
-        evaluate.run_eval(model=mdl, tokenizer=tok, model_source=source, prompt_template=cfg.prompt or "",
-                          proto=proto, seed=cfg.seed, folder=folder, eval_id=eid, meta=meta,
-                          backend="transformers", batch_size=cfg.eval.batch_size)
+        evaluate.run_eval(
+            model=mdl,
+            tokenizer=tok,
+            model_source=source,
+            prompt_template=cfg.prompt or "",
+            proto=proto,
+            seed=cfg.seed,
+            folder=folder,
+            eval_id=eid,
+            meta=meta,
+            backend="transformers",
+            batch_size=cfg.eval.batch_size,
+        )
 
     model = None  # the untrained model, loaded only if a baseline evaluation is missing
     if cfg.eval.baseline:
@@ -652,7 +664,11 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
     del model  # the trainer loads its own copy of the policy
     if writer:
         cell.set_status(
-            "running", backend=backend, updates_per_rollout=upr, resumed_from=resumes or None, world_size=world
+            "running",
+            backend=backend,
+            updates_per_rollout=upr,
+            resumed_from=resumes or None,
+            world_size=world,
         )
     updates = resumed_update
     if resumed_update >= max_updates:  # killed after the last save: only its evaluation may be missing

@@ -17,7 +17,9 @@ EXE = [sys.executable, "-m", "spurisweep.cli"]
 
 def cli(*args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 600):
     e = {**os.environ, **(env or {})}
-    return subprocess.run([*EXE, *args], capture_output=True, text=True, cwd=cwd or ROOT, env=e, timeout=timeout)
+    return subprocess.run(
+        [*EXE, *args], capture_output=True, text=True, cwd=cwd or ROOT, env=e, timeout=timeout
+    )
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +40,9 @@ def test_smoke_sweep_runs_through_the_local_executor(smoke_run):
         cfg = json.loads((c / "config.json").read_text())
         assert cfg["cell_id"] == c.name
         rows = [json.loads(x) for x in (c / "metrics.jsonl").read_text().splitlines()]
-        assert rows and {"reward", "entropy", "clip_ratio/region_mean", "token_prob/mean"} <= set().union(*rows)
+        assert rows and {"reward", "entropy", "clip_ratio/region_mean", "token_prob/mean"} <= set().union(
+            *rows
+        )
     # no temporary files left behind by the atomic writes
     assert not list(results.rglob("*.tmp"))
 
@@ -46,7 +50,9 @@ def test_smoke_sweep_runs_through_the_local_executor(smoke_run):
 @pytest.mark.slow
 def test_smoke_report_table_and_database_rows(smoke_run):
     results, _ = smoke_run
-    proc = cli("report", "--sweep", "smoke", "--pivot", "model,reward", "--format", "json", "--results", str(results))
+    proc = cli(
+        "report", "--sweep", "smoke", "--pivot", "model,reward", "--format", "json", "--results", str(results)
+    )
     assert proc.returncode == 0, proc.stderr
     table = json.loads(proc.stdout)
     by_reward = {c["reward"]: c for c in table["cells"]}
@@ -76,7 +82,12 @@ def test_smoke_report_table_and_database_rows(smoke_run):
         con.close()
 
     text = cli("report", "--sweep", "smoke", "--pivot", "model,reward", "--results", str(results))
-    assert text.returncode == 0 and "ground_truth" in text.stdout and "random" in text.stdout and "tiny" in text.stdout
+    assert (
+        text.returncode == 0
+        and "ground_truth" in text.stdout
+        and "random" in text.stdout
+        and "tiny" in text.stdout
+    )
 
 
 @pytest.mark.slow
@@ -93,8 +104,10 @@ def test_rerun_submits_nothing_and_ingest_is_idempotent(smoke_run):
     con = duckdb.connect(str(results / "spurisweep.duckdb"), read_only=True)
     try:
         assert con.execute("SELECT count(*) FROM cells").fetchone()[0] == 4
-        dup = con.execute("SELECT count(*) FROM (SELECT eval_id, problem_id, sample_idx, count(*) n FROM samples "
-                          "GROUP BY ALL HAVING n > 1)").fetchone()[0]
+        dup = con.execute(
+            "SELECT count(*) FROM (SELECT eval_id, problem_id, sample_idx, count(*) n FROM samples "
+            "GROUP BY ALL HAVING n > 1)"
+        ).fetchone()[0]
         assert dup == 0
     finally:
         con.close()

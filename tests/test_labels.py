@@ -28,8 +28,24 @@ def test_majority_groups_equivalent_answers():
 
 def test_label_command_on_the_tiny_model(tmp_path):
     res = tmp_path / "res"
-    cmd = [sys.executable, "-m", "spurisweep.cli", "label", "--model", "tiny", "--dataset", "builtin:arith",
-           "--n", "6", "--limit", "5", "--max-new-tokens", "12", "--results", str(res)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "spurisweep.cli",
+        "label",
+        "--model",
+        "tiny",
+        "--dataset",
+        "builtin:arith",
+        "--n",
+        "6",
+        "--limit",
+        "5",
+        "--max-new-tokens",
+        "12",
+        "--results",
+        str(res),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "5 prompts" in proc.stdout
@@ -65,8 +81,22 @@ def test_cells_make_labels_once_and_share_them(tmp_path):
     sweep = tmp_path / "mv.yaml"
     sweep.write_text(SWEEP)
     res = tmp_path / "res"
-    proc = subprocess.run([sys.executable, "-m", "spurisweep.cli", "run", str(sweep), "--executor", "debug",
-                           "--results", str(res)], capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "spurisweep.cli",
+            "run",
+            str(sweep),
+            "--executor",
+            "debug",
+            "--results",
+            str(res),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     cells = grid.expand(spec.load_sweep(sweep))
     files = list((res / "_labels").glob("*.jsonl"))
     assert len(files) == 1  # one labelling run, shared by both cells

@@ -73,16 +73,25 @@ def test_kill9_is_reported_and_a_rerun_resumes_to_the_rows_of_an_uninterrupted_r
     (cell,) = [p for p in (res / "long").iterdir() if (p / "config.json").exists()]
     # kill the whole job (controller and worker) as the OOM killer or a node failure would,
     # once it has written a complete checkpoint and is training on
-    wait_for(lambda: any((c / "COMPLETE").exists() for c in (cell / "checkpoints").glob("checkpoint-*")),
-             300, "a first checkpoint")
+    wait_for(
+        lambda: any((c / "COMPLETE").exists() for c in (cell / "checkpoints").glob("checkpoint-*")),
+        300,
+        "a first checkpoint",
+    )
     st = json.loads((cell / "status.json").read_text())
     for pid in {int(st["pid"]), int(st["job_id"])}:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-    wait_for(lambda: not Path(f"/proc/{st['pid']}").exists() or
-             Path(f"/proc/{st['pid']}/stat").read_text().split()[2] == "Z", 30, "the worker to die")
+    wait_for(
+        lambda: (
+            not Path(f"/proc/{st['pid']}").exists()
+            or Path(f"/proc/{st['pid']}/stat").read_text().split()[2] == "Z"
+        ),
+        30,
+        "the worker to die",
+    )
     assert not (cell / "DONE").exists()
 
     status = cli("status", str(sweep), "--results", str(res))
@@ -150,8 +159,16 @@ def test_hundred_cells_ingested_once_under_concurrent_ingest(tmp_path):
     for cid in ids:
         clone_cell(src, many, cid)
     artifacts.atomic_write_json(many / "sweep.json", {"sweep": "many", "cells": {c: {"i": c} for c in ids}})
-    procs = [subprocess.Popen([*EXE, "ingest", "--results", str(res)], cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [*EXE, "ingest", "--results", str(res)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     outs = [p.communicate(timeout=300) for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert not any("lock" in err.lower() for _, err in outs)
@@ -160,8 +177,10 @@ def test_hundred_cells_ingested_once_under_concurrent_ingest(tmp_path):
         assert con.execute("SELECT count(*) FROM sweep_cells WHERE sweep = 'many'").fetchone()[0] == 100
         per_cell = con.execute("SELECT count(*) FROM evals WHERE cell_id = ?", [ids[0]]).fetchone()[0]
         assert con.execute("SELECT count(*) FROM evals WHERE NOT is_baseline").fetchone()[0] == 101 * per_cell
-        dup = con.execute("SELECT count(*) FROM (SELECT eval_id, problem_id, sample_idx FROM samples "
-                          "GROUP BY ALL HAVING count(*) > 1)").fetchone()[0]
+        dup = con.execute(
+            "SELECT count(*) FROM (SELECT eval_id, problem_id, sample_idx FROM samples "
+            "GROUP BY ALL HAVING count(*) > 1)"
+        ).fetchone()[0]
         assert dup == 0
         n = con.execute("SELECT count(*) FROM samples").fetchone()[0]
     again = store.ingest(res)
@@ -227,9 +246,14 @@ def test_one_task_per_gpu_in_the_sbatch_parameters(tmp_path):
 
 def test_local_processes_follow_the_gpus_there_are(tmp_path):
     sweep = tmp_path / "p.yaml"
-    sweep.write_text(DP.format(seeds="[0, 1, 2]", extra="""overrides:
+    sweep.write_text(
+        DP.format(
+            seeds="[0, 1, 2]",
+            extra="""overrides:
   - {when: {seed: 1}, set: {slurm.gpus_per_node: 8}}
-  - {when: {seed: 2}, set: {slurm.tasks_per_node: 2}}"""))
+  - {when: {seed: 2}, set: {slurm.tasks_per_node: 2}}""",
+        )
+    )
     one, eight, two = grid.expand(spec.load_sweep(sweep))
     assert [launch.local_processes(c, []) for c in (one, eight, two)] == [1, 1, 2]  # CPU: only if asked
     assert [launch.local_processes(c, ["0", "1", "2", "3"]) for c in (one, eight, two)] == [1, 4, 2]
@@ -278,16 +302,22 @@ def test_local_jobs_get_their_own_gpus(tmp_path):
     own CUDA_VISIBLE_DEVICES, one GPU per process, and waits until they are free. (On this CPU machine
     the devices are names only: torch sees no CUDA either way and the cells train on CPU.)"""
     sweep = tmp_path / "p.yaml"
-    sweep.write_text(DP.format(seeds="[0, 1, 2]", extra="""overrides:
-  - {when: {seed: 2}, set: {slurm.tasks_per_node: 2}}"""))
+    sweep.write_text(
+        DP.format(
+            seeds="[0, 1, 2]",
+            extra="""overrides:
+  - {when: {seed: 2}, set: {slurm.tasks_per_node: 2}}""",
+        )
+    )
     cells = grid.expand(spec.load_sweep(sweep))
     res = tmp_path / "res"
     folder = res / "dp" / artifacts.SUBMITIT
     folder.mkdir(parents=True)
     for c in cells:
         launch.write_cell_config(c, res)
-    sts = launch._run_local(cells, res, folder, max_parallel=None, on_update=None, wait=True, poll_s=0.2,
-                            gpus=["5", "7"])
+    sts = launch._run_local(
+        cells, res, folder, max_parallel=None, on_update=None, wait=True, poll_s=0.2, gpus=["5", "7"]
+    )
     assert [s.state for s in sts] == ["done"] * 3
     seen = {c.config.seed: json.loads((res / "dp" / c.id / "status.json").read_text()) for c in cells}
     assert {seen[0]["devices"], seen[1]["devices"]} == {"5", "7"}

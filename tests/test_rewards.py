@@ -11,9 +11,13 @@ from spurisweep import rewards
 from spurisweep.rewards import RewardContext
 
 
-def run(name: str, completions: list[str], params: dict | None = None, seed: int = 0, **kw) -> list[float | None]:
+def run(
+    name: str, completions: list[str], params: dict | None = None, seed: int = 0, **kw
+) -> list[float | None]:
     expr = rewards.parse(name)
-    fn = rewards.build(name, rewards.resolve_params(expr, params or {}), RewardContext(seed=seed, grading_workers=0))
+    fn = rewards.build(
+        name, rewards.resolve_params(expr, params or {}), RewardContext(seed=seed, grading_workers=0)
+    )
     out = fn(completions, **kw)
     assert len(out) == len(completions)
     return out
@@ -27,14 +31,20 @@ CODE = "```python\nprint(2 + 3)\n```\nThe answer is \\boxed{5}."
 
 
 def test_ground_truth_uses_math_equivalence():
-    out = run("ground_truth", [GOOD, WRONG, UNBOXED, EMPTY_BOX, "\\boxed{\\frac{10}{2}}", "\\boxed{5.0}"],
-              answer=["5"] * 6)
+    out = run(
+        "ground_truth",
+        [GOOD, WRONG, UNBOXED, EMPTY_BOX, "\\boxed{\\frac{10}{2}}", "\\boxed{5.0}"],
+        answer=["5"] * 6,
+    )
     assert out == [1.0, 0.0, 1.0, 0.0, 1.0, 1.0]
 
 
 def test_ground_truth_real_answer_formats():
-    out = run("ground_truth", ["\\boxed{70}", "\\boxed{142}", "\\boxed{(3, \\pi/2)}", "\\boxed{\\dfrac{1}{2}}"],
-              answer=["070", "142.0", "\\left( 3, \\frac{\\pi}{2} \\right)", "0.5"])
+    out = run(
+        "ground_truth",
+        ["\\boxed{70}", "\\boxed{142}", "\\boxed{(3, \\pi/2)}", "\\boxed{\\dfrac{1}{2}}"],
+        answer=["070", "142.0", "\\left( 3, \\frac{\\pi}{2} \\right)", "0.5"],
+    )
     assert out == [1.0, 1.0, 1.0, 1.0]
 
 
@@ -42,12 +52,22 @@ def test_majority_vote_and_incorrect_label_check_the_answer_column():
     # the checker is the same; what differs is which label the training set puts in `answer`
     assert run("majority_vote", [WRONG, GOOD], answer=["6", "6"]) == [1.0, 0.0]
     assert run("incorrect_label", [WRONG, GOOD], answer=["6", "6"]) == [1.0, 0.0]
-    assert run("one_shot", ["\\boxed{12.8}", "\\boxed{64/5}", "\\boxed{13}"], answer=["12.8"] * 3) == [1.0, 1.0, 0.0]
+    assert run("one_shot", ["\\boxed{12.8}", "\\boxed{64/5}", "\\boxed{13}"], answer=["12.8"] * 3) == [
+        1.0,
+        1.0,
+        0.0,
+    ]
 
 
 def test_format_ignores_correctness():
     assert run("format", [GOOD, WRONG, UNBOXED, EMPTY_BOX, "\\boxed{ }", "\\boxed{x} then \\boxed{}"]) == [
-        1.0, 1.0, 0.0, 0.0, 0.0, 0.0]
+        1.0,
+        1.0,
+        0.0,
+        0.0,
+        0.0,
+        0.0,
+    ]
 
 
 def test_python_is_the_papers_code_reasoning_flag():
@@ -60,7 +80,9 @@ def test_no_repetition():
     # a unit shorter than min_length (8 characters) is not a "substring" the rule counts, unless asked
     assert run("no_repetition", ["ab" * 30]) == [1.0]
     assert run("no_repetition", ["ab" * 30], params={"no_repetition": {"min_length": 2}}) == [0.0]
-    assert run("no_repetition", ["the answer is 5 " * 12], params={"no_repetition": {"max_repeats": 20}}) == [1.0]
+    assert run("no_repetition", ["the answer is 5 " * 12], params={"no_repetition": {"max_repeats": 20}}) == [
+        1.0
+    ]
 
 
 def test_random_is_bernoulli_gamma_and_reproducible():
@@ -76,7 +98,9 @@ def test_random_is_bernoulli_gamma_and_reproducible():
     assert c != a
     d = run("random", comps, seed=1, prompts=prompts, trainer_state=SimpleNamespace(global_step=4))
     assert d != a  # a new step draws anew
-    low = run("random", comps, params={"random": {"gamma": 0.1}}, seed=1, prompts=prompts, trainer_state=state)
+    low = run(
+        "random", comps, params={"random": {"gamma": 0.1}}, seed=1, prompts=prompts, trainer_state=state
+    )
     assert abs(sum(low) / len(low) - 0.1) < 0.02
     assert set(run("random", comps[:50], params={"random": {"gamma": 0.0}}, prompts=prompts)) == {0.0}
 

@@ -41,8 +41,9 @@ def write(tmp_path: Path, name: str, *, seeds="[0]", steps=4, save_every=2, limi
 
 
 def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*EXE, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout,
-                          env=dict(os.environ))
+    return subprocess.run(
+        [*EXE, *args], capture_output=True, text=True, cwd=ROOT, timeout=timeout, env=dict(os.environ)
+    )
 
 
 def wait_for(pred, timeout: float, what: str, poll: float = 0.5) -> None:
@@ -96,8 +97,11 @@ def test_preempted_cell_is_requeued_and_resumes_from_its_checkpoint(slurm_cluste
     launch.write_manifest("pre", str(sweep), cells, res)
     launch.submit([target], res, executor="slurm", wait=False)
     cdir = res / "pre" / target.id
-    wait_for(lambda: any((c / "COMPLETE").exists() for c in (cdir / "checkpoints").glob("checkpoint-*")),
-             300, "a first checkpoint")
+    wait_for(
+        lambda: any((c / "COMPLETE").exists() for c in (cdir / "checkpoints").glob("checkpoint-*")),
+        300,
+        "a first checkpoint",
+    )
     job = json.loads((cdir / "status.json").read_text())["job_id"]
     assert not (cdir / "DONE").exists(), "the cell finished before it could be preempted"
     slurm_cluster.preempt(job)  # USR2, as SLURM sends before preemption / the time limit
@@ -144,9 +148,11 @@ def test_data_parallel_cell_runs_as_two_srun_tasks(slurm_cluster, tmp_path):
     """tasks_per_node (by default gpus_per_node): one sbatch with two tasks that srun starts, which meet
     through torch.distributed (gloo on CPU) and train one cell together."""
     sweep = tmp_path / "dp.yaml"
-    sweep.write_text(SWEEP.format(name="dp", seeds="[0]", steps=2, save_every=1, limit=4).replace(
-        "reward: [ground_truth, random]", "reward: [random]").replace("cpus_per_task: 1,", "cpus_per_task: 1, "
-                                                                      "tasks_per_node: 2,"))
+    sweep.write_text(
+        SWEEP.format(name="dp", seeds="[0]", steps=2, save_every=1, limit=4)
+        .replace("reward: [ground_truth, random]", "reward: [random]")
+        .replace("cpus_per_task: 1,", "cpus_per_task: 1, tasks_per_node: 2,")
+    )
     res = tmp_path / "res"
     dry = cli("run", str(sweep), "--executor", "slurm", "--dry-run", "--results", str(res))
     assert dry.returncode == 0 and "tasks_per_node" in dry.stdout, dry.stdout
@@ -162,16 +168,21 @@ def test_data_parallel_cell_runs_as_two_srun_tasks(slurm_cluster, tmp_path):
 
 def test_preempted_data_parallel_cell_resumes_on_both_ranks(slurm_cluster, tmp_path):
     sweep = tmp_path / "dpre.yaml"
-    sweep.write_text(SWEEP.format(name="dpre", seeds="[0]", steps=40, save_every=4, limit=8).replace(
-        "reward: [ground_truth, random]", "reward: [random]").replace("cpus_per_task: 1,", "cpus_per_task: 1, "
-                                                                      "tasks_per_node: 2,"))
+    sweep.write_text(
+        SWEEP.format(name="dpre", seeds="[0]", steps=40, save_every=4, limit=8)
+        .replace("reward: [ground_truth, random]", "reward: [random]")
+        .replace("cpus_per_task: 1,", "cpus_per_task: 1, tasks_per_node: 2,")
+    )
     res = tmp_path / "res"
     (cell,) = grid.expand(spec.load_sweep(sweep))
     launch.write_manifest("dpre", str(sweep), [cell], res)
     launch.submit([cell], res, executor="slurm", wait=False)
     cdir = res / "dpre" / cell.id
-    wait_for(lambda: any((c / "COMPLETE").exists() for c in (cdir / "checkpoints").glob("checkpoint-*")),
-             300, "a first checkpoint")
+    wait_for(
+        lambda: any((c / "COMPLETE").exists() for c in (cdir / "checkpoints").glob("checkpoint-*")),
+        300,
+        "a first checkpoint",
+    )
     job = json.loads((cdir / "status.json").read_text())["job_id"]
     assert not (cdir / "DONE").exists(), "the cell finished before it could be preempted"
     slurm_cluster.preempt(job)  # every task gets USR2; rank 0 checkpoints and requeues the whole job

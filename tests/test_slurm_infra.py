@@ -134,7 +134,9 @@ def test_preemption_signal_requeues_through_checkpoint(slurm_cluster, tmp_path):
         slurm_cluster.preempt(jobs[0].job_id)  # scancel --signal=USR2 ARRAYID_0
         first, second = (j.result() for j in jobs)
         requeue_s = time.monotonic() - t0
-    except BaseException:  # cancel only on failure: cancelling a job that is still completing marks it CANCELLED
+    except (
+        BaseException
+    ):  # cancel only on failure: cancelling a job that is still completing marks it CANCELLED
         for j in jobs:
             j.cancel(check=False)
         raise

@@ -25,8 +25,17 @@ def test_every_reward_meets_the_suite():
     result = coverage.verify()
     assert result.failures == []
     names = set(result.coverage)
-    assert {"grader", "ground_truth", "format", "python", "majority_vote", "incorrect_label", "one_shot",
-            "no_repetition", "format_AND_inverse_python"} <= names
+    assert {
+        "grader",
+        "ground_truth",
+        "format",
+        "python",
+        "majority_vote",
+        "incorrect_label",
+        "one_shot",
+        "no_repetition",
+        "format_AND_inverse_python",
+    } <= names
     assert all(c == 1.0 for c in result.coverage.values())
     assert result.counts["grader"][1] >= 40  # the suite is not trivially small
 
@@ -73,10 +82,13 @@ def test_grade_cli(tmp_path):
     assert out[2]["reason"]
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ('{"response": "x", "answer": "1"}\nnot json\n', "line 2: not JSON"),
-    ('{"response": "x"}\n', "line 1: expected an object with 'response' and 'answer'"),
-])
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('{"response": "x", "answer": "1"}\nnot json\n', "line 2: not JSON"),
+        ('{"response": "x"}\n', "line 1: expected an object with 'response' and 'answer'"),
+    ],
+)
 def test_grade_malformed_file_exits_2_with_the_line(tmp_path, text, fragment):
     f = tmp_path / "bad.jsonl"
     f.write_text(text)

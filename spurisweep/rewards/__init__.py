@@ -133,7 +133,10 @@ def _build(expr: Expr, params: dict[str, dict[str, Any]], ctx: RewardContext) ->
 
     def both(completions, **kw):
         cols = [p(completions, **kw) for p in parts]
-        return [None if any(r is None for r in rs) else float(all(r >= 0.5 for r in rs)) for rs in zip(*cols, strict=True)]
+        return [
+            None if any(r is None for r in rs) else float(all(r >= 0.5 for r in rs))
+            for rs in zip(*cols, strict=True)
+        ]
 
     return both
 

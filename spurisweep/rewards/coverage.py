@@ -39,9 +39,15 @@ def cases(names: Sequence[str]) -> list[Any]:
 
     loop = "Let me compute. " + "so the answer is 5, " * 12 + "\\boxed{5}"
     extra = [
-        SuiteCase("norep/looping", loop, "5", {"grader": 1.0, "format": 1.0, "python": 0.0, "no_repetition": 0.0}),
-        SuiteCase("norep/plain", "2 + 3 = 5, so \\boxed{5}.", "5",
-                  {"grader": 1.0, "format": 1.0, "python": 0.0, "no_repetition": 1.0}),
+        SuiteCase(
+            "norep/looping", loop, "5", {"grader": 1.0, "format": 1.0, "python": 0.0, "no_repetition": 0.0}
+        ),
+        SuiteCase(
+            "norep/plain",
+            "2 + 3 = 5, so \\boxed{5}.",
+            "5",
+            {"grader": 1.0, "format": 1.0, "python": 0.0, "no_repetition": 1.0},
+        ),
     ]
     out = []
     for case in extend_cases(extra, CASES):

@@ -10,7 +10,9 @@ from ..distributed import rank
 from . import RewardContext, completion_text, register
 
 
-@register("random", params={"gamma": 0.5}, description="1 with probability gamma, independently per completion")
+@register(
+    "random", params={"gamma": 0.5}, description="1 with probability gamma, independently per completion"
+)
 def random_reward(params: dict[str, Any], ctx: RewardContext):
     gamma = float(params["gamma"])
     if not 0.0 <= gamma <= 1.0:
