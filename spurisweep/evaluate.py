@@ -20,7 +20,6 @@ generates; the grading time left after generation ends is recorded as `grade_wai
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 import os
@@ -43,7 +42,7 @@ from .generate import (
     generate_transformers,
     generate_vllm,
 )
-from .grid import canonical
+from .ids import short_hash
 from .spec import EvalSettings, ProtocolOverride
 
 log = logging.getLogger(__name__)
@@ -153,7 +152,7 @@ def parse_protocol_options(options: list[str] | None, benchmarks: list[str]) -> 
 
 
 def _hash(obj: Any) -> str:
-    return hashlib.sha256(canonical(obj).encode()).hexdigest()[:16]
+    return short_hash(obj)
 
 
 def _identity(prompt: str, proto: ResolvedProtocol) -> dict[str, Any]:

@@ -49,8 +49,25 @@ class Family:
     kind: str = "base"  # base | instruct | math
     params_b: float = 0.0  # size in billions, for resource hints
     generation: dict[str, Any] = field(default_factory=dict)
-    builder: Callable[[Path], None] | None = None  # local families: writes a from_pretrained folder
+    # local families: writes a from_pretrained folder, given as a callable or as "module:function" (imported
+    # only when the model is built, so this registry never imports the code that builds models)
+    builder: Callable[[Path], None] | str | None = None
     version: str = "1"  # bump when the builder's output changes
+    lineage: str = (
+        ""  # pretraining lineage (qwen2.5-math, qwen2.5, llama3, olmo2, ...): what "one family" means
+    )
+
+    def build(self, out: Path) -> None:
+        """Write this family's from_pretrained folder into `out` (local families only)."""
+        if self.builder is None:
+            raise ConfigError(f"model family {self.name!r} is not built locally", field="model")
+        fn = self.builder
+        if isinstance(fn, str):
+            import importlib
+
+            module, _, attr = fn.partition(":")
+            fn = getattr(importlib.import_module(module), attr)
+        fn(out)
 
 
 FAMILIES: dict[str, Family] = {}
@@ -62,15 +79,19 @@ def register(family: Family) -> Family:
 
 
 for _f in (
-    Family("qwen2.5-math-7b", "Qwen/Qwen2.5-Math-7B", "chat", "math", 7.6),
-    Family("qwen2.5-math-1.5b", "Qwen/Qwen2.5-Math-1.5B", "chat", "math", 1.5),
-    Family("qwen2.5-7b", "Qwen/Qwen2.5-7B", "chat", "base", 7.6),
-    Family("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B", "chat", "base", 1.5),
-    Family("olmo2-7b", "allenai/OLMo-2-1124-7B", "r1", "base", 7.3),
-    Family("olmo2-7b-sft", "allenai/OLMo-2-1124-7B-SFT", "chat", "instruct", 7.3),
-    Family("llama3.1-8b", "meta-llama/Llama-3.1-8B", "r1", "base", 8.0),
-    Family("llama3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "chat", "instruct", 8.0),
-    Family("llama3.2-3b-instruct", "meta-llama/Llama-3.2-3B-Instruct", "chat", "instruct", 3.2),
+    Family("qwen2.5-math-7b", "Qwen/Qwen2.5-Math-7B", "chat", "math", 7.6, lineage="qwen2.5-math"),
+    Family("qwen2.5-math-1.5b", "Qwen/Qwen2.5-Math-1.5B", "chat", "math", 1.5, lineage="qwen2.5-math"),
+    Family("qwen2.5-7b", "Qwen/Qwen2.5-7B", "chat", "base", 7.6, lineage="qwen2.5"),
+    Family("qwen2.5-1.5b", "Qwen/Qwen2.5-1.5B", "chat", "base", 1.5, lineage="qwen2.5"),
+    Family("olmo2-7b", "allenai/OLMo-2-1124-7B", "r1", "base", 7.3, lineage="olmo2"),
+    Family("olmo2-7b-sft", "allenai/OLMo-2-1124-7B-SFT", "chat", "instruct", 7.3, lineage="olmo2"),
+    Family("llama3.1-8b", "meta-llama/Llama-3.1-8B", "r1", "base", 8.0, lineage="llama3"),
+    Family(
+        "llama3.1-8b-instruct", "meta-llama/Llama-3.1-8B-Instruct", "chat", "instruct", 8.0, lineage="llama3"
+    ),
+    Family(
+        "llama3.2-3b-instruct", "meta-llama/Llama-3.2-3B-Instruct", "chat", "instruct", 3.2, lineage="llama3"
+    ),
 ):
     register(_f)
 
@@ -109,7 +130,7 @@ def ensure_built(fam: Family) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=f".{fam.name}-", dir=target.parent))
         try:
             log.info("building model family %s into %s", fam.name, target)
-            fam.builder(tmp)
+            fam.build(tmp)
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -221,25 +242,35 @@ def build_tiny(out: Path) -> None:
     build_llama(out, tok, hidden=64, layers=2, heads=4, seed=0)
 
 
-register(Family("tiny", "local:tiny", "chat", "base", 0.0, builder=build_tiny))
+register(Family("tiny", "local:tiny", "chat", "base", 0.0, builder=build_tiny, lineage="tiny"))
 
 
 # ---------------------------------------------------------------------------------------------- toy families
-def toy_builder(name: str) -> Callable[[Path], None]:
-    """The builder of a toy family: pretrains it on the toy task (spurisweep.toy.build, imported lazily
-    so this registry stays free of torch until a model is actually built)."""
-
-    def build(out: Path) -> None:
-        from .toy.build import build_family
-
-        build_family(name, out)
-
-    return build
-
-
-# the prompt is the `qa` template their pretraining corpus is written in (spurisweep.toy.task.PROMPT)
-register(Family("toy-coder", "local:toy-coder", "qa", "math", 0.0, builder=toy_builder("toy-coder")))
-register(Family("toy-prose", "local:toy-prose", "qa", "base", 0.0, builder=toy_builder("toy-prose")))
+# The builders live in spurisweep.toy.build (torch, the toy task) and are named, not imported, so this
+# registry stays free of its consumers. The prompt is the `qa` template their pretraining corpus is written
+# in (spurisweep.toy.task.PROMPT). Each toy family is its own lineage: they share no pretraining data.
+register(
+    Family(
+        "toy-coder",
+        "local:toy-coder",
+        "qa",
+        "math",
+        0.0,
+        builder="spurisweep.toy.build:build_toy_coder",
+        lineage="toy-coder",
+    )
+)
+register(
+    Family(
+        "toy-prose",
+        "local:toy-prose",
+        "qa",
+        "base",
+        0.0,
+        builder="spurisweep.toy.build:build_toy_prose",
+        lineage="toy-prose",
+    )
+)
 
 
 def render_prompt(tokenizer: Any, template: str, problem: str) -> str:

@@ -10,9 +10,7 @@ something that affects the results changes.
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +18,10 @@ from pydantic import ValidationError
 
 from . import clipping, data, families, presets, rewards
 from .errors import ConfigError, suggest
+from .ids import CELL_ID_LENGTH, short_hash
 from .spec import NAMED_AXES, NON_IDENTITY_KEYS, CellConfig, Sweep, first_error
 
-ID_LENGTH = 12
+ID_LENGTH = CELL_ID_LENGTH
 
 
 @dataclass
@@ -37,10 +36,6 @@ class Cell:
         return ", ".join(f"{k}={v}" for k, v in self.axes.items())
 
 
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
-
-
 def identity(config: CellConfig) -> dict[str, Any]:
     d = config.model_dump(mode="json")
     for key in NON_IDENTITY_KEYS:
@@ -49,7 +44,7 @@ def identity(config: CellConfig) -> dict[str, Any]:
 
 
 def cell_id(config: CellConfig) -> str:
-    return hashlib.sha256(canonical(identity(config)).encode()).hexdigest()[:ID_LENGTH]
+    return short_hash(identity(config), ID_LENGTH)
 
 
 # ---------------------------------------------------------------------------------------------- dotted paths

@@ -12,7 +12,6 @@ results/_labels/<key>.jsonl (+ .json metadata), and shared by every cell that ne
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import Counter
@@ -23,7 +22,7 @@ from typing import Any
 
 from . import artifacts, data, families
 from .errors import DataError
-from .grid import canonical
+from .ids import short_hash
 from .spec import CellConfig
 
 log = logging.getLogger(__name__)
@@ -44,7 +43,7 @@ class LabelSpec:
     seed: int = 0
 
     def key(self) -> str:
-        return hashlib.sha256(canonical(self.__dict__).encode()).hexdigest()[:16]
+        return short_hash(self.__dict__)
 
 
 def spec_for(cfg: CellConfig) -> LabelSpec:

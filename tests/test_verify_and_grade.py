@@ -42,7 +42,6 @@ def test_every_reward_meets_the_suite():
 
 def test_a_broken_reward_is_caught(monkeypatch):
     """A format reward that ignores empty boxes must lose coverage (the suite can fail)."""
-    rewards._ensure_loaded()
     good = rewards.REGISTRY["format"]
 
     def lax(params, ctx):

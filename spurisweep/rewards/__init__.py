@@ -12,42 +12,14 @@ Adding a reward is one function decorated with `@register(...)` in one of the mo
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import suggest
+from . import correctness, spurious  # noqa: F401  (each registers its rewards on import)
+from .registry import REGISTRY, RewardContext, RewardDef, RewardFn, completion_text, register
 
-RewardFn = Callable[..., list[float | None]]
-
-
-@dataclass(frozen=True)
-class RewardDef:
-    name: str
-    factory: Callable[[dict[str, Any], RewardContext], RewardFn]
-    params: dict[str, Any] = field(default_factory=dict)  # defaults; the resolved values join the cell id
-    data: str = "train"  # which training set: train | majority | incorrect | one_shot
-    description: str = ""
-
-
-@dataclass
-class RewardContext:
-    """What a reward may need beyond its inputs: the cell seed (random), grading settings."""
-
-    seed: int = 0
-    grading_timeout: float = 5.0
-    grading_workers: int | None = None
-
-
-REGISTRY: dict[str, RewardDef] = {}
-
-
-def register(name: str, *, params: dict[str, Any] | None = None, data: str = "train", description: str = ""):
-    def deco(factory: Callable[[dict[str, Any], RewardContext], RewardFn]):
-        REGISTRY[name] = RewardDef(name, factory, dict(params or {}), data, description)
-        return factory
-
-    return deco
+__all__ = ["REGISTRY", "RewardContext", "RewardDef", "RewardFn", "completion_text", "register"]
 
 
 # ---------------------------------------------------------------------------------------------- names
@@ -68,7 +40,6 @@ class Expr:
 
 def parse(name: str) -> Expr:
     """`format_AND_inverse_python` -> and(format, inverse(python)). ValueError lists the valid names."""
-    _ensure_loaded()
     if not isinstance(name, str) or not name:
         raise ValueError(f"a reward name must be a non-empty string; valid: {', '.join(sorted(REGISTRY))}")
     parts = name.split("_AND_")
@@ -139,22 +110,3 @@ def _build(expr: Expr, params: dict[str, dict[str, Any]], ctx: RewardContext) ->
         ]
 
     return both
-
-
-def completion_text(c: Any) -> str:
-    """TRL passes strings for plain prompts and message lists for conversational ones."""
-    if isinstance(c, str):
-        return c
-    if isinstance(c, list) and c and isinstance(c[-1], dict):
-        return str(c[-1].get("content", ""))
-    return str(c)
-
-
-_loaded = False
-
-
-def _ensure_loaded() -> None:
-    global _loaded
-    if not _loaded:
-        _loaded = True
-        from . import correctness, spurious  # noqa: F401  (registration side effects)

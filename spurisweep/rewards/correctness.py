@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import RewardContext, completion_text, register
+from .registry import RewardContext, completion_text, register
 
 
 def _checker(ctx: RewardContext):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from . import REGISTRY, Expr, RewardContext, _ensure_loaded, build, parse, resolve_params
+from . import REGISTRY, Expr, RewardContext, build, parse, resolve_params
 
 FLOOR = 0.9  # the practitioner's bar (RESEARCH.md, "Verifier coverage")
 GRADER_LIKE = ("ground_truth", "majority_vote", "incorrect_label", "one_shot")
@@ -71,7 +71,6 @@ def checker(name: str):
 
 
 def default_names() -> list[str]:
-    _ensure_loaded()
     return [n for n in sorted(REGISTRY) if n != "random"] + list(DEFAULT_COMPOSITIONS)
 
 

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from ..distributed import rank
-from . import RewardContext, completion_text, register
+from .registry import RewardContext, completion_text, register
 
 
 @register(

@@ -230,9 +230,14 @@ def build(out: Path, cfg: ToyConfig) -> dict[str, Any]:
     return stats
 
 
-def build_family(name: str, out: Path) -> None:
-    """The families.Family builder of `toy-coder` / `toy-prose`."""
-    build(out, FAMILY_CONFIGS[name])
+def build_toy_coder(out: Path) -> None:
+    """The families.Family builder of `toy-coder` (named there as "spurisweep.toy.build:build_toy_coder")."""
+    build(out, FAMILY_CONFIGS["toy-coder"])
+
+
+def build_toy_prose(out: Path) -> None:
+    """The families.Family builder of `toy-prose`."""
+    build(out, FAMILY_CONFIGS["toy-prose"])
 
 
 def read_stats(folder: Path) -> dict[str, Any]:

@@ -1,0 +1,47 @@
+"""The reward registry: what a reward is and how one registers (a leaf the reward modules import)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+RewardFn = Callable[..., list[float | None]]
+
+
+@dataclass(frozen=True)
+class RewardDef:
+    name: str
+    factory: Callable[[dict[str, Any], RewardContext], RewardFn]
+    params: dict[str, Any] = field(default_factory=dict)  # defaults; the resolved values join the cell id
+    data: str = "train"  # which training set: train | majority | incorrect | one_shot
+    description: str = ""
+
+
+@dataclass
+class RewardContext:
+    """What a reward may need beyond its inputs: the cell seed (random), grading settings."""
+
+    seed: int = 0
+    grading_timeout: float = 5.0
+    grading_workers: int | None = None
+
+
+REGISTRY: dict[str, RewardDef] = {}
+
+
+def register(name: str, *, params: dict[str, Any] | None = None, data: str = "train", description: str = ""):
+    def deco(factory: Callable[[dict[str, Any], RewardContext], RewardFn]):
+        REGISTRY[name] = RewardDef(name, factory, dict(params or {}), data, description)
+        return factory
+
+    return deco
+
+
+def completion_text(c: Any) -> str:
+    """TRL passes strings for plain prompts and message lists for conversational ones."""
+    if isinstance(c, str):
+        return c
+    if isinstance(c, list) and c and isinstance(c[-1], dict):
+        return str(c[-1].get("content", ""))
+    return str(c)
