@@ -41,7 +41,7 @@ def build(path: Path, cells: int, threads: int) -> dict[str, float]:
 
     con = duckdb.connect(str(path))
     con.execute(f"SET threads TO {threads}")
-    con.execute(store.SCHEMA)
+    store.init_schema(con)
     t0 = time.perf_counter()
     con.execute("SELECT setseed(0.42)")
     models = "[" + ", ".join(f"'{m}'" for m in MODELS) + "]"
@@ -49,7 +49,8 @@ def build(path: Path, cells: int, threads: int) -> dict[str, float]:
     con.execute(f"""CREATE TEMP TABLE cellgrid AS SELECT i,
         'cell' || lpad(i::VARCHAR, 5, '0') AS cell_id, i % 4 AS mi, (i // 4) % 5 AS ri, (i // 20) % 2 AS ci,
         i // 40 AS seed FROM range({cells}) t(i)""")
-    con.execute(f"""INSERT INTO cells SELECT cell_id, {models}[mi + 1], {rewards}[ri + 1],
+    con.execute(f"""INSERT INTO cells (cell_id, model, reward, clip, seed, preset, prompt, config, summary,
+        health, done_mtime, ingested_at) SELECT cell_id, {models}[mi + 1], {rewards}[ri + 1],
         CASE WHEN ci = 0 THEN 'standard' ELSE 'clip_higher' END, seed, 'paper', 'chat', '{{}}', '{{}}',
         CASE WHEN i % 7 = 0 THEN '[{{"flag": "reward_std_collapse", "step": 120}}]' ELSE '[]' END, 1.0, 1.0
         FROM cellgrid""")

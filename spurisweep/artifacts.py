@@ -17,6 +17,7 @@ Jobs never open the DuckDB file: they only write here, and the CLI ingests.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -24,9 +25,50 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+log = logging.getLogger(__name__)
+
 BASELINES = "_baselines"
 LABELS = "_labels"
 SUBMITIT = "_submitit"
+DB_NAME = "spurisweep.duckdb"
+#: names inside a results folder that are not sweeps: a sweep may not be called any of these
+RESERVED_NAMES = frozenset(
+    {BASELINES, LABELS, SUBMITIT, DB_NAME, DB_NAME + ".lock", DB_NAME + ".wal", "README.md"}
+)
+
+
+# ---------------------------------------------------------------------------------------------- the layout
+# The one owner of where things live under a results folder; every other module asks here.
+def cell_path(results: Path, sweep: str, cell_id: str) -> Path:
+    return Path(results) / sweep / cell_id
+
+
+def baselines_dir(results: Path) -> Path:
+    return Path(results) / BASELINES
+
+
+def labels_dir(results: Path) -> Path:
+    return Path(results) / LABELS
+
+
+def submitit_dir(results: Path) -> Path:
+    return Path(results) / SUBMITIT
+
+
+def db_file(results: Path) -> Path:
+    return Path(results) / DB_NAME
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files 0600 whatever the umask; results are shared with teammates (and _baselines/ across
+# sweeps), so an atomically written file gets the mode a plain open() would have given it. Read once: the
+# umask is process-wide and reading it means setting it.
+_FILE_MODE = 0o666 & ~_read_umask()
 
 
 def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
@@ -39,6 +81,7 @@ def atomic_write_text(path: Path, text: str, *, durable: bool = True) -> None:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
+            os.fchmod(f.fileno(), _FILE_MODE)
             if durable:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -56,24 +99,38 @@ def atomic_write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
 
 
 def read_json(path: Path, default: Any = None) -> Any:
+    """The parsed file, or `default` when it is missing; a damaged file (not UTF-8, not JSON) also gives
+    `default`, with a warning naming it, so one bad file never stops a command over many cells."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return default
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        log.warning("%s: unreadable, skipped (%s)", path, str(exc).splitlines()[0][:120])
         return default
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, *, damaged: list[str] | None = None) -> list[dict[str, Any]]:
+    """The rows of a JSONL file. Lines that are not JSON objects (a cut-off line, stray bytes) are skipped
+    with a warning naming the file and line, and counted into `damaged` when given."""
     rows = []
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError:
         return rows
-    for line in text.splitlines():
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue  # never expected (files are written atomically), but a report must not die on it
+    for i, raw in enumerate(data.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+            continue
+        log.warning("%s: line %d is damaged and was skipped", path, i)
+        if damaged is not None:
+            damaged.append(f"{path}:{i}")
     return rows
 
 

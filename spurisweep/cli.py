@@ -287,11 +287,19 @@ def cancel(
 
 
 @app.command()
-def ingest(results: ResultsOpt = Path("results")) -> None:
+def ingest(
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="Rebuild the database from the cell folders (after an upgrade or damage)."
+        ),
+    ] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
     """Load finished cells' files into the DuckDB store (idempotent; run by run/status/report too)."""
     from . import store
 
-    counts = store.ingest(results)
+    counts = store.rebuild(results) if rebuild else store.ingest(results)
     console.print(
         f"ingested {counts['cells']} cell(s) and {counts['baselines']} baseline evaluation(s) "
         f"into {store.db_path(results)}"

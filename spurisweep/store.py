@@ -20,65 +20,40 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import artifacts
+from . import artifacts, schema
 from .errors import StoreError
 
 log = logging.getLogger(__name__)
 
-DB_NAME = "spurisweep.duckdb"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS cells(
-  cell_id VARCHAR PRIMARY KEY, model VARCHAR, reward VARCHAR, clip VARCHAR, seed INTEGER, preset VARCHAR,
-  prompt VARCHAR, config JSON, summary JSON, health JSON, done_mtime DOUBLE, ingested_at DOUBLE);
-CREATE TABLE IF NOT EXISTS sweep_cells(sweep VARCHAR, cell_id VARCHAR, axes JSON, PRIMARY KEY(sweep, cell_id));
-CREATE TABLE IF NOT EXISTS cell_settings(cell_id VARCHAR, key VARCHAR, value VARCHAR);
-CREATE TABLE IF NOT EXISTS evals(
-  eval_id VARCHAR PRIMARY KEY, cell_id VARCHAR, model VARCHAR, model_path VARCHAR, checkpoint VARCHAR,
-  step INTEGER, benchmark VARCHAR, prompt VARCHAR, is_baseline BOOLEAN, baseline_eval_id VARCHAR,
-  samples INTEGER, temperature DOUBLE, top_p DOUBLE, max_new_tokens INTEGER, backend VARCHAR, seed INTEGER,
-  n_problems INTEGER, created DOUBLE, meta JSON);
-CREATE TABLE IF NOT EXISTS samples(
-  eval_id VARCHAR, problem_id VARCHAR, sample_idx INTEGER, prompt VARCHAR, answer VARCHAR, response VARCHAR,
-  extracted VARCHAR, correct BOOLEAN, reason VARCHAR, n_tokens INTEGER, truncated BOOLEAN,
-  has_python BOOLEAN, has_code_block BOOLEAN);
-CREATE TABLE IF NOT EXISTS metrics(cell_id VARCHAR, update_idx INTEGER, step INTEGER, key VARCHAR, value DOUBLE);
-"""
-
-SAMPLE_COLUMNS = {
-    "eval_id": "VARCHAR",
-    "problem_id": "VARCHAR",
-    "sample_idx": "INTEGER",
-    "prompt": "VARCHAR",
-    "answer": "VARCHAR",
-    "response": "VARCHAR",
-    "extracted": "VARCHAR",
-    "correct": "BOOLEAN",
-    "reason": "VARCHAR",
-    "n_tokens": "INTEGER",
-    "truncated": "BOOLEAN",
-    "has_python": "BOOLEAN",
-    "has_code_block": "BOOLEAN",
-}
+DB_NAME = artifacts.DB_NAME
+SCHEMA = schema.ddl()
+SAMPLE_COLUMNS = schema.SAMPLE_COLUMNS
+EVAL_COLUMNS = schema.column_names("evals")
+CELL_COLUMNS = schema.column_names("cells")
+REBUILD_HINT = "it is a cache of the cell folders: rebuild it with `spurisweep ingest --rebuild`"
 
 
 def db_path(results: Path) -> Path:
-    return Path(results) / DB_NAME
+    return artifacts.db_file(results)
 
 
 @contextlib.contextmanager
 def connect(path: Path, *, timeout: float = 600.0, read_only: bool = False) -> Iterator[Any]:
-    """A DuckDB connection held under an inter-process lock (one process at a time, as DuckDB needs)."""
-    import duckdb
+    """A DuckDB connection held under an inter-process lock (one process at a time, as DuckDB needs).
+
+    A missing database is created whole (schema written under a temporary name, then renamed), so a full
+    disk can never leave a 0-byte file behind; a damaged or out-of-date one is one StoreError line that
+    says how to rebuild it."""
     from filelock import FileLock, Timeout
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_folder(path.parent)
     lock = FileLock(str(path) + ".lock")
     try:
         lock.acquire(timeout=timeout)
@@ -87,26 +62,121 @@ def connect(path: Path, *, timeout: float = 600.0, read_only: bool = False) -> I
             f"{path}: another spurisweep process holds the database lock for over {timeout:.0f} s"
         ) from None
     try:
-        con = None
-        for attempt in range(50):  # a process outside our lock (e.g. the duckdb CLI) may hold the file
-            try:
-                con = duckdb.connect(str(path), read_only=read_only and path.exists())
-                break
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower() or attempt == 49:
-                    raise StoreError(
-                        f"{path}: cannot open the database ({str(exc).splitlines()[0]})"
-                    ) from None
-                time.sleep(0.2)
-        assert con is not None
-        if not read_only:
-            con.execute(SCHEMA)
+        if not path.exists():
+            _create(path)
+        con = _open(path, read_only)
         try:
+            _check_version(con, path)
             yield con
         finally:
             con.close()
     finally:
         lock.release()
+
+
+def _check_folder(folder: Path) -> None:
+    if folder.exists() and not folder.is_dir():
+        raise StoreError(f"{folder}: is a file, not a results folder (--results / SPURISWEEP_RESULTS)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{folder}: cannot create the results folder ({exc.strerror})") from None
+
+
+def _create(path: Path) -> None:
+    import duckdb
+
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+    tmp.unlink(missing_ok=True)
+    try:
+        con = duckdb.connect(str(tmp))
+        try:
+            init_schema(con)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+        os.replace(tmp, path)
+    except (OSError, duckdb.Error) as exc:
+        raise StoreError(f"{path}: cannot create the database ({_first_line(exc)})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+        Path(str(tmp) + ".wal").unlink(missing_ok=True)
+
+
+def init_schema(con: Any) -> None:
+    """Every table, and the schema version, in an empty database."""
+    con.execute(SCHEMA)
+    con.execute("INSERT INTO schema_info VALUES (?)", [schema.SCHEMA_VERSION])
+
+
+def _open(path: Path, read_only: bool) -> Any:
+    import duckdb
+
+    for attempt in range(50):  # a process outside our lock (e.g. the duckdb CLI) may hold the file
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" in str(exc).lower() and attempt < 49:
+                time.sleep(0.2)
+                continue
+            raise StoreError(
+                f"{path}: cannot open the database ({_first_line(exc)}); {REBUILD_HINT}"
+            ) from None
+        except duckdb.Error as exc:
+            raise StoreError(
+                f"{path}: the database is unreadable ({_first_line(exc)}); {REBUILD_HINT}"
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def _check_version(con: Any, path: Path) -> None:
+    import duckdb
+
+    try:
+        row = con.execute("SELECT max(version) FROM schema_info").fetchone()
+    except duckdb.Error:
+        row = None
+    found = row[0] if row else None
+    if found != schema.SCHEMA_VERSION:
+        was = f"schema {found}" if found is not None else "an older schema"
+        raise StoreError(
+            f"{path}: the database was written with {was}; this spurisweep reads schema "
+            f"{schema.SCHEMA_VERSION}. {REBUILD_HINT[0].upper() + REBUILD_HINT[1:]}"
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0][:200]
+
+
+def rebuild(results: Path) -> dict[str, int]:
+    """Build a new database from the cell folders and swap it in whole: the old file (damaged, out of date or
+    fine) is replaced only once the new one is complete."""
+    from filelock import FileLock
+
+    results = Path(results)
+    _require_results(results)
+    db = db_path(results)
+    tmp = db.with_name(f".{db.name}.rebuild-{os.getpid()}")
+    for p in (tmp, Path(str(tmp) + ".wal")):
+        p.unlink(missing_ok=True)
+    try:
+        counts = ingest(results, db=tmp)
+        with FileLock(str(db) + ".lock"):
+            Path(str(db) + ".wal").unlink(missing_ok=True)
+            os.replace(tmp, db)
+    finally:
+        for p in (tmp, Path(str(tmp) + ".wal"), Path(str(tmp) + ".lock")):
+            p.unlink(missing_ok=True)
+    return counts
+
+
+def _require_results(results: Path) -> None:
+    if not results.exists():
+        raise StoreError(f"{results}: no such results folder (nothing has run there yet?)")
+    if not results.is_dir():
+        raise StoreError(f"{results}: is a file, not a results folder (--results / SPURISWEEP_RESULTS)")
 
 
 def flatten(d: Any, prefix: str = "") -> dict[str, str]:
@@ -123,6 +193,7 @@ def flatten(d: Any, prefix: str = "") -> dict[str, str]:
 def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
     """Load every finished cell (and shared baseline) not yet in the database. Idempotent."""
     results = Path(results)
+    _require_results(results)
     db = db or db_path(results)
     done_dirs = [p.parent for p in results.glob("*/*/DONE") if not p.parent.parent.name.startswith("_")]
     manifests = [p for p in results.glob("*/sweep.json")]
@@ -146,8 +217,17 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
             and p.with_suffix(".jsonl").exists()
         ]
         batch = _Batch()
-        for d, mtime in todo:
-            batch.add_cell(artifacts.CellDir(d), mtime)
+        for d, mtime in list(todo):
+            try:
+                batch.add_cell(artifacts.CellDir(d), mtime)
+            except (
+                KeyError,
+                TypeError,
+                ValueError,
+                AttributeError,
+            ) as exc:  # a hand-edited or damaged config
+                log.warning("skipping %s: its config.json is not a cell config (%s)", d, exc)
+                todo.remove((d, mtime))
         for _, meta in baseline_metas:
             batch.add_eval(meta)
         eval_files = [p.with_suffix(".jsonl") for p, _ in baseline_metas]
@@ -160,54 +240,32 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
                 (man.get("sweep", m.parent.name), cid, json.dumps(axes))
                 for cid, axes in (man.get("cells") or {}).items()
             ]
+        staged = _stage_samples(con, eval_files)
         con.execute("BEGIN TRANSACTION")
         try:
             batch.write(con)
-            _insert_samples(con, eval_files)
+            if staged:
+                con.execute("INSERT INTO samples SELECT * FROM _staged")
             if memberships:
                 _insert_frame(con, "sweep_cells", memberships, ["sweep", "cell_id", "axes"], replace=True)
             con.execute("COMMIT")
-        except Exception:
+        except Exception as exc:
             con.execute("ROLLBACK")
+            import duckdb
+
+            if isinstance(exc, (duckdb.Error, OSError)):
+                raise StoreError(
+                    f"{db}: ingest failed ({_first_line(exc)}); the database is unchanged"
+                ) from None
             raise
     return {"cells": len(todo), "baselines": len(baseline_metas)}
 
 
-EVAL_COLUMNS = [
-    "eval_id",
-    "cell_id",
-    "model",
-    "model_path",
-    "checkpoint",
-    "step",
-    "benchmark",
-    "prompt",
-    "is_baseline",
-    "baseline_eval_id",
-    "samples",
-    "temperature",
-    "top_p",
-    "max_new_tokens",
-    "backend",
-    "seed",
-    "n_problems",
-    "created",
-    "meta",
-]
-CELL_COLUMNS = [
-    "cell_id",
-    "model",
-    "reward",
-    "clip",
-    "seed",
-    "preset",
-    "prompt",
-    "config",
-    "summary",
-    "health",
-    "done_mtime",
-    "ingested_at",
-]
+def _lineage(model: str) -> str:
+    from . import families
+
+    fam = families.FAMILIES.get(model)
+    return (fam.lineage if fam else "") or model
 
 
 class _Batch:
@@ -231,7 +289,10 @@ class _Batch:
             (
                 cid,
                 cfg["model"],
+                _lineage(cfg["model"]),
                 raw.get("reward_label", cfg["reward"]),
+                cfg["reward"],
+                json.dumps(cfg.get("reward_params") or {}),
                 cfg["clip"],
                 cfg["seed"],
                 cfg["preset"],
@@ -315,13 +376,32 @@ def _insert_frame(
         con.unregister("_frame")
 
 
-def _insert_samples(con: Any, files: list[Path]) -> None:
+def _stage_samples(con: Any, files: list[Path]) -> bool:
+    """Parse the new sample files into a temp table, outside the ingest transaction (a parse error inside
+    it would abort the whole ingest). One statement for every file is the fast path; if some file is
+    damaged (stray bytes, a cut-off line), the others still load and each bad one is named."""
+    import duckdb
+
+    for f in files:
+        if not f.exists():
+            log.warning("%s: missing; its evaluation has no sample rows (the cell is incomplete)", f)
     files = [f for f in files if f.exists() and f.stat().st_size > 0]
     if not files:
-        return
+        return False
     cols = ", ".join(f"'{k}': '{v}'" for k, v in SAMPLE_COLUMNS.items())
-    names = ", ".join(SAMPLE_COLUMNS)
-    con.execute(
-        f"INSERT INTO samples SELECT {names} FROM read_json(?, format='newline_delimited', columns={{{cols}}})",
-        [[str(f) for f in files]],
-    )
+    select = f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM read_json(?, format='newline_delimited', columns={{{cols}}})"
+    try:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {select}", [[str(f) for f in files]])
+        return True
+    except duckdb.InvalidInputException:
+        pass
+    body = ", ".join(f"{k} {v}" for k, v in SAMPLE_COLUMNS.items())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged({body})")
+    for f in files:
+        try:
+            con.execute(f"INSERT INTO _staged {select}", [[str(f)]])
+        except duckdb.InvalidInputException as exc:
+            log.warning(
+                "%s: damaged sample file, its evaluation has no sample rows (%s)", f, _first_line(exc)
+            )
+    return True

@@ -1,6 +1,6 @@
 """Result stores for report, diagnostics and plot tests.
 
-A `StoreBuilder` writes rows straight into a fresh DuckDB file created with `store.SCHEMA`, so a test
+A `StoreBuilder` writes rows straight into a fresh DuckDB file created with `store.init_schema`, so a test
 knows every mean, spread and delta in advance. The rows have the shapes ingest writes (cells, sweep_cells,
 cell_settings, evals with a shared baseline, samples, metrics); only the generated text is left out.
 `smoke_results` is the real thing: the smoke sweep run end to end once per test session.
@@ -38,7 +38,7 @@ class StoreBuilder:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.con = duckdb.connect(str(self.path))
-        self.con.execute(store.SCHEMA)
+        store.init_schema(self.con)
         self.sweep = sweep
         self._baselines: dict[tuple[str, str], str] = {}
         self._n = 0
@@ -70,11 +70,15 @@ class StoreBuilder:
         raw = reward_name or reward
         cfg = {"model": model, "reward": raw, "clip": clip, "seed": seed, "preset": "smoke"}
         self.con.execute(
-            "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO cells (cell_id, model, lineage, reward, reward_name, reward_params, clip, seed, preset, "
+            "prompt, config, summary, health, done_mtime, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 cid,
                 model,
+                model,
                 reward,
+                raw,
+                json.dumps({}),
                 clip,
                 seed,
                 "smoke",

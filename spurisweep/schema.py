@@ -1,0 +1,100 @@
+"""The one definition of what a stored row holds: per-sample rows, and every table of the DuckDB store.
+
+Evaluation writes per-sample rows with exactly `SAMPLE_COLUMNS`; the store creates its tables from
+`TABLES` and ingests those rows by the same list, so a new per-sample field is one entry here (and a
+`SCHEMA_VERSION` bump). A leaf module: it imports nothing from spurisweep.
+
+`SCHEMA_VERSION` is stored in the database. The database is a cache of the cell folders under
+results/, so an out-of-date one is never migrated in place: `spurisweep ingest --rebuild` rebuilds it.
+"""
+
+from __future__ import annotations
+
+#: bump whenever a table or column below changes
+SCHEMA_VERSION = 2
+
+#: per-sample rows (evaluation writes them as JSONL; the store's `samples` table reads exactly these)
+SAMPLE_COLUMNS: dict[str, str] = {
+    "eval_id": "VARCHAR",
+    "problem_id": "VARCHAR",
+    "sample_idx": "INTEGER",
+    "prompt": "VARCHAR",
+    "answer": "VARCHAR",
+    "response": "VARCHAR",
+    "extracted": "VARCHAR",
+    "correct": "BOOLEAN",
+    "reason": "VARCHAR",
+    "n_tokens": "INTEGER",
+    "truncated": "BOOLEAN",
+    "has_python": "BOOLEAN",
+    "has_code_block": "BOOLEAN",
+}
+
+CELL_COLUMNS: dict[str, str] = {
+    "cell_id": "VARCHAR PRIMARY KEY",
+    "model": "VARCHAR",
+    "lineage": "VARCHAR",  # the family's pretraining lineage (families.Family.lineage)
+    "reward": "VARCHAR",  # the display label, e.g. random(gamma=0.3): for tables only
+    "reward_name": "VARCHAR",  # structured: the reward (or composition) name ...
+    "reward_params": "JSON",  # ... and its resolved parameters; never parsed back from the label
+    "clip": "VARCHAR",
+    "seed": "INTEGER",
+    "preset": "VARCHAR",
+    "prompt": "VARCHAR",
+    "config": "JSON",
+    "summary": "JSON",
+    "health": "JSON",
+    "done_mtime": "DOUBLE",
+    "ingested_at": "DOUBLE",
+}
+
+EVAL_COLUMNS: dict[str, str] = {
+    "eval_id": "VARCHAR PRIMARY KEY",
+    "cell_id": "VARCHAR",
+    "model": "VARCHAR",
+    "model_path": "VARCHAR",
+    "checkpoint": "VARCHAR",
+    "step": "INTEGER",
+    "benchmark": "VARCHAR",
+    "prompt": "VARCHAR",
+    "is_baseline": "BOOLEAN",
+    "baseline_eval_id": "VARCHAR",
+    "samples": "INTEGER",
+    "temperature": "DOUBLE",
+    "top_p": "DOUBLE",
+    "max_new_tokens": "INTEGER",
+    "backend": "VARCHAR",
+    "seed": "INTEGER",
+    "n_problems": "INTEGER",
+    "created": "DOUBLE",
+    "meta": "JSON",
+}
+
+TABLES: dict[str, dict[str, str]] = {
+    "cells": CELL_COLUMNS,
+    "sweep_cells": {"sweep": "VARCHAR", "cell_id": "VARCHAR", "axes": "JSON"},
+    "cell_settings": {"cell_id": "VARCHAR", "key": "VARCHAR", "value": "VARCHAR"},
+    "evals": EVAL_COLUMNS,
+    "samples": SAMPLE_COLUMNS,
+    "metrics": {
+        "cell_id": "VARCHAR",
+        "update_idx": "INTEGER",
+        "step": "INTEGER",
+        "key": "VARCHAR",
+        "value": "DOUBLE",
+    },
+}
+_EXTRA = {"sweep_cells": ", PRIMARY KEY(sweep, cell_id)"}
+
+
+def ddl() -> str:
+    """CREATE TABLE statements for every table, plus the version table."""
+    out = ["CREATE TABLE IF NOT EXISTS schema_info(version INTEGER);"]
+    for name, cols in TABLES.items():
+        body = ", ".join(f"{c} {t}" for c, t in cols.items()) + _EXTRA.get(name, "")
+        out.append(f"CREATE TABLE IF NOT EXISTS {name}({body});")
+    return "\n".join(out)
+
+
+def column_names(table: str) -> list[str]:
+    return list(TABLES[table])
