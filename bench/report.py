@@ -128,7 +128,8 @@ def main() -> None:
     ap.add_argument("--keep", type=Path, default=None, help="build the store here and keep it")
     args = ap.parse_args()
 
-    from spurisweep import diagnostics, report, store
+    from spurisweep import store
+    from spurisweep.analysis import diagnostics, report
 
     tmp = None
     if args.keep:

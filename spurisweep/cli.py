@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from .analysis.metric_registry import metric_help
 from .errors import ConfigError, SpurisweepError
 
 app = typer.Typer(
@@ -318,11 +319,7 @@ def report(
     ] = "model,reward",
     metric: Annotated[
         str,
-        typer.Option(
-            help="pass@1, avg@n, pass@K (unbiased, K <= samples), code_frequency, "
-            "acc_with_code, acc_without_code, mean_length, truncated, ungradable, "
-            "final_reward, train:KEY (a logged training metric)."
-        ),
+        typer.Option(help=metric_help()),
     ] = "pass@1",
     benchmark: Annotated[str | None, typer.Option(help="Benchmark (default: math500 if present).")] = None,
     step: Annotated[
@@ -355,8 +352,8 @@ def report(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """The comparison table: mean over seeds, spread, and the change against each model's baseline."""
-    from . import report as rep
     from . import store
+    from .analysis import report as rep
 
     parts = [p.strip() for p in pivot.split(",") if p.strip()]
     if len(parts) != 2:
@@ -368,13 +365,13 @@ def report(
     store.ingest(results)
     with store.connect(store.db_path(results)) as con:
         if plot is not None:
-            from . import plots
+            from .analysis import plots
 
             written = plots.write_plots(con, plot, out, sweep=sweep, benchmark=benchmark, where=where or [])
             console.print("wrote " + ", ".join(str(w) for w in written))
             return
         if paper:
-            from . import paper as paper_mod
+            from .analysis import paper as paper_mod
 
             cmp = paper_mod.compare(
                 con, sweep=sweep, benchmark=benchmark, step=step, spread=spread, where=where or []
@@ -417,7 +414,8 @@ def diagnose(
 ) -> None:
     """Is the gain from the reward? Spurious-reward sensitivity, compression vs capability, training health,
     the clip 2x2 reading, and a warning when conclusions rest on one model family."""
-    from . import diagnostics, store
+    from . import store
+    from .analysis import diagnostics
 
     name = sweep
     if sweep.endswith((".yaml", ".yml")) or Path(sweep).is_file():

@@ -1,4 +1,4 @@
-"""Benchmark protocols, per-sample records, pass@1 / avg@n / pass@k, code-reasoning metrics.
+"""Benchmark protocols, per-sample records, and the evaluation run (the metrics: metrics.py).
 
 Every generated sample is kept as a row (`ROW_FIELDS`: problem id, sample index, prompt, response,
 extracted answer, correct or None = ungradable, grader's reason, length in tokens, truncated,
@@ -21,7 +21,6 @@ generates; the grading time left after generation ends is recorded as `grade_wai
 from __future__ import annotations
 
 import logging
-import math
 import os
 import platform
 import threading
@@ -32,7 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import artifacts, data, families
+from . import artifacts, data, families, schema
 from .errors import ConfigError
 from .generate import (
     Generation,
@@ -43,26 +42,13 @@ from .generate import (
     generate_vllm,
 )
 from .ids import short_hash
+from .metrics import summarize
 from .spec import EvalSettings, ProtocolOverride
 
 log = logging.getLogger(__name__)
 
-#: the fields of every per-sample row (the store's `samples` table reads exactly these)
-ROW_FIELDS = (
-    "eval_id",
-    "problem_id",
-    "sample_idx",
-    "prompt",
-    "answer",
-    "response",
-    "extracted",
-    "correct",
-    "reason",
-    "n_tokens",
-    "truncated",
-    "has_python",
-    "has_code_block",
-)
+#: the fields of every per-sample row: spurisweep.schema owns them (the store reads exactly these)
+ROW_FIELDS = tuple(schema.SAMPLE_COLUMNS)
 
 
 @dataclass(frozen=True)
@@ -176,71 +162,6 @@ def external_eval_id(checkpoint: str, model: str, prompt: str, proto: ResolvedPr
     p = Path(checkpoint).expanduser()
     where = str(p.resolve()) if p.exists() else checkpoint
     return "ext-" + _hash({"checkpoint": where, "model": model, **_identity(prompt, proto)})
-
-
-# ---------------------------------------------------------------------------------------------- metrics
-def pass_at_k(n: int, c: int, k: int) -> float:
-    """Unbiased pass@k from n samples with c correct: 1 - C(n-c, k) / C(n, k)."""
-    if not 0 <= c <= n or not 1 <= k <= n:
-        raise ValueError(f"pass@k needs 0 <= c <= n and 1 <= k <= n (n={n}, c={c}, k={k})")
-    if n - c < k:
-        return 1.0
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
-def _mean_se(xs: list[float]) -> tuple[float, float]:
-    """Mean and its standard error (sample std / sqrt(count); 0 for a single value)."""
-    m = sum(xs) / len(xs)
-    if len(xs) < 2:
-        return m, 0.0
-    var = sum((x - m) ** 2 for x in xs) / (len(xs) - 1)
-    return m, math.sqrt(var / len(xs))
-
-
-def _ratio(num: int, den: int) -> float | None:
-    return num / den if den else None
-
-
-def code_reasoning(rows: list[dict[str, Any]]) -> dict[str, float | None]:
-    """The paper's code-reasoning table from sample rows: how often responses mention "python", and the
-    accuracy of those that do and those that do not (None where a group is empty)."""
-    with_code = [r for r in rows if r.get("has_python")]
-    without = [r for r in rows if not r.get("has_python")]
-    return {
-        "code_frequency": _ratio(len(with_code), len(rows)),
-        "acc_with_code": _ratio(sum(bool(r.get("correct")) for r in with_code), len(with_code)),
-        "acc_without_code": _ratio(sum(bool(r.get("correct")) for r in without), len(without)),
-        "code_block_frequency": _ratio(sum(bool(r.get("has_code_block")) for r in rows), len(rows)),
-    }
-
-
-def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """avg@n (= pass@1), pass@k for every k up to n, their standard errors over problems, and the sample
-    statistics (ungradable, truncated, mean length, code reasoning).
-
-    An ungradable sample (correct None) counts as not correct, as in the report's SQL. n is the smallest
-    number of samples any problem has; a problem with more contributes all of its samples (unbiased).
-    """
-    by_problem: dict[str, list[bool]] = {}
-    for r in rows:
-        by_problem.setdefault(str(r["problem_id"]), []).append(bool(r.get("correct")))
-    if not by_problem:
-        return {"problems": 0, "samples": 0}
-    n = min(len(v) for v in by_problem.values())
-    out: dict[str, Any] = {"problems": len(by_problem), "samples": n}
-    mean, se = _mean_se([sum(v) / len(v) for v in by_problem.values()])
-    out["avg@n"] = mean
-    out[f"avg@{n}"] = mean
-    out["stderr"] = se
-    for k in range(1, n + 1):
-        m, s = _mean_se([pass_at_k(len(v), sum(v), k) for v in by_problem.values()])
-        out[f"pass@{k}"] = m
-        out[f"stderr_pass@{k}"] = s
-    out["ungradable"] = _ratio(sum(r.get("correct") is None for r in rows), len(rows))
-    out["truncated"] = _ratio(sum(bool(r.get("truncated")) for r in rows), len(rows))
-    out["mean_length"] = _ratio(sum(int(r.get("n_tokens") or 0) for r in rows), len(rows))
-    out.update(code_reasoning(rows))
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- grading

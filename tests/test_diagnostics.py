@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from spurisweep import diagnostics as dg
-from spurisweep import evaluate, grid, spec, store
+from spurisweep import grid, metrics, spec, store
+from spurisweep.analysis import diagnostics as dg
 from spurisweep.errors import ConfigError
 from tests.storebuilder import ROOT, StoreBuilder, outcomes, run_cli, smoke_results  # noqa: F401
 
@@ -183,7 +183,7 @@ def test_compression_and_capability_follow_the_formula(tmp_path, with_math500):
     assert d.benchmark == ("math500" if with_math500 else "aime24")
 
     def p(counts: list[int], k: int) -> float:
-        return 100 * sum(evaluate.pass_at_k(8, c, k) for c in counts) / len(counts)
+        return 100 * sum(metrics.pass_at_k(8, c, k) for c in counts) / len(counts)
 
     run = next(c for c in d.compression if c.scope == "run")
     model = next(c for c in d.compression if c.scope == "model")

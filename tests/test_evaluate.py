@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from spurisweep import artifacts, data, evaluate, families, generate, store
+from spurisweep import artifacts, data, evaluate, families, generate, metrics, store
 from spurisweep.cli import app
 from spurisweep.errors import ConfigError
 from spurisweep.spec import EvalSettings, ProtocolOverride
@@ -44,13 +44,13 @@ from .test_generate import FakeVLLM
     ],
 )
 def test_pass_at_k_hand_values(n, c, k, want):
-    assert evaluate.pass_at_k(n, c, k) == pytest.approx(want, abs=1e-12)
+    assert metrics.pass_at_k(n, c, k) == pytest.approx(want, abs=1e-12)
 
 
 @pytest.mark.parametrize(("n", "c", "k"), [(8, 9, 1), (8, -1, 1), (8, 2, 0), (8, 2, 9)])
 def test_pass_at_k_rejects_impossible_arguments(n, c, k):
     with pytest.raises(ValueError):
-        evaluate.pass_at_k(n, c, k)
+        metrics.pass_at_k(n, c, k)
 
 
 def _row(pid: str, s: int, correct: bool | None, python: bool = False, **kw):
@@ -75,7 +75,7 @@ def test_summarize_hand_computed():
         _row("a", 3, False, True),
     ]
     rows += [_row("b", i, True, python=i < 2, truncated=i == 0, n_tokens=20) for i in range(4)]
-    s = evaluate.summarize(rows)
+    s = metrics.summarize(rows)
     assert (s["problems"], s["samples"]) == (2, 4)
     assert s["avg@4"] == s["avg@n"] == s["pass@1"] == pytest.approx(0.625)
     assert s["stderr"] == pytest.approx(0.375)
@@ -92,11 +92,11 @@ def test_summarize_hand_computed():
 
 
 def test_summarize_greedy_and_empty():
-    s = evaluate.summarize([_row("a", 0, True), _row("b", 0, False), _row("c", 0, False)])
+    s = metrics.summarize([_row("a", 0, True), _row("b", 0, False), _row("c", 0, False)])
     assert s["samples"] == 1 and s["pass@1"] == pytest.approx(1 / 3)
     assert s["stderr"] == pytest.approx(math.sqrt((1 / 3) * (2 / 3) * 3 / 2 / 3))  # sample std / sqrt(3)
-    assert evaluate.summarize([]) == {"problems": 0, "samples": 0}
-    assert evaluate.code_reasoning([_row("a", 0, True)])["acc_with_code"] is None  # empty group: None, not 0
+    assert metrics.summarize([]) == {"problems": 0, "samples": 0}
+    assert metrics.code_reasoning([_row("a", 0, True)])["acc_with_code"] is None  # empty group: None, not 0
 
 
 # ---------------------------------------------------------------------------------------------- protocols and ids
@@ -241,7 +241,7 @@ def test_tiny_model_eval_writes_complete_rows(tiny, shared_data, tmp_path, monke
             assert r["correct"] in (True, False, None) and isinstance(r["reason"], (str, type(None)))
             assert isinstance(r["has_python"], bool) and isinstance(r["has_code_block"], bool)
             assert r["has_python"] == ("python" in r["response"].lower())
-        assert meta["summary"] == evaluate.summarize(rows)
+        assert meta["summary"] == metrics.summarize(rows)
         assert (meta["summary"]["problems"], meta["summary"]["samples"]) == (problems, samples)
         assert meta["n_samples"] == len(rows) and meta["generated_tokens"] == sum(r["n_tokens"] for r in rows)
         assert (meta["benchmark"], meta["seed"], meta["backend"], meta["prompt"]) == (
@@ -321,7 +321,7 @@ def test_vllm_backend_writes_the_same_records(tiny, shared_data, tmp_path, monke
     assert len(rows) == 6 and all(set(r) == set(evaluate.ROW_FIELDS) for r in rows)
     assert [r["extracted"] for r in rows] == ["0", "0", "1", "1", "2", "2"]
     assert [r["truncated"] for r in rows] == [False, True] * 3 and meta["backend"] == "vllm"
-    assert meta["summary"] == evaluate.summarize(rows)
+    assert meta["summary"] == metrics.summarize(rows)
 
 
 # ---------------------------------------------------------------------------------------------- the CLI and the store
@@ -363,7 +363,7 @@ def test_cli_eval_records_into_the_store(shared_data, tmp_path, monkeypatch):
     ]
     assert counts == {evals[0][0]: 6, evals[1][0]: 2} and code == 0
     # the report's SQL over the stored rows gives the numbers of each evaluation's own summary
-    from spurisweep.report import SAMPLE_METRICS
+    from spurisweep.analysis.metric_registry import SAMPLE_METRICS
 
     keys = [
         k

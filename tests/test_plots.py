@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from spurisweep import plots, store
+from spurisweep import store
+from spurisweep.analysis import plots
 from spurisweep.errors import ConfigError
 from tests.storebuilder import StoreBuilder, outcomes, run_cli, smoke_results  # noqa: F401
 

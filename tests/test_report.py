@@ -16,8 +16,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from spurisweep import evaluate, paper, store
-from spurisweep import report as rep
+from spurisweep import metrics, store
+from spurisweep.analysis import paper
+from spurisweep.analysis import report as rep
 from spurisweep.errors import ConfigError
 from tests.storebuilder import StoreBuilder, outcomes, run_cli, smoke_results  # noqa: F401
 
@@ -94,8 +95,8 @@ def test_bootstrap_interval_brackets_the_mean_within_the_runs(known):
     lo, hi = cell(p, "m1", "ground_truth")["ci"]
     assert 50.0 <= lo < 60.0 < hi <= 70.0
     assert cell(p, "m1", "random")["ci"] == pytest.approx((30.0, 30.0))
-    assert rep.bootstrap_ci([1.0]) is None
-    assert rep.bootstrap_ci([1.0, 3.0], seed=1) == rep.bootstrap_ci([1.0, 3.0], seed=1)  # seeded
+    assert metrics.bootstrap_ci([1.0]) is None
+    assert metrics.bootstrap_ci([1.0, 3.0], seed=1) == metrics.bootstrap_ci([1.0, 3.0], seed=1)  # seeded
 
 
 def test_step_choices_final_number_best_and_step_pivot(known):
@@ -161,8 +162,8 @@ def test_pass_at_k_uses_the_unbiased_estimator_on_per_problem_counts(tmp_path):
     with store.connect(tmp_path / "k.duckdb") as con:
         for k in (1, 2, 4, 8):
             p = rep.pivot(con, sweep="t", rows="model", cols="reward", metric=f"pass@{k}")
-            want = 100 * sum(evaluate.pass_at_k(8, c, k) for c in counts) / 3
-            base = 100 * evaluate.pass_at_k(8, 1, k)
+            want = 100 * sum(metrics.pass_at_k(8, c, k) for c in counts) / 3
+            base = 100 * metrics.pass_at_k(8, 1, k)
             got = cell(p, "m", "ground_truth")
             assert got["mean"] == pytest.approx(want, abs=1e-9), k
             assert got["delta"] == pytest.approx(want - base, abs=1e-9), k

@@ -163,9 +163,9 @@ def measure(model: Any, tok: Any, *, problems: int = 200, samples: int = 4, seed
     """The prior on held-out problems: accuracy, code frequency, and accuracy with / without code, when
     sampling at temperature 1 (`samples` per problem) and greedily. Generation and grading are the
     project's own (generate.generate_transformers, grading.grade_batch), as in a sweep's evaluation."""
-    from ..evaluate import code_reasoning
     from ..generate import Sampling, generate_transformers
     from ..grading import grade_batch
+    from ..metrics import code_reasoning
 
     probs = task.test_problems()[:problems]
     prompts = [task.PROMPT.replace("{problem}", p.text) for p in probs]

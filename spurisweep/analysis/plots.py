@@ -6,7 +6,7 @@
 
 Every line is the mean over runs (seeds) with a band of ± one standard deviation where there are at
 least two runs. Step 0 of the benchmark curves is the untrained model (each run's baseline evaluation).
-Data comes from report.tidy, so filters and names are checked the same way as for tables. matplotlib runs
+Data comes from query.tidy, so filters and names are checked the same way as for tables. matplotlib runs
 on the Agg backend (no display needed), imported only here.
 """
 
@@ -21,8 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import report as rep
-from .errors import ConfigError, suggest
+from ..errors import ConfigError, suggest
+from ..metrics import summarize_runs
+from . import query as q
+from .render import html_page, html_table
 
 log = logging.getLogger(__name__)
 
@@ -45,14 +47,14 @@ class Series:
 def _series(
     rows: list[dict[str, Any]], panel_dim: int, series_dims: list[int], step_dim: int, scale: float
 ) -> dict[str, dict[str, Series]]:
-    """tidy rows -> panel -> series label -> Series (runs pooled per step by report.summarize_runs)."""
+    """tidy rows -> panel -> series label -> Series (runs pooled per step by metrics.summarize_runs)."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in rows:
         label = " / ".join(str(r[f"d{i}"]) for i in series_dims)
         groups.setdefault((str(r[f"d{panel_dim}"]), label, int(r[f"d{step_dim}"])), []).append(r)
     out: dict[str, dict[str, Series]] = {}
     for (panel, label, step), rs in sorted(groups.items(), key=lambda kv: kv[0]):
-        cell = rep.summarize_runs(rs, scale)
+        cell = summarize_runs(rs, scale)
         if cell["mean"] is None:
             continue
         s = out.setdefault(panel, {}).setdefault(label, Series(label, [], [], [], []))
@@ -151,7 +153,7 @@ def _data_table(panels: dict[str, dict[str, Series]], value: str, decimals: int 
                         str(n),
                     ]
                 )
-    return rep.html_table(f"data: {value}", ["panel", "series", "step", "mean", "std", "runs"], body)
+    return html_table(f"data: {value}", ["panel", "series", "step", "mean", "std", "runs"], body)
 
 
 def _page(
@@ -166,7 +168,7 @@ def _page(
         )
     parts += tables
     page = out / f"{kind}.html"
-    page.write_text(rep.html_page(f"spurisweep {kind}", "\n".join(parts)))
+    page.write_text(html_page(f"spurisweep {kind}", "\n".join(parts)))
     return page
 
 
@@ -184,22 +186,20 @@ def write_plots(
         raise ConfigError(suggest(kind, list(KINDS)), field="--plot")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rep.check_sweep(con, sweep)
-    rep.check_benchmark(con, benchmark)
-    valid = rep.known_dimensions(con)
-    filters = rep.parse_where(con, list(where), valid)
+    q.check_sweep(con, sweep)
+    q.check_benchmark(con, benchmark)
+    valid = q.known_dimensions(con)
+    filters = q.parse_where(con, list(where), valid)
     scope = f"sweep {sweep}" if sweep else "all sweeps"
     notes = [f"{scope}; lines: mean over runs (seeds), bands: ± 1 std where there are >= 2 runs"]
     if filters:
         notes.append("filters: " + ", ".join(f"{k}={v}" for k, v in filters))
     if kind == "clip":
         return _clip(con, out, sweep, filters, notes)
-    bench = benchmark or rep.default_benchmark(con, sweep)
-    bname = BENCH_NAMES.get(bench or "", bench or "no benchmark")
-    model_title = "model: {}".format
+    bench = benchmark or q.default_benchmark(con, sweep)
 
     def rows(metric: str) -> dict[str, dict[str, Series]]:
-        data = rep.tidy(
+        data = q.tidy(
             con,
             sweep=sweep,
             dims=["model", "reward", "step"],
@@ -210,25 +210,44 @@ def write_plots(
         )
         return _series(data, 0, [1], 2, 100.0)
 
+    bname = BENCH_NAMES.get(bench or "", bench or "no benchmark")
     if kind == "curves":
-        acc = rows("pass@1")
-        fig = _figure(
-            acc,
-            title=f"{bname} accuracy during training, per reward",
-            ylabel="pass@1 (%)",
-            path=out / "curves.png",
-            ylim=(0, 100),
-            panel_title=model_title,
-        )
-        page = _page(
-            out,
-            kind,
-            f"{bname} accuracy against training step",
-            [(fig, "pass@1 per reward")],
-            [_data_table(acc, "pass@1 (%)")],
-            notes,
-        )
-        return [fig, page]
+        return _curves(rows, out, bname, notes)
+    return _code(rows, out, bname, notes)
+
+
+def _model_title(model: str) -> str:
+    return f"model: {model}"
+
+
+def _curves(
+    rows: Callable[[str], dict[str, dict[str, Series]]], out: Path, bname: str, notes: list[str]
+) -> list[Path]:
+    """Accuracy against training step, one line per reward, one panel per model."""
+    acc = rows("pass@1")
+    fig = _figure(
+        acc,
+        title=f"{bname} accuracy during training, per reward",
+        ylabel="pass@1 (%)",
+        path=out / "curves.png",
+        ylim=(0, 100),
+        panel_title=_model_title,
+    )
+    page = _page(
+        out,
+        "curves",
+        f"{bname} accuracy against training step",
+        [(fig, "pass@1 per reward")],
+        [_data_table(acc, "pass@1 (%)")],
+        notes,
+    )
+    return [fig, page]
+
+
+def _code(
+    rows: Callable[[str], dict[str, dict[str, Series]]], out: Path, bname: str, notes: list[str]
+) -> list[Path]:
+    """Code-reasoning frequency, and accuracy with vs without code, against training step."""
     freq = rows("code_frequency")
     f1 = _figure(
         freq,
@@ -236,12 +255,10 @@ def write_plots(
         ylabel="code frequency (%)",
         path=out / "code_frequency.png",
         ylim=(0, 100),
-        panel_title=model_title,
+        panel_title=_model_title,
     )
-    with_code = rows("acc_with_code")
-    without = rows("acc_without_code")
     both: dict[str, dict[str, Series]] = {}
-    for tag, src in (("with code", with_code), ("without code", without)):
+    for tag, src in (("with code", rows("acc_with_code")), ("without code", rows("acc_without_code"))):
         for panel, series in src.items():
             for lab, s in series.items():
                 s.label = f"{lab}, {tag}"
@@ -252,7 +269,7 @@ def write_plots(
         ylabel="pass@1 (%)",
         path=out / "code_accuracy.png",
         ylim=(0, 100),
-        panel_title=model_title,
+        panel_title=_model_title,
         color_key=lambda lab: lab.rsplit(", with", 1)[0],
         styles=lambda lab: {
             "linestyle": "--" if lab.endswith("without code") else "-",
@@ -261,7 +278,7 @@ def write_plots(
     )
     page = _page(
         out,
-        kind,
+        "code",
         f"code reasoning on {bname}",
         [
             (f1, "code-reasoning frequency per reward"),
@@ -280,7 +297,7 @@ def _clip(
     present = [k for k in CLIP_KEYS if k in keys]
     figures, tables = [], []
     for key in present:
-        data = rep.tidy(
+        data = q.tidy(
             con,
             sweep=sweep,
             dims=["model", "reward", "clip", "step"],
@@ -299,7 +316,7 @@ def _clip(
             title=f"{what} during training, per reward / clip mode",
             ylabel=what,
             path=out / fname,
-            panel_title="model: {}".format,
+            panel_title=_model_title,
             xlabel="training step",
             styles=lambda lab: {"linestyle": "--" if lab.endswith("no_clip") else "-"},
         )

@@ -15,7 +15,7 @@
   single family  a warning whenever the conclusions rest on one model family.
 
 Gains are changes in pass@1 (percentage points) at each run's final evaluation against its model's
-untrained baseline, computed from the stored samples through report.tidy. Intervals are percentile
+untrained baseline, computed from the stored samples through query.tidy. Intervals are percentile
 bootstrap intervals over runs (seeds); each group is resampled independently.
 """
 
@@ -27,8 +27,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from . import report as rep
-from .errors import ConfigError, suggest
+from ..errors import ConfigError, suggest
+from ..metrics import bootstrap_ci, bootstrap_difference, clean, interval_and_signs, mean_std
+from . import query as q
+from . import render as rnd
 
 log = logging.getLogger(__name__)
 
@@ -185,34 +187,22 @@ def family_of(model: str) -> str:
 
 
 def estimate(values: list[float | None], seed: int = 0) -> Estimate:
-    xs = rep._clean(values)
-    m, sd = rep.mean_std(xs)
-    ci = rep.bootstrap_ci(xs, n=BOOTSTRAP, seed=seed)
+    xs = clean(values)
+    m, sd = mean_std(xs)
+    ci = bootstrap_ci(xs, n=BOOTSTRAP, seed=seed)
     return Estimate(m, ci[0] if ci else None, ci[1] if ci else None, len(xs), sd)
 
 
 def difference(a: list[float], b: list[float], seed: int = 0) -> tuple[Effect, Any]:
     """mean(a) - mean(b), with a bootstrap interval resampling each group independently."""
-
-    a, b = rep._clean(a), rep._clean(b)
-    if not a or not b:
-        return Effect(None), None
-    mean = sum(a) / len(a) - sum(b) / len(b)
-    if len(a) < 2 or len(b) < 2:
-        return Effect(mean), None
-    boot = rep.bootstrap_means(a, BOOTSTRAP, seed) - rep.bootstrap_means(b, BOOTSTRAP, seed + 1)
+    mean, boot = bootstrap_difference(a, b, BOOTSTRAP, seed)
     return _effect_from(boot, mean), boot
 
 
 def _effect_from(boot: Any, mean: float | None) -> Effect:
-    import numpy as np
-
     if boot is None or mean is None:
         return Effect(mean)
-    lo, hi = np.quantile(boot, [0.025, 0.975])
-    # a tolerance, so that identical groups (every draw exactly 0 up to rounding) count as neither sign
-    tol = 1e-9 * max(1.0, float(np.abs(boot).max()))
-    return Effect(mean, float(lo), float(hi), float((boot < -tol).mean()), float((boot > tol).mean()))
+    return Effect(mean, *interval_and_signs(boot))
 
 
 def direction(effect: Effect, want_negative: bool) -> str:
@@ -235,7 +225,7 @@ def direction(effect: Effect, want_negative: bool) -> str:
 
 def _runs(con: Any, sweep: str | None, benchmark: str | None) -> list[Run]:
     rows = (
-        rep.tidy(con, sweep=sweep, dims=[], metric="pass@1", benchmark=benchmark, step="final")
+        q.tidy(con, sweep=sweep, dims=[], metric="pass@1", benchmark=benchmark, step="final")
         if benchmark
         else []
     )
@@ -262,9 +252,7 @@ def _runs(con: Any, sweep: str | None, benchmark: str | None) -> list[Run]:
             {"ids": ids},
         ).fetchall()
     )
-    vals: dict[str, list[dict[str, Any]]] = {}
-    for r in rows:
-        vals.setdefault(r["cell_id"], []).append(r)
+    vals = _per_cell(rows)
     out = []
     for cid, model, label, clip, seed in cells:
         s = settings.get(cid, {})
@@ -278,11 +266,7 @@ def _runs(con: Any, sweep: str | None, benchmark: str | None) -> list[Run]:
             except ValueError:
                 gamma = DEFAULT_GAMMA
         run = Run(cid, model, str(label), name, clip, seed, gamma, hit.get(cid))
-        rs = vals.get(cid, [])
-        v, _ = rep.mean_std([r["value"] for r in rs])
-        b, _ = rep.mean_std([r["base"] for r in rs])
-        run.value = None if v is None else 100.0 * v
-        run.base = None if b is None else 100.0 * b
+        run.base, run.value = vals.get(cid, (None, None))
         out.append(run)
     return out
 
@@ -312,7 +296,7 @@ def sensitivity(runs: list[Run]) -> list[Sensitivity]:
         clip = "standard" if "standard" in clips else max(set(clips), key=clips.count)
         gt = [r for r in mine if r.reward_name == "ground_truth" and r.clip == clip]
         rates = [r.train_reward for r in gt if r.train_reward is not None]
-        hit = sum(rates) / len(rates) if rates else None
+        hit = mean_std(rates)[0]
         gamma = _closest_gamma([r for r in rnd if r.clip == clip], hit)
         chosen = [r for r in rnd if r.clip == clip and r.gamma == gamma]
         est_r = estimate([r.gain for r in chosen], seed=1)
@@ -381,6 +365,35 @@ def compression(
 ) -> tuple[list[Compression], list[str]]:
     """Per run and per model, on the benchmark with the most samples per problem (or the one given).
     `runs_benchmark` names the benchmark of the runs' pass@1 values, reused instead of queried again."""
+    bench, kk, notes = _compression_benchmark(con, runs, benchmark, k)
+    if bench is None:
+        return [], notes
+    p1 = (
+        []
+        if bench == runs_benchmark
+        else q.tidy(con, sweep=sweep, dims=[], metric="pass@1", benchmark=bench, step="final")
+    )
+    pk = q.tidy(con, sweep=sweep, dims=[], metric=f"pass@{kk}", benchmark=bench, step="final")
+    by = {r.cell_id: r for r in runs}
+    ck = _per_cell(pk)
+    if bench == runs_benchmark:
+        c1 = {r.cell_id: (r.base, r.value) for r in runs if r.value is not None}
+    else:
+        c1 = _per_cell(p1)
+    rows: list[Compression] = []
+    for cid in sorted(
+        set(c1) & set(ck) & set(by), key=lambda c: (by[c].model, by[c].reward, by[c].clip, str(by[c].seed))
+    ):
+        run = by[cid]
+        rows.append(_compression_row("run", run.model, cid, run.reward, bench, kk, *c1[cid], *ck[cid]))
+    return _per_model(rows, bench, kk) + rows, []
+
+
+def _compression_benchmark(
+    con: Any, runs: list[Run], benchmark: str | None, k: int | None
+) -> tuple[str | None, int, list[str]]:
+    """The benchmark for pass@k (the most samples per problem, or the one given) and k; with no usable
+    benchmark, None and a note saying what to evaluate."""
     sql = (
         "SELECT benchmark, min(samples) FROM evals WHERE NOT is_baseline AND list_contains($ids, cell_id) "
         "GROUP BY benchmark"
@@ -391,82 +404,48 @@ def compression(
     usable = {b: n for b, n in avail.items() if n is not None and n >= max(2, k or 2)}
     if not usable:
         need = f"{k}" if k else "2 or more"
-        return [], [
-            f"compression vs capability needs pass@k: evaluate a benchmark with {need} samples per "
-            "problem (e.g. aime24 or amc with 8)" + (f"; stored: {avail}" if avail else "")
-        ]
+        return (
+            None,
+            0,
+            [
+                f"compression vs capability needs pass@k: evaluate a benchmark with {need} samples per "
+                "problem (e.g. aime24 or amc with 8)" + (f"; stored: {avail}" if avail else "")
+            ],
+        )
     bench = max(sorted(usable), key=lambda b: usable[b])
-    kk = k or int(usable[bench])
-    p1 = (
-        []
-        if bench == runs_benchmark
-        else rep.tidy(con, sweep=sweep, dims=[], metric="pass@1", benchmark=bench, step="final")
-    )
-    pk = rep.tidy(con, sweep=sweep, dims=[], metric=f"pass@{kk}", benchmark=bench, step="final")
-    by = {r.cell_id: r for r in runs}
+    return bench, k or int(usable[bench]), []
 
-    def per_cell(rows: list[dict[str, Any]]) -> dict[str, tuple[float | None, float | None]]:
-        acc: dict[str, list[dict[str, Any]]] = {}
-        for r in rows:
-            acc.setdefault(r["cell_id"], []).append(r)
-        out = {}
-        for cid, rs in acc.items():
-            v, _ = rep.mean_std([r["value"] for r in rs])
-            b, _ = rep.mean_std([r["base"] for r in rs])
-            out[cid] = (None if b is None else 100 * b, None if v is None else 100 * v)
-        return out
 
-    ck = per_cell(pk)
-    if bench == runs_benchmark:
-        c1 = {r.cell_id: (r.base, r.value) for r in runs if r.value is not None}
-    else:
-        c1 = per_cell(p1)
-    rows: list[Compression] = []
-    for cid in sorted(
-        set(c1) & set(ck) & set(by), key=lambda c: (by[c].model, by[c].reward, by[c].clip, str(by[c].seed))
-    ):
-        run = by[cid]
-        rows.append(_compression_row("run", run.model, cid, run.reward, bench, kk, *c1[cid], *ck[cid]))
-    per_model = []
+def _per_cell(rows: list[dict[str, Any]]) -> dict[str, tuple[float | None, float | None]]:
+    """Value rows -> per cell (baseline, value) in percent, each the mean of the cell's rows."""
+    acc: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        acc.setdefault(r["cell_id"], []).append(r)
+    out = {}
+    for cid, rs in acc.items():
+        v, _ = mean_std([r["value"] for r in rs])
+        b, _ = mean_std([r["base"] for r in rs])
+        out[cid] = (None if b is None else 100 * b, None if v is None else 100 * v)
+    return out
+
+
+def _per_model(rows: list[Compression], bench: str, k: int) -> list[Compression]:
+    """Per model, and per model x reward: compression from the runs' mean pass@1 and pass@k."""
+
+    def pooled(scope: str, model: str, reward: str, mine: list[Compression]) -> Compression:
+        def avg(attr: str) -> float | None:
+            return mean_std([getattr(r, attr) for r in mine])[0]
+
+        p1b, p1a, pkb, pka = avg("p1_before"), avg("p1_after"), avg("pk_before"), avg("pk_after")
+        return _compression_row(scope, model, model, reward, bench, k, p1b, p1a, pkb, pka, len(mine))
+
+    out = []
     for model in sorted({r.model for r in rows}):
         mine = [r for r in rows if r.model == model]
-
-        def avg(attr: str, mine: list[Compression] = mine) -> float | None:
-            return rep.mean_std([getattr(r, attr) for r in mine])[0]
-
-        per_model.append(
-            _compression_row(
-                "model",
-                model,
-                model,
-                "all",
-                bench,
-                kk,
-                avg("p1_before"),
-                avg("p1_after"),
-                avg("pk_before"),
-                avg("pk_after"),
-                len(mine),
-            )
-        )
+        out.append(pooled("model", model, "all", mine))
         for reward in sorted({r.reward for r in mine}):
-            theirs = [r for r in mine if r.reward == reward]
-            per_model.append(
-                _compression_row(
-                    "model x reward",
-                    model,
-                    model,
-                    reward,
-                    bench,
-                    kk,
-                    avg("p1_before", theirs),
-                    avg("p1_after", theirs),
-                    avg("pk_before", theirs),
-                    avg("pk_after", theirs),
-                    len(theirs),
-                )
-            )
-    return per_model + rows, []
+            out.append(pooled("model x reward", model, reward, [r for r in mine if r.reward == reward]))
+    return out
 
 
 def health(con: Any, sweep: str | None) -> list[HealthRow]:
@@ -504,9 +483,7 @@ def clip_2x2(runs: list[Run], benchmark: str | None) -> tuple[list[ClipTwoByTwo]
             continue
         gt = [r for r in mine if r.reward_name == "ground_truth"]
         rates = [r.train_reward for r in gt if r.train_reward is not None]
-        gamma = _closest_gamma(
-            [r for r in mine if r.reward_name == "random"], sum(rates) / len(rates) if rates else None
-        )
+        gamma = _closest_gamma([r for r in mine if r.reward_name == "random"], mean_std(rates)[0])
         groups: dict[str, list[float]] = {}
         for clip in ("standard", "clip_higher"):
             for reward in ("random", "ground_truth"):
@@ -554,6 +531,43 @@ def _analyse_2x2(
         confidence = "high" if n_min >= FEW_SEEDS else "moderate"
     else:  # inconclusive: the estimates lean one way but the intervals include 0
         confidence = "low"
+    statement = _statement_2x2(e_r, e_g, bias, explore, reading, confidence, lean, n_min)
+    notes = []
+    if 2 <= n_min < FEW_SEEDS:
+        notes.append(
+            f"only {n_min} seeds in the smallest cell: percentile bootstrap intervals are too narrow "
+            "with few seeds; read the confidence as optimistic"
+        )
+    if inter.mean is not None:
+        notes.append(f"interaction (effect under ground_truth - effect under random) {inter.text()}")
+    return ClipTwoByTwo(
+        model,
+        benchmark,
+        gamma,
+        cells,
+        e_r,
+        e_g,
+        inter,
+        bias,
+        explore,
+        reading,
+        confidence,
+        statement,
+        notes,
+    )
+
+
+def _statement_2x2(
+    e_r: Effect,
+    e_g: Effect,
+    bias: str,
+    explore: str,
+    reading: str,
+    confidence: str,
+    lean: list[str],
+    n_min: int,
+) -> str:
+    """The 2x2's reading in words: both simple effects, then what the data support."""
     parts = [
         f"Clip-Higher changed the random run by {e_r.text()} points"
         + (f" (bootstrap P(<0) = {e_r.p_negative:.2f})" if e_r.p_negative is not None else "")
@@ -579,38 +593,16 @@ def _analyse_2x2(
         parts.append(
             f"The data support {reading} (95% bootstrap interval excludes 0, {n_min}+ seeds per cell)."
         )
-    notes = []
-    if 2 <= n_min < FEW_SEEDS:
-        notes.append(
-            f"only {n_min} seeds in the smallest cell: percentile bootstrap intervals are too narrow "
-            "with few seeds; read the confidence as optimistic"
-        )
-    if inter.mean is not None:
-        notes.append(f"interaction (effect under ground_truth - effect under random) {inter.text()}")
-    return ClipTwoByTwo(
-        model,
-        benchmark,
-        gamma,
-        cells,
-        e_r,
-        e_g,
-        inter,
-        bias,
-        explore,
-        reading,
-        confidence,
-        " ".join(parts),
-        notes,
-    )
+    return " ".join(parts)
 
 
 def diagnose(con: Any, sweep: str | None, *, benchmark: str | None = None, k: int | None = None) -> Diagnosis:
     """All diagnostics for the cells of one sweep (or the whole store when sweep is None)."""
-    rep.check_sweep(con, sweep, "SWEEP")
-    rep.check_benchmark(con, benchmark)
+    q.check_sweep(con, sweep, "SWEEP")
+    q.check_benchmark(con, benchmark)
     if k is not None and k < 2:
         raise ConfigError(f"pass@k for compression needs k >= 2, got {k}", field="--k")
-    bench = benchmark or rep.default_benchmark(con, sweep)
+    bench = benchmark or q.default_benchmark(con, sweep)
     runs = _runs(con, sweep, bench)
     models = sorted({r.model for r in runs})
     d = Diagnosis(sweep, bench, len(runs), models)
@@ -655,9 +647,18 @@ def _pct(x: float | None, signed: bool = False) -> str:
     return "-" if x is None else _num(x, signed)
 
 
-def sections(d: Diagnosis) -> list[tuple[str, list[str], list[list[str]], list[str]]]:
-    """(title, header, rows, notes) for each table of the report, shared by every format."""
-    out = []
+def _table(title: str, hdr: list[str], rows: list[list[str]], notes: list[str]) -> rnd.Table:
+    return rnd.Table(
+        hdr, rows, title, notes, row_styles=["bold red" if "SENSITIVE" in r else None for r in rows]
+    )
+
+
+def sections(d: Diagnosis) -> list[rnd.Table]:
+    """The tables of the report (title, header, rows, notes), shared by every format."""
+    return [_sensitivity_table(d), _compression_table(d), _health_table(d), *_clip_tables(d)]
+
+
+def _sensitivity_table(d: Diagnosis) -> rnd.Table:
     sens = [
         [
             s.model,
@@ -670,23 +671,23 @@ def sections(d: Diagnosis) -> list[tuple[str, list[str], list[list[str]], list[s
         ]
         for s in d.sensitivity
     ]
-    out.append(
-        (
-            f"spurious-reward sensitivity: gain vs the untrained model on {d.benchmark} (points, "
-            "mean [95% CI])",
-            [
-                "model",
-                "clip",
-                "gt hit rate",
-                "random gamma",
-                "ground_truth gain",
-                "random gain",
-                f"random > {SENSITIVITY_POINTS:.0f}?",
-            ],
-            sens,
-            [f"{s.model}: {s.note}" for s in d.sensitivity if s.note],
-        )
+    return _table(
+        f"spurious-reward sensitivity: gain vs the untrained model on {d.benchmark} (points, mean [95% CI])",
+        [
+            "model",
+            "clip",
+            "gt hit rate",
+            "random gamma",
+            "ground_truth gain",
+            "random gain",
+            f"random > {SENSITIVITY_POINTS:.0f}?",
+        ],
+        sens,
+        [f"{s.model}: {s.note}" for s in d.sensitivity if s.note],
     )
+
+
+def _compression_table(d: Diagnosis) -> rnd.Table:
     shown = [c for c in d.compression if c.scope != "run"]
     per_run = [c for c in d.compression if c.scope == "run"]
     shown += per_run if len(per_run) <= MAX_RUN_ROWS else []
@@ -707,37 +708,34 @@ def sections(d: Diagnosis) -> list[tuple[str, list[str], list[list[str]], list[s
     ]
     k = d.compression[0].k if d.compression else "k"
     bench = d.compression[0].benchmark if d.compression else "-"
-    out.append(
-        (
-            f"compression vs capability on {bench} (pass@1 and pass@{k}, %, before -> after)",
-            [
-                "scope",
-                "run / model",
-                "reward",
-                "pass@1 before",
-                "pass@1 after",
-                f"pass@{k} before",
-                f"pass@{k} after",
-                "compression",
-                "capability",
-                "reading",
-            ],
-            comp_rows,
-            (
-                [
-                    f"compression = pass@1 gain / (pass@{k} - pass@1 before); > {COMPRESSION_THRESHOLD} = mostly "
-                    f"search compression; capability = pass@{k} gain (points)"
-                ]
-                if d.compression
-                else []
-            )
-            + (
-                [f"{len(per_run)} per-run rows left out here (--format json lists them)"]
-                if len(per_run) > MAX_RUN_ROWS
-                else []
-            ),
+    notes = []
+    if d.compression:
+        notes.append(
+            f"compression = pass@1 gain / (pass@{k} - pass@1 before); > {COMPRESSION_THRESHOLD} = mostly "
+            f"search compression; capability = pass@{k} gain (points)"
         )
+    if len(per_run) > MAX_RUN_ROWS:
+        notes.append(f"{len(per_run)} per-run rows left out here (--format json lists them)")
+    return _table(
+        f"compression vs capability on {bench} (pass@1 and pass@{k}, %, before -> after)",
+        [
+            "scope",
+            "run / model",
+            "reward",
+            "pass@1 before",
+            "pass@1 after",
+            f"pass@{k} before",
+            f"pass@{k} after",
+            "compression",
+            "capability",
+            "reading",
+        ],
+        comp_rows,
+        notes,
     )
+
+
+def _health_table(d: Diagnosis) -> rnd.Table:
     hrows = [
         [
             h.cell_id,
@@ -752,14 +750,16 @@ def sections(d: Diagnosis) -> list[tuple[str, list[str], list[list[str]], list[s
         ]
         for h in d.health
     ]
-    out.append(
-        (
-            "training-health flags",
-            ["cell", "model", "reward", "clip", "seed", "flags"],
-            hrows,
-            [] if hrows else ["no cell raised a health flag"],
-        )
+    return _table(
+        "training-health flags",
+        ["cell", "model", "reward", "clip", "seed", "flags"],
+        hrows,
+        [] if hrows else ["no cell raised a health flag"],
     )
+
+
+def _clip_tables(d: Diagnosis) -> list[rnd.Table]:
+    out = []
     for x in d.clip2x2:
         rows = []
         for reward in ("random", "ground_truth"):
@@ -774,7 +774,7 @@ def sections(d: Diagnosis) -> list[tuple[str, list[str], list[list[str]], list[s
         rows.append(["interaction", "", "", x.interaction.text()])
         gamma = f", random gamma={x.gamma:g}" if x.gamma is not None else ""
         out.append(
-            (
+            _table(
                 f"clip 2x2 on {x.model} ({x.benchmark} gain, points, mean [95% CI]{gamma}): reading = "
                 f"{x.reading}, confidence = {x.confidence}",
                 ["reward", "standard", "clip_higher", "clip_higher - standard"],
@@ -797,35 +797,25 @@ def render(d: Diagnosis, fmt: str = "table") -> str | Any:
         f"models {', '.join(d.models) or 'none'}"
     )
     if fmt == "json":
-        return json.dumps(to_dict(d), indent=1, default=str)
+        return rnd.to_json(to_dict(d))
     secs = sections(d)
     if fmt == "markdown":
         lines = [f"## {head}", ""]
         lines += [f"> **warning:** {w}" for w in d.warnings]
         lines += [f"_{n}_" for n in d.notes]
-        for title, hdr, rows, notes in secs:
-            lines += ["", f"### {title}", ""]
-            if rows:
-                lines += ["| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
-                lines += ["| " + " | ".join(r) + " |" for r in rows]
-            lines += [f"\n{n}" for n in notes]
+        for t in secs:
+            lines += ["", rnd.to_markdown(t, heading="### {}", note="\n{}", empty_grid=False)]
         return "\n".join(lines) + "\n"
     from rich.console import Group
-    from rich.table import Table
     from rich.text import Text
 
     parts: list[Any] = [Text(head, style="bold")]
     parts += [Text(f"warning: {w}", style="bold yellow") for w in d.warnings]
     parts += [Text(n, style="italic") for n in d.notes]
-    for title, hdr, rows, notes in secs:
-        if rows:
-            t = Table(title=Text(title), title_justify="left")
-            for h in hdr:
-                t.add_column(Text(h), overflow="fold")
-            for r in rows:
-                t.add_row(*map(Text, r), style="bold red" if "SENSITIVE" in r else None)
-            parts.append(t)
+    for t in secs:
+        if t.rows:
+            parts.append(rnd.rich_table(t, title_justify="left", overflow="fold"))
         else:
-            parts.append(Text(f"{title}: nothing to show", style="dim"))
-        parts += [Text(n) for n in notes]
+            parts.append(Text(f"{t.title}: nothing to show", style="dim"))
+        parts += [Text(n) for n in t.notes]
     return Group(*parts)

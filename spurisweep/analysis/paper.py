@@ -17,8 +17,9 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any
 
+from ..errors import ConfigError, suggest
+from . import render as rnd
 from . import report as rep
-from .errors import ConfigError, suggest
 
 PAPER_PARAMS: dict[str, dict[str, float]] = {"random": {"gamma": 0.5}}
 
@@ -240,40 +241,17 @@ def render(c: Comparison, fmt: str = "table") -> str | Any:
         f"Figure 1 layout: change in {c.benchmark} pass@1 (points) after training ({c.step} step), "
         f"ours (mean {'[95% CI]' if c.spread == 'ci' else '± std'} over runs) vs the paper"
     )
-    if fmt == "json":
-        return json.dumps(
-            {"title": head, "benchmark": c.benchmark, "cells": to_records(c), "notes": c.notes},
-            indent=1,
-            default=str,
-        )
-    if fmt == "csv":
-        import csv
-        import io
-
-        recs = to_records(c)
-        buf = io.StringIO()
-        names = list(dict.fromkeys(k for rec in recs for k in rec))
-        if recs:
-            w = csv.DictWriter(buf, fieldnames=names)
-            w.writeheader()
-            w.writerows(recs)
-        return buf.getvalue()
     hdr, body = table_rows(c)
-    if fmt == "markdown":
-        lines = [f"**{head}**", "", "| " + " | ".join(hdr) + " |", "|" + "---|" * len(hdr)]
-        lines += ["| " + " | ".join(r) + " |" for r in body]
-        return "\n".join(lines + [f"\n_{n}_" for n in c.notes])
-    if fmt == "html":
-        return rep.html_page("spurisweep vs the paper", rep.html_table(head, hdr, body, c.notes))
-    if fmt != "table":
-        raise ConfigError(suggest(fmt, list(rep.FORMATS)), field="--format")
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
-
-    t = Table(title=Text(head))
-    for h in hdr:
-        t.add_column(Text(h), justify="left" if h in ("model", "source") else "right")
-    for r in body:
-        t.add_row(*map(Text, r), style="dim" if r[1] == "paper" else None, end_section=r[1] == "paper")
-    return Group(t, *[Text(n, style="italic") for n in c.notes])
+    t = rnd.Table(
+        hdr,
+        body,
+        head,
+        c.notes,
+        records=to_records(c),
+        meta={"benchmark": c.benchmark},
+        justify=["left" if h in ("model", "source") else "right" for h in hdr],
+        row_styles=["dim" if r[1] == "paper" else None for r in body],
+        end_sections=[r[1] == "paper" for r in body],
+        page_title="spurisweep vs the paper",
+    )
+    return rnd.render(t, fmt)

@@ -1,0 +1,139 @@
+"""The report metrics: one entry per metric (name, SQL, unit, help), from which the report's checks, its SQL
+and the `report --metric` help text are all taken. A new per-sample metric is one entry in METRICS.
+
+Kinds: "samples" is an SQL aggregate over the samples `s` of one evaluation; "passk" is computed from
+per-problem counts (pass@K, any K); "train" reads the training log (the metrics table). Entries whose name
+holds an upper-case placeholder (pass@K, train:KEY) are patterns, checked by parse_metric.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import ConfigError, suggest
+
+_CORRECT = "coalesce(s.correct, false)::DOUBLE"
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    """A report metric as the user names it."""
+
+    name: str
+    kind: str  # "samples", "passk" or "train"
+    help: str
+    unit: str = ""  # "%" (a fraction in [0, 1], shown in percent), "tokens", or "" (as logged)
+    sql: str | None = None  # kind samples: the aggregate over the samples s of one evaluation
+    key: str | None = None  # kind train: the logged key
+
+
+METRICS: tuple[MetricDef, ...] = (
+    MetricDef("pass@1", "samples", "share of samples correct, the default", "%", f"avg({_CORRECT})"),
+    MetricDef(
+        "avg@n", "samples", "the same, the paper's name with n samples per problem", "%", f"avg({_CORRECT})"
+    ),
+    MetricDef("pass@K", "passk", "unbiased, K <= samples per problem", "%"),
+    MetricDef(
+        "code_frequency",
+        "samples",
+        "share of responses mentioning python",
+        "%",
+        "avg(coalesce(s.has_python, false)::DOUBLE)",
+    ),
+    MetricDef(
+        "code_block_frequency",
+        "samples",
+        "share with a code block",
+        "%",
+        "avg(coalesce(s.has_code_block, false)::DOUBLE)",
+    ),
+    MetricDef(
+        "acc_with_code",
+        "samples",
+        "accuracy of responses mentioning python",
+        "%",
+        f"avg(CASE WHEN s.has_python THEN {_CORRECT} END)",
+    ),
+    MetricDef(
+        "acc_without_code",
+        "samples",
+        "accuracy of the others",
+        "%",
+        f"avg(CASE WHEN NOT coalesce(s.has_python, false) THEN {_CORRECT} END)",
+    ),
+    MetricDef("mean_length", "samples", "response length", "tokens", "avg(s.n_tokens::DOUBLE)"),
+    MetricDef(
+        "truncated",
+        "samples",
+        "share cut at the token limit",
+        "%",
+        "avg(coalesce(s.truncated, false)::DOUBLE)",
+    ),
+    MetricDef(
+        "ungradable", "samples", "share the grader could not judge", "%", "avg((s.correct IS NULL)::DOUBLE)"
+    ),
+    MetricDef("final_reward", "train", "mean training reward", key="reward"),
+    MetricDef("train:KEY", "train", "any logged training metric, e.g. train:entropy"),
+)
+
+#: metric -> SQL aggregate over the samples `s` of one evaluation
+SAMPLE_METRICS: dict[str, str] = {m.name: m.sql for m in METRICS if m.kind == "samples" and m.sql}
+#: metrics read from the training log (metrics table): name -> logged key
+TRAIN_METRICS: dict[str, str] = {m.name: m.key for m in METRICS if m.kind == "train" and m.key}
+
+
+def metric_help() -> str:
+    """The `report --metric` help: every metric with its unit and what it measures."""
+
+    def one(m: MetricDef) -> str:
+        unit = f" ({m.unit})" if m.unit else ""
+        return f"{m.name}{unit}: {m.help}"
+
+    return "; ".join(one(m) for m in METRICS) + "."
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A checked metric: where its value comes from and how it is shown."""
+
+    name: str
+    kind: str  # "samples" (per-eval aggregate), "passk" (per-problem counts), "train" (metrics table)
+    sql: str | None = None
+    k: int | None = None
+    key: str | None = None
+    unit: str = ""
+
+    @property
+    def percent(self) -> bool:
+        return self.unit == "%"
+
+
+_BY_NAME = {m.name: m for m in METRICS}
+
+
+def parse_metric(con: Any, name: str) -> Metric:
+    """A metric name -> Metric, or a ConfigError listing the valid names."""
+    name = name.strip()
+    if name in SAMPLE_METRICS:
+        return Metric(name, "samples", sql=SAMPLE_METRICS[name], unit=_BY_NAME[name].unit)
+    if m := re.fullmatch(r"pass@([0-9]{1,4})", name):
+        k = int(m.group(1))
+        if k < 1:
+            raise ConfigError(f"pass@k needs k >= 1, got {name!r}", field="--metric")
+        if k == 1:
+            return Metric(name, "samples", sql=SAMPLE_METRICS["pass@1"], unit="%")
+        return Metric(name, "passk", k=k, unit=_BY_NAME["pass@K"].unit)
+    if name in TRAIN_METRICS:
+        return Metric(name, "train", key=TRAIN_METRICS[name], unit=_BY_NAME[name].unit)
+    if name.startswith("train:"):
+        key = name.removeprefix("train:")
+        keys = [r[0] for r in con.execute("SELECT DISTINCT key FROM metrics ORDER BY key").fetchall()]
+        if key not in keys:
+            msg = f"training metric {suggest(key, keys)}" if keys else "no training metrics are stored yet"
+            raise ConfigError(msg, field="--metric")
+        return Metric(name, "train", key=key)
+    raise ConfigError(
+        suggest(name, [*SAMPLE_METRICS, "pass@K", *TRAIN_METRICS, "train:KEY"]), field="--metric"
+    )

@@ -1,0 +1,272 @@
+"""Name checks and value rows: the SQL side shared by report, diagnostics, paper and plots.
+
+Safety: dimension, filter, sweep, benchmark and metric names are checked against the known ones before any
+SQL is built, and the SQL only ever contains fixed fragments from this module and the metric registry plus
+named placeholders; every value (filter values, setting keys, metric keys, k, step numbers) is bound as a
+parameter.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import ConfigError, suggest
+from .metric_registry import Metric, parse_metric
+
+#: fixed dimensions -> SQL over the joined rows (c: cells, e: the evaluation or training step, sc: sweep_cells)
+DIMENSIONS: dict[str, str] = {
+    "model": "c.model",
+    "reward": "c.reward",
+    "clip": "c.clip",
+    "seed": "c.seed",
+    "preset": "c.preset",
+    "prompt": "c.prompt",
+    "benchmark": "e.benchmark",
+    "step": "e.step",
+    "sweep": "sc.sweep",
+    "cell": "c.cell_id",
+}
+#: dimensions that only exist for benchmark evaluations (training metrics have no benchmark)
+EVAL_ONLY_DIMENSIONS = ("benchmark",)
+
+
+# ---------------------------------------------------------------------------------------------- names
+def known_dimensions(con: Any) -> list[str]:
+    keys = [r[0] for r in con.execute("SELECT DISTINCT key FROM cell_settings ORDER BY key").fetchall()]
+    return list(DIMENSIONS) + [k for k in keys if k not in DIMENSIONS]
+
+
+def check_dimension(con: Any, name: str, option: str, valid: list[str] | None = None) -> None:
+    valid = valid if valid is not None else known_dimensions(con)
+    if name not in valid:
+        raise ConfigError(suggest(name, valid), field=option)
+
+
+def parse_where(
+    con: Any, where: list[str] | tuple[str, ...], valid: list[str] | None = None
+) -> list[tuple[str, str]]:
+    """`KEY=VALUE` filters (repeat a key for OR); the key must be a known dimension, the value is bound."""
+    valid = valid if valid is not None else known_dimensions(con)
+    out = []
+    for w in where:
+        if "=" not in w:
+            raise ConfigError(f"expected KEY=VALUE, got {w!r}", field="--where")
+        key, value = (x.strip() for x in w.split("=", 1))
+        check_dimension(con, key, "--where", valid)
+        out.append((key, value))
+    return out
+
+
+def check_sweep(con: Any, sweep: str | None, option: str = "--sweep") -> None:
+    if sweep is None:
+        return
+    known = [r[0] for r in con.execute("SELECT DISTINCT sweep FROM sweep_cells ORDER BY sweep").fetchall()]
+    if sweep not in known:
+        raise ConfigError(
+            suggest(sweep, known) if known else f"no sweep {sweep!r}: the store holds no sweeps yet",
+            field=option,
+        )
+
+
+def check_benchmark(con: Any, benchmark: str | None) -> None:
+    if benchmark is None:
+        return
+    known = [r[0] for r in con.execute("SELECT DISTINCT benchmark FROM evals ORDER BY benchmark").fetchall()]
+    if benchmark not in known:
+        raise ConfigError(
+            suggest(benchmark, known) if known else "no evaluations are stored yet", field="--benchmark"
+        )
+
+
+def default_benchmark(con: Any, sweep: str | None = None) -> str | None:
+    """math500 when it was evaluated, else the first benchmark in alphabetical order."""
+    sql = "SELECT DISTINCT e.benchmark FROM evals e WHERE NOT e.is_baseline AND e.cell_id IS NOT NULL"
+    params: dict[str, Any] = {}
+    if sweep:
+        sql += " AND e.cell_id IN (SELECT cell_id FROM sweep_cells WHERE sweep = $sweep)"
+        params["sweep"] = sweep
+    benches = sorted(r[0] for r in con.execute(sql, params).fetchall() if r[0] is not None)
+    if not benches:
+        return None
+    return "math500" if "math500" in benches else benches[0]
+
+
+def parse_step(step: str | int | None) -> str | int | None:
+    if step is None or step in ("final", "best", "all"):
+        return step
+    try:
+        n = int(step)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"expected final, best, all or a step number, got {step!r}", field="--step"
+        ) from None
+    if n < 0:
+        raise ConfigError(f"a step number is >= 0 (0 = the untrained baseline), got {n}", field="--step")
+    return n
+
+
+# ---------------------------------------------------------------------------------------------- the query
+class _Params:
+    """Named placeholders: every value reaches DuckDB as a bound parameter, never as SQL text."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def add(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return f"${name}"
+
+
+def _equals(expr: str, placeholder: str) -> str:
+    """Text equality, or numeric equality when both sides are numbers (5e-4 matches a stored 0.0005)."""
+    text = f"CAST({expr} AS VARCHAR)"
+    return f"({text} = {placeholder} OR TRY_CAST({text} AS DOUBLE) = TRY_CAST({placeholder} AS DOUBLE))"
+
+
+_BASE_COLS = "c.cell_id, c.model AS _model, c.reward AS _reward, c.clip AS _clip, c.seed AS _seed"
+
+# step 0 is the untrained model: each cell gets its baseline evaluation as a step-0 row (unless the cell
+# evaluated a step-0 checkpoint of its own), so curves start where training started
+_BASELINE_ROWS = """UNION ALL
+            SELECT DISTINCT t.baseline_eval_id, t.cell_id, 0, t.benchmark, t.baseline_eval_id, 0 FROM evals t
+            WHERE NOT t.is_baseline AND t.baseline_eval_id IS NOT NULL AND NOT EXISTS (
+                SELECT 1 FROM evals t2 WHERE t2.cell_id = t.cell_id AND t2.benchmark = t.benchmark
+                AND t2.step = 0 AND NOT t2.is_baseline)"""
+
+
+def tidy(
+    con: Any,
+    *,
+    sweep: str | None,
+    dims: list[str],
+    metric: str | Metric = "pass@1",
+    benchmark: str | None = None,
+    step: str | int | None = "final",
+    where: list[tuple[str, str]] | tuple[()] = (),
+) -> list[dict[str, Any]]:
+    """One row per matching evaluation (or training step): the dimensions as d0, d1, ..., the cell's
+    id, model, reward, clip and seed, its value (a fraction for percent metrics) and its baseline's value.
+
+    Dimension and filter names must already be checked (report.pivot does it); this builds SQL from the
+    fixed fragments in DIMENSIONS and binds everything else.
+    """
+    m = metric if isinstance(metric, Metric) else parse_metric(con, metric)
+    step = parse_step(step)
+    if step is None:
+        step = "final"
+    p = _Params()
+    bench = benchmark if m.kind != "train" else None
+    joins, conds, select_dims = _selection(p, sweep=sweep, dims=dims, where=where, benchmark=bench, step=step)
+    if m.kind == "train":
+        sql = _train_sql(p, m, joins, conds, select_dims)
+    else:
+        sql = _eval_sql(p, m, joins, conds, select_dims, with_base=step == "all" or step == 0)
+    cur = con.execute(sql, p.values)
+    names = [d[0] for d in cur.description]
+    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    if step == "best":
+        rows = _best_per_run(rows, len(dims))
+    return rows
+
+
+def _selection(
+    p: _Params,
+    *,
+    sweep: str | None,
+    dims: list[str],
+    where: list[tuple[str, str]] | tuple[()],
+    benchmark: str | None,
+    step: str | int,
+) -> tuple[str, str, str]:
+    """The joins (swept settings, the sweep), the WHERE conditions and the dimension columns d0, d1, ..."""
+    used = list(dict.fromkeys([*dims, *(k for k, _ in where)]))
+    joins, expr = [], {}
+    for i, d in enumerate(used):
+        if d in DIMENSIONS:
+            expr[d] = DIMENSIONS[d]
+        else:  # a swept setting: its key is bound, never interpolated
+            joins.append(
+                f"LEFT JOIN cell_settings cs{i} ON cs{i}.cell_id = c.cell_id AND cs{i}.key = {p.add(d)}"
+            )
+            expr[d] = f"cs{i}.value"
+    if sweep is not None or "sweep" in used:
+        joins.insert(0, "JOIN sweep_cells sc ON sc.cell_id = c.cell_id")
+    conds = ["TRUE"]
+    if sweep is not None:
+        conds.append(f"sc.sweep = {p.add(sweep)}")
+    if benchmark is not None:
+        conds.append(f"e.benchmark = {p.add(benchmark)}")
+    by_key: dict[str, list[str]] = {}
+    for key, value in where:
+        by_key.setdefault(key, []).append(value)
+    for key, values in by_key.items():  # the same key repeated: any of its values
+        conds.append("(" + " OR ".join(_equals(expr[key], p.add(v)) for v in values) + ")")
+    if step == "final":
+        conds.append("e.step = e.last_step")
+    elif isinstance(step, int):
+        conds.append(f"e.step = {p.add(step)}")
+    elif step == "best":
+        conds.append("e.step > 0")
+    select_dims = "".join(f", {expr[d]} AS d{i}" for i, d in enumerate(dims))
+    return " ".join(joins), " AND ".join(conds), select_dims
+
+
+def _train_sql(p: _Params, m: Metric, joins: str, conds: str, select_dims: str) -> str:
+    """Per cell and step: the mean of one logged training key over that step's updates."""
+    ev = f"""ev AS (
+            SELECT cell_id, step, NULL::VARCHAR AS benchmark, avg(value) AS v,
+                   max(step) OVER (PARTITION BY cell_id) AS last_step
+            FROM metrics WHERE key = {p.add(m.key)} GROUP BY cell_id, step)"""
+    return f"""WITH {ev}
+            SELECT DISTINCT {_BASE_COLS}, e.step AS _step, e.v AS value, NULL::DOUBLE AS base{select_dims}
+            FROM ev e JOIN cells c ON c.cell_id = e.cell_id {joins}
+            WHERE {conds}"""
+
+
+def _values_sql(p: _Params, m: Metric) -> str:
+    """The `vals` CTE: per needed evaluation, the metric's value (and for pass@k the fewest samples)."""
+    if m.kind == "passk":
+        k = p.add(m.k)
+        return f"""pp AS (
+                SELECT s.eval_id, count(*) AS n, count_if(coalesce(s.correct, false)) AS c FROM samples s
+                WHERE s.eval_id IN (SELECT eval_id FROM need) GROUP BY s.eval_id, s.problem_id
+            ), vals AS (
+                SELECT eval_id, CASE WHEN min(n) >= {k} THEN avg(CASE WHEN n - c < {k} THEN 1.0 ELSE
+                    1.0 - exp(lgamma(n - c + 1) - lgamma(n - c - {k} + 1) - lgamma(n + 1) + lgamma(n - {k} + 1))
+                    END) END AS v, min(n) AS nmin
+                FROM pp GROUP BY eval_id)"""
+    return f"""vals AS (
+                SELECT s.eval_id, {m.sql} AS v, NULL::BIGINT AS nmin FROM samples s
+                WHERE s.eval_id IN (SELECT eval_id FROM need) GROUP BY s.eval_id)"""
+
+
+def _eval_sql(p: _Params, m: Metric, joins: str, conds: str, select_dims: str, with_base: bool) -> str:
+    """Per chosen evaluation: its value and its baseline evaluation's value."""
+    base_rows = _BASELINE_ROWS if with_base else ""
+    chosen = f"""chosen AS (
+                SELECT DISTINCT e.eval_id, e.baseline_eval_id, {_BASE_COLS}, e.step AS _step{select_dims}
+                FROM ev e JOIN cells c ON c.cell_id = e.cell_id {joins}
+                WHERE {conds}
+            )"""
+    vals = _values_sql(p, m)
+    return f"""WITH ev AS (
+                SELECT eval_id, cell_id, step, benchmark, baseline_eval_id,
+                       max(step) OVER (PARTITION BY cell_id, benchmark) AS last_step
+                FROM evals WHERE NOT is_baseline AND cell_id IS NOT NULL
+                {base_rows}
+            ), {chosen}, need AS (
+                SELECT eval_id FROM chosen UNION SELECT baseline_eval_id FROM chosen WHERE baseline_eval_id IS NOT NULL
+            ), {vals}
+            SELECT ch.*, v1.v AS value, v2.v AS base, v1.nmin AS nmin FROM chosen ch
+            LEFT JOIN vals v1 ON v1.eval_id = ch.eval_id LEFT JOIN vals v2 ON v2.eval_id = ch.baseline_eval_id"""
+
+
+def _best_per_run(rows: list[dict[str, Any]], ndims: int) -> list[dict[str, Any]]:
+    """Each cell's best step on this metric (an optimistic choice: say so where shown)."""
+    best: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for r in rows:
+        key = (r["cell_id"], *(r[f"d{i}"] for i in range(ndims)))
+        if r["value"] is not None and (key not in best or r["value"] > best[key]["value"]):
+            best[key] = r
+    return list(best.values())
