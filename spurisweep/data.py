@@ -1,5 +1,6 @@
 """Training sets and benchmarks: hub ids by default, local JSON/JSONL/parquet files on request, and an
-offline built-in arithmetic set (`builtin:arith`) so a sweep can run with no network at all.
+offline built-in arithmetic set (`builtin:arith`) so a sweep can run with no network at all, and fresh
+multi-step arithmetic no model can have seen (`builtin:randcalc`, the `randcalc` benchmark).
 
 Every loader returns `Problem` rows with a stable, unique string id. Field names are mapped per data set:
 the problem text is the first present of `problem`, `prompt`, `question` (also `Problem`, `Question`); the
@@ -135,6 +136,15 @@ BENCHMARKS: dict[str, Benchmark] = {
         Protocol(samples=2, temperature=1.0, max_new_tokens=64),
         None,
         "built-in toy word problems, 200 held out (offline; spurisweep.toy.task)",
+    ),
+    # fresh arithmetic no model can have memorised (spurisweep.randcalc): size and steps are settings of
+    # the source, e.g. eval.protocols.randcalc.path: "builtin:randcalc-test?n=200&steps=1-10"
+    "randcalc": Benchmark(
+        "randcalc",
+        (HubSource("builtin:randcalc-test", "test"),),
+        Protocol(max_new_tokens=1024),
+        None,
+        "built-in fresh arithmetic, 500 problems of 1-20 steps with fractions (offline; spurisweep.randcalc)",
     ),
 }
 
@@ -352,9 +362,13 @@ def builtin(name: str) -> list[Problem]:
 
         rows = task.rows("test" if name == "toy-test" else "train")
         return [Problem(id=i, problem=text, answer=answer) for i, text, answer in rows]
+    if name.partition("?")[0] in ("randcalc", "randcalc-test"):
+        from . import randcalc
+
+        return [Problem(r["id"], r["problem"], r["answer"]) for r in randcalc.from_name(name)]
     raise DataError(
         f"unknown built-in data set {name!r}; valid: builtin:arith, builtin:arith-test, builtin:toy, "
-        "builtin:toy-test"
+        "builtin:toy-test, builtin:randcalc, builtin:randcalc-test (settings: ?n=500&steps=1-20&seed=0)"
     )
 
 
