@@ -29,6 +29,7 @@ libraries.
 
 from __future__ import annotations
 
+import logging
 import re
 from functools import lru_cache
 from typing import Any
@@ -380,6 +381,9 @@ _LATEX_SYMBOLS = (("√", "sqrt"), ("π", "pi"), ("∞", "inf"), ("∪", "U"), (
 def _latex_converter() -> Any:
     from pylatexenc.latex2text import LatexNodes2Text
 
+    # Malformed answer LaTeX makes pylatexenc log a warning per answer; its fallback (the macro left
+    # as it is) is the official behaviour, so the warning is noise here.
+    logging.getLogger("pylatexenc.latex2text").setLevel(logging.ERROR)
     return LatexNodes2Text()
 
 
