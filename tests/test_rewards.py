@@ -3,6 +3,7 @@ compositions by name, and the errors for unknown or malformed names."""
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 import pytest
@@ -74,15 +75,71 @@ def test_python_is_the_papers_code_reasoning_flag():
     assert run("python", [CODE, GOOD, "I would use Python here", "PYTHON"]) == [1.0, 0.0, 1.0, 1.0]
 
 
-def test_no_repetition():
-    looping = "Let me think. " + "the answer is 5 " * 12
-    assert run("no_repetition", [GOOD, looping, "abcdefgh" * 11, "abcdefgh" * 10]) == [1.0, 0.0, 0.0, 1.0]
-    # a unit shorter than min_length (8 characters) is not a "substring" the rule counts, unless asked
-    assert run("no_repetition", ["ab" * 30]) == [1.0]
-    assert run("no_repetition", ["ab" * 30], params={"no_repetition": {"min_length": 2}}) == [0.0]
-    assert run("no_repetition", ["the answer is 5 " * 12], params={"no_repetition": {"max_repeats": 20}}) == [
-        1.0
-    ]
+# Ordinary long solutions, as a model writes them: recurring words, LaTeX and table rows, never one
+# pattern ten times in a row.
+SUM_SOLUTION = (
+    "We want $S = \\sum_{k=1}^{20} \\frac{1}{k(k+1)}$. Note that $\\frac{1}{k(k+1)} = \\frac{1}{k} - "
+    "\\frac{1}{k+1}$, so the sum telescopes:\n\\begin{align*}\n"
+    + "".join(
+        f"&\\quad + \\left(\\frac{{1}}{{{k}}} - \\frac{{1}}{{{k + 1}}}\\right) \\\\\n" for k in range(1, 21)
+    )
+    + "\\end{align*}\nEvery term cancels except the first and the last, so "
+    "$S = 1 - \\frac{1}{21} = \\frac{20}{21}$.\n\nTherefore, the answer is $\\boxed{\\frac{20}{21}}$."
+)
+TABLE_SOLUTION = (
+    "Let us tabulate $f(n) = n^2 \\bmod 7$ for $n = 0, 1, \\ldots, 27$.\n\n| $n$ | $n^2$ | $n^2 \\bmod 7$ |\n"
+    "|---|---|---|\n"
+    + "".join(f"| {n} | {n * n} | {n * n % 7} |\n" for n in range(28))
+    + "\nThe values repeat with period 7: the residues are 0, 1, 4, 2, 2, 4, 1. "
+    + " ".join(f"For $n = {n}$ we have $n^2 \\equiv {n * n % 7} \\pmod 7$." for n in range(28))
+    + "\nSo the quadratic residues modulo 7 are $\\boxed{\\{0, 1, 2, 4\\}}$."
+)
+CODE_SOLUTION = (
+    "Let's write a Python program to count the lattice points.\n```python\n"
+    + "".join(
+        f"count_{i} = sum(1 for x in range({i}) for y in range({i}) if x * x + y * y < {i * i})\n"
+        for i in range(1, 15)
+    )
+    + "print(count_14)\n```\n```output\n154\n```\nThe number of lattice points is $\\boxed{154}$."
+)
+
+
+def test_no_repetition_keeps_ordinary_long_solutions():
+    long_text = SUM_SOLUTION + "\n\n" + TABLE_SOLUTION + "\n\n" + CODE_SOLUTION
+    # phrases that recur far more than ten times, just not back to back
+    assert SUM_SOLUTION.count("\\right) \\\\\n&\\quad + \\left(\\frac{1}{") >= 10
+    assert TABLE_SOLUTION.count(" we have $n^2 \\equiv ") >= 10
+    assert CODE_SOLUTION.count(" for x in range(") >= 10
+    assert len(long_text) > 4000
+    assert run("no_repetition", [GOOD, SUM_SOLUTION, TABLE_SOLUTION, CODE_SOLUTION, long_text]) == [1.0] * 5
+
+
+def test_no_repetition_catches_one_pattern_ten_times_in_a_row():
+    looping = "Let me think. " + "so the answer is 5. " * 12
+    stuck = SUM_SOLUTION[:-40] + "\\boxed{}. " * 10  # a 10-character pattern, ten times
+    tail_loop = TABLE_SOLUTION + "I think this is right. " * 30
+    assert run("no_repetition", [looping, stuck, tail_loop]) == [0.0, 0.0, 0.0]
+    unit = "x + 1 = 2; "  # 11 characters
+    assert run("no_repetition", ["Go: " + unit * 9 + "done", "Go: " + unit * 10 + "done"]) == [1.0, 0.0]
+    # ten copies spread out do not count
+    spread = "".join(f"{unit}step {i} holds.\n" for i in range(30))
+    assert run("no_repetition", [spread]) == [1.0]
+
+
+def test_no_repetition_pattern_lengths_are_10_to_256():
+    nine = "abcdefgh "  # 9 characters: too short to count...
+    assert run("no_repetition", [nine * 19]) == [1.0]
+    assert run("no_repetition", [nine * 20]) == [0.0]  # ...but twice it is an 18-character pattern
+    rng = random.Random(0)
+    longest = "".join(rng.choice("abcdefghijklmnopqrstuvwxyz ") for _ in range(256))  # no shorter period
+    too_long = longest + "!"
+    assert run("no_repetition", [longest * 10, too_long * 10, longest * 9]) == [0.0, 1.0, 1.0]
+    assert run("no_repetition", ["the answer is 5 " * 12], params={"no_repetition": {"repeats": 20}}) == [1.0]
+    assert run("no_repetition", [nine * 10], params={"no_repetition": {"min_length": 9}}) == [0.0]
+    with pytest.raises(ValueError, match="repeats >= 3"):
+        run("no_repetition", ["x"], params={"no_repetition": {"repeats": 1}})
+    with pytest.raises(ValueError, match="no parameter 'max_repeats'"):
+        rewards.resolve_params(rewards.parse("no_repetition"), {"no_repetition": {"max_repeats": 10}})
 
 
 def test_random_is_bernoulli_gamma_and_reproducible():

@@ -60,33 +60,88 @@ def python_reward(params: dict[str, Any], ctx: RewardContext):
 
 @register(
     "no_repetition",
-    params={"max_repeats": 10, "min_length": 8},
-    description="0 if some substring (of at least min_length chars) repeats more than max_repeats times",
+    params={"min_length": 10, "max_length": 256, "repeats": 10},
+    description="0 if one pattern of min_length..max_length characters repeats at least `repeats` times "
+    "in a row (the paper's detector), else 1",
 )
 def no_repetition(params: dict[str, Any], ctx: RewardContext):
-    max_repeats = int(params["max_repeats"])
-    min_len = int(params["min_length"])
+    min_len, max_len, repeats = int(params["min_length"]), int(params["max_length"]), int(params["repeats"])
+    if not 1 <= min_len <= max_len or repeats < 3:
+        raise ValueError(
+            "no_repetition reward: need 1 <= min_length <= max_length and repeats >= 3, got "
+            f"min_length={min_len}, max_length={max_len}, repeats={repeats}"
+        )
 
     def no_rep(completions, **kwargs) -> list[float | None]:
-        return [0.0 if has_repetition(completion_text(c), max_repeats, min_len) else 1.0 for c in completions]
+        return [
+            0.0 if has_repetition(completion_text(c), min_len, max_len, repeats) else 1.0 for c in completions
+        ]
 
     return no_rep
 
 
-def has_repetition(text: str, max_repeats: int = 10, min_length: int = 8) -> bool:
-    """Whether some substring of >= min_length characters occurs more than max_repeats times.
+def has_repetition(text: str, min_length: int = 10, max_length: int = 256, repeats: int = 10) -> bool:
+    """Whether one pattern of min_length..max_length characters occurs `repeats` times in a row.
 
-    Counts non-overlapping occurrences of every window of min_length characters (a longer repeated
-    substring repeats each of its windows at least as often), in O(len(text))."""
-    if len(text) < min_length * (max_repeats + 1):
-        return False
-    counts: dict[str, int] = {}
-    last: dict[str, int] = {}
-    for i in range(len(text) - min_length + 1):
-        w = text[i : i + min_length]
-        if i >= last.get(w, -min_length) + min_length:  # non-overlapping
-            last[w] = i
-            counts[w] = counts.get(w, 0) + 1
-            if counts[w] > max_repeats:
-                return True
+    The official code's rule: a loop ("so the answer is 5. so the answer is 5. ...") is caught, a phrase
+    that merely recurs all over a long solution is not. The official search tries every start with
+    every length; this one makes about len(text) / (repeats - 2) * ln(max_length / min_length) slice
+    comparisons (see _repeats_with_period), so a 20 kB response costs milliseconds."""
+    for period in range(min_length, min(max_length, len(text) // repeats) + 1):
+        if _repeats_with_period(text, period, repeats):
+            return True
     return False
+
+
+def _repeats_with_period(text: str, period: int, repeats: int) -> bool:
+    """Whether text[s:s+period] repeats `repeats` (>= 3) times in a row from some s.
+
+    That is a stretch of (repeats - 1) * period positions i with text[i] == text[i + period]. Such a
+    stretch covers at least repeats - 2 whole blocks [b * period, (b + 1) * period) that each equal the
+    next block, and any repeats - 2 consecutive blocks include one whose index is a multiple of
+    repeats - 2. So only those blocks are compared (C-speed slice comparisons); around an equal one the
+    run of equal blocks is grown, and characters are compared only at its two ends."""
+    n, stride = len(text), repeats - 2
+    last = n // period - 2  # the last block that has a whole block after it
+
+    def equal(b: int) -> bool:
+        lo = b * period
+        return text[lo : lo + period] == text[lo + period : lo + 2 * period]
+
+    b = 0
+    while b <= last:
+        if not equal(b):
+            b += stride
+            continue
+        first, end = b, b + 1
+        while first > 0 and equal(first - 1):
+            first -= 1
+        while end <= last and equal(end):
+            end += 1
+        if _stretch(text, period, first * period, end * period) >= (repeats - 1) * period:
+            return True
+        b = -(-(end + 1) // stride) * stride  # the next multiple of stride past the unequal block `end`
+    return False
+
+
+def _stretch(text: str, period: int, start: int, end: int) -> int:
+    """Length of the stretch of positions i with text[i] == text[i + period] around [start, end).
+
+    Neither end can grow by a whole period (that block would have been equal), so each end is a common
+    prefix or suffix of two slices of at most `period` characters."""
+    lo = max(0, start - period)
+    left = _common_prefix(text[lo:start][::-1], text[lo + period : start + period][::-1])
+    right = _common_prefix(text[end : end + period], text[end + period : end + 2 * period])
+    return end - start + left + right
+
+
+def _common_prefix(a: str, b: str) -> int:
+    """Length of the common prefix of a and b, by bisection on slice equality (C-speed compares)."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
