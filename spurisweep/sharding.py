@@ -208,12 +208,15 @@ def assert_sharded(model_or_trainer: Any) -> None:
         if accelerator is not None:
             return  # not prepared yet: the ShardingCheck callback looks again when training starts
         raise _unsharded(backend, f"the model is a {type(model).__name__}, not FSDP2-wrapped")
-    report = sharding_report(model)
-    plain = [n for n, _ in model.named_parameters() if n not in report]
+    from torch.distributed.tensor import DTensor
+
+    params = dict(model.named_parameters())
+    plain = [n for n, p in params.items() if not isinstance(p, DTensor)]
     if plain:
         raise _unsharded(backend, f"{len(plain)} parameters are not sharded, e.g. {plain[0]}")
     world = _mesh_size(model)
-    whole = [n for n, (local, full) in report.items() if local >= full and full >= world > 1]
+    # FSDP2 shards dim 0: a tensor with fewer rows than processes may legitimately sit whole on one rank
+    whole = [n for n, p in params.items() if p.to_local().numel() >= p.numel() and p.shape[0] >= world > 1]
     if world < 2 or whole:
         why = f"{whole[0]} is held whole by this process" if whole else "the device mesh has one process"
         raise _unsharded(backend, why)
@@ -280,11 +283,15 @@ def export_hf(
 
     dtype = dtype or torch.bfloat16
     model = _unwrap(_model_of(trainer_or_model))
-    state = gather_full_state_dict(trainer_or_model)
+    state = gather_full_state_dict(
+        trainer_or_model
+    )  # rank 0: the fp32 weights in host memory (~30 GB for 7B)
     is_writer = not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
     out = Path(out_dir)
     if is_writer:
-        _write_hf(model, {k: v.to(dtype) for k, v in state.items()}, tokenizer, out, dtype)
+        for k in list(state):  # one tensor at a time, so the peak is the fp32 copy, not fp32 + bf16
+            state[k] = state[k].to(dtype)
+        _write_hf(model, state, tokenizer, out, dtype)
     del state
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
