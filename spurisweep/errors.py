@@ -36,6 +36,10 @@ class StoreError(SpurisweepError):
     """The results database could not be opened or queried."""
 
 
+class ShardingError(SpurisweepError):
+    """A cell configured sharded (train.sharding: fsdp) would train unsharded, or cannot be sharded."""
+
+
 def suggest(name: str, valid: list[str] | tuple[str, ...]) -> str:
     """'unknown X; valid: a, b, c' with a close match first when there is one."""
     import difflib
