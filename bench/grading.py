@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from spurisweep import grading  # noqa: E402
+from spurisweep.grading import verify  # noqa: E402
 
 
 def _default_data() -> Path:
@@ -77,7 +78,7 @@ def cold() -> None:
     import math_verify.parser as mvp
     from sympy.core.cache import clear_cache
 
-    grading._clear_caches()
+    verify.clear_caches()
     clear_cache()
     for fn in (mvp.parse_latex_cached, mvp.parse_expr_cached, mvp.extract_latex):
         fn.cache_clear()
@@ -128,12 +129,12 @@ def bench_inproc(pairs: list[tuple[str, str]], timeout: float) -> tuple[float, f
 
 def bench_bare(pairs: list[tuple[str, str]], timeout: float) -> tuple[float, float, int]:
     """grade_one with spurisweep's caches and identical-string shortcut off: math-verify's work + ours."""
-    saved = grading._FAST_PATH, grading._PARSE_CACHE_SIZE, grading._JUDGE_CACHE_SIZE
-    grading._FAST_PATH, grading._PARSE_CACHE_SIZE, grading._JUDGE_CACHE_SIZE = False, 0, 0
+    saved = verify._FAST_PATH, verify._PARSE_CACHE_SIZE, verify._JUDGE_CACHE_SIZE
+    verify._FAST_PATH, verify._PARSE_CACHE_SIZE, verify._JUDGE_CACHE_SIZE = False, 0, 0
     try:
         return bench_inproc(pairs, timeout)
     finally:
-        grading._FAST_PATH, grading._PARSE_CACHE_SIZE, grading._JUDGE_CACHE_SIZE = saved
+        verify._FAST_PATH, verify._PARSE_CACHE_SIZE, verify._JUDGE_CACHE_SIZE = saved
 
 
 def bench_pool(pairs: list[tuple[str, str]], workers: int, timeout: float) -> tuple[float, float, int]:

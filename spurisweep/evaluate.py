@@ -168,7 +168,7 @@ def external_eval_id(checkpoint: str, model: str, prompt: str, proto: ResolvedPr
 class OverlappedGrader:
     """Grades generated batches in a background thread while the caller generates the next batch.
 
-    The grading itself runs in grading.py's worker processes (math-verify needs SIGALRM, so never in
+    The grading itself runs in grading.pool's worker processes (math-verify needs SIGALRM, so never in
     threads); this thread only ships batches to them and waits, so it does not compete for the GIL with
     generation. `finish()` waits for what is left and returns the verdicts in submission order.
     """

@@ -1,4 +1,4 @@
-"""Tests for spurisweep.grading and spurisweep.verify_suite (real math-verify, no mocks)."""
+"""Tests for spurisweep.grading (extract, verify, pool) and spurisweep.verify_suite (real math-verify, no mocks)."""
 
 from __future__ import annotations
 
@@ -6,14 +6,19 @@ import json
 import os
 import re
 import signal
+import sys
 import threading
 import time
+import types
 from pathlib import Path
 
 import pytest
 
 from spurisweep import grading
+from spurisweep.errors import ConfigError
 from spurisweep.grading import GradingPool, Verdict, answers_equal, code_flags, extract_answer, grade_one
+from spurisweep.grading import extract as extract_mod
+from spurisweep.grading import pool as pool_mod
 from spurisweep.verify_suite import CASES, SuiteCase, run_suite, with_expectations
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +105,7 @@ def test_code_flags():
 
 def test_verdict_fields_and_dict():
     v = grade_one("```python\nprint(1)\n```\nSo \\boxed{1}", "1")
-    assert v == Verdict(True, "1", None, True, True)
+    assert v == Verdict(correct=True, extracted="1", reason=None, has_python=True, has_code_block=True)
     assert v.to_dict() == {
         "correct": True,
         "extracted": "1",
@@ -322,6 +327,50 @@ def test_in_process_pool_and_order(pool):
 
 
 # --------------------------------------------------------------------------------------------------
+# the grader registry
+# --------------------------------------------------------------------------------------------------
+
+
+def test_unknown_grader_is_a_config_error_listing_the_valid_ones(pool):
+    for call in (
+        lambda: grading.grade_batch([("\\boxed{1}", "1")], grader="math_verfy"),
+        lambda: grade_one("\\boxed{1}", "1", grader="paperr"),
+        lambda: pool.grade([("\\boxed{1}", "1")], grader="nope"),
+        lambda: pool.equal([("1", "1")], grader="nope"),
+        lambda: grading.grade_batch([], grader="nope"),
+    ):
+        with pytest.raises(ConfigError, match="valid: math_verify"):
+            call()
+
+
+def test_grader_is_chosen_by_name(monkeypatch):
+    """A second grader registered by name is what grade_one/grade_batch/GradingPool run (in-process:
+    the workers of a pool import the registry afresh, so a test-only entry cannot reach them)."""
+    fake = types.ModuleType("spurisweep_test_fake_grader")
+
+    def grade(response, answer, timeout):
+        return Verdict(
+            correct=None, extracted=response, reason="fake", has_python=False, has_code_block=False
+        )
+
+    fake.grade = grade  # type: ignore[attr-defined]
+    fake.equal = lambda a, b, timeout: a == b[::-1]  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, fake.__name__, fake)
+    monkeypatch.setitem(grading.GRADERS, "fake", pool_mod.GraderSpec(fake.__name__))
+    monkeypatch.setattr(pool_mod, "_loaded", {})  # forget the imported graders afterwards
+    assert grade_one("\\boxed{1}", "1", grader="fake").reason == "fake"
+    assert grade_one("\\boxed{1}", "1").reason is None
+    assert [v.extracted for v in grading.grade_batch([("a", "1"), ("b", "2")], workers=0, grader="fake")] == [
+        "a",
+        "b",
+    ]
+    with GradingPool(workers=0) as local:
+        assert local.grade([("x", "1")], grader="fake")[0].reason == "fake"
+        assert local.equal([("12", "21")], grader="fake") == [True]
+        assert local.equal([("12", "21")]) == [False]
+
+
+# --------------------------------------------------------------------------------------------------
 # the adversarial suite
 # --------------------------------------------------------------------------------------------------
 
@@ -336,7 +385,7 @@ def test_suite_grader_coverage_is_complete(pool):
 
 def test_suite_is_extensible():
     def fmt(responses, golds):
-        return [1.0 if grading._last_boxed(r) and "\\boxed" in r else 0.0 for r in responses]
+        return [1.0 if extract_mod._last_boxed(r) and "\\boxed" in r else 0.0 for r in responses]
 
     def always_one(responses, golds):
         return [1.0] * len(responses)
