@@ -187,6 +187,7 @@ class Settings:
     vllm_tp: int = 1
     gpu_mem_gb: float = 80.0
     fused_lm_head: bool = True  # TRL >= 1.x scores tokens without materialising the logits
+    triton: bool = True  # TRL's fused head has Triton kernels (CUDA); False models its torch fallback (CPU)
     generate_batch: int | None = None  # without vLLM: sequences transformers generates at once per GPU
     overhead_gb: float = RUNTIME_OVERHEAD_GB
 
@@ -231,8 +232,9 @@ class MemoryEstimate:
     gradients: int
     ddp_buckets: int  # DDP's all-reduce buckets (a second gradient copy)
     optimizer: int  # AdamW's two moments
-    activations: int
-    lm_head: int  # the fused LM head's working set, or materialised logits
+    activations: int  # kept for backward through the whole backward pass
+    backward: int  # one layer's backward: its recomputed activations (checkpointing) and gradients
+    lm_head: int  # the LM head's backward: fused working set, or materialised logits
     vllm: int  # the engine's share during the update (its sleep residue when sleeping)
     vllm_awake: int  # its share during generation
     generation: int  # transformers generate's KV cache (no vLLM)
@@ -247,7 +249,8 @@ class MemoryEstimate:
 
     @property
     def training_peak(self) -> int:
-        step = self.compute_copy + self.gradients + self.activations + self.lm_head
+        # the LM head's backward runs before any layer's, and its buffers are freed by then
+        step = self.compute_copy + self.gradients + self.activations + max(self.backward, self.lm_head)
         return self.resident + step + self.vllm
 
     @property
@@ -348,6 +351,7 @@ def _estimate(shape: ModelShape, s: Settings) -> MemoryEstimate:
         ddp_buckets=p * master if s.sharding == "none" and s.world_size > 1 else 0,
         optimizer=2 * p * master // shards,
         activations=activation_bytes(shape, s),
+        backward=backward_bytes(shape, s),
         lm_head=lm_head_bytes(shape, s),
         vllm=sleeping if vllm_kv is not None else 0,
         vllm_awake=vllm_share,
@@ -377,39 +381,62 @@ def layer_activation_bytes_per_token(shape: ModelShape, e: int) -> int:
 
 
 def activation_bytes(shape: ModelShape, s: Settings) -> int:
-    """Activations of one micro-batch at full length (TRL pads each micro-batch to its longest sequence;
-    the planner assumes the longest is max prompt + max completion).
+    """Activations kept for backward, for one micro-batch at full length (TRL pads a micro-batch to its
+    longest sequence; the planner assumes the longest is max prompt + max completion).
 
-    Checkpointing keeps each layer's input (tokens x hidden) and recomputes one layer at a time during
-    backward, so one layer's full activations exist at once; without it every layer's are kept. Either way
-    a layer's backward holds the gradients of its widest tensors (two intermediate-wide, two hidden-wide)
-    and the final norm's activations stay until the LM head's backward.
+    Checkpointing keeps only each layer's input (tokens x hidden); without it every layer's activations
+    are kept. (The final norm's are counted with the LM head: they are freed by its backward.)
     """
     e = DTYPE_BYTES[s.compute_dtype]
     tokens = s.micro_batch * (s.prompt_len + s.completion_len)
-    layer = tokens * layer_activation_bytes_per_token(shape, e)
-    kept = tokens * shape.hidden_size * e if s.grad_checkpointing else layer
-    backward = tokens * e * (2 * shape.intermediate_size + 2 * shape.hidden_size)
-    final_norm = tokens * (4 + 2 * e) * shape.hidden_size
-    recompute = layer if s.grad_checkpointing else 0
-    return shape.num_layers * kept + recompute + backward + final_norm
+    if s.grad_checkpointing:
+        per_layer = tokens * shape.hidden_size * e
+    else:
+        per_layer = tokens * layer_activation_bytes_per_token(shape, e)
+    return shape.num_layers * per_layer
+
+
+def backward_bytes(shape: ModelShape, s: Settings) -> int:
+    """The working set of one decoder layer's backward, on top of what is kept.
+
+    With checkpointing the layer's activations are recomputed first, so one layer's full set exists at
+    once. Either way, at the MLP's backward (the layer's widest point) the product's gradient
+    (intermediate-wide) exists beside the incoming hidden-state gradient and the residual's (hidden-wide);
+    later gradients appear as earlier activations are freed. (Checked against the CPU allocator's peak by
+    bench/memory_plan.py.)
+    """
+    e = DTYPE_BYTES[s.compute_dtype]
+    tokens = s.micro_batch * (s.prompt_len + s.completion_len)
+    recompute = tokens * layer_activation_bytes_per_token(shape, e) if s.grad_checkpointing else 0
+    grads = tokens * e * (shape.intermediate_size + 2 * shape.hidden_size)
+    return recompute + grads
 
 
 def lm_head_bytes(shape: ModelShape, s: Settings) -> int:
-    """The LM head's extra memory for the scored (completion) positions.
+    """The LM head's backward: the final norm's activations and the head's working set.
 
-    Fused (TRL's add_fused_lm_head): one [4096 x 32768] logits tile in the compute dtype, the hidden-state
+    Fused (TRL's add_fused_lm_head): one [4096 x 32768] logits tile in the compute dtype (0.27 GB in bf16), the hidden-state
     gradient accumulated in fp32, and the head's weight gradient accumulated in fp32 then cast to the
     compute dtype. Unfused (older TRL): fp32 logits of every scored position plus their log-softmax kept for
     backward - micro x completion x vocab x 4 bytes twice, which dominates for 130-150k vocabularies.
+    Its backward runs before the layers' (MemoryEstimate.training_peak takes the larger of the two).
     """
     e = DTYPE_BYTES[s.compute_dtype]
-    scored = s.micro_batch * s.completion_len
+    # with Triton only the labelled (completion) positions are scored; the fallback scores every position
+    positions = s.completion_len if s.triton else s.prompt_len + s.completion_len - 1
+    scored = s.micro_batch * positions
     vh = shape.vocab_size * shape.hidden_size
+    # the final norm's activations (its fp32 upcast, normalised value and output) live until here
+    tokens = s.micro_batch * (s.prompt_len + s.completion_len)
+    final_norm = tokens * (4 + 2 * e) * shape.hidden_size
     if not s.fused_lm_head:
-        return 2 * scored * shape.vocab_size * 4
-    tile = min(scored, LM_HEAD_TILE[0]) * min(shape.vocab_size, LM_HEAD_TILE[1]) * e
-    return tile + scored * shape.hidden_size * 4 + vh * (4 + e)
+        return final_norm + 2 * scored * shape.vocab_size * 4
+    rows, width = min(scored, LM_HEAD_TILE[0]), min(shape.vocab_size, LM_HEAD_TILE[1])
+    # the tile buffer is allocated at the full chunk width even when the vocabulary is narrower
+    tile = rows * LM_HEAD_TILE[1] * e
+    # the torch fallback folds a tile with whole-tile fp32 temporaries (upcast, log p, p, grad, products)
+    fallback = 0 if s.triton else 7 * rows * width * 4
+    return final_norm + tile + fallback + scored * shape.hidden_size * 4 + vh * (4 + e)
 
 
 def kv_bytes_per_token(shape: ModelShape, e: int = 2) -> int:
