@@ -1,0 +1,225 @@
+"""A five-minute check on one GPU: the memory planner against CUDA's peak, a bf16 GRPO step, generation speed.
+
+Needs torch, transformers and TRL only (a borrowed GPU machine may have neither vLLM nor network): the model
+is Qwen2-0.5B-shaped (bench/qwen2_shapes.py) with random weights, built from its config with a word-level
+tokenizer covering its vocabulary (bench/train_step.build_large), so nothing is downloaded.
+
+  1. planner   one training step (bf16 autocast over fp32 master weights, TRL's fused LM head, AdamW) at a
+               few micro-batch / length / checkpointing settings: spurisweep.memory's estimate against
+               torch.cuda.max_memory_allocated (which leaves out the CUDA context, so overhead_gb=0).
+  2. GRPO      TRL's GRPOTrainer on this GPU, bf16, transformers generation, a random reward over a tiny
+               random data set: seconds per step and its memory peak next to the planner's rollout and
+               update estimates.
+  3. generate  batched transformers generate: new tokens per second.
+
+On a machine without CUDA it prints "no CUDA device: nothing measured" and exits 0.
+Usage: python bench/gpu_check.py [--shape 0.5b|1.5b] [--grpo-steps 2] [--cpu-smoke]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ siblings, also when imported
+
+DEVICE = "cuda"  # --cpu-smoke runs the same code on the CPU (2 layers, small sizes) to check it runs
+
+
+def reset_peak() -> None:
+    import torch
+
+    if DEVICE == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def peak_bytes() -> int:
+    """CUDA's peak allocation since reset_peak (0 in a CPU smoke run: nothing is measured there)."""
+    import torch
+
+    return torch.cuda.max_memory_allocated() if DEVICE == "cuda" else 0
+
+
+STEP_CONFIGS = [  # (micro-batch, prompt, completion, checkpointing)
+    (4, 256, 768, False),
+    (8, 256, 768, True),
+    (16, 512, 1536, True),
+]
+
+
+def planner_check(folder: Path) -> None:
+    """Estimate vs measured peak of one forward + backward + AdamW step, per configuration."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    from spurisweep import memory
+
+    shape = memory.model_shape(memory.load_config(folder), "qwen2-shaped")
+    print(f"\n[planner] {shape.params / 1e6:.0f}M parameters; GB = 1e9 bytes")
+    print(f"  {'micro x prompt+completion':<28}{'ckpt':>6}{'measured':>10}{'estimate':>10}{'est/meas':>10}")
+    configs = STEP_CONFIGS if DEVICE == "cuda" else [(2, 16, 16, True)]
+    for micro, prompt, completion, ckpt in configs:
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).to(DEVICE)
+        model.config.use_cache = False
+        add_fused_lm_head(model, outputs=("log_probs", "entropy"))
+        if ckpt:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+        ids = torch.randint(4, shape.vocab_size, (micro, prompt + completion), device=DEVICE)
+        labels = ids.clone()
+        labels[:, :prompt] = -100
+        reset_peak()
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            out = model(input_ids=ids, attention_mask=torch.ones_like(ids), labels=labels, fused_lm_head=True)
+        (-out.log_probs.sum() / micro).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        measured = max(peak_bytes(), 1)
+        est = memory.estimate(
+            shape,
+            micro_batch=micro,
+            prompt_len=prompt,
+            completion_len=completion,
+            grad_checkpointing=ckpt,
+            overhead_gb=0.0,
+        )
+        label = f"{micro} x {prompt}+{completion}"
+        ratio = est.training_peak / measured
+        print(
+            f"  {label:<28}{ckpt!s:>6}{measured / 1e9:>10.2f}{est.training_peak / 1e9:>10.2f}{ratio:>10.2f}"
+        )
+        del model, opt, out, ids, labels
+        if DEVICE == "cuda":
+            torch.cuda.empty_cache()
+
+
+def grpo_check(folder: Path, steps: int) -> None:
+    """A few bf16 GRPO steps through TRL on this GPU; time per step and peak memory."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+    from trl import GRPOConfig, GRPOTrainer
+
+    from spurisweep import memory
+
+    tok = AutoTokenizer.from_pretrained(folder)
+    rng = random.Random(0)
+    words = [w for w in tok.get_vocab() if not w.startswith("<")]
+    prompts = [" ".join(rng.choices(words, k=48)) for _ in range(32)]
+    micro, gens, completion = (8, 8, 256) if DEVICE == "cuda" else (2, 2, 8)
+
+    def random_reward(completions, **kwargs) -> list[float]:
+        return [float(rng.random() < 0.5) for _ in completions]
+
+    with tempfile.TemporaryDirectory() as out:
+        args = GRPOConfig(
+            output_dir=out,
+            per_device_train_batch_size=micro,
+            num_generations=gens,
+            max_completion_length=completion,
+            max_steps=steps,
+            learning_rate=5e-7,
+            bf16=DEVICE == "cuda",
+            use_cpu=DEVICE == "cpu",
+            gradient_checkpointing=True,
+            logging_steps=1,
+            report_to=[],
+            save_strategy="no",
+            use_vllm=False,
+        )
+        trainer = GRPOTrainer(
+            model=str(folder),
+            reward_funcs=[random_reward],
+            args=args,
+            train_dataset=Dataset.from_dict({"prompt": prompts}),
+            processing_class=tok,
+        )
+        reset_peak()
+        start = time.perf_counter()
+        trainer.train()
+        seconds = (time.perf_counter() - start) / steps
+    measured = peak_bytes()
+    shape = memory.model_shape(memory.load_config(folder), "qwen2-shaped")
+    prompt_len = max(len(tok(p).input_ids) for p in prompts)
+    est = memory.estimate(
+        shape,
+        micro_batch=micro,
+        prompt_len=prompt_len,
+        completion_len=completion,
+        grad_checkpointing=True,
+        generate_batch=micro,
+        overhead_gb=0.0,
+    )
+    print(f"\n[grpo] {steps} steps, micro-batch {micro}, {gens} generations, {completion} new tokens")
+    print(f"  {seconds:.1f} s per step; peak {measured / 1e9:.2f} GB measured")
+    print(f"  planner: update {est.training_peak / 1e9:.2f} GB, rollout {est.rollout_peak / 1e9:.2f} GB")
+    del trainer
+
+
+def sync() -> None:
+    import torch
+
+    if DEVICE == "cuda":
+        torch.cuda.synchronize()
+
+
+def generate_check(folder: Path, batch: int = 32, new_tokens: int = 256) -> None:
+    """Batched transformers generate in bf16: new tokens per second."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.bfloat16).to(DEVICE).eval()
+    ids = torch.randint(4, model.config.vocab_size, (batch, 64), device=DEVICE)
+    kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, pad_token_id=0)
+    with torch.no_grad():
+        model.generate(ids[:2], **dict(kw, max_new_tokens=8, min_new_tokens=8))  # warm-up
+        sync()
+        start = time.perf_counter()
+        model.generate(ids, attention_mask=torch.ones_like(ids), **kw)
+        sync()
+    seconds = time.perf_counter() - start
+    print(
+        f"\n[generate] batch {batch} x {new_tokens} new tokens: {batch * new_tokens / seconds:,.0f} tokens/s"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--shape", default="0.5b", choices=["0.5b", "1.5b"])
+    ap.add_argument("--grpo-steps", type=int, default=2)
+    ap.add_argument(
+        "--cpu-smoke", action="store_true", help="run every step on the CPU, 2 layers, no figures"
+    )
+    args = ap.parse_args()
+    import torch
+
+    global DEVICE
+    if args.cpu_smoke:
+        DEVICE = "cpu"
+    elif not torch.cuda.is_available():
+        print("no CUDA device: nothing measured")
+        return 0
+    from train_step import build_large
+
+    name = (
+        torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu (smoke run: figures are not measurements)"
+    )
+    print(f"device: {name}, torch {torch.__version__}")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = build_large(Path(tmp) / "model", args.shape, layers=None if DEVICE == "cuda" else 2)
+        planner_check(folder)
+        grpo_check(folder, args.grpo_steps if DEVICE == "cuda" else 1)
+        if DEVICE == "cuda":
+            generate_check(folder)
+        else:
+            generate_check(folder, batch=2, new_tokens=4)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
