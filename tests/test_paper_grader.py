@@ -1,4 +1,4 @@
-"""The paper grader (spurisweep.paper_grader) against the official grader's verdicts.
+"""The paper grader (spurisweep.grading.paper) against the official grader's verdicts.
 
 Two kinds of cases, all through the real functions (real sympy, pylatexenc, word2number; no mocks):
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from spurisweep.paper_grader import extract_answer, format_ok, grade, grade_answer
+from spurisweep.grading.paper import extract_answer, format_ok, grade_answer, grade_dict
 
 # --------------------------------------------------------------------------------------------------
 # Literal cases, one group per rule
@@ -140,9 +140,9 @@ def test_grade_answer_rules(given, gold, correct):
 
 def test_pm_answers_lose_to_the_unit_words():
     """The official grader cannot credit a \\pm answer: the normalisation deletes "pm"."""
-    assert grade("\\boxed{1 \\pm \\sqrt{19}}", "1 \\pm \\sqrt{19}")["correct"] is False
-    assert grade("\\boxed{3 \\pm 2 \\sqrt{2}}", "3 \\pm 2 \\sqrt{2}")["correct"] is False
-    assert grade("\\boxed{1+\\sqrt{19}}", "1 \\pm \\sqrt{19}")["correct"] is False
+    assert grade_dict("\\boxed{1 \\pm \\sqrt{19}}", "1 \\pm \\sqrt{19}")["correct"] is False
+    assert grade_dict("\\boxed{3 \\pm 2 \\sqrt{2}}", "3 \\pm 2 \\sqrt{2}")["correct"] is False
+    assert grade_dict("\\boxed{1+\\sqrt{19}}", "1 \\pm \\sqrt{19}")["correct"] is False
 
 
 def test_r1_reads_after_the_last_answer_tag():
@@ -151,7 +151,7 @@ def test_r1_reads_after_the_last_answer_tag():
     assert extract_answer(text) == "3</think><answer>4</answer>"  # "answer is" to the end of the text
     assert extract_answer("<answer>1</answer> <answer> 7 ", r1=True) == "7"
     # the stop string is cut off by generation; no closing tag is needed
-    assert grade("<think>...</think> <answer> \\boxed{12}", "12", r1=True)["correct"] is True
+    assert grade_dict("<think>...</think> <answer> \\boxed{12}", "12", r1=True)["correct"] is True
     # then the usual order: box, "answer is", the last number
     assert extract_answer("<answer>5 seconds</answer>", r1=True) == "5"
     assert extract_answer("<answer>yes</answer>", r1=True) == ""
@@ -185,9 +185,9 @@ def test_format_ok(response, r1, ok):
 
 
 def test_grade_fields():
-    out = grade("We get \\boxed{\\frac{1}{2}}.", "0.5")
+    out = grade_dict("We get \\boxed{\\frac{1}{2}}.", "0.5")
     assert out == {"correct": True, "extracted": "\\frac{1}{2}", "format_ok": True}
-    assert grade("no answer", "5") == {"correct": False, "extracted": "", "format_ok": False}
+    assert grade_dict("no answer", "5") == {"correct": False, "extracted": "", "format_ok": False}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -280,7 +280,7 @@ def test_benchmark_pairs_match_the_official_verdicts(shared_data):
     wrong = [
         (name, where, response, gold, expected)
         for name, where, response, gold, r1, expected in pairs
-        if grade(response, gold, r1=r1)["correct"] is not expected
+        if grade_dict(response, gold, r1=r1)["correct"] is not expected
     ]
     assert not wrong, f"{len(wrong)} of {len(pairs)} differ from the official verdicts: {wrong[:10]}"
 
@@ -312,6 +312,31 @@ def test_deepscaler_golds_boxed_verbatim_as_officially(shared_data):
     """All 7,961 DeepScaleR level-1 golds in a box: exactly the official grader's 16 are rejected."""
     rows = json.loads((shared_data / "deepscaler_level1_train.json").read_text())
     rejected = [
-        str(r["answer"]) for r in rows if not grade(f"\\boxed{{{r['answer']}}}", str(r["answer"]))["correct"]
+        str(r["answer"])
+        for r in rows
+        if not grade_dict(f"\\boxed{{{r['answer']}}}", str(r["answer"]))["correct"]
     ]
     assert sorted(rejected) == sorted(DEEPSCALER_REJECTED)
+
+
+def test_paper_grader_runs_in_the_pool_with_the_hard_budget():
+    """The paper rules through the same worker pool and per-answer time limit as math-verify."""
+    from spurisweep.grading import grade_batch
+
+    pairs = [
+        ("so \\boxed{\\frac{10}{18}}", "\\frac59"),
+        ("so \\boxed{5/9}", "\\frac59"),
+        ("\\boxed{42", "42"),
+    ]
+    paper = grade_batch(pairs, timeout=10.0, grader="paper", workers=1)
+    mv = grade_batch(pairs, timeout=10.0, grader="math_verify", workers=1)
+    assert [v.correct for v in paper] == [
+        False,
+        True,
+        True,
+    ]  # unreduced fractions rejected; unclosed box read
+    assert mv[0].correct is True  # math-verify is the lenient one
+    r1 = grade_batch(
+        [("<think>x</think> <answer> \\boxed{7}", "7")], timeout=10.0, grader="paper_r1", workers=0
+    )
+    assert r1[0].correct is True and r1[0].extracted == "7"

@@ -6,7 +6,7 @@ a worker that has made no progress for ``timeout + margin`` seconds (a C-level h
 replaced, its in-flight answer grades ``None``/"timeout" and the rest of its chunk is re-queued.
 
 The function a worker runs is chosen by name from :data:`GRADERS`, so every grader ("math_verify" now)
-shares this pool and its limits. Tasks, results and messages cross processes by name (dataclasses and
+shares this pool and its limits ("paper" and "paper_r1": the official rules, grading/paper.py). Tasks, results and messages cross processes by name (dataclasses and
 dicts), never as positional tuples.
 
 Why our own pool and not ``pebble.ProcessPool`` (5.2.3: per-task timeouts, replaces hung workers):
@@ -63,12 +63,16 @@ class GraderSpec:
 
     module: str
     preload: tuple[str, ...] = ()
+    entry: str = "grade"  # the module's grading function
 
 
 #: grader name -> where it lives; named rather than imported so that a grader's imports happen only in
 #: the processes that grade. Every worker warms up every grader here before it takes work.
 GRADERS: dict[str, GraderSpec] = {
     "math_verify": GraderSpec("spurisweep.grading.verify", preload=("math_verify",)),
+    # the paper's official rules (grading/paper.py); paper_r1 reads the answer after the last <answer>
+    "paper": GraderSpec("spurisweep.grading.paper", preload=("sympy", "pylatexenc")),
+    "paper_r1": GraderSpec("spurisweep.grading.paper", preload=("sympy", "pylatexenc"), entry="grade_r1"),
 }
 DEFAULT_GRADER = "math_verify"
 
@@ -88,6 +92,11 @@ def grader_module(name: str) -> ModuleType:
     if module is None:
         module = _loaded[name] = importlib.import_module(GRADERS[check_grader(name)].module)
     return module
+
+
+def grade_fn(name: str) -> Any:
+    """Grader ``name``'s grading function ``(response, answer, timeout) -> Verdict``."""
+    return getattr(grader_module(name), GRADERS[name].entry)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -113,12 +122,13 @@ def _unfinished(task: _Task, reason: str, extracted: str | None) -> Verdict | No
     return Verdict(correct=None, extracted=extracted, reason=reason, has_python=hp, has_code_block=hb)
 
 
-def _execute(task: _Task, timeout: float, grader: ModuleType) -> Verdict | bool | None:
-    """Run one task with ``grader``; a grader bug becomes an "internal_error" result, never an exception."""
+def _execute(task: _Task, timeout: float, grader: str) -> Verdict | bool | None:
+    """Run one task with grader ``grader``; a grader bug becomes an "internal_error" result, never an
+    exception."""
     try:
         if task.kind == "e":
-            return grader.equal(task.a, task.b, timeout)
-        verdict = grader.grade(task.a, task.b, timeout)
+            return grader_module(grader).equal(task.a, task.b, timeout)
+        verdict = grade_fn(grader)(task.a, task.b, timeout)
         if task.flags is not None:
             verdict = dataclasses.replace(verdict, has_python=task.flags[0], has_code_block=task.flags[1])
         return verdict
@@ -132,8 +142,8 @@ def _worker_main(conn: Any, progress: Any, warmup: bool = True) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and shuts us down
     try:
         if warmup:  # import sympy's lazy parts and compile the parsers before the first real answer
-            for name in GRADERS:
-                grader_module(name).warm_up()
+            for module in {spec.module for spec in GRADERS.values()}:
+                importlib.import_module(module).warm_up()
         conn.send({"event": "ready", "pid": os.getpid()})
         while True:
             try:
@@ -142,7 +152,7 @@ def _worker_main(conn: Any, progress: Any, warmup: bool = True) -> None:
                 break
             if msg is None:
                 break
-            grader = grader_module(msg["grader"])
+            grader = msg["grader"]
             out = []
             for task in msg["tasks"]:
                 progress.value += 1
@@ -341,7 +351,7 @@ class GradingPool:
 
     def _grade_local(self, task: _Task, timeout: float, grader: str) -> Verdict:
         if in_main_thread():
-            v = grader_module(grader).grade(task.a, task.b, timeout)
+            v = grade_fn(grader)(task.a, task.b, timeout)
         else:
             v = grade_batch([(task.a, task.b)], timeout=timeout, grader=grader)[0]
         if task.flags is not None:
@@ -578,7 +588,7 @@ class _Run:
             if not main:
                 self._set(i, self._lost_result(i, POOL_UNAVAILABLE))
             else:
-                self._set(i, _execute(task, self.timeout, grader_module(self.grader)))
+                self._set(i, _execute(task, self.timeout, self.grader))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -627,8 +637,8 @@ def grade_batch(
     if not pairs:
         return []
     if workers == 0 and in_main_thread():
-        module = grader_module(grader)
-        return [module.grade(r, a, timeout) for r, a in pairs]
+        fn = grade_fn(grader)
+        return [fn(r, a, timeout) for r, a in pairs]
     return _shared_pool(workers).grade(pairs, timeout=timeout, grader=grader)
 
 
@@ -641,7 +651,7 @@ def grade_one(response: str, answer: str, timeout: float = 5.0, grader: str = DE
     """
     if not in_main_thread():
         return grade_batch([(response, answer)], timeout=timeout, grader=grader)[0]
-    return grader_module(grader).grade(response, answer, timeout)
+    return grade_fn(check_grader(grader))(response, answer, timeout)
 
 
 def answers_equal(a: str, b: str, timeout: float = 5.0) -> bool | None:

@@ -34,7 +34,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["extract_answer", "format_ok", "grade", "grade_answer", "normalize_extracted"]
+__all__ = ["extract_answer", "format_ok", "grade", "grade_answer", "grade_dict", "normalize_extracted"]
 
 # --------------------------------------------------------------------------------------------------
 # Extraction (Qwen2.5-Math evaluation parser)
@@ -530,7 +530,7 @@ def grade_answer(given: str, gold: str) -> bool:
     return all(_elements_equal(g, p) for g, p in zip(gold_elems, given_elems, strict=True))
 
 
-def grade(response: str, gold: str, *, r1: bool = False) -> dict[str, Any]:
+def grade_dict(response: str, gold: str, *, r1: bool = False) -> dict[str, Any]:
     """One response graded the official way: ``correct``, ``extracted`` and ``format_ok``."""
     extracted = extract_answer(response, r1=r1)
     return {
@@ -538,3 +538,51 @@ def grade(response: str, gold: str, *, r1: bool = False) -> dict[str, Any]:
         "extracted": extracted,
         "format_ok": format_ok(response, r1=r1),
     }
+
+
+# --------------------------------------------------------------------------------------------------
+# The grading pool's interface (grading.pool.GRADERS names this module "paper", and paper_r1 for
+# R1-style prompts whose answer is read after the last <answer>)
+# --------------------------------------------------------------------------------------------------
+def _verdict(response: Any, answer: Any, timeout: float, r1: bool) -> Any:
+    from .extract import as_text, code_flags
+    from .verify import EMPTY_GOLD, MISMATCH, NO_ANSWER, TIMEOUT, Verdict, with_budget
+
+    response, answer = as_text(response), as_text(answer)
+    has_python, has_block = code_flags(response)
+    if not answer.strip():
+        return Verdict(None, None, EMPTY_GOLD, has_python, has_block)
+    timed_out, out = with_budget(lambda: grade_dict(response, answer, r1=r1), timeout)
+    if timed_out:
+        return Verdict(None, None, TIMEOUT, has_python, has_block)
+    extracted = out["extracted"] or None
+    # the official grader scores an ungradable answer 0: never None, unlike math-verify
+    reason = None if out["correct"] else (NO_ANSWER if extracted is None else MISMATCH)
+    return Verdict(bool(out["correct"]), extracted, reason, has_python, has_block)
+
+
+def grade(response: Any, answer: Any, timeout: float) -> Any:
+    """The pool's entry point: a Verdict, under a hard budget of ``timeout`` seconds (main thread)."""
+    return _verdict(response, answer, timeout, r1=False)
+
+
+def grade_r1(response: Any, answer: Any, timeout: float) -> Any:
+    return _verdict(response, answer, timeout, r1=True)
+
+
+def equal(a: Any, b: Any, timeout: float) -> bool | None:
+    """Whether two answers are the same by the official grader (used to group majority answers)."""
+    from .verify import with_budget
+
+    timed_out, out = with_budget(lambda: grade_answer(str(a), str(b)), timeout)
+    return None if timed_out else bool(out)
+
+
+def warm_up() -> None:
+    """Import sympy's lazy parts and compile the regexes before the first real answer."""
+    for response, gold in (
+        ("so \\boxed{\\frac{1}{2}}", "0.5"),
+        ("the answer is 3", "3"),
+        ("\\boxed{x^2}", "x^2"),
+    ):
+        grade_dict(response, gold)
