@@ -35,6 +35,13 @@ ResultsOpt = Annotated[
         "--results", envvar="SPURISWEEP_RESULTS", help="Results folder (cell folders + the DuckDB file)."
     ),
 ]
+GraderOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Whose verdicts to count: math_verify (default) or paper (the paper's official grader; the "
+        "default with --paper). Every sample keeps both.",
+    ),
+]
 SweepArg = Annotated[Path, typer.Argument(help="A sweep YAML file (see sweeps/).", show_default=False)]
 
 
@@ -349,10 +356,12 @@ def report(
         str | None, typer.Option(help="Write figures instead: curves, code or clip (PNG + HTML, into --out).")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for --plot output.")] = None,
+    grader: GraderOpt = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """The comparison table: mean over seeds, spread, and the change against each model's baseline."""
     from . import store
+    from .analysis import query
     from .analysis import report as rep
 
     parts = [p.strip() for p in pivot.split(",") if p.strip()]
@@ -364,6 +373,7 @@ def report(
         raise ConfigError("--plot needs --out DIR (where the PNG and HTML files go)", field="--out")
     store.ingest(results)
     with store.connect(store.db_path(results)) as con:
+        query.use_grader(con, grader or ("paper" if paper else "math_verify"))
         if plot is not None:
             from .analysis import plots
 
@@ -410,12 +420,13 @@ def diagnose(
         ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, markdown or json.")] = "table",
+    grader: GraderOpt = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Is the gain from the reward? Spurious-reward sensitivity, compression vs capability, training health,
     the clip 2x2 reading, and a warning when conclusions rest on one model family."""
     from . import store
-    from .analysis import diagnostics
+    from .analysis import diagnostics, query
 
     name = sweep
     if sweep.endswith((".yaml", ".yml")) or Path(sweep).is_file():
@@ -424,6 +435,7 @@ def diagnose(
         name = spec.load_sweep(sweep).name
     store.ingest(results)
     with store.connect(store.db_path(results)) as con:
+        query.use_grader(con, grader or "math_verify")
         d = diagnostics.diagnose(con, name, benchmark=benchmark, k=k)
     rendered = diagnostics.render(d, fmt)
     if isinstance(rendered, str):

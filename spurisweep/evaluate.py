@@ -165,6 +165,14 @@ def external_eval_id(checkpoint: str, model: str, prompt: str, proto: ResolvedPr
 
 
 # ---------------------------------------------------------------------------------------------- grading
+@dataclass(frozen=True)
+class Verdicts:
+    """One sample's verdicts: math-verify's (the `correct` column) and the paper's official grader's."""
+
+    math_verify: Any
+    paper: Any
+
+
 class OverlappedGrader:
     """Grades generated batches in a background thread while the caller generates the next batch.
 
@@ -173,9 +181,10 @@ class OverlappedGrader:
     generation. `finish()` waits for what is left and returns the verdicts in submission order.
     """
 
-    def __init__(self, workers: int | None = None, timeout: float = 5.0):
+    def __init__(self, workers: int | None = None, timeout: float = 5.0, paper_grader: str = "paper"):
         self.workers = workers
         self.timeout = timeout
+        self.paper_grader = paper_grader
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spurisweep-grade")
         self._futures: list[tuple[list[Any], Future]] = []
         self._busy = 0.0
@@ -185,8 +194,10 @@ class OverlappedGrader:
         from .grading import grade_batch
 
         t = time.perf_counter()
-        try:
-            return grade_batch(pairs, workers=self.workers, timeout=self.timeout)
+        try:  # every sample keeps both verdicts, so one run reports either way (report --grader)
+            mv = grade_batch(pairs, workers=self.workers, timeout=self.timeout)
+            paper = grade_batch(pairs, workers=self.workers, timeout=self.timeout, grader=self.paper_grader)
+            return [Verdicts(m, p) for m, p in zip(mv, paper, strict=True)]
         finally:
             with self._lock:
                 self._busy += time.perf_counter() - t
@@ -337,7 +348,7 @@ def _generate_and_write(
                 f"{backend} returned {len(gs)} samples for problem {p.id}, expected {sampling.n}"
             )
         for s, g in enumerate(gs):
-            v = verdicts[(i, s)]
+            v, pv = verdicts[(i, s)].math_verify, verdicts[(i, s)].paper
             rows.append(
                 {
                     "eval_id": eval_id,
@@ -353,6 +364,8 @@ def _generate_and_write(
                     "truncated": g.truncated,
                     "has_python": v.has_python,
                     "has_code_block": v.has_code_block,
+                    "correct_paper": pv.correct,
+                    "extracted_paper": pv.extracted,
                 }
             )
     summary = summarize(rows)

@@ -11,7 +11,7 @@ results/, so an out-of-date one is never migrated in place: `spurisweep ingest -
 from __future__ import annotations
 
 #: bump whenever a table or column below changes
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: per-sample rows (evaluation writes them as JSONL; the store's `samples` table reads exactly these)
 SAMPLE_COLUMNS: dict[str, str] = {
@@ -28,6 +28,8 @@ SAMPLE_COLUMNS: dict[str, str] = {
     "truncated": "BOOLEAN",
     "has_python": "BOOLEAN",
     "has_code_block": "BOOLEAN",
+    "correct_paper": "BOOLEAN",  # the verdict of the paper's official grader (grading/paper.py) ...
+    "extracted_paper": "VARCHAR",  # ... and what its extraction read; `correct` is math-verify's
 }
 
 CELL_COLUMNS: dict[str, str] = {

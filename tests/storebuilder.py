@@ -144,6 +144,7 @@ class StoreBuilder:
         correct: list[list[bool]],
         *,
         has_python: list[list[bool]] | None = None,
+        correct_paper: list[list[bool]] | None = None,
         n_tokens: int | list[list[int]] = 100,
     ) -> None:
         samples = max((len(s) for s in correct), default=0)
@@ -191,6 +192,8 @@ class StoreBuilder:
                         False,
                         py,
                         False,
+                        bool(correct_paper[p][i]) if correct_paper is not None else ok,
+                        "1" if ok else "2",
                     )
                 )
         self._bulk("samples", rows, list(store.SAMPLE_COLUMNS))

@@ -424,3 +424,26 @@ def test_cli_report_formats_and_paper_on_the_smoke_store(smoke_results):  # noqa
     md = run_cli("report", "--paper", "--benchmark", "arith", "--results", res, "--format", "markdown").stdout
     assert "| tiny | ours |" in md and "| Qwen2.5-Math-7B | paper | 49.4 |" in md
     assert "ours are on arith" in md
+
+
+def test_one_store_reports_either_grader(tmp_path):
+    """Every sample keeps both verdicts; --grader picks whose are counted, --paper defaults to the paper's."""
+    res = tmp_path / "results"
+    with StoreBuilder(res / "spurisweep.duckdb") as b:
+        cid = b.cell("qwen2.5-math-7b", "random", seed=0)
+        b.evaluation(
+            cid,
+            300,
+            "math500",
+            [[True], [True], [True], [False]],
+            correct_paper=[[True], [False], [False], [False]],
+        )
+    out = {}
+    for g in ("math_verify", "paper"):
+        proc = run_cli(
+            "report", "--pivot", "model,reward", "--format", "json", "--grader", g, "--results", str(res)
+        )
+        out[g] = json.loads(proc.stdout)["cells"][0]["mean"]
+    assert out == {"math_verify": pytest.approx(75.0), "paper": pytest.approx(25.0)}
+    bad = run_cli("report", "--grader", "nosuch", "--results", str(res), check=False)
+    assert bad.returncode == 2 and "--grader" in bad.stderr

@@ -31,6 +31,25 @@ EVAL_ONLY_DIMENSIONS = ("benchmark",)
 
 
 # ---------------------------------------------------------------------------------------------- names
+GRADERS = ("math_verify", "paper")
+
+
+def use_grader(con: Any, grader: str) -> None:
+    """Make every query of this connection read `grader`'s verdicts. Samples keep both (`correct` is
+    math-verify's, `correct_paper` the official grader's); for "paper" a temporary view named `samples`
+    shadows the table with the paper columns in place of the default ones, so no query changes."""
+    if grader not in GRADERS:
+        raise ConfigError(suggest(grader, list(GRADERS)), field="--grader")
+    if grader == "math_verify":
+        con.execute("DROP VIEW IF EXISTS temp.samples")
+        return
+    db = con.execute("SELECT current_database()").fetchone()[0]
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW samples AS SELECT * REPLACE (correct_paper AS correct, "
+        f'extracted_paper AS extracted) FROM "{db}".main.samples'
+    )
+
+
 def known_dimensions(con: Any) -> list[str]:
     keys = [r[0] for r in con.execute("SELECT DISTINCT key FROM cell_settings ORDER BY key").fetchall()]
     return list(DIMENSIONS) + [k for k in keys if k not in DIMENSIONS]
