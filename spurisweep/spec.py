@@ -80,7 +80,11 @@ class TrainSettings(Strict):
     )
     bf16: bool | None = Field(None, description="None: bf16 on GPU, fp32 on CPU")
     gradient_checkpointing: bool = False
-    save_every: int = Field(50, ge=1, description="rollout steps between checkpoints (each one evaluated)")
+    save_every: int = Field(
+        50,
+        ge=1,
+        description="rollout steps between checkpoints (each evaluated unless eval.eval_every is set)",
+    )
     keep_checkpoints: int | None = Field(1, ge=1, description="newest checkpoints kept; None keeps all")
     generation_backend: Literal["auto", "vllm", "transformers"] = "auto"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
