@@ -702,6 +702,30 @@ def toy_build(
     console.print(t)
 
 
+@app.command()
+def fidelity(
+    sweep_file: SweepArg,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown or json.")] = "table",
+) -> None:
+    """List every resolved setting of a sweep that differs from the paper's official code (grader, objective
+    switches, prompt, labels, batch layout, evaluation cadence, seeds), each with its expected effect."""
+    from . import fidelity as fid
+    from . import grid, spec
+    from .analysis.render import render
+
+    if fmt not in ("table", "markdown", "json"):
+        raise ConfigError(f"unknown {fmt!r}; valid: json, markdown, table", field="--format")
+    sweep = spec.load_sweep(sweep_file)
+    table = fid.sweep_report(
+        grid.expand(sweep), title=f"sweep {sweep.name}: differences from the paper's code"
+    )
+    rendered = render(table, fmt)
+    if isinstance(rendered, str):
+        sys.stdout.write(rendered + "\n")
+    else:
+        console.print(rendered)
+
+
 def main() -> None:
     try:
         app(standalone_mode=False)

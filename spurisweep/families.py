@@ -30,15 +30,81 @@ R1_TEMPLATE = (
     "here </answer>. User: {problem} " + BOX_INSTRUCTION + "\nAssistant: <think>"
 )
 
-#: prompt templates by name. "chat" applies the tokenizer's own chat template with no system message
-#: (Qwen2.5-Math's template then inserts its default "reason step by step ... \boxed{}" system prompt).
-PROMPTS: dict[str, str] = {
-    "chat": "{chat_template}",
-    "chat_boxed": "{chat_template}",  # chat template, the boxed instruction appended to the question
-    "r1": R1_TEMPLATE,
-    "plain": "{problem}\n" + BOX_INSTRUCTION + "\n",
-    "qa": "Question: {problem}\nAnswer:",
+# The R1-style base-model template of the paper's official code (RESEARCH.md, "Prompts"), word for word:
+# the task requires the exact text, since base-model baselines are prompt-sensitive. `{problem}` is the
+# problem. The paper evaluated with these real newlines.
+R1_PAPER_TEMPLATE = (
+    "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+    "The assistant first thinks about the reasoning process in the mind and then provides the user with the "
+    "answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> "
+    "tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>."
+    "\n\n<|user|>\n{problem}\n<|assistant|>\n<think>"
+)
+# The official training script hands the template through shell double quotes, where `\n` is not an escape:
+# the model was trained on a literal backslash followed by `n` at each of those places (and evaluated with
+# real newlines). Kept as its own template because it is what the paper's base-model runs trained on.
+R1_PAPER_LITERAL_NEWLINES_TEMPLATE = R1_PAPER_TEMPLATE.replace("\n", "\\n")
+
+
+@dataclass(frozen=True)
+class Template:
+    """A prompt template and what generation and grading need to know about it.
+
+    `text` holds `{problem}` where the problem goes ("{chat_template}" marks the tokenizer's own chat
+    template). `add_bos`: whether tokenising the prompt adds the tokenizer's BOS token (its default;
+    the official R1-style prompt has none). `stop`: strings that end generation besides EOS (the stop
+    string itself is not part of the response, as with vLLM's default). `answer_tag`: the response
+    carries its answer after an `<answer>` tag, so answer extraction and the format reward read only the
+    text after the last `<answer>`, as the official code does for R1-style prompts.
+    """
+
+    name: str
+    text: str
+    add_bos: bool = True
+    stop: tuple[str, ...] = ()
+    answer_tag: bool = False
+    note: str = ""
+
+
+TEMPLATES: dict[str, Template] = {
+    t.name: t
+    for t in (
+        # the tokenizer's chat template, no system message (Qwen2.5-Math's then inserts its default
+        # "reason step by step ... \boxed{}" system prompt)
+        Template("chat", "{chat_template}"),
+        Template("chat_boxed", "{chat_template}", note="chat template, the boxed instruction appended"),
+        Template("r1", R1_TEMPLATE, note="spurisweep's R1-style template with the boxed instruction"),
+        Template("plain", "{problem}\n" + BOX_INSTRUCTION + "\n"),
+        Template("qa", "Question: {problem}\nAnswer:"),
+        Template("raw", "{problem}", note="the problem alone: the official majority-vote labelling prompt"),
+        Template(
+            "r1_paper",
+            R1_PAPER_TEMPLATE,
+            add_bos=False,
+            stop=("</answer>",),
+            answer_tag=True,
+            note="the official R1-style base-model template (as evaluated: real newlines)",
+        ),
+        Template(
+            "r1_paper_literal_newlines",
+            R1_PAPER_LITERAL_NEWLINES_TEMPLATE,
+            add_bos=False,
+            stop=("</answer>",),
+            answer_tag=True,
+            note="r1_paper as the official training script passed it: each newline a literal backslash-n",
+        ),
+    )
 }
+
+#: prompt templates by name -> text (the registry's texts; kept for the callers that only need the text)
+PROMPTS: dict[str, str] = {name: t.text for name, t in TEMPLATES.items()}
+
+
+def template(name: str) -> Template:
+    """The registered template `name` (ConfigError naming the field `prompt` when there is none)."""
+    if name not in TEMPLATES:
+        raise ConfigError(suggest(name, list(TEMPLATES)), field="prompt")
+    return TEMPLATES[name]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from . import clipping, data, families, presets, rewards
 from .errors import ConfigError, suggest
 from .ids import CELL_ID_LENGTH, short_hash
-from .spec import NAMED_AXES, NON_IDENTITY_KEYS, CellConfig, Sweep, first_error
+from .spec import LATE_DEFAULTS, NAMED_AXES, NON_IDENTITY_KEYS, CellConfig, Sweep, first_error
 
 ID_LENGTH = CELL_ID_LENGTH
 
@@ -40,6 +40,13 @@ def identity(config: CellConfig) -> dict[str, Any]:
     d = config.model_dump(mode="json")
     for key in NON_IDENTITY_KEYS:
         d.pop(key, None)
+    for path, default in LATE_DEFAULTS.items():
+        *parents, last = path.split(".")
+        node = d
+        for k in parents:
+            node = node.get(k, {})
+        if last in node and node[last] == default:
+            del node[last]
     return d
 
 
@@ -234,9 +241,15 @@ def fill_defaults(cfg: CellConfig, file: str) -> CellConfig:
         raise ConfigError(suggest(cfg.model, list(families.FAMILIES)), file=file, field="model")
     fam = families.FAMILIES[cfg.model]
     if cfg.prompt is None:
-        cfg.prompt = fam.prompt
+        cfg.prompt = presets.family_prompt(cfg.preset, fam.prompt)
     elif cfg.prompt not in families.PROMPTS:
         raise ConfigError(suggest(cfg.prompt, list(families.PROMPTS)), file=file, field="prompt")
+    if cfg.data.label_prompt not in families.PROMPTS:
+        raise ConfigError(
+            suggest(cfg.data.label_prompt, list(families.PROMPTS)), file=file, field="data.label_prompt"
+        )
+    if cfg.data.label_holdout is None:
+        cfg.data.label_holdout = 100 if cfg.data.labelling == "paper" else 0
 
     try:
         expr = rewards.parse(cfg.reward)
@@ -250,6 +263,7 @@ def fill_defaults(cfg: CellConfig, file: str) -> CellConfig:
     if cfg.clip not in clipping.CLIP_MODES:
         raise ConfigError(suggest(cfg.clip, list(clipping.CLIP_MODES)), file=file, field="clip")
     cfg.clip_params = clipping.resolve_params(cfg.clip, cfg.clip_params)
+    check_switches(cfg, expr, file)
 
     for i, bench in enumerate(cfg.eval.benchmarks):
         if bench not in data.BENCHMARKS:
@@ -260,3 +274,44 @@ def fill_defaults(cfg: CellConfig, file: str) -> CellConfig:
                 suggest(bench, list(data.BENCHMARKS)), file=file, field=f"eval.protocols.{bench}"
             )
     return cfg
+
+
+def check_switches(cfg: CellConfig, expr: rewards.Expr, file: str) -> None:
+    """Reject the combinations of the paper-faithful switches that contradict each other.
+
+    What does not contradict, on purpose: `grader: paper` reads every template (the box, "the answer is",
+    the last number; after `<answer>` under an answer-tag template); `data.labelling: paper` with
+    `grader: math_verify` is well defined (the labels are made and filtered the official way, the rewards
+    then compare with them by math-verify); `train.token_whitening` only rescales advantages, which every
+    clip mode and loss type uses. `spurisweep fidelity` lists those mixes as differences from the paper.
+    """
+    t = cfg.train
+    trl_is = cfg.trl.get("vllm_importance_sampling_correction")
+    if t.is_correction is not None and trl_is is not None and bool(trl_is) != t.is_correction:
+        raise ConfigError(
+            f"contradicts train.is_correction ({str(t.is_correction).lower()}): set the switch only there",
+            file=file,
+            field="trl.vllm_importance_sampling_correction",
+        )
+    if t.is_correction and t.generation_backend == "transformers":
+        raise ConfigError(
+            "true needs vLLM generation (the correction reweights by the trainer/vLLM probability ratio), but "
+            "train.generation_backend is 'transformers'",
+            file=file,
+            field="train.is_correction",
+        )
+    if cfg.eval.eval_every is not None and not cfg.eval.checkpoints:
+        raise ConfigError(
+            "contradicts eval.checkpoints: false (which evaluates the final model only); drop one of the two",
+            file=file,
+            field="eval.eval_every",
+        )
+    holdout = cfg.data.label_holdout or 0
+    labelled = any(rewards.REGISTRY[b].data in ("majority", "incorrect") for b in expr.bases())
+    if labelled and cfg.data.limit is not None and holdout >= cfg.data.limit:
+        raise ConfigError(
+            f"holds out {holdout} labelled prompts but data.limit keeps only {cfg.data.limit}: nothing is "
+            "left to train on",
+            file=file,
+            field="data.label_holdout",
+        )

@@ -9,11 +9,27 @@ it equals CellConfig's defaults, so the preset reads as the recipe and a changed
               1 epoch per rollout (TRL num_iterations=1)
     lengths   prompt <= 1024 tokens, response <= 3072
     sampling  temperature 1.0, top_p 1.0
-    loss      KL coefficient 0, entropy coefficient 0 (TRL's default), token mean within each sequence then
-              mean over sequences (TRL loss_type "grpo"), advantage (r - mean) / std within the group
-              (TRL scale_rewards "group"; TRL adds 1e-4 to the std where the paper adds 1e-9)
-    schedule  300 rollout steps, a checkpoint (and its evaluation) every 50
+    loss      KL coefficient 0, entropy coefficient 0 (TRL's default), advantage (r - mean) / std within the
+              group (TRL scale_rewards "group"; TRL adds 1e-4 to the std where the paper adds 1e-9)
+    schedule  300 rollout steps, a checkpoint every 50
     precision bf16 on GPU (train.bf16 None picks it; fp32 on CPU)
+
+and the official code's switches (RESEARCH.md, "The official code's behaviour"; `spurisweep fidelity` lists
+what a sweep still differs in):
+
+    grader    the paper's grader (grader: paper) for rewards
+    objective no vLLM importance-sampling correction (train.is_correction false); advantages whitened a
+              second time over every token of the rollout (train.token_whitening); the loss a token mean
+              over each process's micro-batch of 4 responses (TRL loss_type "bnpo", train.micro_batch 4),
+              which is the official token mean over packs of four responses. Remaining difference: none in
+              the arithmetic (each pack's mean, averaged over packs, accumulation steps and ranks); a sweep
+              that sets another micro_batch changes the pack size, and fidelity reports it
+    evaluation every rollout step (eval.eval_every 1), as the official code
+    prompts   base families whose default is the R1-style template get the official text (r1_paper: no BOS,
+              stops at </answer>, graded after <answer>; FAMILY_PROMPTS); the chat families keep their chat
+              template, as the official code
+    labels    the official majority labels (data.labelling paper, on the raw problem, the first 100 prompts
+              held out)
 
 train.grpo_kwargs maps this onto GRPOConfig (per_device_train_batch_size x gradient_accumulation_steps =
 mini-batch, generation_batch_size = rollout, max_steps = steps x updates per rollout).
@@ -47,12 +63,21 @@ PRESETS: dict[str, dict[str, Any]] = {
             "temperature": 1.0,
             "top_p": 1.0,
             "beta": 0.0,
-            "loss_type": "grpo",
+            "loss_type": "bnpo",
+            "micro_batch": 4,
             "scale_rewards": "group",
             "save_every": 50,
+            "is_correction": False,
+            "token_whitening": True,
         },
-        "data": {"train": "agentica-org/DeepScaleR-Preview-Dataset"},
-        "eval": {"benchmarks": ["math500", "aime24", "aime25", "amc"]},
+        "grader": "paper",
+        "data": {
+            "train": "agentica-org/DeepScaleR-Preview-Dataset",
+            "labelling": "paper",
+            "label_prompt": "raw",
+            "label_holdout": 100,
+        },
+        "eval": {"benchmarks": ["math500", "aime24", "aime25", "amc"], "eval_every": 1},
     },
     "smoke": {
         "train": {
@@ -69,3 +94,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval": {"benchmarks": ["arith"], "limit": 12, "protocols": {"arith": {"max_new_tokens": 24}}},
     },
 }
+
+
+#: per preset, the template that replaces a family's default one (a cell's explicit `prompt` wins): the
+#: official code prompts every base model without a chat template in its own R1-style text
+FAMILY_PROMPTS: dict[str, dict[str, str]] = {"paper": {"r1": "r1_paper"}}
+
+
+def family_prompt(preset: str, default: str) -> str:
+    """The template a family whose default is `default` uses under `preset`."""
+    return FAMILY_PROMPTS.get(preset, {}).get(default, default)

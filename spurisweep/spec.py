@@ -59,11 +59,32 @@ class TrainSettings(Strict):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     beta: float = Field(0.0, ge=0, description="KL coefficient")
-    loss_type: str = Field("grpo", description="TRL loss_type; 'grpo' = token mean within each sequence")
+    loss_type: str = Field(
+        "grpo",
+        description="TRL loss_type, i.e. how token losses are aggregated: 'grpo' = token mean within each "
+        "response, then the mean over responses; 'bnpo' = token mean over each process's micro-batch, which "
+        "with micro_batch 4 is the official code's token mean over packs of four responses",
+    )
     scale_rewards: str = Field("group", description="advantage = (r - mean) / (std + eps) within the group")
+    is_correction: bool | None = Field(
+        None,
+        description="TRL vllm_importance_sampling_correction: reweight by the trainer/vLLM probability ratio "
+        "(None: TRL's default, on whenever vLLM generates; true needs vLLM). The official code applies none",
+    )
+    token_whitening: bool = Field(
+        False,
+        description="the official second advantage whitening: after the group normalisation, subtract the "
+        "token mean and divide by the token std over every response token of the whole rollout, across all "
+        "ranks (a group whose responses all scored the same then no longer has advantage 0). It only "
+        "rescales advantages, so every clip mode and loss type stays meaningful with it",
+    )
     bf16: bool | None = Field(None, description="None: bf16 on GPU, fp32 on CPU")
     gradient_checkpointing: bool = False
-    save_every: int = Field(50, ge=1, description="rollout steps between checkpoints (each one evaluated)")
+    save_every: int = Field(
+        50,
+        ge=1,
+        description="rollout steps between checkpoints (each evaluated unless eval.eval_every is set)",
+    )
     keep_checkpoints: int | None = Field(1, ge=1, description="newest checkpoints kept; None keeps all")
     generation_backend: Literal["auto", "vllm", "transformers"] = "auto"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
@@ -89,7 +110,21 @@ class DataSettings(Strict):
     label_top_p: float = Field(1.0, gt=0, le=1)
     label_max_new_tokens: int | None = Field(None, ge=1, description="None: train.max_completion_length")
     label_prompt: str = Field(
-        "plain", description="prompt template for labelling (the paper: no chat template)"
+        "plain",
+        description="prompt template for labelling (the official code: `raw`, the problem alone, no template)",
+    )
+    labelling: Literal["equivalence", "paper"] = Field(
+        "equivalence",
+        description="how majority labels are made: 'equivalence' groups the extracted answers by math-verify "
+        "equivalence; 'paper' is the official construction (the official extraction and normalisation, the "
+        "most frequent exact normalised string, ties to the first seen, the first `label_holdout` prompts "
+        "held out, the incorrect-label set filtered by the paper grader)",
+    )
+    label_holdout: int | None = Field(
+        None,
+        ge=0,
+        description="the first N labelled prompts are held out and never trained on (None: 100 under "
+        "labelling 'paper', as the official code, else 0)",
     )
 
 
@@ -110,6 +145,12 @@ class EvalSettings(Strict):
     baseline: bool = Field(True, description="evaluate the untrained model too (shared across cells)")
     checkpoints: bool = Field(True, description="evaluate every saved checkpoint, not only the final model")
     batch_size: int | None = Field(None, ge=1, description="transformers generation batch (None: auto)")
+    eval_every: int | None = Field(
+        None,
+        ge=1,
+        description="rollout steps between evaluations during training, separate from train.save_every "
+        "(None: at each checkpoint). The official code evaluates every step (1)",
+    )
 
 
 class ClipParams(Strict):
@@ -155,6 +196,11 @@ class CellConfig(Strict):
     model_path: str | None = Field(None, description="local weights or another hub id for this family")
     reward: str = "ground_truth"
     reward_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    grader: Literal["math_verify", "paper"] = Field(
+        "math_verify",
+        description="the grader behind the cell's rewards: math-verify, or the paper's official grader "
+        "(spurisweep.paper_grader). Under a template with answer_tag both read the text after <answer>",
+    )
     clip: str = "standard"
     clip_params: ClipParams = Field(default_factory=ClipParams)
     seed: int = 0
@@ -170,6 +216,17 @@ class CellConfig(Strict):
 
 #: top-level keys that describe where/how a cell runs, not what it computes: excluded from the id
 NON_IDENTITY_KEYS = ("slurm", "tracking")
+#: settings added after cell ids were first written, each with the value that does what the code did before
+#: it existed: grid.identity leaves a setting out of the id while it holds that value, so adding it changed
+#: no existing cell's id (resolved values, after grid.fill_defaults)
+LATE_DEFAULTS: dict[str, Any] = {
+    "grader": "math_verify",
+    "train.is_correction": None,
+    "train.token_whitening": False,
+    "eval.eval_every": None,
+    "data.labelling": "equivalence",
+    "data.label_holdout": 0,
+}
 #: the named axes; any other axis is a dotted path into CellConfig
 NAMED_AXES = ("model", "reward", "clip", "seed", "preset", "prompt", "model_path")
 
