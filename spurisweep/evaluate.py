@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -305,9 +305,13 @@ def _generate_and_write(
     problems = data.load_benchmark(proto.benchmark, path=proto.path, limit=proto.limit)
     template = proto.prompt or prompt_template
     prompts = [families.render_prompt(tokenizer, template, p.problem) for p in problems]
-    prompt_ids = encode_prompts(tokenizer, prompts)
-    sampling = proto.sampling(seed)
-    grader = OverlappedGrader(grading_workers if grading_workers is not None else _grading_workers())
+    tpl = families.template(template)
+    prompt_ids = encode_prompts(tokenizer, prompts, add_bos=tpl.add_bos)
+    sampling = replace(proto.sampling(seed), stop=tpl.stop)
+    grader = OverlappedGrader(
+        grading_workers if grading_workers is not None else _grading_workers(),
+        paper_grader="paper_r1" if tpl.answer_tag else "paper",
+    )
 
     def on_batch(indices: list[int], gens: list[list[Generation]]) -> None:
         keys = [(i, s) for i, g in zip(indices, gens, strict=True) for s in range(len(g))]

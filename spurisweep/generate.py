@@ -63,6 +63,7 @@ class Sampling:
     top_p: float = 1.0
     max_new_tokens: int = 3072
     seed: int = 0
+    stop: tuple[str, ...] = ()  # stop strings (the template's, e.g. "</answer>"), not part of the response
 
     @property
     def greedy(self) -> bool:
@@ -114,13 +115,14 @@ def choose_backend(requested: str = "auto") -> str:
 
 
 # ---------------------------------------------------------------------------------------------- shared
-def encode_prompts(tokenizer: Any, prompts: Sequence[str]) -> list[list[int]]:
+def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, add_bos: bool = True) -> list[list[int]]:
     """Token ids of each rendered prompt: the tokenizer's special tokens added (as TRL does for training
-    prompts), unless the text already starts with the BOS token (a chat template wrote it)."""
+    prompts), unless the text already starts with the BOS token (a chat template wrote it) or the template
+    says no BOS (the paper's R1 prompt)."""
     bos = getattr(tokenizer, "bos_token", None)
     out = []
     for p in prompts:
-        add = not (bos and p.startswith(bos))
+        add = add_bos and not (bos and p.startswith(bos))
         out.append(list(tokenizer(p, add_special_tokens=add)["input_ids"]))
     return out
 
@@ -153,6 +155,26 @@ def split_at_eos(ids: Sequence[int], eos: Sequence[int], max_new_tokens: int) ->
     if len(ids) != max_new_tokens:  # generate() stops early only when every row has ended
         log.warning("a row without EOS has %d tokens, not max_new_tokens=%d", len(ids), max_new_tokens)
     return len(ids), True
+
+
+def cut_at_stop(
+    tokenizer: Any, toks: Sequence[int], text: str, stop: Sequence[str], truncated: bool
+) -> tuple[str, int, bool]:
+    """The response up to its first stop string (excluded, as vLLM does), the tokens that produced it (the
+    stop string's included, as vLLM counts them) and whether it was truncated (not if it stopped)."""
+    hits = [(text.find(s), s) for s in stop if s and s in text]
+    if not hits:
+        return text, len(toks), truncated
+    at, s = min(hits)
+    end = at + len(s)
+    lo, hi = 1, len(toks)  # the fewest tokens whose text reaches past the stop string (binary search)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(tokenizer.decode(toks[:mid], skip_special_tokens=True)) >= end:
+            hi = mid
+        else:
+            lo = mid + 1
+    return text[:at], lo, False
 
 
 def _replicated(gens: list[list[Generation]], n: int) -> list[list[Generation]]:
@@ -310,6 +332,8 @@ def _generate_batch(
             toks = new[j * sampling.n + s]
             n_tok, truncated = split_at_eos(toks, eos, sampling.max_new_tokens)
             text = tokenizer.decode(toks[:n_tok], skip_special_tokens=True)
+            if sampling.stop:  # cut after the fact: transformers' stop_strings would only save compute
+                text, n_tok, truncated = cut_at_stop(tokenizer, toks[:n_tok], text, sampling.stop, truncated)
             row.append(Generation(text, n_tok, truncated))
         gens.append(row)
     return gens
@@ -341,6 +365,7 @@ def vllm_sampling_params(sampling: Sampling) -> Any:
         min_p=0.0,
         repetition_penalty=1.0,
         max_tokens=sampling.max_new_tokens,
+        stop=list(sampling.stop) or None,
         seed=sampling.seed,
         skip_special_tokens=True,
     )

@@ -304,3 +304,19 @@ def test_auto_picks_vllm_when_installed_with_a_gpu(fake_vllm, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert generate.vllm_available() and generate.choose_backend("auto") == "vllm"
     assert generate.choose_backend("vllm") == "vllm"
+
+
+def test_stop_strings_cut_the_response_and_count_its_tokens():
+    """The template's stop string (the paper's </answer>) ends the response as vLLM does: excluded from
+    the text, its tokens counted, and a stopped response is not truncated. A real BPE tokenizer."""
+    from spurisweep import families
+    from spurisweep.generate import cut_at_stop
+
+    tok = families.build_tokenizer(families.tokenizer_corpus(), vocab_size=512)
+    toks = tok("<answer> 42 </answer> and more text after it")["input_ids"]
+    text = tok.decode(toks, skip_special_tokens=True)
+    cut, n, truncated = cut_at_stop(tok, toks, text, ("</answer>",), True)
+    assert cut.strip() == "<answer> 42" and not truncated
+    assert "</answer>" in tok.decode(toks[:n], skip_special_tokens=True)
+    assert "</answer>" not in tok.decode(toks[: n - 1], skip_special_tokens=True)
+    assert cut_at_stop(tok, toks, text, ("nothing",), True) == (text, len(toks), True)

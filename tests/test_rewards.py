@@ -224,3 +224,25 @@ def test_ungradable_is_none_not_zero():
     out = run("ground_truth", [GOOD], answer=["\\frac{"])  # an unparseable gold answer
     assert out == [None]
     assert run("inverse_ground_truth", [GOOD], answer=["\\frac{"]) == [None]
+
+
+def test_format_and_correctness_follow_the_cells_grader():
+    """grader=paper: the official format rule (unclosed box counts, \\fbox does not, <answer> templates read
+    after the tag) and the official verdicts (unreduced fractions rejected); real graders, no mocks."""
+    from spurisweep import rewards as rw
+
+    mv = RewardContext(grading_workers=0)
+    paper = RewardContext(grading_workers=0, grader="paper")
+    r1 = RewardContext(grading_workers=0, grader="paper", answer_tag=True)
+    texts = ["so \\boxed{12", "so \\fbox{12}", "so \\boxed{12}"]
+    assert rw.build("format", {}, mv)(texts) == [0.0, 1.0, 1.0]  # ours reads \\fbox, not unclosed boxes
+    assert rw.build("format", {}, paper)(texts) == [1.0, 0.0, 1.0]
+    # the official R1 rule: any text after the last <answer> (no tag at all: the whole text, a quirk kept)
+    assert rw.build("format", {}, r1)(["<think>x</think> <answer> 12 </answer>", "<answer>", ""]) == [
+        1.0,
+        0.0,
+        0.0,
+    ]
+    gt = ["\\boxed{\\frac{10}{18}}"]
+    assert rw.build("ground_truth", {}, mv)(gt, answer=["\\frac{5}{9}"]) == [1.0]
+    assert rw.build("ground_truth", {}, paper)(gt, answer=["\\frac{5}{9}"]) == [0.0]

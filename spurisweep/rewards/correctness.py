@@ -18,6 +18,7 @@ def _checker(ctx: RewardContext):
             list(zip(texts, [str(a) for a in answer], strict=True)),
             workers=ctx.grading_workers,
             timeout=ctx.grading_timeout,
+            grader=ctx.pool_grader,
         )
         return [None if v.correct is None else float(v.correct) for v in verdicts]
 

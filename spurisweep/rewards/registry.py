@@ -25,6 +25,13 @@ class RewardContext:
     seed: int = 0
     grading_timeout: float = 5.0
     grading_workers: int | None = None
+    grader: str = "math_verify"  # the cell's `grader`: math_verify, or paper (the official rules)
+    answer_tag: bool = False  # the prompt template's answer is read after the last <answer> (r1_paper)
+
+    @property
+    def pool_grader(self) -> str:
+        """The grading pool's name for this grader and template."""
+        return "paper_r1" if self.grader == "paper" and self.answer_tag else self.grader
 
 
 REGISTRY: dict[str, RewardDef] = {}

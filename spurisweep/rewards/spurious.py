@@ -42,12 +42,20 @@ _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 @register("format", description="1 if the last \\boxed{} is present and non-empty, correctness ignored")
 def format_reward(params: dict[str, Any], ctx: RewardContext):
+    """Under the paper grader, the official rule (grading.paper.format_ok: an unclosed box counts, \\fbox
+    does not, a box of only unit words is empty; with an <answer> template, text after the last <answer>)."""
+
     def fmt(completions, **kwargs) -> list[float | None]:
         from ..grading import extract_boxed
 
         return [float(bool((extract_boxed(completion_text(c)) or "").strip())) for c in completions]
 
-    return fmt
+    def fmt_paper(completions, **kwargs) -> list[float | None]:
+        from ..grading.paper import format_ok
+
+        return [float(format_ok(completion_text(c), r1=ctx.answer_tag)) for c in completions]
+
+    return fmt_paper if ctx.grader == "paper" else fmt
 
 
 @register("python", description="1 if the lower-cased response contains 'python' (code reasoning)")
