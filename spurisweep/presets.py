@@ -15,7 +15,7 @@ it equals CellConfig's defaults, so the preset reads as the recipe and a changed
     schedule  300 rollout steps, a checkpoint (and its evaluation) every 50
     precision bf16 on GPU (train.bf16 None picks it; fp32 on CPU)
 
-train.grpo_kwargs maps this onto GRPOConfig (per_device_train_batch_size x gradient_accumulation_steps =
+training.grpo_kwargs maps this onto GRPOConfig (per_device_train_batch_size x gradient_accumulation_steps =
 mini-batch, generation_batch_size = rollout, max_steps = steps x updates per rollout).
 
 `smoke` is a CPU-sized run of the same structure on the built-in arithmetic set and the 2-layer `tiny`
