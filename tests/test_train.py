@@ -274,6 +274,58 @@ def test_cli_plan_rejects_bad_trl_overrides_with_exit_2_and_one_line(tmp_path, s
     assert str(sweep) in lines[0] and field in lines[0]
 
 
+def test_a_validated_training_setup_is_remembered_and_a_rejected_one_is_not(tmp_path, monkeypatch):
+    """validate_all validates once per training setup; with cached=True (plan) a setup that passed before is
+    not validated again, while one that failed fails every time; cached=False (run, plan --check) always
+    validates."""
+    monkeypatch.setenv("SPURISWEEP_CACHE", str(tmp_path / "cache"))
+    calls: list[spec.CellConfig] = []
+    real = training.config.validate
+
+    def counted(cfg: spec.CellConfig, file: str | None = None) -> None:
+        calls.append(cfg)
+        real(cfg, file)
+
+    monkeypatch.setattr(training.config, "validate", counted)
+    good = [
+        c.config for c in resolved(tmp_path, "name: v\npreset: smoke\ngrid: {model: [tiny], seed: [0, 1]}\n")
+    ]
+    training.validate_all(good, cached=True)
+    assert len(calls) == 1  # two seeds, one training setup
+    training.validate_all(good, cached=True)
+    assert len(calls) == 1
+    training.validate_all(good, cached=False)
+    assert len(calls) == 2
+    text = "name: b\npreset: smoke\ngrid: {model: [tiny]}\nsettings: {trl: {not_a_field: 1}}\n"
+    bad = [c.config for c in resolved(tmp_path, text)]
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="GRPOConfig fields"):
+            training.validate_all(bad, file="b.yaml", cached=True)
+    assert len(calls) == 4
+
+
+def test_plan_of_a_validated_sweep_does_not_load_trl_and_plan_check_does(tmp_path):
+    """The fast plan: the first `plan` validates with TRL, the second answers without importing it (the
+    setup was validated before), and `plan --check` validates again."""
+    env = {**os.environ, "SPURISWEEP_CACHE": str(tmp_path / "cache")}
+
+    def plan_imports_trl(*extra: str) -> bool:
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "spurisweep.cli", "plan", "sweeps/smoke.yaml", *extra],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return any(line.split("|")[-1].strip() == "trl" for line in proc.stderr.splitlines())
+
+    assert plan_imports_trl()
+    assert not plan_imports_trl()
+    assert plan_imports_trl("--check")
+
+
 # ---------------------------------------------------------------------------------------------- data, prompts
 def test_default_training_data_is_deepscaler_on_the_hub():
     assert spec.CellConfig(model="tiny").data.train == "agentica-org/DeepScaleR-Preview-Dataset"

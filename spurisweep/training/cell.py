@@ -50,9 +50,7 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
     reward_fn = build_reward(run.cfg)
     del model  # the trainer loads its own copy of the policy
     run.announce(sched)
-    if (
-        sched.resumed_update >= sched.max_updates
-    ):  # killed after the last save: only its evaluation may be missing
+    if sched.resumed_update >= sched.max_updates:  # killed after the last save: evaluate if missing
         updates = run.evaluate_final(sched)
     else:
         updates = run.train(sched, dataset, reward_fn)
