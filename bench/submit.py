@@ -45,7 +45,7 @@ def slurm_up() -> bool:
 
 
 def bench_submit(n: int, tmp: Path) -> None:
-    from spurisweep import grid, launch, spec, train
+    from spurisweep import grid, launch, spec, training
 
     sweep_file = tmp / "bench.yaml"
     sweep_file.write_text(SWEEP.format(n=n, seeds=list(range(n))))
@@ -55,9 +55,9 @@ def bench_submit(n: int, tmp: Path) -> None:
     cells = grid.expand(sweep)
     keys = {}
     for c in cells:
-        keys.setdefault(train.validation_key(c.config), c)
+        keys.setdefault(training.validation_key(c.config), c)
     for c in keys.values():
-        train.validate(c.config, file=str(sweep_file))
+        training.validate(c.config, file=str(sweep_file))
     plan, _ = launch.plan_submission(cells, res, retry_failed=False)
     t_plan = time.perf_counter() - t0
     t1 = time.perf_counter()

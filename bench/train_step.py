@@ -1,10 +1,10 @@
 """Seconds per GRPO rollout step and generated tokens per second, through spurisweep's own training path.
 
-Each measurement trains one cell with train.run_cell (TRL's GRPOTrainer, transformers generation, the
+Each measurement trains one cell with training.run_cell (TRL's GRPOTrainer, transformers generation, the
 random reward, no evaluation) and reads the cell's metrics.jsonl: a rollout step's wall time is the time
 between the last logged updates of consecutive rollouts (the first rollout is warm-up and not counted), and
 generation throughput is the completion tokens over the time spent in TRL's generate call (both logged by
-train._SpuriTrainer).
+training.trainer.SpuriTrainer).
 
   CPU  the built-in 2-layer `tiny` model, always.
   GPU  only when CUDA is present: a Qwen2-0.5B-shaped model (24 layers, hidden 896, 14 heads / 2 KV heads,
@@ -73,7 +73,7 @@ def build_large(out: Path, shape: str, layers: int | None = None) -> Path:
 
 
 def run(results: Path, name: str, settings: dict, model_path: str | None = None) -> dict:
-    from spurisweep import grid, launch, spec, train
+    from spurisweep import grid, launch, spec, training
 
     sweep = {
         "name": name,
@@ -86,10 +86,10 @@ def run(results: Path, name: str, settings: dict, model_path: str | None = None)
     path = results / f"{name}.yaml"
     path.write_text(yaml.safe_dump(sweep))
     (cell,) = grid.expand(spec.load_sweep(path))
-    train.validate(cell.config, str(path))
+    training.validate(cell.config, str(path))
     d = launch.write_cell_config(cell, results)
     t0 = time.time()
-    done = train.run_cell(d, results)
+    done = training.run_cell(d, results)
     wall = time.time() - t0
     rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if x.strip()]
     last = {}

@@ -45,18 +45,13 @@ GraderOpt = Annotated[
 SweepArg = Annotated[Path, typer.Argument(help="A sweep YAML file (see sweeps/).", show_default=False)]
 
 
-def _load(sweep_file: Path, *, check_trl: bool = True):
-    from . import grid, spec, train
+def _load(sweep_file: Path, *, check_trl: bool = True, cached: bool = False):
+    from . import grid, spec, training
 
     sweep = spec.load_sweep(sweep_file)
     cells = grid.expand(sweep)
     if check_trl:  # TRL's cross-field rules, once per distinct training setup, before anything is queued
-        seen = set()
-        for c in cells:
-            key = train.validation_key(c.config)
-            if key not in seen:
-                seen.add(key)
-                train.validate(c.config, file=str(sweep_file))
+        training.validate_all((c.config for c in cells), file=str(sweep_file), cached=cached)
     return sweep, cells
 
 
@@ -112,11 +107,19 @@ def plan(
     sweep_file: SweepArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cells as JSON (for scripts).")] = False,
     results: ResultsOpt = Path("results"),
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Validate every training setup with TRL afresh (as `run` does), not only those this "
+            "installation has not validated before.",
+        ),
+    ] = False,
 ) -> None:
     """Expand a sweep into its cells and show each one's axes, id and whether it is already done."""
     from . import launch
 
-    sweep, cells = _load(sweep_file)
+    sweep, cells = _load(sweep_file, cached=not check)
     states = launch.states(cells, results, live=False)
     if as_json:
         payload = {

@@ -8,7 +8,7 @@
 Clipping only acts when a rollout batch is reused for several gradient updates (TRL: steps_per_generation
 larger than gradient_accumulation_steps, or num_iterations > 1); with one update per rollout TRL does not
 even compute the old log-probabilities, so the ratio is exactly 1. `on_policy` is therefore a batch shape,
-not an epsilon, and train.batch_shape reads it from here.
+not an epsilon, and training.batch_shape reads it from here.
 
 The modes describe TRL's PPO-style clipped losses (loss_type grpo, bnpo, dr_grpo, dapo, luspo). `cispo`
 reads epsilon_high as a cap on the importance weight and `sapo`/`vespo` replace the hard clip altogether,

@@ -250,8 +250,8 @@ def run_eval(
     stored = _stored_meta(folder, eval_id)
     if stored is not None:
         return stored
-    # not `<eval_id>.lock`: train.py holds that one around its baseline call, and a second lock on the same
-    # file from this process would wait for itself
+    # not `<eval_id>.lock`: training/cell.py holds that one around its baseline call, and a second lock on
+    # the same file from this process would wait for itself
     with FileLock(str(folder / f"{eval_id}.eval.lock")):
         stored = _stored_meta(folder, eval_id)
         if stored is not None:

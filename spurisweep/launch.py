@@ -76,7 +76,7 @@ class CellJob(submitit.helpers.Checkpointable):
                 error=None,
             )
         try:
-            from .train import run_cell
+            from .training import run_cell
 
             summary = run_cell(Path(cell_dir), Path(results))
         except BaseException as exc:  # SystemExit from submitit's requeue passes through `checkpoint`

@@ -31,7 +31,7 @@ what a sweep still differs in):
     labels    the official majority labels (data.labelling paper, on the raw problem, the first 100 prompts
               held out)
 
-train.grpo_kwargs maps this onto GRPOConfig (per_device_train_batch_size x gradient_accumulation_steps =
+training.grpo_kwargs maps this onto GRPOConfig (per_device_train_batch_size x gradient_accumulation_steps =
 mini-batch, generation_batch_size = rollout, max_steps = steps x updates per rollout).
 
 `smoke` is a CPU-sized run of the same structure on the built-in arithmetic set and the 2-layer `tiny`

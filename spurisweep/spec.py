@@ -35,7 +35,7 @@ class Strict(BaseModel):
 
 
 class TrainSettings(Strict):
-    """GRPO hyperparameters in the paper's vocabulary; train.py maps them onto TRL's GRPOConfig.
+    """GRPO hyperparameters in the paper's vocabulary; training/config.py maps them onto TRL's GRPOConfig.
 
     A "step" is one rollout step as in the paper: `prompts_per_step` x `samples_per_prompt` responses,
     consumed in gradient updates of `mini_batch` responses each, `epochs_per_rollout` times.

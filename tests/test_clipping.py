@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from spurisweep import clipping, train
+from spurisweep import clipping, training
 from spurisweep.errors import ConfigError
 from spurisweep.spec import ClipParams
-from tests.test_train import make_cell, metrics
+from tests.helpers_train import make_cell, metrics
 
 CLIP_KEYS = ("clip_ratio/low_mean", "clip_ratio/high_mean", "clip_ratio/region_mean")
 
@@ -65,8 +65,8 @@ def test_on_policy_is_a_batch_shape_not_an_epsilon(tmp_path):
     from spurisweep.spec import TrainSettings
 
     t = TrainSettings(prompts_per_step=8, samples_per_prompt=4, mini_batch=8, epochs_per_rollout=2)
-    assert train.batch_shape(t, "standard").updates_per_rollout == 8  # 4 mini-batches x 2 epochs
-    s = train.batch_shape(t, "on_policy")
+    assert training.batch_shape(t, "standard").updates_per_rollout == 8  # 4 mini-batches x 2 epochs
+    s = training.batch_shape(t, "on_policy")
     assert (s.mini, s.iterations, s.updates_per_rollout) == (32, 1, 1)
 
 
@@ -93,7 +93,7 @@ def runs(tmp_path_factory) -> dict[str, list[dict[str, Any]]]:
     for mode in ("standard", "clip_higher", "no_clip", "on_policy"):
         results: Path = tmp_path_factory.mktemp(mode) / "results"
         d = make_cell(results, SETTINGS, clip=mode)
-        done = train.run_cell(d, results)
+        done = training.run_cell(d, results)
         assert done["updates_per_rollout"] == (1 if mode == "on_policy" else 4)
         out[mode] = metrics(d)
     return out

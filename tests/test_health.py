@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from spurisweep import artifacts, health, train
-from tests.test_train import make_cell
+from spurisweep import artifacts, health, training
+from tests.helpers_train import make_cell
 
 
 def rollouts(n: int, updates: int = 2, **series: list[float] | float) -> list[dict[str, Any]]:
@@ -115,7 +115,7 @@ def test_flags_of_a_real_run_reach_health_json_status_and_done(tmp_path, gamma, 
             "eval": {"baseline": False, "checkpoints": False, "benchmarks": []},
         },
     )
-    train.run_cell(d, results)
+    training.run_cell(d, results)
     found = {f["flag"]: f for f in json.loads((d / "health.json").read_text())}
     assert expected <= set(found) and not (absent & set(found))
     cell = artifacts.CellDir(d)

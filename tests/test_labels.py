@@ -112,7 +112,7 @@ def test_cells_make_labels_once_and_share_them(tmp_path):
 
 
 def test_a_ready_labels_file_is_the_training_set(shared_data, tmp_path):
-    from spurisweep import train
+    from spurisweep import training
 
     path = shared_data / "mv_incorrect_labels_qwen2.5_math_7b_sample.json"
     sweep = tmp_path / "s.yaml"
@@ -122,7 +122,7 @@ grid: {{model: [tiny], reward: [incorrect_label]}}
 settings: {{data: {{labels: "{path}"}}}}
 """)
     (cell,) = grid.expand(spec.load_sweep(sweep))
-    probs = train.training_problems(cell.config, tmp_path)
+    probs = training.training_problems(cell.config, tmp_path)
     src = json.loads(path.read_text())
     assert len(probs) == len(src) == 100
     assert [p.answer for p in probs[:5]] == [str(r["answer"]) for r in src[:5]]

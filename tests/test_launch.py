@@ -263,7 +263,7 @@ def test_local_processes_follow_the_gpus_there_are(tmp_path):
 def test_data_parallel_cell_trains_on_two_processes_with_one_writer(tmp_path):
     import pickle
 
-    from spurisweep import train
+    from spurisweep import training
 
     sweep = tmp_path / "dp.yaml"
     sweep.write_text(DP.format(seeds="[0]", extra="  slurm: {tasks_per_node: 2}"))
@@ -288,7 +288,7 @@ def test_data_parallel_cell_trains_on_two_processes_with_one_writer(tmp_path):
     assert sorted(results) == [0, 1] and results[1]["rank"] == 1 and results[1]["world_size"] == 2
     assert not list(d.glob("error*.txt"))
     # the global batch and the update schedule are those of one process; every update logged once
-    upr = train.updates_per_rollout(train.grpo_kwargs(cell.config, str(tmp_path), cpu=True))
+    upr = training.updates_per_rollout(training.grpo_kwargs(cell.config, str(tmp_path), cpu=True))
     assert done["updates"] == 2 * upr
     updates = [json.loads(x)["update"] for x in (d / "metrics.jsonl").read_text().splitlines()]
     assert updates == list(range(1, 2 * upr + 1))

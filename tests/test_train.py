@@ -12,44 +12,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
-from spurisweep import artifacts, families, grid, launch, presets, spec, train
+from spurisweep import artifacts, families, grid, presets, spec, training
 from spurisweep.errors import ConfigError
+from tests.helpers_train import make_cell, metrics
 
 ROOT = Path(__file__).resolve().parent.parent
 NO_EVAL = {"baseline": False, "checkpoints": False, "benchmarks": []}
 
 
-def make_cell(
-    results: Path,
-    settings: dict[str, Any] | None = None,
-    *,
-    name: str = "t",
-    preset: str = "smoke",
-    **axes: Any,
-) -> Path:
-    """Write one cell's folder the way `spurisweep run` does (sweep file -> grid -> config.json)."""
-    grid_axes = {"model": ["tiny"], "reward": ["random"], "clip": ["standard"], "seed": [0]}
-    grid_axes.update({k: [v] for k, v in axes.items()})
-    path = results.parent / f"{name}.yaml"
-    path.write_text(
-        yaml.safe_dump({"name": name, "preset": preset, "grid": grid_axes, "settings": settings or {}})
-    )
-    (cell,) = grid.expand(spec.load_sweep(path))
-    train.validate(cell.config, str(path))
-    return launch.write_cell_config(cell, results)
-
-
 def config_of(cell_dir: Path) -> spec.CellConfig:
     return spec.CellConfig.model_validate(artifacts.CellDir(cell_dir).config()["config"])
-
-
-def metrics(cell_dir: Path) -> list[dict[str, Any]]:
-    return artifacts.read_jsonl(cell_dir / "metrics.jsonl")
 
 
 def checkpoints(cell_dir: Path) -> list[str]:
@@ -133,13 +109,13 @@ def test_paper_preset_maps_onto_trl_as_8_updates_per_rollout(tmp_path):
         tmp_path,
         "name: p\npreset: paper\ngrid: {model: [qwen2.5-math-7b]}\nsettings: {train: {micro_batch: 16}}\n",
     )
-    kw = train.grpo_kwargs(cell.config, str(tmp_path / "out"), cpu=True)
+    kw = training.grpo_kwargs(cell.config, str(tmp_path / "out"), cpu=True)
     args = GRPOConfig(**kw)
     # TRL's own derivation (GRPOConfig.__post_init__): 1024 responses per generation, forward passes of 16
     assert args.generation_batch_size == 1024 and args.num_generations == 16
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 128  # the mini-batch
     assert args.steps_per_generation == 1024 // 16 and args.num_iterations == 1
-    assert train.updates_per_rollout(kw) == 8
+    assert training.updates_per_rollout(kw) == 8
     assert args.max_steps == 300 * 8 and args.save_steps == 50 * 8
     # GRPOTrainer computes the old log-probs (so the ratio can move) only when generations are reused:
     assert args.gradient_accumulation_steps % (args.steps_per_generation * args.num_iterations) != 0
@@ -166,9 +142,9 @@ def test_on_policy_is_one_update_per_rollout_in_trl(tmp_path):
         "name: p\npreset: paper\ngrid: {model: [qwen2.5-math-7b], clip: [on_policy]}\n"
         "settings: {train: {micro_batch: 16}}\n",
     )
-    kw = train.grpo_kwargs(cell.config, str(tmp_path / "out"), cpu=True)
+    kw = training.grpo_kwargs(cell.config, str(tmp_path / "out"), cpu=True)
     args = GRPOConfig(**kw)
-    assert train.updates_per_rollout(kw) == 1 and args.max_steps == 300
+    assert training.updates_per_rollout(kw) == 1 and args.max_steps == 300
     assert args.gradient_accumulation_steps == args.steps_per_generation * args.num_iterations  # no old logps
 
 
@@ -177,24 +153,24 @@ def test_data_parallel_processes_share_the_mini_batch(tmp_path):
         tmp_path,
         "name: p\npreset: paper\ngrid: {model: [qwen2.5-math-7b]}\nsettings: {train: {micro_batch: 8}}\n",
     )
-    kw = train.grpo_kwargs(cell.config, str(tmp_path), cpu=True, world=4)
+    kw = training.grpo_kwargs(cell.config, str(tmp_path), cpu=True, world=4)
     assert kw["per_device_train_batch_size"] * kw["gradient_accumulation_steps"] * 4 == 128
-    assert train.updates_per_rollout(kw, world=4) == 8
+    assert training.updates_per_rollout(kw, world=4) == 8
     # ranks wait for rank 0's evaluations far longer than TRL's 30 min; DDP skips the unused-parameter scan
-    assert kw["ddp_timeout"] == train.DDP_TIMEOUT_S and kw["ddp_find_unused_parameters"] is False
-    assert "ddp_timeout" not in train.grpo_kwargs(cell.config, str(tmp_path), cpu=True)
+    assert kw["ddp_timeout"] == training.DDP_TIMEOUT_S and kw["ddp_find_unused_parameters"] is False
+    assert "ddp_timeout" not in training.grpo_kwargs(cell.config, str(tmp_path), cpu=True)
 
 
 def test_other_loss_types_are_reachable(tmp_path):
     (a, b) = resolved(
         tmp_path, "name: p\npreset: smoke\ngrid: {model: [tiny], train.loss_type: [dapo, dr_grpo]}\n"
     )
-    assert train.grpo_kwargs(a.config, str(tmp_path), cpu=True)["loss_type"] == "dapo"
+    assert training.grpo_kwargs(a.config, str(tmp_path), cpu=True)["loss_type"] == "dapo"
     (c,) = resolved(
         tmp_path, "name: p\npreset: smoke\ngrid: {model: [tiny]}\nsettings: {trl: {loss_type: bnpo}}\n"
     )
-    train.validate(c.config)
-    assert train.grpo_kwargs(c.config, str(tmp_path), cpu=True)["loss_type"] == "bnpo"
+    training.validate(c.config)
+    assert training.grpo_kwargs(c.config, str(tmp_path), cpu=True)["loss_type"] == "bnpo"
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -232,7 +208,7 @@ def test_invalid_training_settings_are_rejected_at_plan_time(tmp_path, settings,
     text = yaml.safe_dump({"name": "v", "preset": "smoke", "grid": {"model": ["tiny"]}, "settings": settings})
     (cell,) = resolved(tmp_path, text)
     with pytest.raises(ConfigError) as exc:
-        train.validate(cell.config, file="v.yaml")
+        training.validate(cell.config, file="v.yaml")
     assert exc.value.field == field and exc.value.file == "v.yaml"
     assert words in str(exc.value)
 
@@ -243,7 +219,7 @@ def test_no_clip_takes_no_epsilons(tmp_path):
         "name: v\ngrid: {model: [tiny], clip: [no_clip]}\nsettings: {clip_params: {eps_high: 0.3}}\n",
     )
     with pytest.raises(ConfigError, match="no_clip never clips"):
-        train.validate(cell.config, file="v.yaml")
+        training.validate(cell.config, file="v.yaml")
 
 
 def test_valid_overrides_pass_and_reach_grpo_config(tmp_path):
@@ -252,8 +228,8 @@ def test_valid_overrides_pass_and_reach_grpo_config(tmp_path):
         "name: v\npreset: smoke\ngrid: {model: [tiny]}\n"
         "settings: {trl: {mask_truncated_completions: true, top_entropy_quantile: 0.5}}\n",
     )
-    train.validate(cell.config)
-    kw = train.grpo_kwargs(cell.config, str(tmp_path), cpu=True)
+    training.validate(cell.config)
+    kw = training.grpo_kwargs(cell.config, str(tmp_path), cpu=True)
     assert kw["mask_truncated_completions"] is True and kw["top_entropy_quantile"] == 0.5
 
 
@@ -264,9 +240,9 @@ def test_overriding_the_batch_shape_keeps_rollout_steps_aligned(tmp_path):
         "name: v\npreset: smoke\ngrid: {model: [tiny]}\n"
         "settings: {trl: {per_device_train_batch_size: 2, gradient_accumulation_steps: 4}}\n",
     )
-    train.validate(cell.config)
-    kw = train.grpo_kwargs(cell.config, str(tmp_path), cpu=True)
-    assert train.updates_per_rollout(kw) == 2
+    training.validate(cell.config)
+    kw = training.grpo_kwargs(cell.config, str(tmp_path), cpu=True)
+    assert training.updates_per_rollout(kw) == 2
     assert (
         kw["max_steps"] == cell.config.train.steps * 2
         and kw["save_steps"] == cell.config.train.save_every * 2
@@ -298,6 +274,58 @@ def test_cli_plan_rejects_bad_trl_overrides_with_exit_2_and_one_line(tmp_path, s
     assert str(sweep) in lines[0] and field in lines[0]
 
 
+def test_a_validated_training_setup_is_remembered_and_a_rejected_one_is_not(tmp_path, monkeypatch):
+    """validate_all validates once per training setup; with cached=True (plan) a setup that passed before is
+    not validated again, while one that failed fails every time; cached=False (run, plan --check) always
+    validates."""
+    monkeypatch.setenv("SPURISWEEP_CACHE", str(tmp_path / "cache"))
+    calls: list[spec.CellConfig] = []
+    real = training.config.validate
+
+    def counted(cfg: spec.CellConfig, file: str | None = None) -> None:
+        calls.append(cfg)
+        real(cfg, file)
+
+    monkeypatch.setattr(training.config, "validate", counted)
+    good = [
+        c.config for c in resolved(tmp_path, "name: v\npreset: smoke\ngrid: {model: [tiny], seed: [0, 1]}\n")
+    ]
+    training.validate_all(good, cached=True)
+    assert len(calls) == 1  # two seeds, one training setup
+    training.validate_all(good, cached=True)
+    assert len(calls) == 1
+    training.validate_all(good, cached=False)
+    assert len(calls) == 2
+    text = "name: b\npreset: smoke\ngrid: {model: [tiny]}\nsettings: {trl: {not_a_field: 1}}\n"
+    bad = [c.config for c in resolved(tmp_path, text)]
+    for _ in range(2):
+        with pytest.raises(ConfigError, match="GRPOConfig fields"):
+            training.validate_all(bad, file="b.yaml", cached=True)
+    assert len(calls) == 4
+
+
+def test_plan_of_a_validated_sweep_does_not_load_trl_and_plan_check_does(tmp_path):
+    """The fast plan: the first `plan` validates with TRL, the second answers without importing it (the
+    setup was validated before), and `plan --check` validates again."""
+    env = {**os.environ, "SPURISWEEP_CACHE": str(tmp_path / "cache")}
+
+    def plan_imports_trl(*extra: str) -> bool:
+        proc = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "spurisweep.cli", "plan", "sweeps/smoke.yaml", *extra],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=env,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return any(line.split("|")[-1].strip() == "trl" for line in proc.stderr.splitlines())
+
+    assert plan_imports_trl()
+    assert not plan_imports_trl()
+    assert plan_imports_trl("--check")
+
+
 # ---------------------------------------------------------------------------------------------- data, prompts
 def test_default_training_data_is_deepscaler_on_the_hub():
     assert spec.CellConfig(model="tiny").data.train == "agentica-org/DeepScaleR-Preview-Dataset"
@@ -308,7 +336,7 @@ def test_local_deepscaler_slice_with_a_limit(tmp_path, shared_data):
         tmp_path / "r", {"data": {"train": str(shared_data / "deepscaler_level1_train.json"), "limit": 20}}
     )
     cfg = config_of(d)
-    problems = train.training_problems(cfg, tmp_path / "r")
+    problems = training.training_problems(cfg, tmp_path / "r")
     raw = json.loads((shared_data / "deepscaler_level1_train.json").read_text())[:20]
     assert [p.problem for p in problems] == [r["prompt"] for r in raw]
     assert [p.answer for p in problems] == [str(r["answer"]) for r in raw]
@@ -325,7 +353,7 @@ def test_local_jsonl_and_parquet_training_files(tmp_path, suffix):
     else:
         pd.DataFrame(rows).to_parquet(path)
     d = make_cell(tmp_path / "r", {"data": {"train": str(path), "limit": 3}})
-    problems = train.training_problems(config_of(d), tmp_path / "r")
+    problems = training.training_problems(config_of(d), tmp_path / "r")
     assert [(p.problem, p.answer) for p in problems] == [(r["problem"], r["answer"]) for r in rows[:3]]
 
 
@@ -345,11 +373,11 @@ def test_training_and_evaluation_see_the_same_rendered_prompt(tmp_path):
     )
     cfg = config_of(d)
     assert cfg.prompt == "chat"  # the family's template, resolved into the cell's config (and id)
-    train.run_cell(d, results)
+    training.run_cell(d, results)
     tok = families.load_model_and_tokenizer(families.model_source("tiny"))[1]
     rows = {
         r["problem_id"]: r["prompt"]
-        for r in train.training_rows(cfg, tok, train.training_problems(cfg, results))
+        for r in training.training_rows(cfg, tok, training.training_problems(cfg, results))
     }
     (meta,) = artifacts.CellDir(d).completed_evals()
     evaluated = {
@@ -373,7 +401,7 @@ def test_every_update_is_logged_with_the_training_signals(tmp_path):
             "eval": NO_EVAL,
         },
     )
-    done = train.run_cell(d, results)
+    done = training.run_cell(d, results)
     rows = metrics(d)
     assert done["updates_per_rollout"] == 2 and done["updates"] == 6
     assert done["backend"] == "transformers" == artifacts.CellDir(d).status()["backend"]  # no vLLM/GPU here
@@ -417,11 +445,11 @@ def test_vllm_colocate_when_installed_with_a_gpu_else_transformers(monkeypatch, 
     (cell,) = resolved(tmp_path, "name: p\npreset: paper\ngrid: {model: [qwen2.5-math-1.5b]}\n")
     monkeypatch.setattr(generate, "vllm_available", lambda: False)
     assert generate.choose_backend("auto") == "transformers"
-    kw = train.grpo_kwargs(cell.config, "out", cpu=True, backend="transformers")
+    kw = training.grpo_kwargs(cell.config, "out", cpu=True, backend="transformers")
     assert kw["use_vllm"] is False and "vllm_mode" not in kw
     monkeypatch.setattr(generate, "vllm_available", lambda: True)
     assert generate.choose_backend("auto") == "vllm"
-    kw = train.grpo_kwargs(cell.config, "out", cpu=False, backend="vllm")
+    kw = training.grpo_kwargs(cell.config, "out", cpu=False, backend="vllm")
     assert kw["use_vllm"] is True and kw["vllm_mode"] == "colocate"
     assert kw["vllm_max_model_length"] == 1024 + 3072 and kw["bf16"] is True
 
@@ -429,12 +457,12 @@ def test_vllm_colocate_when_installed_with_a_gpu_else_transformers(monkeypatch, 
 def test_tracker_environment_names_the_run_and_group_and_is_restored(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_RUN_GROUP", raising=False)
     cfg = spec.CellConfig(model="tiny", tracking={"report_to": ["wandb", "tensorboard"], "project": "spur"})
-    with train.tracker_env(cfg, tmp_path / "cell", "abc123", "mysweep"):
+    with training.tracker_env(cfg, tmp_path / "cell", "abc123", "mysweep"):
         assert os.environ["WANDB_RUN_GROUP"] == "mysweep" and os.environ["WANDB_RUN_ID"] == "abc123"
         assert os.environ["WANDB_PROJECT"] == "spur"
         assert os.environ["TENSORBOARD_LOGGING_DIR"] == str(tmp_path / "cell" / "tensorboard")
     assert "WANDB_RUN_GROUP" not in os.environ and "TENSORBOARD_LOGGING_DIR" not in os.environ
-    kw = train.grpo_kwargs(
+    kw = training.grpo_kwargs(
         cfg.model_copy(
             update={"train": spec.TrainSettings(prompts_per_step=2, samples_per_prompt=2, mini_batch=2)}
         ),
@@ -475,7 +503,7 @@ def test_report_to_tensorboard_writes_the_cells_run(tmp_path):
         {"train": {"steps": 2, "save_every": 2}, "eval": NO_EVAL, "tracking": {"report_to": ["tensorboard"]}},
         name="tbsweep",
     )
-    train.run_cell(d, results)
+    training.run_cell(d, results)
     scalars, texts = read_tensorboard(d / "tensorboard")
     assert len(scalars["train/reward"]) == 2 and len(scalars["train/loss"]) == len(metrics(d))
     assert [round(x, 5) for x in scalars["train/reward"]] == [
@@ -495,7 +523,7 @@ def test_checkpoints_every_n_steps_are_each_evaluated_and_pruned(tmp_path):
             "eval": {"baseline": True, "limit": 3},
         },
     )
-    done = train.run_cell(d, results)
+    done = training.run_cell(d, results)
     upr = done["updates_per_rollout"]
     # saved at steps 2 and 4 (every 2) and at the end (5); the two newest are kept
     assert checkpoints(d) == [
@@ -515,7 +543,7 @@ def test_keep_checkpoints_none_keeps_every_checkpoint(tmp_path):
     d = make_cell(
         results, {"train": {"steps": 3, "save_every": 1, "keep_checkpoints": None}, "eval": NO_EVAL}
     )
-    done = train.run_cell(d, results)
+    done = training.run_cell(d, results)
     upr = done["updates_per_rollout"]
     assert checkpoints(d) == [f"checkpoint-{k * upr}" for k in (1, 2, 3)]
 
@@ -527,11 +555,11 @@ def test_incomplete_checkpoints_are_ignored_and_removed(tmp_path):
         (ck / f"checkpoint-{n}" / "model.safetensors").write_text("x")
         if complete:
             (ck / f"checkpoint-{n}" / "COMPLETE").write_text("1")
-    assert train.latest_complete_checkpoint(ck) == ck / "checkpoint-8"
+    assert training.latest_complete_checkpoint(ck) == ck / "checkpoint-8"
     assert not (ck / "checkpoint-12").exists() and (ck / "checkpoint-4").exists()
-    assert train.prune_checkpoints(ck, 1) == [ck / "checkpoint-4"]
+    assert training.prune_checkpoints(ck, 1) == [ck / "checkpoint-4"]
     assert [p.name for p in ck.iterdir()] == ["checkpoint-8"]
-    assert train.latest_complete_checkpoint(tmp_path / "none") is None
+    assert training.latest_complete_checkpoint(tmp_path / "none") is None
 
 
 # ---------------------------------------------------------------------------------------------- resume
@@ -647,7 +675,7 @@ def test_a_checkpoint_whose_evaluation_was_lost_is_evaluated_on_resume(tmp_path)
             "eval": {"baseline": False, "limit": 3},
         },
     )
-    first = train.run_cell(d, results)
+    first = training.run_cell(d, results)
     upr = first["updates_per_rollout"]
     evals = {m["step"]: m for m in artifacts.CellDir(d).completed_evals()}
     responses = {
@@ -661,7 +689,7 @@ def test_a_checkpoint_whose_evaluation_was_lost_is_evaluated_on_resume(tmp_path)
             p.unlink()
     (d / "DONE").unlink()
 
-    again = train.run_cell(d, results)
+    again = training.run_cell(d, results)
     assert again["resumed_from"] == [f"checkpoint-{2 * upr}"]
     evals2 = {m["step"]: m for m in artifacts.CellDir(d).completed_evals()}
     assert sorted(evals2) == [2, 4]
@@ -678,7 +706,7 @@ def test_a_checkpoint_whose_evaluation_was_lost_is_evaluated_on_resume(tmp_path)
 def test_a_kill_after_the_last_checkpoint_only_completes_its_evaluation(tmp_path):
     results = tmp_path / "r"
     d = make_cell(results, {"train": {"steps": 2, "save_every": 2}, "eval": {"baseline": False, "limit": 3}})
-    done = train.run_cell(d, results)
+    done = training.run_cell(d, results)
     final = [m for m in artifacts.CellDir(d).completed_evals() if m["step"] == 2]
     assert len(final) == 1
     # simulate a kill after the final checkpoint but before its evaluation and DONE
@@ -686,7 +714,7 @@ def test_a_kill_after_the_last_checkpoint_only_completes_its_evaluation(tmp_path
         p.unlink()
     (d / "DONE").unlink()
     rows_before = metrics(d)
-    again = train.run_cell(d, results)
+    again = training.run_cell(d, results)
     assert again["resumed_from"] == [f"checkpoint-{done['updates']}"] and again["updates"] == done["updates"]
     assert metrics(d) == rows_before  # nothing was trained again
     assert [m["step"] for m in artifacts.CellDir(d).completed_evals()] == [2]
@@ -694,8 +722,8 @@ def test_a_kill_after_the_last_checkpoint_only_completes_its_evaluation(tmp_path
 
 def test_the_smoke_sweep_reuses_rollouts_so_clipping_can_act():
     for cell in grid.expand(spec.load_sweep(ROOT / "sweeps" / "smoke.yaml")):
-        kw = train.grpo_kwargs(cell.config, "out", cpu=True)
-        assert train.updates_per_rollout(kw) >= 4, cell.label
+        kw = training.grpo_kwargs(cell.config, "out", cpu=True)
+        assert training.updates_per_rollout(kw) >= 4, cell.label
 
 
 def test_training_prompt_tokens_equal_evaluation_prompt_tokens_with_a_bos_writing_template(tmp_path):
@@ -703,7 +731,7 @@ def test_training_prompt_tokens_equal_evaluation_prompt_tokens_with_a_bos_writin
     another. The text handed to TRL must tokenize to exactly the ids evaluation generates from."""
     from spurisweep import families
     from spurisweep.generate import encode_prompts
-    from spurisweep.train import for_trl
+    from spurisweep.training import for_trl
 
     tok = families.build_tokenizer(
         families.tokenizer_corpus(),

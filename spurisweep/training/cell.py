@@ -1,0 +1,291 @@
+"""One cell's GRPO run with TRL: the job's entry point into training.
+
+Reads top to bottom: resolve the model and data, evaluate the untrained model (shared baseline), train
+with GRPOTrainer while a callback writes every logged update, checkpoints and evaluates every `save_every`
+rollout steps, then evaluate the final model, flag training health and write DONE. How the settings map
+onto TRL is in config.py; the callback is callback.py; the GRPOTrainer subclass is trainer.py.
+
+Resume: a killed run restarts from its newest complete checkpoint (checkpoints.py): TRL restores the
+weights, optimizer, scheduler, RNG states and data position; metric rows after that update are dropped
+and logged again; evaluations already on disk are not repeated, and evaluation saves and restores the RNG
+so the resumed trajectory equals the uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import Dataset
+from filelock import FileLock
+from transformers import AutoTokenizer
+
+from .. import artifacts, evaluate, families, health, rewards
+from ..distributed import rank, world_size
+from ..generate import choose_backend
+from ..spec import CellConfig
+from .callback import CellCallback
+from .checkpoints import checkpoint_number, latest_complete_checkpoint, preserved_rng, prune_checkpoints
+from .config import grpo_kwargs, updates_per_rollout
+from .data import training_problems, training_rows
+from .trackers import check_trackers_installed, tracker_env
+from .trainer import grpo_config, make_trainer
+
+log = logging.getLogger(__name__)
+
+
+def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
+    """Train, checkpoint, evaluate and resume one cell in its folder; returns the DONE summary."""
+    threads()
+    run = CellRun(cell_dir, results)  # config, this process's role, model source and tokenizer
+    model = run.evaluate_baselines()  # the untrained model, if a baseline evaluation had to load it
+    # training data, rendered with the cell's prompt template (the same text evaluation uses)
+    dataset = Dataset.from_list(training_rows(run.cfg, run.tok, training_problems(run.cfg, results)))
+    sched = run.schedule()  # GRPOConfig arguments, updates per rollout, the checkpoint to resume from
+    reward_fn = build_reward(run.cfg)
+    del model  # the trainer loads its own copy of the policy
+    run.announce(sched)
+    if sched.resumed_update >= sched.max_updates:  # killed after the last save: evaluate if missing
+        updates = run.evaluate_final(sched)
+    else:
+        updates = run.train(sched, dataset, reward_fn)
+    if not run.writer:
+        return {"cell_id": run.cell_id, "rank": rank(), "world_size": run.world, "updates": updates}
+    return run.finish(sched, updates)
+
+
+def threads() -> None:
+    n = os.environ.get("SPURISWEEP_THREADS")
+    if n:
+        torch.set_num_threads(int(n))
+
+
+def build_reward(cfg: CellConfig) -> Any:
+    return rewards.build(
+        cfg.reward,
+        cfg.reward_params,
+        rewards.RewardContext(
+            seed=cfg.seed,
+            grading_workers=_grading_workers(),
+            grader=cfg.grader,
+            answer_tag=families.template(cfg.prompt).answer_tag if cfg.prompt else False,
+        ),
+    )
+
+
+def _grading_workers() -> int | None:
+    n = os.environ.get("SPURISWEEP_GRADING_WORKERS")
+    return int(n) if n else None
+
+
+@dataclasses.dataclass
+class Schedule:
+    """How many updates the cell trains and where it resumes (config.grpo_kwargs' arithmetic)."""
+
+    kw: dict[str, Any]  # GRPOConfig keyword arguments
+    upr: int  # updates per rollout step
+    max_updates: int
+    final_step: int
+    resume: Path | None  # the newest complete checkpoint, if any
+    resumed_update: int
+    metric_rows: list[dict[str, Any]]  # rows logged up to resumed_update; the callback extends them
+    resumes: list[str]  # every checkpoint this cell has resumed from, this time included
+
+
+class CellRun:
+    """One cell's context while it runs: its config and folder, this process's role (rank 0 evaluates and
+    writes; all ranks train), the model source and tokenizer, and the evaluations it shares."""
+
+    def __init__(self, cell_dir: Path, results: Path) -> None:
+        self.cell = artifacts.CellDir(cell_dir)
+        raw = self.cell.config()
+        self.cfg = cfg = CellConfig.model_validate(raw["config"])
+        self.results = results
+        self.sweep: str = raw.get("sweep", "")
+        self.cell_id = self.cell.cell_id
+        self.cpu = not torch.cuda.is_available()
+        self.world = world_size()
+        self.writer = rank() == 0  # data-parallel ranks: rank 0 evaluates and writes; all ranks train
+        self.backend = choose_backend(cfg.train.generation_backend)
+        check_trackers_installed(cfg)
+        self.source = families.model_source(cfg.model, cfg.model_path)
+        self.t_start = time.time()
+        self.dtype = None if cfg.train.bf16 is None else ("bf16" if cfg.train.bf16 else "fp32")
+        self.tok = AutoTokenizer.from_pretrained(self.source)
+        self.protos = [evaluate.protocol_for(cfg.eval, b) for b in cfg.eval.benchmarks]
+        self.baselines: dict[str, str] = {}  # benchmark -> the untrained model's evaluation id
+
+    # ------------------------------------------------------------------------------------------ evaluation
+    def run_eval(
+        self, mdl: Any, proto: Any, folder: Path, eid: str, step: int, baseline: bool = False
+    ) -> None:
+        cfg = self.cfg
+        meta = {"model": cfg.model, "model_path": cfg.model_path, "step": step, "is_baseline": baseline}
+        if baseline:
+            meta["cell_id"] = None
+        else:
+            meta.update(cell_id=self.cell_id, baseline_eval_id=self.baselines.get(proto.benchmark))
+        evaluate.run_eval(
+            model=mdl,
+            tokenizer=self.tok,
+            model_source=self.source,
+            prompt_template=cfg.prompt or "",
+            proto=proto,
+            seed=cfg.seed,
+            folder=folder,
+            eval_id=eid,
+            meta=meta,
+            backend="transformers",
+            batch_size=cfg.eval.batch_size,
+        )
+
+    def evaluate_baselines(self) -> Any:
+        """The untrained model's evaluation, shared by every cell of this model/prompt/protocol; returns the
+        untrained model when it had to be loaded (None otherwise)."""
+        cfg = self.cfg
+        model = None  # the untrained model, loaded only if a baseline evaluation is missing
+        if not cfg.eval.baseline:
+            return model
+        folder = self.results / artifacts.BASELINES
+        folder.mkdir(parents=True, exist_ok=True)
+        for proto in self.protos:
+            eid = evaluate.baseline_eval_id(cfg.model, cfg.model_path, cfg.prompt or "", proto)
+            self.baselines[proto.benchmark] = eid
+            if not self.writer:
+                continue
+            with FileLock(str(folder / f"{eid}.lock")):  # concurrent cells of one model: evaluated once
+                if model is None and not artifacts.eval_complete(folder, eid):
+                    model, self.tok = families.load_model_and_tokenizer(self.source, dtype=self.dtype)
+                self.run_eval(model, proto, folder, eid, step=0, baseline=True)
+        return model
+
+    def eval_ids(self, step: int) -> list[str]:
+        return [
+            evaluate.checkpoint_eval_id(self.cell_id, step, self.cfg.prompt or "", p) for p in self.protos
+        ]
+
+    def evaluate_at(self, mdl: Any, step: int) -> None:
+        if not self.writer:
+            return
+        with preserved_rng():
+            for proto, eid in zip(self.protos, self.eval_ids(step), strict=True):
+                self.run_eval(mdl, proto, self.cell.evals_dir, eid, step)
+
+    # ------------------------------------------------------------------------------------------ training
+    def schedule(self) -> Schedule:
+        """The update schedule and the resume point; removes half-written checkpoints (one writer)."""
+        cfg, cell = self.cfg, self.cell
+        ckpt_dir = cell.checkpoints_dir
+        kw = grpo_kwargs(cfg, str(ckpt_dir), cpu=self.cpu, world=self.world, backend=self.backend)
+        kw["run_name"] = self.cell_id
+        upr = updates_per_rollout(kw, self.world)
+        max_updates = int(kw["max_steps"])
+        resume = latest_complete_checkpoint(ckpt_dir, clean=self.writer)
+        if self.writer:
+            prune_checkpoints(ckpt_dir, cfg.train.keep_checkpoints)  # a kill between a save and its pruning
+        resumed_update = (checkpoint_number(resume) or 0) if resume else 0
+        by_update = {
+            int(r["update"]): r
+            for r in artifacts.read_jsonl(cell.metrics_path)
+            if 0 < int(r.get("update", 0)) <= resumed_update
+        }
+        resumes = list(cell.status().get("resumed_from") or []) if resume else []
+        if resume:
+            resumes.append(resume.name)
+            log.info(
+                "cell %s resumes from %s (update %d of %d)",
+                self.cell_id,
+                resume.name,
+                resumed_update,
+                max_updates,
+            )
+        return Schedule(
+            kw=kw,
+            upr=upr,
+            max_updates=max_updates,
+            final_step=max_updates // upr,
+            resume=resume,
+            resumed_update=resumed_update,
+            metric_rows=[by_update[u] for u in sorted(by_update)],
+            resumes=resumes,
+        )
+
+    def announce(self, sched: Schedule) -> None:
+        if self.writer:
+            self.cell.set_status(
+                "running",
+                backend=self.backend,
+                updates_per_rollout=sched.upr,
+                resumed_from=sched.resumes or None,
+                world_size=self.world,
+            )
+
+    def callback(self, sched: Schedule) -> CellCallback:
+        return CellCallback(
+            self.cell,
+            updates_per_rollout=sched.upr,
+            resumed_update=sched.resumed_update,
+            resumed=sched.resume is not None,
+            keep_checkpoints=self.cfg.train.keep_checkpoints,
+            evaluate_checkpoints=self.cfg.eval.checkpoints,
+            metric_rows=sched.metric_rows,
+            evaluate_at=self.evaluate_at,
+        )
+
+    def train(self, sched: Schedule, dataset: Dataset, reward_fn: Any) -> int:
+        """Train from the resume point to max_updates, then evaluate the final model; returns the updates."""
+        with tracker_env(self.cfg, self.cell.root, self.cell_id, self.sweep):
+            args = grpo_config(sched.kw, cpu=self.cpu, world=self.world)
+            trainer = make_trainer(
+                args,
+                model=self.source,
+                reward_fn=reward_fn,
+                dataset=dataset,
+                tokenizer=self.tok,
+                callback=self.callback(sched),
+            )
+            trainer.train(resume_from_checkpoint=str(sched.resume) if sched.resume else None)
+        updates = trainer.state.global_step
+        self.evaluate_at(
+            trainer.model, sched.final_step
+        )  # a no-op when the final checkpoint was evaluated in on_save
+        return updates
+
+    def evaluate_final(self, sched: Schedule) -> int:
+        """Already trained (killed after the last save): evaluate the final checkpoint if that is missing."""
+        step = sched.final_step
+        if self.writer and not all(
+            artifacts.eval_complete(self.cell.evals_dir, e) for e in self.eval_ids(step)
+        ):
+            final_model, _ = families.load_model_and_tokenizer(str(sched.resume), dtype=self.dtype)
+            self.evaluate_at(final_model, step)
+        return sched.resumed_update
+
+    # ------------------------------------------------------------------------------------------ DONE
+    def finish(self, sched: Schedule, updates: int) -> dict[str, Any]:
+        """Flag training health, write the DONE summary and return it (rank 0 only)."""
+        cell = self.cell
+        flags = health.flags(sched.metric_rows)
+        artifacts.atomic_write_json(cell.health_path, flags)
+        summary = {
+            "cell_id": self.cell_id,
+            "sweep": self.sweep,
+            "final_step": sched.final_step,
+            "updates": updates,
+            "updates_per_rollout": sched.upr,
+            "backend": self.backend,
+            "device": "cpu" if self.cpu else "cuda",
+            "world_size": self.world,
+            "seconds": round(time.time() - self.t_start, 1),
+            "baselines": self.baselines,
+            "health": health.names(flags),
+            "resumed_from": sched.resumes or None,
+        }
+        cell.set_status("running", health=summary["health"], step=sched.final_step, update=updates)
+        cell.mark_done(summary)
+        return summary

@@ -1,0 +1,90 @@
+"""The one place that touches TRL internals: a GRPOTrainer subclass with two extra metrics, and the
+GRPOConfig/trainer construction that works around what TRL's batch arithmetic does not count.
+
+Overridden private methods (TRL 1.16): GRPOTrainer._generate, _generate_and_score_completions,
+_get_per_token_logps_and_entropies and the `_metrics` dict; TrainingArguments._n_gpu. A TRL upgrade that
+renames them breaks here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import PrinterCallback
+from trl import GRPOConfig, GRPOTrainer
+
+log = logging.getLogger(__name__)
+
+
+class SpuriTrainer(GRPOTrainer):
+    """GRPOTrainer that also logs
+    - token_prob/mean: the mean probability of the sampled tokens under the policy that sampled them
+      (the paper's evidence for prior amplification: ~0.85 -> >0.93 under clipping);
+    - timing/generate_s and timing/generated_tokens: wall time and completion tokens of each rollout's
+      generation (throughput in metrics.jsonl and bench/train_step.py)."""
+
+    def _generate(self, prompts):
+        t0 = time.perf_counter()
+        out = super()._generate(prompts)
+        mode = "train" if self.model.training else "eval"
+        completion_ids = out[1]
+        self._metrics[mode]["timing/generate_s"].append(time.perf_counter() - t0)
+        self._metrics[mode]["timing/generated_tokens"].append(float(sum(len(c) for c in completion_ids)))
+        return out
+
+    def _generate_and_score_completions(self, inputs):
+        out = super()._generate_and_score_completions(inputs)
+        logps = out.get("old_per_token_logps")
+        if logps is None:
+            logps = out.get("sampling_per_token_logps")
+        if logps is None:  # one update per rollout: TRL skipped this forward pass; do it for the metric
+            ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
+            mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
+            with torch.no_grad():
+                logps = self._get_per_token_logps_and_entropies(
+                    self.model, ids, mask, out["completion_ids"].size(1)
+                )[0]
+        m = out["completion_mask"].float()
+        p = float((logps.exp() * m).sum() / m.sum().clamp(min=1.0))
+        self._metrics["train" if self.model.training else "eval"]["token_prob/mean"].append(p)
+        return out
+
+
+def grpo_config(kw: dict[str, Any], *, cpu: bool, world: int) -> GRPOConfig:
+    """The GRPOConfig for keyword arguments from config.grpo_kwargs, on one GPU per process."""
+    args = GRPOConfig(**kw)
+    if not cpu and world == 1 and args.n_gpu > 1:
+        # TRL's batch arithmetic counts processes, not DataParallel replicas: use one GPU per process
+        # (slurm.tasks_per_node / gpus_per_node start one process per GPU: data-parallel)
+        log.warning(
+            "%d GPUs visible to one process; training on one (set slurm.gpus_per_node or "
+            "slurm.tasks_per_node to train data-parallel on all of them)",
+            args.n_gpu,
+        )
+        args._n_gpu = 1
+    return args
+
+
+def make_trainer(
+    args: GRPOConfig,
+    *,
+    model: str,
+    reward_fn: Any,
+    dataset: Any,
+    tokenizer: Any,
+    callback: TrainerCallback,
+) -> SpuriTrainer:
+    trainer = SpuriTrainer(
+        model=model,
+        reward_funcs=[reward_fn],
+        args=args,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        callbacks=[callback],
+    )
+    trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl, not as dicts to stdout
+    return trainer
