@@ -116,10 +116,13 @@ def plan(
         ),
     ] = False,
 ) -> None:
-    """Expand a sweep into its cells and show each one's axes, id and whether it is already done."""
-    from . import launch
+    """Expand a sweep into its cells and show each one's axes, id and whether it is already done, and the
+    memory planner's per-GPU estimate for each resource profile (a cell that cannot fit is an error)."""
+    from . import launch, resources
+    from .analysis.render import render
 
     sweep, cells = _load(sweep_file, cached=not check)
+    estimates = resources.check_cells(cells, file=str(sweep_file))
     states = launch.states(cells, results, live=False)
     if as_json:
         payload = {
@@ -131,6 +134,8 @@ def plan(
                     "axes": s.cell.axes,
                     "state": s.state,
                     "config": s.cell.config.model_dump(mode="json"),
+                    "node": resources.node_totals(s.cell.config).as_dict(),
+                    "memory": (est.as_dict() if (est := estimates.get(s.cell.id)) is not None else None),
                 }
                 for s in states
             ],
@@ -139,6 +144,7 @@ def plan(
         return
     console.print(_state_table(states, f"sweep {sweep.name}: {len(cells)} cells", show_error=False))
     console.print(_summary(states))
+    console.print(render(resources.planner_table(cells, estimates), "table"))
 
 
 @app.command()
@@ -160,13 +166,14 @@ def run(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
-    from . import launch, store
+    from . import launch, resources, store
 
     if executor not in launch.EXECUTORS:
         raise ConfigError(
             f"unknown executor {executor!r}; valid: {', '.join(launch.EXECUTORS)}", field="--executor"
         )
     sweep, cells = _load(sweep_file)
+    resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
     plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
     skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
     if dry_run:

@@ -160,7 +160,7 @@ def pack_size(cfg: CellConfig) -> int:
     mini = (
         t.prompts_per_step * t.samples_per_prompt if clipping.CLIP_MODES[cfg.clip].on_policy else t.mini_batch
     )
-    world = cfg.slurm.processes
+    world = cfg.slurm.world_size
     if t.micro_batch is not None:
         return min(t.micro_batch, mini)
     return max(1, mini // world) if world > 1 else mini

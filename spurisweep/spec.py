@@ -88,6 +88,11 @@ class TrainSettings(Strict):
     keep_checkpoints: int | None = Field(1, ge=1, description="newest checkpoints kept; None keeps all")
     generation_backend: Literal["auto", "vllm", "transformers"] = "auto"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
+    sharding: Literal["none", "fsdp"] = Field(
+        "none", description="none: every process holds the whole model (DDP); fsdp: FSDP2 full sharding"
+    )
+    vllm_sleep: bool = Field(False, description="colocated vLLM sleeps during updates (frees its memory)")
+    vllm_tensor_parallel_size: int = Field(1, ge=1, description="GPUs per colocated vLLM engine")
 
 
 class DataSettings(Strict):
@@ -158,6 +163,16 @@ class ClipParams(Strict):
     eps_high: float | None = Field(None, gt=0)
 
 
+class NodeShape(Strict):
+    """What one node of the cluster has: a request above it is a plan-time error, and the memory planner
+    checks each cell against `gpu_mem_gb`."""
+
+    gpus: int | None = Field(None, ge=0)
+    gpu_mem_gb: float = Field(80.0, gt=0, description="memory of one GPU (the planner's budget)")
+    cpus: int | None = Field(None, ge=1)
+    mem_gb: float | None = Field(None, gt=0)
+
+
 class SlurmSettings(Strict):
     """Resources for a cell's job. Not part of the cell id. SLURM reads all of them; the local executor
     reads `tasks_per_node`/`gpus_per_node` (processes, each with its own GPU) and `timeout_min`."""
@@ -171,8 +186,10 @@ class SlurmSettings(Strict):
         ge=1,
         description="processes per cell (data-parallel ranks, one per GPU); default gpus_per_node or 1",
     )
-    cpus_per_task: int | None = Field(None, ge=1)
-    mem_gb: float | None = Field(None, gt=0)
+    cpus_per_task: int | None = Field(None, ge=1, description="CPUs of EACH task (SLURM's meaning)")
+    mem_gb: float | None = Field(None, gt=0, description="memory per node")
+    nodes: int = Field(1, ge=1, description="nodes per cell: world size = nodes x tasks per node")
+    node: NodeShape = Field(default_factory=NodeShape, description="the cluster's node shape (checked)")
     timeout_min: int = Field(24 * 60, ge=1)
     constraint: str | None = None
     array_parallelism: int = Field(64, ge=1)
@@ -182,6 +199,11 @@ class SlurmSettings(Strict):
     def processes(self) -> int:
         """Training processes of one cell: data-parallel ranks, one per GPU."""
         return self.tasks_per_node or self.gpus_per_node or 1
+
+    @property
+    def world_size(self) -> int:
+        """Training processes of one cell over all its nodes."""
+        return self.processes * self.nodes
 
 
 class TrackingSettings(Strict):
@@ -226,6 +248,9 @@ LATE_DEFAULTS: dict[str, Any] = {
     "eval.eval_every": None,
     "data.labelling": "equivalence",
     "data.label_holdout": 0,
+    "train.vllm_sleep": False,
+    "train.sharding": "none",
+    "train.vllm_tensor_parallel_size": 1,
 }
 #: the named axes; any other axis is a dotted path into CellConfig
 NAMED_AXES = ("model", "reward", "clip", "seed", "preset", "prompt", "model_path")

@@ -191,6 +191,8 @@ def grpo_kwargs(
         kw.update(
             vllm_mode="colocate",
             vllm_gpu_memory_utilization=t.vllm_gpu_memory_utilization,
+            vllm_enable_sleep_mode=t.vllm_sleep,
+            vllm_tensor_parallel_size=t.vllm_tensor_parallel_size,
             vllm_max_model_length=t.max_prompt_length + t.max_completion_length,
         )
     kw.update(cfg.trl)
@@ -283,7 +285,7 @@ def validate(cfg: CellConfig, file: str | None = None) -> None:
             raise ConfigError(suggest(name, trackers), file=file, field=f"tracking.report_to[{i}]")
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        kw = grpo_kwargs(cfg, tmp, cpu=True, world=cfg.slurm.processes, file=file)
+        kw = grpo_kwargs(cfg, tmp, cpu=True, world=cfg.slurm.world_size, file=file)
         kw["report_to"] = "none"  # trackers need not be installed to plan
         try:
             GRPOConfig(**kw)
@@ -297,7 +299,7 @@ def validate(cfg: CellConfig, file: str | None = None) -> None:
 def validation_key(cfg: CellConfig) -> str:
     """What validate() looks at: cells that agree on it need to be validated once."""
     return cfg.model_dump_json(include={"train", "trl", "clip", "clip_params", "tracking"}) + str(
-        cfg.slurm.processes
+        cfg.slurm.world_size
     )
 
 
