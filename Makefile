@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint toy bench slurm-up slurm-down clean
+.PHONY: install demo test test-fast test-gpu lint toy bench gpu-check slurm-up slurm-down clean
 
 install: $(STAMP)
 
@@ -23,6 +23,10 @@ demo: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# the GPU tier (tests/gpu/): vLLM evaluation, a bf16 GRPO step, a 2-rank sharded cell; skipped without CUDA
+test-gpu: install
+	$(BIN)/python -m pytest -q -m gpu tests/gpu
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"
@@ -58,6 +62,11 @@ bench: install
 	$(BIN)/python bench/train_step.py
 	$(BIN)/python bench/report.py
 	$(BIN)/python bench/submit.py
+
+# One GPU, under 5 minutes, torch + transformers + TRL only: the planner against measured peaks, a bf16
+# GRPO step, generation throughput (bench/gpu_check.py; prints "no CUDA device" and exits 0 elsewhere).
+gpu-check: install
+	$(BIN)/python bench/gpu_check.py
 
 # A single-node SLURM with accounting on this machine (root; apt-installs slurm the first time).
 slurm-up:
