@@ -168,10 +168,7 @@ def run(
     """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
     from . import launch, resources, store
 
-    if executor not in launch.EXECUTORS:
-        raise ConfigError(
-            f"unknown executor {executor!r}; valid: {', '.join(launch.EXECUTORS)}", field="--executor"
-        )
+    backend = launch.get_backend(executor, field="--executor")
     sweep, cells = _load(sweep_file)
     resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
     plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
@@ -184,9 +181,8 @@ def run(
                 show_error=False,
             )
         )
-        if executor == "slurm" and plan_.to_submit:
-            for group in launch.group_by_resources(plan_.to_submit):
-                console.print(f"sbatch array of {len(group)} cells: {launch.slurm_parameters(group)}")
+        for line in backend.describe(plan_.to_submit):
+            console.print(line)
         console.print(f"skipped: {skipped or 'none'}")
         return
     launch.write_manifest(sweep.name, str(sweep_file), cells, results)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from spurisweep import artifacts, grid, launch, spec, store
+from spurisweep.errors import ConfigError
+from spurisweep.launch import local, slurm
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = [sys.executable, "-m", "spurisweep.cli"]
@@ -217,6 +219,32 @@ def test_states_from_folders(tmp_path, results):
     assert launch.read_state(cell, results).state == "done"
 
 
+def test_every_backend_in_the_registry_is_a_backend_under_its_own_name():
+    assert list(launch.BACKENDS) == ["local", "debug", "slurm"]
+    for name in launch.BACKENDS:
+        backend = launch.get_backend(name)
+        assert isinstance(backend, launch.Backend) and backend.name == name
+    with pytest.raises(ConfigError, match="unknown executor 'kubernetes'; valid: local, debug, slurm"):
+        launch.get_backend("kubernetes")
+
+
+def test_a_job_of_an_unknown_executor_is_never_declared_dead(tmp_path, results):
+    """A status.json naming an executor this version does not know (a newer version wrote it, or it was
+    edited) must not read as killed: `run` would submit the cell again while its job may still run."""
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(LONG)
+    (cell,) = grid.expand(spec.load_sweep(sweep))
+    cd = artifacts.CellDir(launch.write_cell_config(cell, results))
+    cd.set_status("running", executor="kubernetes", job_id="42")
+    assert launch.read_state(cell, results).state == "running"
+    plan, _ = launch.plan_submission([cell], results, retry_failed=True)
+    assert plan.to_submit == []
+    # cancel cannot stop a job it does not know how to reach: it says so and marks nothing cancelled
+    with pytest.raises(ConfigError, match="status.json: executor: unknown executor 'kubernetes'"):
+        launch.cancel([cell], results)
+    assert not (cd.root / launch.CANCELLED).exists() and cd.status()["state"] == "running"
+
+
 # ---------------------------------------------------------------------------------------------- processes
 DP = """
 name: dp
@@ -233,10 +261,10 @@ settings:
 
 
 def test_one_task_per_gpu_in_the_sbatch_parameters(tmp_path):
-    def params(slurm: str) -> dict:
+    def params(resources: str) -> dict:
         sweep = tmp_path / "p.yaml"
-        sweep.write_text(DP.format(seeds="[0]", extra=f"  slurm: {slurm}"))
-        return launch.slurm_parameters(grid.expand(spec.load_sweep(sweep)))
+        sweep.write_text(DP.format(seeds="[0]", extra=f"  slurm: {resources}"))
+        return slurm.slurm_parameters(grid.expand(spec.load_sweep(sweep)))
 
     assert params("{gpus_per_node: 8}")["tasks_per_node"] == 8  # data-parallel: one process per GPU
     assert "tasks_per_node" not in params("{gpus_per_node: 8, tasks_per_node: 1}")  # one process, told so
@@ -255,8 +283,8 @@ def test_local_processes_follow_the_gpus_there_are(tmp_path):
         )
     )
     one, eight, two = grid.expand(spec.load_sweep(sweep))
-    assert [launch.local_processes(c, []) for c in (one, eight, two)] == [1, 1, 2]  # CPU: only if asked
-    assert [launch.local_processes(c, ["0", "1", "2", "3"]) for c in (one, eight, two)] == [1, 4, 2]
+    assert [local.local_processes(c, []) for c in (one, eight, two)] == [1, 1, 2]  # CPU: only if asked
+    assert [local.local_processes(c, ["0", "1", "2", "3"]) for c in (one, eight, two)] == [1, 4, 2]
 
 
 @pytest.mark.slow
@@ -315,9 +343,17 @@ def test_local_jobs_get_their_own_gpus(tmp_path):
     folder.mkdir(parents=True)
     for c in cells:
         launch.write_cell_config(c, res)
-    sts = launch._run_local(
-        cells, res, folder, max_parallel=None, on_update=None, wait=True, poll_s=0.2, gpus=["5", "7"]
+    local.run_local(
+        cells,
+        res,
+        folder,
+        max_parallel=None,
+        wait=True,
+        poll_s=0.2,
+        progress=lambda live: None,
+        gpus=["5", "7"],
     )
+    sts = launch.states(cells, res)
     assert [s.state for s in sts] == ["done"] * 3
     seen = {c.config.seed: json.loads((res / "dp" / c.id / "status.json").read_text()) for c in cells}
     assert {seen[0]["devices"], seen[1]["devices"]} == {"5", "7"}

@@ -1,0 +1,55 @@
+"""Submitting cells through submitit (slurm, local, debug), idempotent re-runs, and cell states.
+
+One abstraction for every backend: a cell is one job running `CellJob(cell_dir)`. On SLURM all pending
+cells of a sweep go out as one job array (one sbatch); locally, cells run as separate processes, at
+most `max_parallel` at a time; `debug` runs them in this process (for stepping through with pdb).
+
+A cell's state is read from its folder first (DONE, status.json), then from the scheduler for cells
+that claim to be queued or running, so a job that died without a word (kill -9, node failure) shows as
+killed and is picked up again by the next `run`.
+
+Modules: backend (the Backend interface and the registry of executors), local / debug / slurm (one per
+backend), job (what runs inside a job), state (cell states), submission (submit and cancel).
+"""
+
+from __future__ import annotations
+
+from .backend import BACKENDS, Backend, get_backend
+from .job import CellJob, distributed_setup
+from .state import (
+    ACTIVE,
+    CANCELLED,
+    RESUBMIT,
+    CellState,
+    Plan,
+    cell_dir,
+    folder_state,
+    plan_submission,
+    read_state,
+    states,
+    watch,
+)
+from .submission import cancel, submit, write_cell_config, write_manifest
+
+__all__ = [
+    "ACTIVE",
+    "BACKENDS",
+    "CANCELLED",
+    "RESUBMIT",
+    "Backend",
+    "CellJob",
+    "CellState",
+    "Plan",
+    "cancel",
+    "cell_dir",
+    "distributed_setup",
+    "folder_state",
+    "get_backend",
+    "plan_submission",
+    "read_state",
+    "states",
+    "submit",
+    "watch",
+    "write_cell_config",
+    "write_manifest",
+]

@@ -1,0 +1,93 @@
+"""The job entry point: what runs inside every submitted job, whatever the backend.
+
+`CellJob(cell_dir, results)` trains and evaluates one cell (train.run_cell), recording running / done /
+failed in the cell's status.json; submitit requeues it on preemption or time limit and it resumes from
+the last complete checkpoint. A job with several tasks trains data-parallel (`distributed_setup`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import traceback
+from pathlib import Path
+from typing import Any
+
+import submitit
+
+from .. import artifacts
+from .backend import BACKENDS, get_backend
+
+
+class CellJob(submitit.helpers.Checkpointable):
+    """Runs one cell. Checkpointable: on preemption or time limit submitit calls `checkpoint`, the job
+    is requeued with the same arguments, and training resumes from the last complete checkpoint."""
+
+    def __call__(self, cell_dir: str, results: str) -> dict[str, Any]:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        cell = artifacts.CellDir(Path(cell_dir))
+        if cell.is_done():
+            return artifacts.read_json(cell.done_path, {})
+        rank, world = distributed_setup()
+        if rank == 0:  # data-parallel ranks: one writer
+            st = cell.status()
+            job_id = _current_job_id()
+            cell.set_status(
+                "running",
+                attempts=int(st.get("attempts", 0)) + 1,
+                job_id=job_id or st.get("job_id"),
+                host=os.uname().nodename,
+                pid=os.getpid(),
+                devices=os.environ.get("CUDA_VISIBLE_DEVICES") or None,
+                processes=world,
+                error=None,
+            )
+        try:
+            from ..training import run_cell
+
+            summary = run_cell(Path(cell_dir), Path(results))
+        except BaseException as exc:  # SystemExit from submitit's requeue passes through `checkpoint`
+            if isinstance(exc, SystemExit) and exc.code in (0, None):
+                raise
+            last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            name = "error.txt" if rank == 0 else f"error-rank{rank}.txt"
+            artifacts.atomic_write_text(cell.root / name, traceback.format_exc())
+            where = f" (rank {rank})" if rank else ""
+            cell.set_status("failed", error=f"{type(exc).__name__}{where}: {last}"[:500])
+            raise
+        if rank == 0:
+            cell.set_status("done", error=None)
+        return summary
+
+    def checkpoint(self, cell_dir: str, results: str) -> submitit.helpers.DelayedSubmission:
+        cell = artifacts.CellDir(Path(cell_dir))
+        st = cell.status()
+        cell.set_status("requeued", requeues=int(st.get("requeues", 0)) + 1)
+        return submitit.helpers.DelayedSubmission(self, cell_dir, results)
+
+
+def distributed_setup() -> tuple[int, int]:
+    """(rank, processes) of this task. A job with several tasks (slurm.tasks_per_node, or one per GPU)
+    trains data-parallel: export torch.distributed's env:// variables (MASTER_ADDR/PORT, RANK, WORLD_SIZE,
+    LOCAL_RANK) for accelerate, which TRL's trainer initialises from them. Every task keeps seeing all the
+    job's GPUs and accelerate puts rank r on cuda:LOCAL_RANK."""
+    try:
+        env = submitit.JobEnvironment()
+    except RuntimeError:  # not inside a submitit job (tests calling run_cell directly)
+        return 0, 1
+    if env.num_tasks <= 1:
+        return 0, 1
+    dist = submitit.helpers.TorchDistributedEnvironment()
+    executor = os.environ.get("SUBMITIT_EXECUTOR", "")
+    master_addr = get_backend(executor).master_addr if executor in BACKENDS else None
+    if master_addr:
+        dist.master_addr = master_addr
+    dist.export(set_cuda_visible_devices=False, overwrite=True)
+    return dist.rank, dist.world_size
+
+
+def _current_job_id() -> str | None:
+    try:
+        return submitit.JobEnvironment().job_id
+    except RuntimeError:
+        return None

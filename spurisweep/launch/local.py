@@ -1,0 +1,212 @@
+"""The local backend: cells run as separate processes on this machine (submitit's local executor).
+
+On a GPU machine every job gets its own GPUs (CUDA_VISIBLE_DEVICES), one per process, and waits until
+that many are free; without GPUs at most `max_parallel` (default: cores) jobs run at once. A job's id is
+its controller's pid: it is alive while that process is, and `cancel` stops the process tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import submitit
+
+from .. import artifacts
+from .backend import Backend, Progress
+from .job import CellJob
+from .state import cell_dir
+
+if TYPE_CHECKING:
+    from ..grid import Cell
+
+log = logging.getLogger(__name__)
+
+
+class LocalBackend(Backend):
+    name = "local"
+    master_addr = "127.0.0.1"  # one machine: the hostname may not resolve to a reachable address
+
+    def submit(
+        self,
+        cells: list[Cell],
+        results: Path,
+        folder: Path,
+        *,
+        max_parallel: int | None,
+        wait: bool,
+        poll_s: float,
+        progress: Progress,
+    ) -> None:
+        run_local(
+            cells, results, folder, max_parallel=max_parallel, wait=wait, poll_s=poll_s, progress=progress
+        )
+
+    def alive(self, job_ids: list[str]) -> dict[str, tuple[bool, str]]:
+        out = {}
+        for job_id in job_ids:
+            if _alive(int(job_id.split("_")[0])):
+                out[job_id] = (True, "")
+            else:
+                out[job_id] = (False, f"local job {job_id} ended without finishing (killed?)")
+        return out
+
+    def cancel(self, job_id: str) -> None:
+        # submitit's job only logs SIGTERM; SIGINT is what submitit's own LocalJob.cancel sends (the
+        # controller then kills its tasks). Whatever is left after a grace period is killed.
+        root = int(job_id.split("_")[0])
+        tree = [root, *_descendants(root)]
+        for sig in (signal.SIGINT, signal.SIGKILL):
+            for pid in tree:
+                try:
+                    os.kill(pid, sig)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            deadline = time.time() + 5
+            while time.time() < deadline and any(_alive(p) for p in tree):
+                time.sleep(0.1)
+
+
+def local_gpus() -> list[str]:
+    """The GPUs local jobs may use, as CUDA_VISIBLE_DEVICES entries (this process's own restriction kept)."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:
+        count = 0
+    if not count:
+        return []
+    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
+    return visible[:count] if visible else [str(i) for i in range(count)]
+
+
+def local_processes(cell: Cell, gpus: list[str]) -> int:
+    """Processes of one cell on this machine: one per GPU it asks for, at most the GPUs there are; on a
+    machine without GPUs only an explicit slurm.tasks_per_node starts several (CPU processes, gloo)."""
+    s = cell.config.slurm
+    if not gpus:
+        return s.tasks_per_node or 1
+    if s.processes > len(gpus):
+        log.warning(
+            "cell %s asks for %d processes (one per GPU); this machine has %d GPUs: using %d",
+            cell.id,
+            s.processes,
+            len(gpus),
+            len(gpus),
+        )
+    return min(s.processes, len(gpus))
+
+
+def run_local(
+    cells: list[Cell],
+    results: Path,
+    folder: Path,
+    *,
+    max_parallel: int | None,
+    wait: bool,
+    poll_s: float,
+    progress: Progress,
+    gpus: list[str] | None = None,
+) -> None:
+    """Cells as local processes, each with its own GPUs from one free pool (see the module docstring).
+    Without `wait` every cell starts at once and GPUs are shared round-robin."""
+    gpus = local_gpus() if gpus is None else list(gpus)
+    n = max_parallel or (len(gpus) or max(1, os.cpu_count() or 1))
+    if not wait:
+        n = len(cells)
+    ex = submitit.AutoExecutor(folder=folder, cluster="local")
+    sweep = cells[0].sweep
+    pending = list(cells)
+    running: dict[str, tuple[Any, list[str]]] = {}
+    free = list(gpus)
+    while pending or running:
+        while pending and len(running) < n:
+            c = pending[0]
+            k = local_processes(c, gpus)
+            if gpus and len(free) < k:
+                if wait:
+                    break  # its GPUs are busy: wait for a job to end
+                free += gpus  # starting every cell at once (no wait): GPUs are shared round-robin
+            pending.pop(0)
+            mine, free = free[:k], free[k:]
+            threads = max(1, (os.cpu_count() or 1) // (min(n, len(cells)) * k))
+            setup = [
+                f"export SPURISWEEP_THREADS={threads} OMP_NUM_THREADS={threads} "
+                f"SPURISWEEP_GRADING_WORKERS={min(threads, 2)}"
+            ]
+            if mine:  # submitit's local executor hides every GPU unless told which
+                setup.append(f"export CUDA_VISIBLE_DEVICES={','.join(mine)}")
+            ex.update_parameters(timeout_min=c.config.slurm.timeout_min, tasks_per_node=k, local_setup=setup)
+            d = cell_dir(results, sweep, c.id)
+            with _detached_stdio():
+                job = ex.submit(CellJob(), str(d), str(results))
+            artifacts.CellDir(d).set_status(
+                "queued",
+                job_id=str(job.job_id),
+                executor=LocalBackend.name,
+                error=None,
+                submitted=time.time(),
+            )
+            running[c.id] = (job, mine)
+        if not wait:
+            break
+        for cid, (job, mine) in list(running.items()):
+            if job.done():
+                running.pop(cid)
+                free.extend(mine)
+        # in device order, whichever job ended first: a job's devices do not depend on timing
+        free.sort(key=gpus.index)
+        progress(True)
+        if pending or running:
+            time.sleep(poll_s)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _descendants(pid: int) -> list[int]:
+    """Child processes of pid, recursively, parents before children (from /proc; Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    out, todo = [], [pid]
+    while todo:
+        for c in children.get(todo.pop(0), []):
+            out.append(c)
+            todo.append(c)
+    return out
+
+
+@contextlib.contextmanager
+def _detached_stdio():
+    """Local jobs outlive this process: they must not inherit its stdout/stderr (a caller reading our
+    output through a pipe would otherwise wait for every job to end). Their output goes to submitit's
+    log files in the sweep's _submitit folder."""
+    saved = [os.dup(1), os.dup(2)]
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, devnull):
+            os.close(fd)

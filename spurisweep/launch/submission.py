@@ -1,0 +1,87 @@
+"""Submitting and cancelling the cells of a sweep through a backend, idempotently: each cell's
+config.json is written before its job is queued, and a re-run submits only what is not done, queued or
+running (see state.plan_submission)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .. import artifacts
+from .backend import Backend, get_backend
+from .state import ACTIVE, CANCELLED, CellState, cell_dir, states, watch
+
+if TYPE_CHECKING:
+    from ..grid import Cell
+
+
+def write_cell_config(cell: Cell, results: Path) -> Path:
+    d = cell_dir(results, cell.sweep, cell.id)
+    payload = {
+        "cell_id": cell.id,
+        "sweep": cell.sweep,
+        "axes": cell.axes,
+        "reward_label": cell.axes.get("reward", cell.config.reward),
+        "config": cell.config.model_dump(mode="json"),
+    }
+    artifacts.atomic_write_json(d / "config.json", payload, durable=False)
+    (d / CANCELLED).unlink(missing_ok=True)
+    return d
+
+
+def write_manifest(sweep: str, source: str, cells: list[Cell], results: Path) -> None:
+    artifacts.atomic_write_json(
+        Path(results) / sweep / "sweep.json",
+        {"sweep": sweep, "file": source, "cells": {c.id: c.axes for c in cells}},
+    )
+
+
+def submit(
+    cells: list[Cell],
+    results: Path,
+    *,
+    executor: str,
+    max_parallel: int | None = None,
+    on_update: Callable[[list[CellState]], None] | None = None,
+    wait: bool = True,
+    poll_s: float = 2.0,
+) -> list[CellState]:
+    """Submit the given cells (already filtered to the ones that need running)."""
+    backend = get_backend(executor)
+    results = Path(results)
+    if not cells:
+        return []
+    folder = results / cells[0].sweep / artifacts.SUBMITIT
+    folder.mkdir(parents=True, exist_ok=True)
+    for c in cells:
+        write_cell_config(c, results)
+
+    def progress(live: bool) -> None:
+        if on_update:
+            on_update(states(cells, results, live=live))
+
+    backend.submit(
+        cells, results, folder, max_parallel=max_parallel, wait=wait, poll_s=poll_s, progress=progress
+    )
+    if wait and backend.detached:
+        return watch(cells, results, on_update=on_update, poll_s=poll_s)
+    # no scheduler query right after queueing jobs elsewhere; local processes are checked at once
+    return states(cells, results, live=not backend.detached)
+
+
+def cancel(cells: list[Cell], results: Path) -> list[CellState]:
+    """Cancel queued and running jobs of these cells only. A cell recorded under an executor this
+    version does not know is a ConfigError, raised before anything is cancelled."""
+    active = [s for s in states(cells, results) if s.state in ACTIVE and s.job_id]
+    backends: dict[str, Backend] = {}
+    for s in active:
+        if str(s.executor) not in backends:
+            status = str(artifacts.CellDir(s.dir).status_path)
+            backends[str(s.executor)] = get_backend(str(s.executor), file=status, field="executor")
+    for s in active:
+        backends[str(s.executor)].cancel(str(s.job_id))
+        artifacts.atomic_write_text(s.dir / CANCELLED, f"{time.time()}\n")
+        artifacts.CellDir(s.dir).set_status("cancelled", error="cancelled by user")
+    return active
