@@ -630,7 +630,7 @@ def verify_rewards(
             console.print(t)
             for f in result.failures:
                 console.print(
-                    f"[red]FAIL[/] [{g}] {f.checker} {f.case_id}: expected {f.expected}, got {f.got}"
+                    f"[red]FAIL[/] {g}: {f.checker} {f.case_id}: expected {f.expected}, got {f.got}"
                     + (f" ({f.error})" if f.error else ""),
                     highlight=False,
                 )
