@@ -529,6 +529,17 @@ def label(
     ] = "plain",
     model_path: Annotated[str | None, typer.Option(help="Local weights for the family.")] = None,
     seed: int = 0,
+    labelling: Annotated[
+        str,
+        typer.Option(
+            help="equivalence (answers grouped by math-verify equivalence) or paper (the official "
+            "construction: official extraction, exact-string majority, the paper grader judges the label; "
+            "use with --prompt raw)."
+        ),
+    ] = "equivalence",
+    holdout: Annotated[
+        int, typer.Option(min=0, help="The first N prompts of a cell's training set are held out.")
+    ] = 0,
     force: Annotated[bool, typer.Option("--force", help="Make them again even if they exist.")] = False,
     results: ResultsOpt = Path("results"),
 ) -> None:
@@ -540,6 +551,8 @@ def label(
         raise ConfigError(suggest(model, list(families.FAMILIES)), field="--model")
     if prompt not in families.PROMPTS:
         raise ConfigError(suggest(prompt, list(families.PROMPTS)), field="--prompt")
+    if labelling not in ("equivalence", "paper"):
+        raise ConfigError(suggest(labelling, ["equivalence", "paper"]), field="--labelling")
     spec = labels.LabelSpec(
         model=model,
         model_path=model_path,
@@ -551,6 +564,8 @@ def label(
         max_new_tokens=max_new_tokens,
         prompt=prompt,
         seed=seed,
+        labelling=labelling,
+        holdout=holdout,
     )
     out = labels.labels_path(results, spec)
     if force or not out.with_suffix(".json").exists():
@@ -575,36 +590,54 @@ def verify_rewards(
             help="A reward or composition (repeatable; default: all but random, plus a few compositions)."
         ),
     ] = None,
-    floor: Annotated[float, typer.Option(help="Exit 1 if any checker's coverage is below this.")] = 0.9,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    grader: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Run the suite for this grader: math_verify or paper (repeatable; default: both). Each "
+            "grader's rewards are the ones a cell with that `grader` trains on."
+        ),
+    ] = None,
+    floor: Annotated[
+        float, typer.Option(help="Exit 1 if any checker's coverage, under any grader, is below this.")
+    ] = 0.9,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the full result as JSON, one object per grader.")
+    ] = False,
 ) -> None:
-    """Run the grader and every reward against the adversarial suite; print coverage and failures."""
+    """Run each grader and every reward against the adversarial suite; print coverage and failures."""
     from rich.table import Table
 
+    from .errors import suggest
     from .rewards import coverage
 
+    graders = list(dict.fromkeys(grader or coverage.GRADERS))
+    for g in graders:
+        if g not in coverage.GRADERS:
+            raise ConfigError(suggest(g, list(coverage.GRADERS)), field="--grader")
     try:
-        result = coverage.verify(reward)
+        results = coverage.verify_graders(reward, graders)
     except ValueError as exc:
         raise ConfigError(str(exc), field="--reward") from None
     if as_json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=1, default=str) + "\n")
+        out = {g: r.to_dict() for g, r in results.items()}
+        sys.stdout.write(json.dumps(out, indent=1, default=str) + "\n")
     else:
-        t = Table(title="verifier coverage on the adversarial suite")
-        for col in ("checker", "as expected", "coverage"):
-            t.add_column(col, justify="left" if col == "checker" else "right")
-        for name, (ok, n) in result.counts.items():
-            cov = result.coverage[name]
-            color = "green" if cov >= 1.0 else ("yellow" if cov >= floor else "red")
-            t.add_row(name, f"{ok}/{n}", f"[{color}]{100 * cov:.1f}%[/]")
-        console.print(t)
-        for f in result.failures:
-            console.print(
-                f"[red]FAIL[/] {f.checker} {f.case_id}: expected {f.expected}, got {f.got}"
-                + (f" ({f.error})" if f.error else ""),
-                highlight=False,
-            )
-    if any(c < floor for c in result.coverage.values()):
+        for g, result in results.items():
+            t = Table(title=f"verifier coverage on the adversarial suite, grader {g}")
+            for col in ("checker", "as expected", "coverage"):
+                t.add_column(col, justify="left" if col == "checker" else "right")
+            for name, (ok, n) in result.counts.items():
+                cov = result.coverage[name]
+                color = "green" if cov >= 1.0 else ("yellow" if cov >= floor else "red")
+                t.add_row(name, f"{ok}/{n}", f"[{color}]{100 * cov:.1f}%[/]")
+            console.print(t)
+            for f in result.failures:
+                console.print(
+                    f"[red]FAIL[/] {g}: {f.checker} {f.case_id}: expected {f.expected}, got {f.got}"
+                    + (f" ({f.error})" if f.error else ""),
+                    highlight=False,
+                )
+    if any(c < floor for r in results.values() for c in r.coverage.values()):
         raise typer.Exit(1)
 
 
@@ -618,12 +651,22 @@ def grade(
     answer_field: Annotated[str, typer.Option(help="Field holding the reference answer.")] = "answer",
     timeout: Annotated[float, typer.Option(help="Seconds per answer before it counts as ungradable.")] = 5.0,
     workers: Annotated[int | None, typer.Option(help="Grading processes (default: all cores).")] = None,
+    grader: Annotated[
+        str,
+        typer.Option(
+            help="math_verify (spurisweep's grader) or paper (the paper's official grader; paper_r1 reads "
+            "the answer after the last <answer>, as for the r1_paper template)."
+        ),
+    ] = "math_verify",
 ) -> None:
-    """Grade any model's outputs (another framework's, a released model's) with spurisweep's grader."""
+    """Grade any model's outputs (another framework's, a released model's) with spurisweep's grader or
+    the paper's; the verdict fields are the same for both."""
     from . import artifacts
-    from .errors import GradingError
-    from .grading import grade_batch
+    from .errors import GradingError, suggest
+    from .grading import GRADERS, grade_batch
 
+    if grader not in GRADERS:
+        raise ConfigError(suggest(grader, list(GRADERS)), field="--grader")
     if not file.is_file():
         raise GradingError(f"{file}: file not found")
     rows = []
@@ -640,7 +683,10 @@ def grade(
             )
         rows.append(row)
     verdicts = grade_batch(
-        [(str(r[response_field]), str(r[answer_field])) for r in rows], workers=workers, timeout=timeout
+        [(str(r[response_field]), str(r[answer_field])) for r in rows],
+        workers=workers,
+        timeout=timeout,
+        grader=grader,
     )
     graded = [{**r, **v.to_dict()} for r, v in zip(rows, verdicts, strict=True)]
     dest = out or file.with_name(file.name.removesuffix(".jsonl") + ".graded.jsonl")

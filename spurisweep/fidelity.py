@@ -218,6 +218,9 @@ def _objective(cfg: CellConfig) -> list[Difference]:
                 "scaled up by the token std (below 1): slower movement per step, smaller gains",
             )
         )
+    # bnpo over micro-batches of 4 is the official weighting (a token mean per pack of four, packs equal);
+    # what is left (which four responses share a pack, padding instead of packing) moves no expected
+    # gradient, so it is not listed (training/trainer.py, SpuriTrainer, says it in full)
     loss = cfg.trl.get("loss_type", t.loss_type)
     pack = pack_size(cfg)
     if loss != "bnpo" or pack != OFFICIAL_PACK:

@@ -1,13 +1,27 @@
 """Majority-vote labels made by the base model (the `majority_vote` and `incorrect_label` rewards).
 
 As in the paper: sample N completions per training prompt (default 64, temperature 1.0, top_p 1, no
-chat template), extract each answer, and take the most common non-empty one as the label. Answers are
-grouped by math equivalence (so `0.5`, `1/2` and `\\frac{1}{2}` vote together). The labelled set keeps,
-per prompt, the majority label, its vote share, and whether it matches the ground truth;
+chat template), extract each answer, and take the most common non-empty one as the label. The labelled
+set keeps, per prompt, the majority label, its vote share, and whether it matches the ground truth;
 `incorrect_label` trains only on prompts whose majority answer is wrong, toward that wrong answer.
+Two ways to vote and judge (data.labelling):
+
+* `equivalence` (spurisweep's default): answers extracted as the math-verify grader reads them and
+  grouped by math equivalence (so `0.5`, `1/2` and `\\frac{1}{2}` vote together); a prompt with no
+  answer has no label and is never trained on; "wrong" is judged by math-verify.
+* `paper` (the official construction, RESEARCH.md "Rewards"): answers extracted and normalised by the
+  official extractor (grading.paper.extract_answer), the label is the most frequent exact normalised
+  string among the non-empty ones, ties to the first seen (:func:`majority_exact`); a prompt with none
+  gets the empty label "" and stays in the set, as officially; "wrong" is the official grader's
+  ``grade_answer(label, gold)`` False, which keeps empty labels and labels mangled by the normalisation.
+
+Either way the first `holdout` prompts of the set a cell trains on (every labelled prompt for
+majority_vote, the wrong ones for incorrect_label) are held out and never trained on: the official code
+cuts its 100-prompt test split after that filter.
 
 Labels are made once per (model, data set, labelling settings) under a file lock, into
-results/_labels/<key>.jsonl (+ .json metadata), and shared by every cell that needs them.
+results/_labels/<key>.jsonl (+ .json metadata saying how they were made), and shared by every cell that
+needs them.
 """
 
 from __future__ import annotations
@@ -41,9 +55,23 @@ class LabelSpec:
     max_new_tokens: int = 3072
     prompt: str = "plain"
     seed: int = 0
+    labelling: str = "equivalence"
+    holdout: int = 0
 
     def key(self) -> str:
-        return short_hash(self.__dict__)
+        """The hash of every setting; one added later is left out while it holds the value that does what
+        the code did before it existed, so label files made before keep their names."""
+        d = {k: v for k, v in self.__dict__.items() if not (k in _LATE and v == _LATE[k])}
+        return short_hash(d)
+
+    @property
+    def grader(self) -> str:
+        """The grader that extracts the votes and judges the label against the gold."""
+        return "paper" if self.labelling == "paper" else "math_verify"
+
+
+#: LabelSpec fields added after label files were first written, with their then-implied values
+_LATE: dict[str, Any] = {"labelling": "equivalence", "holdout": 0}
 
 
 def spec_for(cfg: CellConfig) -> LabelSpec:
@@ -59,6 +87,8 @@ def spec_for(cfg: CellConfig) -> LabelSpec:
         top_p=d.label_top_p,
         max_new_tokens=d.label_max_new_tokens or cfg.train.max_completion_length,
         prompt=d.label_prompt,
+        labelling=d.labelling,
+        holdout=d.label_holdout or 0,
     )
 
 
@@ -83,6 +113,53 @@ def majority(answers: list[str | None], equal: Callable[[str, str], bool | None]
     return rep, votes / len(answers)
 
 
+def majority_exact(answers: list[str]) -> tuple[str, float]:
+    """The official vote: the most frequent exact string among the non-empty answers (already extracted
+    and normalised), ties to the first seen; "" when none is non-empty. Returns it and its share of all
+    votes. (Counter.most_common orders equal counts by first appearance, which is the tie rule.)"""
+    counts = Counter(a for a in answers if a)
+    if not counts:
+        return "", 0.0
+    label, votes = counts.most_common(1)[0]
+    return label, votes / len(answers)
+
+
+def vote(spec: LabelSpec, texts: list[str], gold: str) -> dict[str, Any]:
+    """One prompt's label from its sampled texts, by the spec's labelling: the label, its vote share and
+    whether it matches the gold (None when the comparison could not be made)."""
+    from .grading import answers_equal
+
+    if spec.labelling == "paper":
+        from .grading.paper import extract_answer as extract_paper
+
+        label, share = majority_exact([extract_paper(t) for t in texts])
+        return {
+            "answer": label,
+            "vote_share": share,
+            "matches_gold": answers_equal(label, gold, grader="paper"),
+        }
+    from .grading import extract_answer
+
+    label, share = majority([extract_answer(t) for t in texts], answers_equal)
+    match = None if label is None else answers_equal(label, gold)
+    return {"answer": label, "vote_share": share, "matches_gold": match}
+
+
+def select(rows: list[dict[str, Any]], spec: LabelSpec, *, incorrect: bool) -> list[dict[str, Any]]:
+    """The rows a majority_vote (incorrect=False) or incorrect_label cell trains on, holdout removed.
+
+    Under `paper` labelling an empty label is a label (the official set keeps it; the cell's grader then
+    finds no gold to compare with, so those prompts carry no reward signal); under `equivalence` a prompt
+    without a majority answer is dropped. The holdout is cut after this filter, as the official code."""
+    if spec.labelling == "paper":
+        chosen = [r for r in rows if r["answer"] is not None]
+    else:
+        chosen = [r for r in rows if r["answer"]]
+    if incorrect:
+        chosen = [r for r in chosen if r["matches_gold"] is False]
+    return chosen[spec.holdout :]
+
+
 def make_labels(
     spec: LabelSpec,
     out: Path,
@@ -92,7 +169,6 @@ def make_labels(
 ) -> Path:
     """Sample, vote and write the labelled set (atomically; metadata last)."""
     from .generate import Sampling, choose_backend, generate_transformers, generate_vllm
-    from .grading import answers_equal, extract_answer
 
     problems = data.load_problems(spec.dataset, split=spec.split, limit=spec.limit)
     source = families.model_source(spec.model, spec.model_path)
@@ -112,25 +188,25 @@ def make_labels(
         gens = generate_transformers(model, tok, prompts, sampling, batch_size=batch_size, progress=progress)
     rows = []
     for p, gs in zip(problems, gens, strict=True):
-        label, share = majority([extract_answer(g.text) for g in gs], answers_equal)
-        match = None if label is None else answers_equal(label, p.answer)
+        voted = vote(spec, [g.text for g in gs], p.answer)
         rows.append(
             {
                 "id": p.id,
                 "problem": p.problem,
-                "answer": label,
+                "answer": voted["answer"],
                 "gold": p.answer,
-                "vote_share": share,
-                "matches_gold": match,
+                "vote_share": voted["vote_share"],
+                "matches_gold": voted["matches_gold"],
                 "samples": len(gs),
             }
         )
     meta = {
-        **spec.__dict__,
+        **spec.__dict__,  # how they were made: labelling, prompt, samples, sampling, holdout, ...
+        "grader": spec.grader,
         "key": spec.key(),
         "backend": backend,
         "problems": len(rows),
-        "labelled": sum(r["answer"] is not None for r in rows),
+        "labelled": sum(bool(r["answer"]) for r in rows),
         "majority_correct": sum(bool(r["matches_gold"]) for r in rows),
         "seconds": round(time.time() - t0, 1),
     }
@@ -164,12 +240,14 @@ def labelled_problems(cfg: CellConfig, results: Path, *, incorrect: bool) -> lis
     if cfg.data.labels:  # a ready labelled file: its answer field is the label
         probs = data.load_problems(cfg.data.labels, limit=cfg.data.limit)
         return probs
-    path = ensure_labels(results, spec_for(cfg))
+    spec = spec_for(cfg)
+    path = ensure_labels(results, spec)
     rows = artifacts.read_jsonl(path)
-    keep = [r for r in rows if r["answer"] is not None and (not incorrect or r["matches_gold"] is False)]
+    keep = select(rows, spec, incorrect=incorrect)
     if not keep:
         what = "whose majority answer is wrong" if incorrect else "with a majority answer"
+        held = f", after holding out the first {spec.holdout}" if spec.holdout else ""
         raise DataError(
-            f"{path}: no training prompt {what} ({len(rows)} labelled); more prompts or samples needed"
+            f"{path}: no training prompt {what} ({len(rows)} labelled{held}); more prompts or samples needed"
         )
     return [data.Problem(id=str(r["id"]), problem=r["problem"], answer=str(r["answer"])) for r in keep]

@@ -29,10 +29,13 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "CASES",
+    "GRADER_EXPECTED",
+    "PAPER_EXPECTED",
     "CaseOutcome",
     "Checker",
     "SuiteCase",
     "SuiteResult",
+    "cases_for",
     "extend_cases",
     "grader_checker",
     "run_suite",
@@ -345,6 +348,25 @@ CASES: list[SuiteCase] = [
     _case("none/empty_gold", "So \\boxed{5}.", "", None, format=1.0, python=0.0),
     _case("none/gold_unparseable", "So \\boxed{5}.", "\\frac{^2}{}", None, format=1.0, python=0.0),
 ]
+
+
+#: where the paper's official grader (grading/paper.py) must differ from the expectations above, each a
+#: documented official rule (RESEARCH.md, "The official code's behaviour"); every other case holds for both
+PAPER_EXPECTED: dict[str, dict[str, float | None]] = {
+    "good/set_any_order": {"grader": 0.0},  # tuples compare element by element, in order
+    "none/power_tower": {"grader": 0.0},  # an ungradable answer scores 0, never None
+    "none/gold_unparseable": {"grader": 0.0},  # likewise
+    "bad/truncated_box": {"format": 1.0},  # an unclosed \boxed{ counts and runs to the end of the text
+}
+#: grader name -> its expectation overrides
+GRADER_EXPECTED: dict[str, dict[str, dict[str, float | None]]] = {"math_verify": {}, "paper": PAPER_EXPECTED}
+
+
+def cases_for(grader: str) -> list[SuiteCase]:
+    """:data:`CASES` with the expectations of ``grader`` (a key of :data:`GRADER_EXPECTED`)."""
+    if grader not in GRADER_EXPECTED:
+        raise ValueError(f"no suite expectations for grader {grader!r}; valid: {', '.join(GRADER_EXPECTED)}")
+    return with_expectations(GRADER_EXPECTED[grader])
 
 
 def extend_cases(extra: Iterable[SuiteCase], base: Sequence[SuiteCase] | None = None) -> list[SuiteCase]:

@@ -126,3 +126,111 @@ settings: {{data: {{labels: "{path}"}}}}
     src = json.loads(path.read_text())
     assert len(probs) == len(src) == 100
     assert [p.answer for p in probs[:5]] == [str(r["answer"]) for r in src[:5]]
+
+
+# ------------------------------------------------------------------------ the official labelling (paper)
+def test_the_official_vote_is_the_most_frequent_exact_string_ties_to_the_first_seen():
+    # "0.5" and "\frac{1}{2}" are the same number but different strings: they do not vote together
+    votes = ["", "5", "\\frac{1}{2}", "0.5", "5", "0.5", "", "\\frac{1}{2}"]
+    assert labels.majority_exact(votes) == ("5", pytest.approx(2 / 8))  # 5, 1/2 and 0.5 tie: 5 came first
+    assert labels.majority_exact(["b", "a", "a", "b"]) == ("b", 0.5)
+    assert labels.majority_exact(["", "", ""]) == ("", 0.0)  # nothing extracted: the empty label
+
+
+def test_the_official_vote_extracts_and_normalises_each_sample_and_judges_with_the_paper_grader():
+    spec_ = labels.LabelSpec(model="tiny", model_path=None, dataset="d", labelling="paper")
+    texts = ["so \\boxed{8}", "The answer is 8.", "\\boxed{7}", "\\boxed{ 7 }", "\\boxed{7.0}", "no idea"]
+    # the official normalisation makes "7", " 7 " and "7.0" one string: 3 votes against 2
+    assert labels.vote(spec_, texts, "7") == {"answer": "7", "vote_share": 0.5, "matches_gold": True}
+    assert labels.vote(spec_, texts, "8")["matches_gold"] is False
+    # no sample has an answer: the empty label, which the official grader judges wrong (so it is kept)
+    assert labels.vote(spec_, ["hmm", "well"], "3") == {
+        "answer": "",
+        "vote_share": 0.0,
+        "matches_gold": False,
+    }
+    # spurisweep's own labelling groups by equivalence instead: "0.5" and "1/2" vote together
+    eq = labels.LabelSpec(model="tiny", model_path=None, dataset="d")
+    got = labels.vote(eq, ["\\boxed{0.5}", "\\boxed{1/2}", "\\boxed{3}"], "\\frac12")
+    assert got["answer"] in ("0.5", "1/2") and got["matches_gold"] is True
+
+
+def test_the_incorrect_set_keeps_empty_labels_and_the_holdout_is_cut_after_the_filter():
+    rows = [
+        {"id": i, "answer": a, "matches_gold": m}
+        for i, (a, m) in enumerate(
+            [("1", True), ("", False), ("2", False), ("3", True), ("4", False), ("5", False), (None, None)]
+        )
+    ]
+    paper = labels.LabelSpec(model="tiny", model_path=None, dataset="d", labelling="paper", holdout=1)
+    assert [r["id"] for r in labels.select(rows, paper, incorrect=True)] == [2, 4, 5]  # 1 held out
+    assert [r["id"] for r in labels.select(rows, paper, incorrect=False)] == [1, 2, 3, 4, 5]
+    eq = labels.LabelSpec(model="tiny", model_path=None, dataset="d", holdout=0)
+    assert [r["id"] for r in labels.select(rows, eq, incorrect=True)] == [2, 4, 5]  # no empty label
+    assert [r["id"] for r in labels.select(rows, eq, incorrect=False)] == [0, 2, 3, 4, 5]
+
+
+def test_the_label_key_names_labelling_and_holdout_and_keeps_old_keys():
+    from spurisweep.ids import short_hash
+
+    old = labels.LabelSpec(model="tiny", model_path=None, dataset="d")
+    before = {k: v for k, v in old.__dict__.items() if k not in ("labelling", "holdout")}
+    assert old.key() == short_hash(before)  # label files made before these settings keep their names
+    keys = {
+        old.key(),
+        labels.LabelSpec(model="tiny", model_path=None, dataset="d", labelling="paper").key(),
+        labels.LabelSpec(model="tiny", model_path=None, dataset="d", holdout=100).key(),
+        labels.LabelSpec(model="tiny", model_path=None, dataset="d", labelling="paper", holdout=100).key(),
+    }
+    assert len(keys) == 4
+
+
+PAPER_LABELS = """
+name: pl
+preset: smoke
+grid: {model: [tiny], reward: [incorrect_label]}
+settings:
+  data: {limit: 10, label_samples: 4, label_max_new_tokens: 12, labelling: paper, label_prompt: raw,
+         label_holdout: 2}
+"""
+
+
+def test_labels_made_the_official_way_on_the_tiny_model(tmp_path, monkeypatch):
+    """The real tiny model samples on the raw problem; every sample is recorded on its way to the vote,
+    so the file's labels can be recomputed here by the official rules."""
+    from spurisweep import families
+    from spurisweep.grading import paper
+
+    seen: list[tuple[str, list[str]]] = []  # (gold, the samples), one per prompt in order
+    real_vote = labels.vote
+
+    def recording(spec_, texts, gold):
+        seen.append((gold, list(texts)))
+        return real_vote(spec_, texts, gold)
+
+    monkeypatch.setattr(labels, "vote", recording)
+    sweep = tmp_path / "pl.yaml"
+    sweep.write_text(PAPER_LABELS)
+    (cell,) = grid.expand(spec.load_sweep(sweep))
+    res = tmp_path / "res"
+    probs = labels.labelled_problems(cell.config, res, incorrect=True)
+    (path,) = (res / "_labels").glob("tiny-*.jsonl")
+    meta = json.loads(path.with_suffix(".json").read_text())
+    assert (meta["labelling"], meta["prompt"], meta["samples"], meta["holdout"], meta["grader"]) == (
+        "paper",
+        "raw",
+        4,
+        2,
+        "paper",
+    )
+    assert families.PROMPTS["raw"] == "{problem}"  # the raw problem, no instruction
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    assert len(rows) == len(seen) == 10
+    for r, (gold, texts) in zip(rows, seen, strict=True):
+        assert gold == r["gold"] and len(texts) == r["samples"] == 4
+        want, share = labels.majority_exact([paper.extract_answer(t) for t in texts])
+        assert (r["answer"], r["vote_share"]) == (want, share)
+        assert r["matches_gold"] is paper.grade_answer(want, r["gold"])
+    wrong = [r for r in rows if r["matches_gold"] is False]
+    assert [p.id for p in probs] == [str(r["id"]) for r in wrong[2:]]  # the first two wrong ones held out
+    assert [p.answer for p in probs] == [r["answer"] for r in wrong[2:]]

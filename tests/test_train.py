@@ -61,8 +61,13 @@ PAPER = {
     "beta": 0.0,
     "steps": 300,
     "save_every": 50,
-    "loss_type": "grpo",
+    # the official objective (RESEARCH.md, "The official code's behaviour"): a token mean over packs of
+    # four responses, no vLLM importance-sampling correction, the second token-level whitening
+    "loss_type": "bnpo",
+    "micro_batch": 4,
     "scale_rewards": "group",
+    "is_correction": False,
+    "token_whitening": True,
 }
 
 
@@ -119,8 +124,9 @@ def test_paper_preset_maps_onto_trl_as_8_updates_per_rollout(tmp_path):
     assert args.max_steps == 300 * 8 and args.save_steps == 50 * 8
     # GRPOTrainer computes the old log-probs (so the ratio can move) only when generations are reused:
     assert args.gradient_accumulation_steps % (args.steps_per_generation * args.num_iterations) != 0
+    assert args.vllm_importance_sampling_correction is False
     assert (args.loss_type, args.scale_rewards, args.beta, args.epsilon, args.epsilon_high) == (
-        "grpo",
+        "bnpo",
         "group",
         0.0,
         0.2,

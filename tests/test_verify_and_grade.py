@@ -40,6 +40,27 @@ def test_every_reward_meets_the_suite():
     assert result.counts["grader"][1] >= 40  # the suite is not trivially small
 
 
+def test_every_reward_meets_the_suite_under_the_paper_grader():
+    """The same suite for cells with `grader: paper`: the official rules, where they differ from
+    math-verify's expectations on a case, are the documented ones (verify_suite.PAPER_EXPECTED)."""
+    from spurisweep.verify_suite import PAPER_EXPECTED
+
+    result = coverage.verify(grader="paper")
+    assert result.failures == []
+    assert all(c == 1.0 for c in result.coverage.values()) and result.counts["grader"][1] >= 40
+    got = {(o.case_id, o.checker): o.got for o in result.outcomes}
+    for case_id, expected in PAPER_EXPECTED.items():
+        for name, value in expected.items():
+            assert got[(case_id, name)] == value, (case_id, name)
+    assert got[("good/set_any_order", "ground_truth")] == 0.0  # the rewards follow the grader
+    # and the math-verify suite would not pass the paper grader: the expectations really differ
+    mv = coverage.verify(["format"], grader="math_verify")
+    assert mv.coverage["format"] == 1.0 and result.coverage["format"] == 1.0
+    assert {o.case_id for o in mv.outcomes if o.checker == "grader" and o.got == 0.0} != {
+        o.case_id for o in result.outcomes if o.checker == "grader" and o.got == 0.0
+    }
+
+
 def test_a_broken_reward_is_caught(monkeypatch):
     """A format reward that ignores empty boxes must lose coverage (the suite can fail)."""
     good = rewards.REGISTRY["format"]
@@ -57,10 +78,34 @@ def test_verify_rewards_cli():
     proc = cli("verify-rewards", "--reward", "format", "--reward", "python")
     assert proc.returncode == 0, proc.stderr
     assert "format" in proc.stdout and "100.0%" in proc.stdout
+    assert "grader math_verify" in proc.stdout and "grader paper" in proc.stdout  # both graders' suites
     proc = cli("verify-rewards", "--reward", "gold")
     assert proc.returncode == 2 and "valid:" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("verify-rewards", "--reward", "format", "--grader", "papr")
+    assert proc.returncode == 2 and "--grader" in proc.stderr and "paper" in proc.stderr
     proc = cli("verify-rewards", "--reward", "ground_truth", "--json")
-    assert json.loads(proc.stdout)["coverage"]["ground_truth"] == 1.0
+    out = json.loads(proc.stdout)
+    assert set(out) == {"math_verify", "paper"}
+    assert out["math_verify"]["coverage"]["ground_truth"] == out["paper"]["coverage"]["ground_truth"] == 1.0
+    proc = cli("verify-rewards", "--reward", "format", "--grader", "paper", "--json")
+    assert set(json.loads(proc.stdout)) == {"paper"}
+
+
+def test_the_floor_applies_to_each_grader(monkeypatch):
+    """A checker that meets the math-verify suite but not the paper one must fail the command."""
+    from typer.testing import CliRunner
+
+    from spurisweep.cli import app
+    from spurisweep.verify_suite import GRADER_EXPECTED
+
+    # a paper expectation no grader meets: the paper grader's coverage falls below a floor of 1.0
+    monkeypatch.setitem(GRADER_EXPECTED, "paper", {"good/boxed_int": {"format": 0.0}})
+    res = CliRunner().invoke(app, ["verify-rewards", "--reward", "format", "--floor", "1.0"])
+    assert res.exit_code == 1 and "FAIL paper: format good/boxed_int" in res.stdout
+    res = CliRunner().invoke(
+        app, ["verify-rewards", "--reward", "format", "--floor", "1.0", "--grader", "math_verify"]
+    )
+    assert res.exit_code == 0, res.stdout
 
 
 def test_grade_cli(tmp_path):
@@ -79,6 +124,29 @@ def test_grade_cli(tmp_path):
     assert [r["correct"] for r in out] == [True, False, None]
     assert out[0]["extracted"] == "070" and out[1]["has_python"] and out[1]["has_code_block"]
     assert out[2]["reason"]
+
+
+def test_grade_cli_with_the_paper_grader(tmp_path):
+    """The same verdict fields; the official rules decide (an unclosed box counts, an ungradable reference
+    scores 0 rather than None, and tuples compare in order)."""
+    rows = [
+        {"id": 1, "response": "so \\boxed{070", "answer": "70"},
+        {"id": 2, "response": "so \\boxed{5}", "answer": "\\frac{^2}{}"},
+        {"id": 3, "response": "so \\boxed{7, 5}", "answer": "5, 7"},
+    ]
+    f = tmp_path / "outs.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = cli("grade", str(f), "--grader", "paper", "--out", str(tmp_path / "p.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert "graded 3 responses: 1 correct" in proc.stdout
+    paper = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["correct"] for r in paper] == [True, False, False]
+    assert cli("grade", str(f), "--out", str(tmp_path / "m.jsonl")).returncode == 0
+    mv = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [set(r) for r in paper] == [set(r) for r in mv]  # the same verdict fields
+    assert [r["correct"] for r in mv] != [r["correct"] for r in paper]
+    proc = cli("grade", str(f), "--grader", "papers")
+    assert proc.returncode == 2 and "--grader" in proc.stderr and "Traceback" not in proc.stderr
 
 
 @pytest.mark.parametrize(

@@ -654,12 +654,14 @@ def grade_one(response: str, answer: str, timeout: float = 5.0, grader: str = DE
     return grade_fn(check_grader(grader))(response, answer, timeout)
 
 
-def answers_equal(a: str, b: str, timeout: float = 5.0) -> bool | None:
-    """Whether two answer strings are math-equivalent (symmetric; e.g. to cluster majority votes).
+def answers_equal(a: str, b: str, timeout: float = 5.0, grader: str = DEFAULT_GRADER) -> bool | None:
+    """Whether two answer strings are the same by ``grader`` (math-verify equivalence by default,
+    symmetric; e.g. to cluster majority votes; "paper": the official ``grade_answer(a, b)``, b the gold).
 
-    None if either is empty, over-long, unparseable or the comparison timed out. In-process and main
-    thread only (called from another thread it uses the shared worker pool).
+    None if either is empty, over-long, unparseable (math-verify) or the comparison timed out. In-process
+    and main thread only (called from another thread it uses the shared worker pool).
     """
+    check_grader(grader)
     if not in_main_thread():
-        return _shared_pool(None).equal([(a, b)], timeout=timeout)[0]
-    return grader_module(DEFAULT_GRADER).equal(a, b, timeout)
+        return _shared_pool(None).equal([(a, b)], timeout=timeout, grader=grader)[0]
+    return grader_module(grader).equal(a, b, timeout)

@@ -5,6 +5,10 @@ The rewards that run the grader's check against the `answer` column (ground_trut
 incorrect_label, one_shot) inherit the grader's expectation; compositions derive theirs from their
 parts (A_AND_B: both 1; inverse_A: 1 - A); `no_repetition` gets its own cases here. `random` has no
 expectation to meet and is not scored. RESEARCH.md's bar: > 90% coverage, below 70% is exploitable.
+
+The suite runs once per grader (GRADERS: math-verify and the paper's official grader): the grader itself
+and every reward built for a cell with that `grader`, against the cases with that grader's expectations
+(verify_suite.cases_for: the official rules differ on a few cases, each a documented rule).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any
 from . import REGISTRY, Expr, RewardContext, build, parse, resolve_params
 
 FLOOR = 0.9  # the practitioner's bar (RESEARCH.md, "Verifier coverage")
+GRADERS = ("math_verify", "paper")  # the cell `grader` values (spec.CellConfig.grader)
 GRADER_LIKE = ("ground_truth", "majority_vote", "incorrect_label", "one_shot")
 DEFAULT_COMPOSITIONS = ("format_AND_inverse_python", "inverse_format", "ground_truth_AND_no_repetition")
 
@@ -34,8 +39,8 @@ def _expected(expr: Expr, exp: dict[str, Any]) -> Any:
     return float(all(p >= 0.5 for p in parts))
 
 
-def cases(names: Sequence[str]) -> list[Any]:
-    from ..verify_suite import CASES, SuiteCase, extend_cases
+def cases(names: Sequence[str], grader: str = "math_verify") -> list[Any]:
+    from ..verify_suite import SuiteCase, cases_for, extend_cases
 
     loop = "Let me compute. " + "so the answer is 5, " * 12 + "\\boxed{5}"
     extra = [
@@ -50,7 +55,7 @@ def cases(names: Sequence[str]) -> list[Any]:
         ),
     ]
     out = []
-    for case in extend_cases(extra, CASES):
+    for case in extend_cases(extra, cases_for(grader)):
         exp = dict(case.expected)
         for name in names:
             if name not in exp:
@@ -61,8 +66,8 @@ def cases(names: Sequence[str]) -> list[Any]:
     return out
 
 
-def checker(name: str):
-    fn = build(name, resolve_params(parse(name), {}), RewardContext(seed=0))
+def checker(name: str, grader: str = "math_verify"):
+    fn = build(name, resolve_params(parse(name), {}), RewardContext(seed=0, grader=grader))
 
     def check(responses: list[str], golds: list[str]) -> list[float | None]:
         return fn(responses, answer=golds, prompts=[""] * len(responses))
@@ -74,11 +79,26 @@ def default_names() -> list[str]:
     return [n for n in sorted(REGISTRY) if n != "random"] + list(DEFAULT_COMPOSITIONS)
 
 
-def verify(names: Sequence[str] | None = None):
-    """Run the grader and the given rewards (default: all but random, plus a few compositions)."""
+def verify(names: Sequence[str] | None = None, grader: str = "math_verify"):
+    """Run ``grader`` (checker "grader") and the given rewards built for a cell with that grader
+    (default: all but random, plus a few compositions)."""
+    from functools import partial
+
+    from ..grading import grade_batch
     from ..verify_suite import run_suite
 
+    if grader not in GRADERS:
+        raise ValueError(f"unknown grader {grader!r}; valid: {', '.join(GRADERS)}")
     names = list(names or default_names())
     for n in names:
         parse(n)  # unknown names fail before anything runs
-    return run_suite(checkers={n: checker(n) for n in names}, cases=cases(names))
+    return run_suite(
+        grader=partial(grade_batch, grader=grader),
+        checkers={n: checker(n, grader) for n in names},
+        cases=cases(names, grader),
+    )
+
+
+def verify_graders(names: Sequence[str] | None = None, graders: Sequence[str] = GRADERS) -> dict[str, Any]:
+    """:func:`verify` once per grader: grader name -> its SuiteResult."""
+    return {g: verify(names, g) for g in graders}

@@ -248,6 +248,7 @@ class CellRun:
                 dataset=dataset,
                 tokenizer=self.tok,
                 callback=self.callback(sched),
+                token_whitening=self.cfg.train.token_whitening,
             )
             trainer.train(resume_from_checkpoint=str(sched.resume) if sched.resume else None)
         updates = trainer.state.global_step

@@ -77,6 +77,7 @@ SOURCE = {
     "max_completion_length": "train.max_completion_length",
     "learning_rate": "train.learning_rate",
     "beta": "train.beta",
+    "vllm_importance_sampling_correction": "train.is_correction",
 }
 
 
@@ -185,6 +186,8 @@ def grpo_kwargs(
         disable_tqdm=True,
         **clipping.grpo_args(cfg.clip, cfg.clip_params),
     )
+    if t.is_correction is not None:  # None leaves TRL's default (on whenever vLLM generates)
+        kw["vllm_importance_sampling_correction"] = t.is_correction
     if cfg.tracking.project:
         kw["project"] = cfg.tracking.project
     if backend == "vllm":

@@ -17,6 +17,8 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
+from .whitening import token_whiten
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +27,24 @@ class SpuriTrainer(GRPOTrainer):
     - token_prob/mean: the mean probability of the sampled tokens under the policy that sampled them
       (the paper's evidence for prior amplification: ~0.85 -> >0.93 under clipping);
     - timing/generate_s and timing/generated_tokens: wall time and completion tokens of each rollout's
-      generation (throughput in metrics.jsonl and bench/train_step.py)."""
+      generation (throughput in metrics.jsonl and bench/train_step.py);
+    and, with `token_whitening` (train.token_whitening), whitens each training rollout's group-normalised
+    advantages a second time over every response token of the rollout on all ranks (whitening.py), as the
+    official code does. TRL's own advantage log (its completions table) keeps the group-normalised values.
+
+    Loss aggregation (what remains different from the official code): the official code packs four
+    responses into one row per forward pass, takes the token mean of each pack (no per-response
+    normalisation) and averages the packs of an update with equal weight (DeepSpeed's gradient
+    accumulation and data-parallel mean). The paper preset's TRL equivalent, loss_type "bnpo" with
+    micro_batch 4, is the same arithmetic: the token mean over each forward pass of four responses
+    (padding masked out), divided by the accumulation steps, averaged over ranks. Left different: which
+    four responses share a pack (TRL shuffles each rank's share of the rollout and cuts it in order; the
+    official code draws packs from its shuffled replay buffer: a different random grouping, not a
+    different weighting), and padding instead of packing (memory, not the loss). Another micro_batch or
+    loss_type changes the weights; `spurisweep fidelity` lists that.
+    """
+
+    token_whitening: bool = False
 
     def _generate(self, prompts):
         t0 = time.perf_counter()
@@ -38,6 +57,10 @@ class SpuriTrainer(GRPOTrainer):
 
     def _generate_and_score_completions(self, inputs):
         out = super()._generate_and_score_completions(inputs)
+        if self.token_whitening and self.model.training:
+            # TRL calls this once per rollout with this rank's whole share of it (then cuts it into
+            # micro-batches), so the whitening sees every token of the rollout, all ranks together
+            out["advantages"] = token_whiten(out["advantages"], out["completion_mask"])
         logps = out.get("old_per_token_logps")
         if logps is None:
             logps = out.get("sampling_per_token_logps")
@@ -77,6 +100,7 @@ def make_trainer(
     dataset: Any,
     tokenizer: Any,
     callback: TrainerCallback,
+    token_whitening: bool = False,
 ) -> SpuriTrainer:
     trainer = SpuriTrainer(
         model=model,
@@ -86,5 +110,6 @@ def make_trainer(
         processing_class=tokenizer,
         callbacks=[callback],
     )
+    trainer.token_whitening = token_whitening
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl, not as dicts to stdout
     return trainer
