@@ -16,12 +16,14 @@ import typer
 from rich.console import Console
 
 from .analysis.metric_registry import metric_help
-from .errors import ConfigError, SpurisweepError
+from .errors import ConfigError, SpurisweepError, from_os_error
 
 app = typer.Typer(
     help="Run spurious-reward RLVR studies (GRPO on math) across model families, and compare them.\n\n"
     "Typical use: `spurisweep plan SWEEP.yaml`, `spurisweep run SWEEP.yaml`, "
     "`spurisweep report --sweep NAME --pivot model,reward`.",
+    epilog="Exit codes (every command): 0 all well; 1 the work did not succeed (a cell failed, a check fell "
+    "short, a full disk); 2 bad input (nothing was done); 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -36,6 +38,25 @@ ResultsOpt = Annotated[
     ),
 ]
 SweepArg = Annotated[Path, typer.Argument(help="A sweep YAML file (see sweeps/).", show_default=False)]
+
+
+#: what exit code 1 means for each command that has one (errors.py: 0 well, 1 failed, 2 bad input, 130 Ctrl-C)
+_FAILED_MEANS = {
+    "run": "a cell failed or was killed",
+    "verify-rewards": "a checker's coverage is below --floor",
+}
+
+
+def _exit_codes(command: str) -> str:
+    """The --help epilog: this command's exit codes."""
+    failed = _FAILED_MEANS.get(command, "the machine refused (a full disk, an I/O error)")
+    interrupted = (
+        "interrupted (Ctrl-C); running jobs keep running" if command == "run" else "interrupted (Ctrl-C)"
+    )
+    return (
+        f"Exit codes: 0 all well; 1 {failed}; 2 bad input (an unknown option, a missing argument, a missing "
+        f"or unreadable file, an invalid setting; nothing was done); 130 {interrupted}."
+    )
 
 
 def _load(sweep_file: Path, *, check_trl: bool = True):
@@ -100,7 +121,7 @@ def _summary(states) -> str:
     return f"{len(states)} cells: " + ", ".join(f"{c[k]} {k}" for k in order if c[k])
 
 
-@app.command()
+@app.command(epilog=_exit_codes("plan"))
 def plan(
     sweep_file: SweepArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cells as JSON (for scripts).")] = False,
@@ -131,7 +152,7 @@ def plan(
     console.print(_summary(states))
 
 
-@app.command()
+@app.command(epilog=_exit_codes("run"))
 def run(
     sweep_file: SweepArg,
     executor: Annotated[
@@ -233,7 +254,7 @@ class _Progress:
         self.progress.update(self.task, completed=finished, description=_summary(states))
 
 
-@app.command()
+@app.command(epilog=_exit_codes("status"))
 def status(
     sweep_file: SweepArg,
     watch: Annotated[
@@ -266,7 +287,7 @@ def status(
     store.ingest(results)
 
 
-@app.command()
+@app.command(epilog=_exit_codes("cancel"))
 def cancel(
     sweep_file: SweepArg,
     cell: Annotated[list[str] | None, typer.Option("--cell", help="Only this cell id (repeatable).")] = None,
@@ -287,7 +308,7 @@ def cancel(
     )
 
 
-@app.command()
+@app.command(epilog=_exit_codes("ingest"))
 def ingest(
     rebuild: Annotated[
         bool,
@@ -307,7 +328,7 @@ def ingest(
     )
 
 
-@app.command()
+@app.command(epilog=_exit_codes("report"))
 def report(
     sweep: Annotated[str | None, typer.Option(help="Only cells of this sweep (its name).")] = None,
     pivot: Annotated[
@@ -396,7 +417,7 @@ def report(
         console.print(rendered)
 
 
-@app.command()
+@app.command(epilog=_exit_codes("diagnose"))
 def diagnose(
     sweep: Annotated[str, typer.Argument(help="A sweep YAML file or a sweep name.", show_default=False)],
     benchmark: Annotated[
@@ -432,7 +453,7 @@ def diagnose(
         console.print(rendered)
 
 
-@app.command(name="eval")
+@app.command(name="eval", epilog=_exit_codes("eval"))
 def eval_cmd(
     model: Annotated[str, typer.Option(help="Model family (its prompt template and defaults).")],
     checkpoint: Annotated[
@@ -495,7 +516,7 @@ def eval_cmd(
         )
 
 
-@app.command()
+@app.command(epilog=_exit_codes("label"))
 def label(
     model: Annotated[str, typer.Option(help="Model family whose majority answers become the labels.")],
     dataset: Annotated[
@@ -549,7 +570,7 @@ def label(
     )
 
 
-@app.command(name="verify-rewards")
+@app.command(name="verify-rewards", epilog=_exit_codes("verify-rewards"))
 def verify_rewards(
     reward: Annotated[
         list[str] | None,
@@ -590,7 +611,7 @@ def verify_rewards(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=_exit_codes("grade"))
 def grade(
     file: Annotated[Path, typer.Argument(help="JSONL rows with a response and a reference answer.")],
     out: Annotated[
@@ -645,7 +666,7 @@ toy_app = typer.Typer(
 app.add_typer(toy_app, name="toy")
 
 
-@toy_app.command("build")
+@toy_app.command("build", epilog=_exit_codes("toy build"))
 def toy_build(
     family: Annotated[
         list[str] | None, typer.Option("--family", help="Only this toy family (repeatable).")
@@ -690,23 +711,37 @@ def toy_build(
     console.print(t)
 
 
-def main() -> None:
+def _usage_error_type() -> type[Exception]:
+    # typer >= 0.22 vendors its own click (typer._click), whose exceptions are not click's
     try:
-        app(standalone_mode=False)
+        from typer._click.exceptions import ClickException
+    except ImportError:  # older typer: plain click
+        from click.exceptions import ClickException
+    return ClickException
+
+
+def main() -> None:
+    """The console script: every outcome becomes one of the documented exit codes (EXIT_CODES)."""
+    usage_error = _usage_error_type()
+    try:
+        code = app(standalone_mode=False)
     except SpurisweepError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
+        err.print("interrupted", highlight=False)
         sys.exit(130)
-    except typer.Exit as exc:
+    except typer.Exit as exc:  # raised outside a command's own context (typer returns it otherwise)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    except usage_error as exc:  # a mistyped option, a missing argument: the usage line and the problem
+        exc.show()
+        sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
+    except OSError as exc:  # a full disk, a folder that cannot be written: the machine, not the input
+        fault = from_os_error(exc)
+        err.print(f"[bold red]error:[/] {fault}", highlight=False, soft_wrap=True)
+        sys.exit(fault.exit_code)
+    # in non-standalone mode click returns the code of a typer.Exit raised inside a command
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":
