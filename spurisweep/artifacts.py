@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .errors import DataError, SpurisweepError
+
 log = logging.getLogger(__name__)
 
 BASELINES = "_baselines"
@@ -108,6 +110,32 @@ def read_json(path: Path, default: Any = None) -> Any:
     except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         log.warning("%s: unreadable, skipped (%s)", path, str(exc).splitlines()[0][:120])
         return default
+
+
+def read_input_text(
+    path: Path, *, what: str = "file", error: type[SpurisweepError] = DataError, max_bytes: int | None = None
+) -> str:
+    """A file the user names (a sweep, a file to grade), as text; anything else is one `error` line naming
+    it: missing, a folder, unreadable, larger than `max_bytes`, or not UTF-8 text (a binary file)."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path}: {what} not found")
+    if not path.is_file():
+        raise error(f"{path}: is a folder, not a {what}" if path.is_dir() else f"{path}: not a regular file")
+    try:
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise error(f"{path}: {size:,} bytes is too large for a {what} (limit {max_bytes:,})")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{path}: not a text file (byte {raw[exc.start]:#04x} at offset {exc.start} is not UTF-8); "
+            f"expected a {what}"
+        ) from None
 
 
 def read_jsonl(path: Path, *, damaged: list[str] | None = None) -> list[dict[str, Any]]:
