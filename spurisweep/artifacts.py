@@ -119,7 +119,7 @@ def read_input_text(
     it: missing, a folder, unreadable, larger than `max_bytes`, or not UTF-8 text (a binary file)."""
     path = Path(path)
     if not path.exists():
-        raise error(f"{path}: {what} not found")
+        raise error(f"{path}: file not found (expected a {what})")
     if not path.is_file():
         raise error(f"{path}: is a folder, not a {what}" if path.is_dir() else f"{path}: not a regular file")
     try:

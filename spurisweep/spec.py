@@ -37,7 +37,8 @@ MAX_SWEEP_NODES = 200_000
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are never a meaningful setting (a learning rate, an epsilon, a probability)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TrainSettings(Strict):
@@ -51,10 +52,10 @@ class TrainSettings(Strict):
     learning_rate: float = Field(5e-7, gt=0)
     lr_scheduler: str = "constant"
     warmup_steps: int = Field(0, ge=0)
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.95, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
     prompts_per_step: int = Field(64, ge=1)
     samples_per_prompt: int = Field(16, ge=2, description="GRPO group size (TRL num_generations)")
     mini_batch: int = Field(128, ge=1, description="responses per gradient update")
@@ -119,7 +120,10 @@ class EvalSettings(Strict):
 
 
 class ClipParams(Strict):
-    eps_low: float | None = Field(None, gt=0)
+    """The ratio is clipped to [1 - eps_low, 1 + eps_high]; the ratio is positive, so eps_low above 1 would
+    mean nothing more than 1 (no lower clip)."""
+
+    eps_low: float | None = Field(None, gt=0, le=1)
     eps_high: float | None = Field(None, gt=0)
 
 
