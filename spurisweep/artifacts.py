@@ -61,6 +61,29 @@ def db_file(results: Path) -> Path:
     return Path(results) / DB_NAME
 
 
+def check_results(results: Path, *, write: bool = True) -> None:
+    """The results folder is usable before a command starts: not a file, not under a file, and (`write`)
+    writable where it is or will be created. PathError names it and the option it came from."""
+    check_folder(results, write=write, option="--results / SPURISWEEP_RESULTS", what="results folder")
+
+
+def check_folder(folder: Path, *, write: bool = True, option: str = "", what: str = "folder") -> None:
+    """`folder` is a folder or can be made one, and (`write`) can be written; else one PathError line."""
+    from .errors import PathError
+
+    folder = Path(folder)
+    where = f"{folder} ({option})" if option else str(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:  # mkdir would create it under the nearest folder
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        if probe == folder:
+            raise PathError(f"{where}: is a file, not a {what}")
+        raise PathError(f"{where}: {probe} is a file, so no {what} can be made under it")
+    if write and not os.access(probe, os.W_OK | os.X_OK):
+        raise PathError(f"{where}: {probe} is not writable")
+
+
 def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -15,6 +15,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from . import artifacts
 from .analysis.metric_registry import metric_help
 from .errors import ConfigError, SpurisweepError, from_os_error
 
@@ -60,11 +61,13 @@ def _exit_codes(command: str) -> str:
 
 
 def _load(sweep_file: Path, *, check_trl: bool = True):
-    from . import grid, spec, train
+    from . import grid, spec
 
     sweep = spec.load_sweep(sweep_file)
     cells = grid.expand(sweep)
     if check_trl:  # TRL's cross-field rules, once per distinct training setup, before anything is queued
+        from . import train  # torch and TRL: only once the sweep itself is known to be valid
+
         seen = set()
         for c in cells:
             key = train.validation_key(c.config)
@@ -128,6 +131,7 @@ def plan(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Expand a sweep into its cells and show each one's axes, id and whether it is already done."""
+    artifacts.check_results(results, write=False)
     from . import launch
 
     sweep, cells = _load(sweep_file)
@@ -171,6 +175,7 @@ def run(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
+    artifacts.check_results(results, write=not dry_run)
     from . import launch, store
 
     if executor not in launch.EXECUTORS:
@@ -264,6 +269,7 @@ def status(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Each cell's state (pending, queued, running, done, failed with its last error, requeues)."""
+    artifacts.check_results(results)
     import time
 
     from rich.live import Live
@@ -294,6 +300,7 @@ def cancel(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Cancel the queued and running jobs of this sweep only (or of the given cells)."""
+    artifacts.check_results(results)
     from . import launch
 
     _, cells = _load(sweep_file, check_trl=False)
@@ -319,6 +326,7 @@ def ingest(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Load finished cells' files into the DuckDB store (idempotent; run by run/status/report too)."""
+    artifacts.check_results(results)
     from . import store
 
     counts = store.rebuild(results) if rebuild else store.ingest(results)
@@ -373,6 +381,7 @@ def report(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """The comparison table: mean over seeds, spread, and the change against each model's baseline."""
+    artifacts.check_results(results)
     from . import store
     from .analysis import report as rep
 
@@ -383,6 +392,8 @@ def report(
         raise ConfigError(f"unknown spread {spread!r}; valid: std, ci", field="--spread")
     if plot is not None and out is None:
         raise ConfigError("--plot needs --out DIR (where the PNG and HTML files go)", field="--out")
+    if plot is not None and out is not None:
+        artifacts.check_folder(out, option="--out")
     store.ingest(results)
     with store.connect(store.db_path(results)) as con:
         if plot is not None:
@@ -435,6 +446,7 @@ def diagnose(
 ) -> None:
     """Is the gain from the reward? Spurious-reward sensitivity, compression vs capability, training health,
     the clip 2x2 reading, and a warning when conclusions rest on one model family."""
+    artifacts.check_results(results)
     from . import store
     from .analysis import diagnostics
 
@@ -480,6 +492,7 @@ def eval_cmd(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Evaluate a base model or any checkpoint and record it in the same store."""
+    artifacts.check_results(results)
     from . import data, evaluate, store
     from .spec import EvalSettings
 
@@ -536,7 +549,8 @@ def label(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Make majority-vote labels (for the majority_vote and incorrect_label rewards) with the base model."""
-    from . import families, labels
+    artifacts.check_results(results)
+    from . import data, families, labels
     from .errors import suggest
 
     if model not in families.FAMILIES:
@@ -555,15 +569,19 @@ def label(
         prompt=prompt,
         seed=seed,
     )
+    if model_path:
+        families.check_model_path(model_path, what="--model-path")
+    data.check_source(dataset, what="--dataset")
     out = labels.labels_path(results, spec)
-    if force or not out.with_suffix(".json").exists():
+    # a damaged metadata file (read_json names it in a warning) means the labels are made again
+    if force or artifacts.read_json(out.with_suffix(".json")) is None:
         from rich.progress import Progress
 
         out.parent.mkdir(parents=True, exist_ok=True)
         with Progress(console=console) as prog:
             task = prog.add_task(f"labelling with {model}", total=None)
             labels.make_labels(spec, out, progress=lambda k: prog.advance(task, k))
-    meta = json.loads(out.with_suffix(".json").read_text())
+    meta = artifacts.read_json(out.with_suffix(".json"), {})
     console.print(
         f"{meta['problems']} prompts, {meta['labelled']} with a majority answer, "
         f"{meta['majority_correct']} of them correct -> {out}"
@@ -623,14 +641,16 @@ def grade(
     workers: Annotated[int | None, typer.Option(help="Grading processes (default: all cores).")] = None,
 ) -> None:
     """Grade any model's outputs (another framework's, a released model's) with spurisweep's grader."""
-    from . import artifacts
     from .errors import GradingError
     from .grading import grade_batch
 
-    if not file.is_file():
-        raise GradingError(f"{file}: file not found")
+    text = artifacts.read_input_text(file, what="JSONL file of responses", error=GradingError)
+    dest = out or file.with_name(file.name.removesuffix(".jsonl") + ".graded.jsonl")
+    if dest.is_dir():
+        raise GradingError(f"{dest}: is a folder; --out names the file to write")
+    artifacts.check_folder(dest.parent, option="--out")
     rows = []
-    for i, line in enumerate(file.read_text().splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -646,7 +666,6 @@ def grade(
         [(str(r[response_field]), str(r[answer_field])) for r in rows], workers=workers, timeout=timeout
     )
     graded = [{**r, **v.to_dict()} for r, v in zip(rows, verdicts, strict=True)]
-    dest = out or file.with_name(file.name.removesuffix(".jsonl") + ".graded.jsonl")
     artifacts.atomic_write_jsonl(dest, graded)
     n = len(graded)
     correct = sum(v.correct is True for v in verdicts)

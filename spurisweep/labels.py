@@ -166,7 +166,13 @@ def labelled_problems(cfg: CellConfig, results: Path, *, incorrect: bool) -> lis
         return probs
     path = ensure_labels(results, spec_for(cfg))
     rows = artifacts.read_jsonl(path)
-    keep = [r for r in rows if r["answer"] is not None and (not incorrect or r["matches_gold"] is False)]
+    keep = [
+        r
+        for r in rows
+        if r.get("answer") is not None
+        and "problem" in r
+        and (not incorrect or r.get("matches_gold") is False)
+    ]
     if not keep:
         what = "whose majority answer is wrong" if incorrect else "with a majority answer"
         raise DataError(
