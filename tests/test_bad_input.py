@@ -647,3 +647,36 @@ def test_sigint_exits_130(tmp_path):
     finally:
         job.kill()
         job.wait()
+
+
+@pytest.mark.slow
+def test_sigint_during_run_exits_130_and_jobs_keep_running(tmp_path):
+    """Ctrl-C while `run` follows its local jobs: exit 130, the jobs are left to run (then cancelled here)."""
+    results = tmp_path / "results"
+    proc = subprocess.Popen(
+        [*EXE, "run", SMOKE, "--executor", "local", "--max-parallel", "1", "--results", str(results)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        assert proc.stdout is not None
+        line = ""
+        deadline = time.monotonic() + 300
+        while "submitting" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+        assert "submitting" in line, line
+        time.sleep(2)  # inside the wait loop
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        cli("cancel", SMOKE, "--results", str(results))
