@@ -1,6 +1,7 @@
 """The `spurisweep` command line: each command wires options to one library call.
 
-Library errors (SpurisweepError) become one line on stderr and exit code 2 here, and only here.
+Library errors (SpurisweepError) become one line on stderr and their exit code in main(), and only there;
+the codes (0 all well, 1 the work did not succeed, 2 bad input, 130 interrupted) are listed in errors.py.
 Heavy imports (torch, trl) happen inside the commands that need them.
 """
 
@@ -17,7 +18,7 @@ from rich.console import Console
 
 from . import artifacts
 from .analysis.metric_registry import metric_help
-from .errors import ConfigError, SpurisweepError, from_os_error
+from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, SpurisweepError, from_os_error
 
 app = typer.Typer(
     help="Run spurious-reward RLVR studies (GRPO on math) across model families, and compare them.\n\n"
@@ -740,7 +741,7 @@ def _usage_error_type() -> type[Exception]:
 
 
 def main() -> None:
-    """The console script: every outcome becomes one of the documented exit codes (EXIT_CODES)."""
+    """The console script: every outcome becomes one of the exit codes that errors.py documents."""
     usage_error = _usage_error_type()
     try:
         code = app(standalone_mode=False)
@@ -749,12 +750,12 @@ def main() -> None:
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted", highlight=False)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except typer.Exit as exc:  # raised outside a command's own context (typer returns it otherwise)
         sys.exit(exc.exit_code)
     except usage_error as exc:  # a mistyped option, a missing argument: the usage line and the problem
         exc.show()
-        sys.exit(2 if exc.exit_code == 1 else exc.exit_code)
+        sys.exit(EXIT_BAD_INPUT if exc.exit_code == 1 else exc.exit_code)
     except OSError as exc:  # a full disk, a folder that cannot be written: the machine, not the input
         fault = from_os_error(exc)
         err.print(f"[bold red]error:[/] {fault}", highlight=False, soft_wrap=True)

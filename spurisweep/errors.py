@@ -71,7 +71,7 @@ _RESOURCE_ERRNOS = frozenset(
 def from_os_error(exc: OSError) -> SpurisweepError:
     """One line for an OSError that escaped a command: what failed, on which file, and why."""
     target = exc.filename if exc.filename is not None else ""
-    reason = exc.strerror or type(exc).__name__
+    reason = exc.strerror or (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     line = f"{target}: {reason}" if target else reason
     if exc.errno in _RESOURCE_ERRNOS:
         return ResourceError(f"{line} (free space or fix the device, then run the command again)")
