@@ -25,6 +25,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .errors import DataError, SpurisweepError
+
 log = logging.getLogger(__name__)
 
 BASELINES = "_baselines"
@@ -57,6 +59,29 @@ def submitit_dir(results: Path) -> Path:
 
 def db_file(results: Path) -> Path:
     return Path(results) / DB_NAME
+
+
+def check_results(results: Path, *, write: bool = True) -> None:
+    """The results folder is usable before a command starts: not a file, not under a file, and (`write`)
+    writable where it is or will be created. PathError names it and the option it came from."""
+    check_folder(results, write=write, option="--results / SPURISWEEP_RESULTS", what="results folder")
+
+
+def check_folder(folder: Path, *, write: bool = True, option: str = "", what: str = "folder") -> None:
+    """`folder` is a folder or can be made one, and (`write`) can be written; else one PathError line."""
+    from .errors import PathError
+
+    folder = Path(folder)
+    where = f"{folder} ({option})" if option else str(folder)
+    probe = folder
+    while not probe.exists() and probe.parent != probe:  # mkdir would create it under the nearest folder
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        if probe == folder:
+            raise PathError(f"{where}: is a file, not a {what}")
+        raise PathError(f"{where}: {probe} is a file, so no {what} can be made under it")
+    if write and not os.access(probe, os.W_OK | os.X_OK):
+        raise PathError(f"{where}: {probe} is not writable")
 
 
 def _read_umask() -> int:
@@ -108,6 +133,32 @@ def read_json(path: Path, default: Any = None) -> Any:
     except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         log.warning("%s: unreadable, skipped (%s)", path, str(exc).splitlines()[0][:120])
         return default
+
+
+def read_input_text(
+    path: Path, *, what: str = "file", error: type[SpurisweepError] = DataError, max_bytes: int | None = None
+) -> str:
+    """A file the user names (a sweep, a file to grade), as text; anything else is one `error` line naming
+    it: missing, a folder, unreadable, larger than `max_bytes`, or not UTF-8 text (a binary file)."""
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path}: file not found (expected a {what})")
+    if not path.is_file():
+        raise error(f"{path}: is a folder, not a {what}" if path.is_dir() else f"{path}: not a regular file")
+    try:
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise error(f"{path}: {size:,} bytes is too large for a {what} (limit {max_bytes:,})")
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise error(f"{path}: cannot read the {what} ({exc.strerror})") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(
+            f"{path}: not a text file (byte {raw[exc.start]:#04x} at offset {exc.start} is not UTF-8); "
+            f"expected a {what}"
+        ) from None
 
 
 def read_jsonl(path: Path, *, damaged: list[str] | None = None) -> list[dict[str, Any]]:

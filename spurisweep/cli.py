@@ -1,6 +1,7 @@
 """The `spurisweep` command line: each command wires options to one library call.
 
-Library errors (SpurisweepError) become one line on stderr and exit code 2 here, and only here.
+Library errors (SpurisweepError) become one line on stderr and their exit code in main(), and only there;
+the codes (0 all well, 1 the work did not succeed, 2 bad input, 130 interrupted) are listed in errors.py.
 Heavy imports (torch, trl) happen inside the commands that need them.
 """
 
@@ -15,13 +16,16 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from . import artifacts
 from .analysis.metric_registry import metric_help
-from .errors import ConfigError, SpurisweepError
+from .errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, ConfigError, SpurisweepError, from_os_error
 
 app = typer.Typer(
     help="Run spurious-reward RLVR studies (GRPO on math) across model families, and compare them.\n\n"
     "Typical use: `spurisweep plan SWEEP.yaml`, `spurisweep run SWEEP.yaml`, "
     "`spurisweep report --sweep NAME --pivot model,reward`.",
+    epilog="Exit codes (every command): 0 all well; 1 the work did not succeed (a cell failed, a check fell "
+    "short, a full disk); 2 bad input (nothing was done); 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -45,12 +49,33 @@ GraderOpt = Annotated[
 SweepArg = Annotated[Path, typer.Argument(help="A sweep YAML file (see sweeps/).", show_default=False)]
 
 
+#: what exit code 1 means for each command that has one (errors.py: 0 well, 1 failed, 2 bad input, 130 Ctrl-C)
+_FAILED_MEANS = {
+    "run": "a cell failed or was killed",
+    "verify-rewards": "a checker's coverage is below --floor",
+}
+
+
+def _exit_codes(command: str) -> str:
+    """The --help epilog: this command's exit codes."""
+    failed = _FAILED_MEANS.get(command, "the machine refused (a full disk, an I/O error)")
+    interrupted = (
+        "interrupted (Ctrl-C); running jobs keep running" if command == "run" else "interrupted (Ctrl-C)"
+    )
+    return (
+        f"Exit codes: 0 all well; 1 {failed}; 2 bad input (an unknown option, a missing argument, a missing "
+        f"or unreadable file, an invalid setting; nothing was done); 130 {interrupted}."
+    )
+
+
 def _load(sweep_file: Path, *, check_trl: bool = True, cached: bool = False):
-    from . import grid, spec, training
+    from . import grid, spec
 
     sweep = spec.load_sweep(sweep_file)
     cells = grid.expand(sweep)
     if check_trl:  # TRL's cross-field rules, once per distinct training setup, before anything is queued
+        from . import training  # TRL (when not remembered): only once the sweep itself is known to be valid
+
         training.validate_all((c.config for c in cells), file=str(sweep_file), cached=cached)
     return sweep, cells
 
@@ -102,7 +127,7 @@ def _summary(states) -> str:
     return f"{len(states)} cells: " + ", ".join(f"{c[k]} {k}" for k in order if c[k])
 
 
-@app.command()
+@app.command(epilog=_exit_codes("plan"))
 def plan(
     sweep_file: SweepArg,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cells as JSON (for scripts).")] = False,
@@ -118,6 +143,7 @@ def plan(
 ) -> None:
     """Expand a sweep into its cells and show each one's axes, id and whether it is already done, and the
     memory planner's per-GPU estimate for each resource profile (a cell that cannot fit is an error)."""
+    artifacts.check_results(results, write=False)
     from . import launch, resources
     from .analysis.render import render
 
@@ -147,7 +173,7 @@ def plan(
     console.print(render(resources.planner_table(cells, estimates), "table"))
 
 
-@app.command()
+@app.command(epilog=_exit_codes("run"))
 def run(
     sweep_file: SweepArg,
     executor: Annotated[
@@ -166,6 +192,7 @@ def run(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
+    artifacts.check_results(results, write=not dry_run)
     from . import launch, resources, store
 
     backend = launch.get_backend(executor, field="--executor")
@@ -246,7 +273,7 @@ class _Progress:
         self.progress.update(self.task, completed=finished, description=_summary(states))
 
 
-@app.command()
+@app.command(epilog=_exit_codes("status"))
 def status(
     sweep_file: SweepArg,
     watch: Annotated[
@@ -256,6 +283,7 @@ def status(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Each cell's state (pending, queued, running, done, failed with its last error, requeues)."""
+    artifacts.check_results(results)
     import time
 
     from rich.live import Live
@@ -279,13 +307,14 @@ def status(
     store.ingest(results)
 
 
-@app.command()
+@app.command(epilog=_exit_codes("cancel"))
 def cancel(
     sweep_file: SweepArg,
     cell: Annotated[list[str] | None, typer.Option("--cell", help="Only this cell id (repeatable).")] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Cancel the queued and running jobs of this sweep only (or of the given cells)."""
+    artifacts.check_results(results)
     from . import launch
 
     _, cells = _load(sweep_file, check_trl=False)
@@ -300,7 +329,7 @@ def cancel(
     )
 
 
-@app.command()
+@app.command(epilog=_exit_codes("ingest"))
 def ingest(
     rebuild: Annotated[
         bool,
@@ -311,6 +340,7 @@ def ingest(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Load finished cells' files into the DuckDB store (idempotent; run by run/status/report too)."""
+    artifacts.check_results(results)
     from . import store
 
     counts = store.rebuild(results) if rebuild else store.ingest(results)
@@ -320,7 +350,7 @@ def ingest(
     )
 
 
-@app.command()
+@app.command(epilog=_exit_codes("report"))
 def report(
     sweep: Annotated[str | None, typer.Option(help="Only cells of this sweep (its name).")] = None,
     pivot: Annotated[
@@ -366,6 +396,7 @@ def report(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """The comparison table: mean over seeds, spread, and the change against each model's baseline."""
+    artifacts.check_results(results)
     from . import store
     from .analysis import query
     from .analysis import report as rep
@@ -377,6 +408,8 @@ def report(
         raise ConfigError(f"unknown spread {spread!r}; valid: std, ci", field="--spread")
     if plot is not None and out is None:
         raise ConfigError("--plot needs --out DIR (where the PNG and HTML files go)", field="--out")
+    if plot is not None and out is not None:
+        artifacts.check_folder(out, option="--out")
     store.ingest(results)
     with store.connect(store.db_path(results)) as con:
         query.use_grader(con, grader or ("paper" if paper else "math_verify"))
@@ -412,7 +445,7 @@ def report(
         console.print(rendered)
 
 
-@app.command()
+@app.command(epilog=_exit_codes("diagnose"))
 def diagnose(
     sweep: Annotated[str, typer.Argument(help="A sweep YAML file or a sweep name.", show_default=False)],
     benchmark: Annotated[
@@ -431,6 +464,7 @@ def diagnose(
 ) -> None:
     """Is the gain from the reward? Spurious-reward sensitivity, compression vs capability, training health,
     the clip 2x2 reading, and a warning when conclusions rest on one model family."""
+    artifacts.check_results(results)
     from . import store
     from .analysis import diagnostics, query
 
@@ -450,7 +484,7 @@ def diagnose(
         console.print(rendered)
 
 
-@app.command(name="eval")
+@app.command(name="eval", epilog=_exit_codes("eval"))
 def eval_cmd(
     model: Annotated[str, typer.Option(help="Model family (its prompt template and defaults).")],
     checkpoint: Annotated[
@@ -477,6 +511,7 @@ def eval_cmd(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Evaluate a base model or any checkpoint and record it in the same store."""
+    artifacts.check_results(results)
     from . import data, evaluate, store
     from .spec import EvalSettings
 
@@ -513,7 +548,7 @@ def eval_cmd(
         )
 
 
-@app.command()
+@app.command(epilog=_exit_codes("label"))
 def label(
     model: Annotated[str, typer.Option(help="Model family whose majority answers become the labels.")],
     dataset: Annotated[
@@ -544,7 +579,8 @@ def label(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Make majority-vote labels (for the majority_vote and incorrect_label rewards) with the base model."""
-    from . import families, labels
+    artifacts.check_results(results)
+    from . import data, families, labels
     from .errors import suggest
 
     if model not in families.FAMILIES:
@@ -567,22 +603,26 @@ def label(
         labelling=labelling,
         holdout=holdout,
     )
+    if model_path:
+        families.check_model_path(model_path, what="--model-path")
+    data.check_source(dataset, what="--dataset")
     out = labels.labels_path(results, spec)
-    if force or not out.with_suffix(".json").exists():
+    # a damaged metadata file (read_json names it in a warning) means the labels are made again
+    if force or artifacts.read_json(out.with_suffix(".json")) is None:
         from rich.progress import Progress
 
         out.parent.mkdir(parents=True, exist_ok=True)
         with Progress(console=console) as prog:
             task = prog.add_task(f"labelling with {model}", total=None)
             labels.make_labels(spec, out, progress=lambda k: prog.advance(task, k))
-    meta = json.loads(out.with_suffix(".json").read_text())
+    meta = artifacts.read_json(out.with_suffix(".json"), {})
     console.print(
         f"{meta['problems']} prompts, {meta['labelled']} with a majority answer, "
         f"{meta['majority_correct']} of them correct -> {out}"
     )
 
 
-@app.command(name="verify-rewards")
+@app.command(name="verify-rewards", epilog=_exit_codes("verify-rewards"))
 def verify_rewards(
     reward: Annotated[
         list[str] | None,
@@ -641,7 +681,7 @@ def verify_rewards(
         raise typer.Exit(1)
 
 
-@app.command()
+@app.command(epilog=_exit_codes("grade"))
 def grade(
     file: Annotated[Path, typer.Argument(help="JSONL rows with a response and a reference answer.")],
     out: Annotated[
@@ -661,16 +701,18 @@ def grade(
 ) -> None:
     """Grade any model's outputs (another framework's, a released model's) with spurisweep's grader or
     the paper's; the verdict fields are the same for both."""
-    from . import artifacts
     from .errors import GradingError, suggest
     from .grading import GRADERS, grade_batch
 
     if grader not in GRADERS:
         raise ConfigError(suggest(grader, list(GRADERS)), field="--grader")
-    if not file.is_file():
-        raise GradingError(f"{file}: file not found")
+    text = artifacts.read_input_text(file, what="JSONL file of responses", error=GradingError)
+    dest = out or file.with_name(file.name.removesuffix(".jsonl") + ".graded.jsonl")
+    if dest.is_dir():
+        raise GradingError(f"{dest}: is a folder; --out names the file to write")
+    artifacts.check_folder(dest.parent, option="--out")
     rows = []
-    for i, line in enumerate(file.read_text().splitlines(), 1):
+    for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         try:
@@ -689,7 +731,6 @@ def grade(
         grader=grader,
     )
     graded = [{**r, **v.to_dict()} for r, v in zip(rows, verdicts, strict=True)]
-    dest = out or file.with_name(file.name.removesuffix(".jsonl") + ".graded.jsonl")
     artifacts.atomic_write_jsonl(dest, graded)
     n = len(graded)
     correct = sum(v.correct is True for v in verdicts)
@@ -709,7 +750,7 @@ toy_app = typer.Typer(
 app.add_typer(toy_app, name="toy")
 
 
-@toy_app.command("build")
+@toy_app.command("build", epilog=_exit_codes("toy build"))
 def toy_build(
     family: Annotated[
         list[str] | None, typer.Option("--family", help="Only this toy family (repeatable).")
@@ -778,23 +819,37 @@ def fidelity(
         console.print(rendered)
 
 
-def main() -> None:
+def _usage_error_type() -> type[Exception]:
+    # typer >= 0.22 vendors its own click (typer._click), whose exceptions are not click's
     try:
-        app(standalone_mode=False)
+        from typer._click.exceptions import ClickException
+    except ImportError:  # older typer: plain click
+        from click.exceptions import ClickException
+    return ClickException
+
+
+def main() -> None:
+    """The console script: every outcome becomes one of the exit codes that errors.py documents."""
+    usage_error = _usage_error_type()
+    try:
+        code = app(standalone_mode=False)
     except SpurisweepError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        sys.exit(130)
-    except typer.Exit as exc:
+        err.print("interrupted", highlight=False)
+        sys.exit(EXIT_INTERRUPTED)
+    except typer.Exit as exc:  # raised outside a command's own context (typer returns it otherwise)
         sys.exit(exc.exit_code)
-    except Exception as exc:  # click usage errors
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
+    except usage_error as exc:  # a mistyped option, a missing argument: the usage line and the problem
+        exc.show()
+        sys.exit(EXIT_BAD_INPUT if exc.exit_code == 1 else exc.exit_code)
+    except OSError as exc:  # a full disk, a folder that cannot be written: the machine, not the input
+        fault = from_os_error(exc)
+        err.print(f"[bold red]error:[/] {fault}", highlight=False, soft_wrap=True)
+        sys.exit(fault.exit_code)
+    # in non-standalone mode click returns the code of a typer.Exit raised inside a command
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

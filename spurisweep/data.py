@@ -17,6 +17,7 @@ its name there (`math500.json`, or `.jsonl` / `.parquet`) before the hub is trie
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -25,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, DataError, suggest
+from .artifacts import read_input_text
+from .errors import ConfigError, DataError, SpurisweepError, suggest
 
 log = logging.getLogger(__name__)
 
@@ -162,8 +164,16 @@ PI1 = Problem(
 
 
 def data_dir() -> Path | None:
+    """$SPURISWEEP_DATA_DIR, which must be a folder when set: a typo must not send every benchmark to the hub
+    (or, offline, fail mid-job)."""
     d = os.environ.get("SPURISWEEP_DATA_DIR")
-    return Path(d).expanduser() if d else None
+    if not d:
+        return None
+    path = Path(d).expanduser()
+    if not path.is_dir():
+        what = "is not a folder" if path.exists() else "does not exist"
+        raise DataError(f"SPURISWEEP_DATA_DIR={d}: {what} (unset it to read benchmarks from the hub)")
+    return path
 
 
 def get_benchmark(name: str) -> Benchmark:
@@ -172,10 +182,62 @@ def get_benchmark(name: str) -> Benchmark:
     return BENCHMARKS[name]
 
 
+def looks_like_path(source: str) -> bool:
+    """Written as a file-system path (absolute, ./, ../ or ~/), which a hub id never is."""
+    return source.startswith(("/", "./", "../", "~")) or source in (".", "..")
+
+
 def is_local(source: str) -> bool:
-    """A path to a file (by its suffix, or because it exists) rather than a hub id."""
+    """A path to a file (by its suffix, its form, or because it exists) rather than a hub id."""
+    if source.startswith("builtin:"):
+        return False
     path = Path(source).expanduser()
-    return path.suffix.lower() in LOCAL_SUFFIXES or path.exists()
+    return path.suffix.lower() in LOCAL_SUFFIXES or looks_like_path(source) or path.exists()
+
+
+def check_source(
+    source: str,
+    *,
+    what: str,
+    problem_field: str | None = None,
+    answer_field: str | None = None,
+) -> None:
+    """Plan-time check of a data set setting: a local file must exist and read as a data set (every row with
+    a problem and an answer); builtin names must exist. Hub ids are left to the job (no network here).
+    Raises DataError naming the file and `what` (the setting)."""
+    if source.startswith("builtin:"):
+        try:
+            _check_builtin(source.split(":", 1)[1])
+        except SpurisweepError as exc:  # randcalc's settings raise ConfigError
+            raise DataError(f"{what}: {exc}") from None
+        return
+    if not is_local(source):
+        return
+    path = Path(source).expanduser()
+    try:
+        stat = path.stat()
+    except OSError:
+        raise DataError(f"{what}: {source}: file not found") from None
+    try:
+        _check_local(str(path), stat.st_mtime_ns, stat.st_size, problem_field, answer_field)
+    except DataError as exc:
+        raise DataError(f"{what}: {exc}") from None
+
+
+@functools.lru_cache(maxsize=64)
+def _check_local(
+    source: str, mtime_ns: int, size: int, problem_field: str | None, answer_field: str | None
+) -> None:
+    # once per file version: a grid of thousands of cells names the same few files
+    load_problems(source, problem_field=problem_field, answer_field=answer_field)
+
+
+@functools.lru_cache(maxsize=64)
+def _check_builtin(name: str) -> None:
+    base = name.partition("?")[0]
+    if base in ("arith", "arith-train", "arith-test", "toy", "toy-train", "toy-test"):
+        return
+    builtin(name)  # randcalc settings are parsed (and checked) here; anything else raises DataError
 
 
 def load_problems(
@@ -253,10 +315,11 @@ def read_records(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
     suffix = path.suffix.lower()
+    text = "" if suffix == ".parquet" else read_input_text(path, what="data set (JSON/JSONL/parquet)")
     try:
         if suffix == ".jsonl":
             rows = []
-            for n, line in enumerate(path.read_text().splitlines(), 1):
+            for n, line in enumerate(text.splitlines(), 1):
                 if line.strip():
                     try:
                         rows.append(json.loads(line))
@@ -268,7 +331,7 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
             data = pd.read_parquet(path).to_dict(orient="records")
         else:
-            data = json.loads(path.read_text())
+            data = json.loads(text)
     except DataError:
         raise
     except (json.JSONDecodeError, OSError, ValueError, ImportError) as exc:

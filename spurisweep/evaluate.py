@@ -444,6 +444,11 @@ def evaluate_standalone(
     fam = families.get(model)
     for b in benchmarks:
         data.get_benchmark(b)
+    # before any weights load or file is written: a path pointing at nothing is one line
+    if checkpoint:
+        families.check_model_path(checkpoint, what="--checkpoint")
+    if model_path:
+        families.check_model_path(model_path, what="--model-path")
     template = prompt or fam.prompt
     if template not in families.PROMPTS:
         from .errors import suggest

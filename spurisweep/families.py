@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import ConfigError, suggest
+from .errors import ConfigError, DataError, suggest
 
 log = logging.getLogger(__name__)
 
@@ -353,15 +353,38 @@ def render_prompt(tokenizer: Any, template: str, problem: str) -> str:
     return PROMPTS[template].replace("{problem}", problem)
 
 
+def check_model_path(path: str, *, what: str = "model_path") -> None:
+    """A local model folder (written as a path, or existing) must be a folder with a config.json, as
+    from_pretrained needs; a hub id is left to from_pretrained. DataError names the setting and the path."""
+    from .data import looks_like_path
+
+    p = Path(path).expanduser()
+    if not (looks_like_path(path) or p.exists()):
+        return
+    if not p.exists():
+        raise DataError(f"{what}: {path}: no such folder")
+    if not p.is_dir():
+        raise DataError(f"{what}: {path}: is a file; expected a model folder (config.json and weights)")
+    if not (p / "config.json").is_file():
+        raise DataError(f"{what}: {path}: not a model folder (it has no config.json)")
+
+
 def load_model_and_tokenizer(source: str, *, dtype: str | None = None, device: str | None = None):
-    """from_pretrained for hub ids and local folders alike."""
+    """from_pretrained for hub ids and local folders alike; a source that is no model is one DataError."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    check_model_path(source, what="model")
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[dtype]
     if torch_dtype is None:
         torch_dtype = torch.bfloat16 if dev == "cuda" else torch.float32
-    tok = AutoTokenizer.from_pretrained(source)
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype).to(dev)
-    return model, tok
+    try:
+        tok = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+    except OSError as exc:  # not on the hub, offline, no weights in the folder; a full disk stays an OSError
+        if exc.errno is not None:
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise DataError(f"cannot load model {source!r}: {first}") from None
+    return model.to(dev), tok

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import clipping, data, families, presets, rewards
-from .errors import ConfigError, suggest
+from .errors import ConfigError, DataError, suggest
 from .ids import CELL_ID_LENGTH, short_hash
 from .spec import LATE_DEFAULTS, NAMED_AXES, NON_IDENTITY_KEYS, CellConfig, Sweep, first_error
 
@@ -144,6 +144,7 @@ def expand(sweep: Sweep) -> list[Cell]:
     """All cells of a sweep, in grid order. Raises ConfigError (file + field) on any invalid input."""
     spec = sweep.spec
     file = str(sweep.path)
+    data.data_dir()  # a SPURISWEEP_DATA_DIR that is no folder fails here, before any cell is planned
     axes = list(spec.grid)
     for axis in axes:
         if axis not in NAMED_AXES and not known_path(axis):
@@ -273,6 +274,7 @@ def fill_defaults(cfg: CellConfig, file: str) -> CellConfig:
             raise ConfigError(
                 suggest(bench, list(data.BENCHMARKS)), file=file, field=f"eval.protocols.{bench}"
             )
+    check_paths(cfg, file)
     return cfg
 
 
@@ -315,3 +317,22 @@ def check_switches(cfg: CellConfig, expr: rewards.Expr, file: str) -> None:
             file=file,
             field="data.label_holdout",
         )
+
+
+def check_paths(cfg: CellConfig, file: str) -> None:
+    """Local files and folders a cell will read exist and are what they should be, so that a typo fails at
+    plan time, not in a job hours later. Hub ids are left to the job (planning needs no network)."""
+    try:
+        if cfg.model_path:
+            families.check_model_path(cfg.model_path, what="model_path")
+        d = cfg.data
+        data.check_source(
+            d.train, what="data.train", problem_field=d.problem_field, answer_field=d.answer_field
+        )
+        if d.labels:
+            data.check_source(d.labels, what="data.labels")
+        for bench, proto in cfg.eval.protocols.items():
+            if proto.path:
+                data.check_source(proto.path, what=f"eval.protocols.{bench}.path")
+    except DataError as exc:
+        raise ConfigError(str(exc), file=file) from None

@@ -243,6 +243,7 @@ def labelled_problems(cfg: CellConfig, results: Path, *, incorrect: bool) -> lis
     spec = spec_for(cfg)
     path = ensure_labels(results, spec)
     rows = artifacts.read_jsonl(path)
+    rows = [r for r in rows if "problem" in r and "id" in r]  # a damaged row is skipped, not a KeyError
     keep = select(rows, spec, incorrect=incorrect)
     if not keep:
         what = "whose majority answer is wrong" if incorrect else "with a majority answer"

@@ -27,11 +27,18 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from . import artifacts
 from .errors import ConfigError
+
+#: a sweep file is a few KB; anything near this is a mistake (a data file passed as a sweep)
+MAX_SWEEP_BYTES = 1 << 20
+#: YAML nodes after aliases are expanded: far above any real sweep, far below what eats memory
+MAX_SWEEP_NODES = 200_000
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are never a meaningful setting (a learning rate, an epsilon, a probability)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TrainSettings(Strict):
@@ -45,10 +52,10 @@ class TrainSettings(Strict):
     learning_rate: float = Field(5e-7, gt=0)
     lr_scheduler: str = "constant"
     warmup_steps: int = Field(0, ge=0)
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.95
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.95, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    max_grad_norm: float = Field(1.0, gt=0)
     prompts_per_step: int = Field(64, ge=1)
     samples_per_prompt: int = Field(16, ge=2, description="GRPO group size (TRL num_generations)")
     mini_batch: int = Field(128, ge=1, description="responses per gradient update")
@@ -159,7 +166,10 @@ class EvalSettings(Strict):
 
 
 class ClipParams(Strict):
-    eps_low: float | None = Field(None, gt=0)
+    """The ratio is clipped to [1 - eps_low, 1 + eps_high]; the ratio is positive, so eps_low above 1 would
+    mean nothing more than 1 (no lower clip)."""
+
+    eps_low: float | None = Field(None, gt=0, le=1)
     eps_high: float | None = Field(None, gt=0)
 
 
@@ -314,15 +324,22 @@ def first_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:
 def load_sweep(path: str | Path) -> Sweep:
     """Read and validate a sweep file (structure only; grid.expand resolves and validates each cell)."""
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError("file not found", file=str(p))
+    text = artifacts.read_input_text(
+        p, what="sweep file (YAML)", error=ConfigError, max_bytes=MAX_SWEEP_BYTES
+    )
     try:
-        raw = yaml.safe_load(p.read_text())
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "yaml"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"malformed YAML: {problem}", file=str(p), field=where) from None
+    except RecursionError:  # PyYAML composes nested nodes recursively
+        raise ConfigError("the YAML is nested too deeply", file=str(p), field="yaml") from None
+    try:
+        _check_expansion(raw, str(p))
+    except RecursionError:
+        raise ConfigError("the YAML is nested too deeply", file=str(p), field="yaml") from None
     if not isinstance(raw, dict):
         raise ConfigError(
             "expected a mapping with name, grid, settings, ...", file=str(p), field="(top level)"
@@ -334,4 +351,46 @@ def load_sweep(path: str | Path) -> Sweep:
         if field.startswith("grid") and "allowed" not in msg:
             msg = msg.removeprefix("Value error, ")
         raise ConfigError(msg.removeprefix("Value error, "), file=str(p), field=field) from None
+    if spec.name in artifacts.RESERVED_NAMES:
+        raise ConfigError(
+            f"{spec.name!r} is the name of one of the results folder's own files; choose another sweep name",
+            file=str(p),
+            field="name",
+        )
     return Sweep(spec, p)
+
+
+def _check_expansion(raw: Any, file: str) -> None:
+    """Refuse YAML whose aliases expand without bound (a "billion laughs") or refer to themselves.
+
+    PyYAML shares an aliased node instead of copying it, so loading such a file is cheap; every later step
+    (validation, deep copies, the canonical JSON of a cell) would expand it. Count the expanded nodes with
+    each shared node's size computed once, and stop at MAX_SWEEP_NODES.
+    """
+    sizes: dict[int, int] = {}
+    open_: set[int] = set()
+
+    def size(node: Any) -> int:
+        if not isinstance(node, (dict, list)):
+            return 1
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_:
+            raise ConfigError("an alias refers to the node that contains it", file=file, field="yaml")
+        open_.add(key)
+        children = [*node.keys(), *node.values()] if isinstance(node, dict) else node
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > MAX_SWEEP_NODES:
+                raise ConfigError(
+                    f"the YAML expands to over {MAX_SWEEP_NODES:,} values (aliases repeated without bound?)",
+                    file=file,
+                    field="yaml",
+                )
+        open_.discard(key)
+        sizes[key] = total
+        return total
+
+    size(raw)

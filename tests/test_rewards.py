@@ -136,7 +136,7 @@ def test_no_repetition_pattern_lengths_are_10_to_256():
     assert run("no_repetition", [longest * 10, too_long * 10, longest * 9]) == [0.0, 1.0, 1.0]
     assert run("no_repetition", ["the answer is 5 " * 12], params={"no_repetition": {"repeats": 20}}) == [1.0]
     assert run("no_repetition", [nine * 10], params={"no_repetition": {"min_length": 9}}) == [0.0]
-    with pytest.raises(ValueError, match="repeats >= 3"):
+    with pytest.raises(ValueError, match=r"repeats must be in \[3"):
         run("no_repetition", ["x"], params={"no_repetition": {"repeats": 1}})
     with pytest.raises(ValueError, match="no parameter 'max_repeats'"):
         rewards.resolve_params(rewards.parse("no_repetition"), {"no_repetition": {"max_repeats": 10}})

@@ -70,6 +70,8 @@ def resolve_params(expr: Expr, given: dict[str, dict[str, Any]]) -> dict[str, di
             raise ValueError(f"reward {base!r} has no parameter {sorted(unknown)[0]!r}; valid: {valid}")
         if d.params:
             out[base] = {**d.params, **extra}
+            if d.check is not None:
+                d.check(out[base])
     return out
 
 

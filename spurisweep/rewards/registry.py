@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +17,9 @@ class RewardDef:
     params: dict[str, Any] = field(default_factory=dict)  # defaults; the resolved values join the cell id
     data: str = "train"  # which training set: train | majority | incorrect | one_shot
     description: str = ""
+    #: checks resolved params against their domains (ValueError naming reward and parameter); run at plan
+    #: time by rewards.resolve_params and again by the factory
+    check: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -37,12 +41,40 @@ class RewardContext:
 REGISTRY: dict[str, RewardDef] = {}
 
 
-def register(name: str, *, params: dict[str, Any] | None = None, data: str = "train", description: str = ""):
+def register(
+    name: str,
+    *,
+    params: dict[str, Any] | None = None,
+    data: str = "train",
+    description: str = "",
+    check: Callable[[dict[str, Any]], None] | None = None,
+):
     def deco(factory: Callable[[dict[str, Any], RewardContext], RewardFn]):
-        REGISTRY[name] = RewardDef(name, factory, dict(params or {}), data, description)
+        REGISTRY[name] = RewardDef(name, factory, dict(params or {}), data, description, check)
         return factory
 
     return deco
+
+
+def number(
+    reward: str,
+    params: dict[str, Any],
+    key: str,
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+) -> float:
+    """params[key] as a finite number within [low, high]; else a ValueError naming the reward and parameter."""
+    value = params.get(key)
+    kind = "an integer" if integer else "a number"
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (isinstance(value, float) and not math.isfinite(value)):
+        raise ValueError(f"{reward} reward: {key} must be {kind}, got {value!r}")
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"[{low if low is not None else '-inf'}, {high if high is not None else 'inf'}]"
+        raise ValueError(f"{reward} reward: {key} must be in {bounds}, got {value!r}")
+    return value
 
 
 def completion_text(c: Any) -> str:

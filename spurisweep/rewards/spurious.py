@@ -7,16 +7,22 @@ import re
 from typing import Any
 
 from ..distributed import rank
-from .registry import RewardContext, completion_text, register
+from .registry import RewardContext, completion_text, number, register
+
+
+def check_random(params: dict[str, Any]) -> None:
+    number("random", params, "gamma", low=0.0, high=1.0)  # a probability
 
 
 @register(
-    "random", params={"gamma": 0.5}, description="1 with probability gamma, independently per completion"
+    "random",
+    params={"gamma": 0.5},
+    description="1 with probability gamma, independently per completion",
+    check=check_random,
 )
 def random_reward(params: dict[str, Any], ctx: RewardContext):
+    check_random(params)
     gamma = float(params["gamma"])
-    if not 0.0 <= gamma <= 1.0:
-        raise ValueError(f"random reward: gamma must be in [0, 1], got {gamma}")
 
     def random(completions, trainer_state=None, prompts=None, **kwargs) -> list[float | None]:
         # Seeded by (cell seed, step, prompt, position in the batch): a re-run or a resume from a
@@ -66,19 +72,26 @@ def python_reward(params: dict[str, Any], ctx: RewardContext):
     return python
 
 
+def check_no_repetition(params: dict[str, Any]) -> None:
+    min_len = number("no_repetition", params, "min_length", integer=True, low=1)
+    max_len = number("no_repetition", params, "max_length", integer=True, low=1)
+    number("no_repetition", params, "repeats", integer=True, low=3)
+    if min_len > max_len:
+        raise ValueError(
+            f"no_repetition reward: min_length ({min_len}) must not exceed max_length ({max_len})"
+        )
+
+
 @register(
     "no_repetition",
     params={"min_length": 10, "max_length": 256, "repeats": 10},
     description="0 if one pattern of min_length..max_length characters repeats at least `repeats` times "
     "in a row (the paper's detector), else 1",
+    check=check_no_repetition,
 )
 def no_repetition(params: dict[str, Any], ctx: RewardContext):
+    check_no_repetition(params)
     min_len, max_len, repeats = int(params["min_length"]), int(params["max_length"]), int(params["repeats"])
-    if not 1 <= min_len <= max_len or repeats < 3:
-        raise ValueError(
-            "no_repetition reward: need 1 <= min_length <= max_length and repeats >= 3, got "
-            f"min_length={min_len}, max_length={max_len}, repeats={repeats}"
-        )
 
     def no_rep(completions, **kwargs) -> list[float | None]:
         return [
