@@ -290,3 +290,41 @@ def test_kill_9_of_the_sharded_job_resumes_to_the_uninterrupted_rows(uninterrupt
     assert evals == {m["eval_id"] for m in artifacts.CellDir(ref).completed_evals()}
     for eid in evals:
         assert rows_of(d / "evals", eid) == rows_of(ref / "evals", eid), eid
+
+
+def test_a_ranks_vllm_engine_gets_its_share_and_the_memory_training_left(tmp_path, shared_data, monkeypatch):
+    """vLLM cannot run here (no GPU): a fake `vllm` module (test_generate.FakeVLLM) records the engine and
+    the prompts; rank 1 of 2 sends problems 1 and 3 to its own engine, which is dropped afterwards."""
+    from spurisweep import generate
+
+    from .test_generate import FakeVLLM
+
+    fake = FakeVLLM()
+    monkeypatch.setitem(sys.modules, "vllm", fake.module())
+    monkeypatch.setattr(generate, "_ENGINE", {})
+    _, tok = families.load_model_and_tokenizer(str(families.ensure_built(families.get("tiny"))))
+    proto = evaluate.protocol_for(EvalSettings(limit=4), "arith")
+    share = evaluate.generate_share(
+        model=None,
+        tokenizer=tok,
+        model_source="/export/hf",
+        prompt_template="chat",
+        proto=proto,
+        seed=0,
+        eval_id="e",
+        backend="vllm",
+        batch_size=None,
+        rank=1,
+        world=2,
+        vllm_memory=0.4,
+    )
+    assert fake.engines == [{"model": "/export/hf", "seed": 0, "gpu_memory_utilization": 0.4}]
+    problems = evaluate.data.load_benchmark("arith", limit=4)
+    assert share.indices == [1, 3] and [r["problem_id"] for r in share.rows] == [
+        problems[1].id,
+        problems[3].id,
+    ]
+    ((inputs, _),) = fake.calls
+    assert len(inputs) == 2
+    generate.release_vllm()
+    assert generate._ENGINE == {}
