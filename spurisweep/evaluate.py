@@ -20,6 +20,7 @@ generates; the grading time left after generation ends is recorded as `grade_wai
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import platform
@@ -301,10 +302,74 @@ def _generate_and_write(
     grading_workers: int | None,
 ) -> dict[str, Any]:
     t_start = time.perf_counter()
-    source = data.benchmark_source(proto.benchmark, proto.path)
+    share = generate_share(
+        model=model,
+        tokenizer=tokenizer,
+        model_source=model_source,
+        prompt_template=prompt_template,
+        proto=proto,
+        seed=seed,
+        eval_id=eval_id,
+        backend=backend,
+        batch_size=batch_size,
+        progress=progress,
+        grading_workers=grading_workers,
+    )
+    return write_evaluation(
+        folder,
+        eval_id,
+        [share],
+        proto=proto,
+        prompt_template=prompt_template,
+        seed=seed,
+        meta=meta,
+        backend=backend,
+        wall_s=time.perf_counter() - t_start,
+    )
+
+
+@dataclass
+class Share:
+    """One process's part of an evaluation: the rows of the problems it generated (in problem order, each
+    problem's samples in order), their problem indices, and its timings."""
+
+    indices: list[int]
+    rows: list[dict[str, Any]]
+    generate_s: float
+    grade_s: float
+    grade_wait_s: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def generate_share(
+    *,
+    model: Any,
+    tokenizer: Any,
+    model_source: str,
+    prompt_template: str,
+    proto: ResolvedProtocol,
+    seed: int,
+    eval_id: str,
+    backend: str,
+    batch_size: int | None,
+    progress: Callable[[int], None] | None = None,
+    grading_workers: int | None = None,
+    rank: int = 0,
+    world: int = 1,
+    vllm_memory: float | None = None,
+) -> Share:
+    """Generate and grade this process's share of an evaluation: problem i belongs to rank i % world.
+
+    Each problem's samples depend on the problem's index and the seed only, not on which other problems
+    share a batch or a process (generate.py: per-row sampling streams; vLLM: per-request seeds), so the
+    shares of any number of processes, merged in problem order, are the rows one process writes."""
     problems = data.load_benchmark(proto.benchmark, path=proto.path, limit=proto.limit)
+    indices = [i for i in range(len(problems)) if i % world == rank]
+    mine = [problems[i] for i in indices]
     template = proto.prompt or prompt_template
-    prompts = [families.render_prompt(tokenizer, template, p.problem) for p in problems]
+    prompts = [families.render_prompt(tokenizer, template, p.problem) for p in mine]
     tpl = families.template(template)
     prompt_ids = encode_prompts(tokenizer, prompts, add_bos=tpl.add_bos)
     sampling = replace(proto.sampling(seed), stop=tpl.stop)
@@ -313,22 +378,24 @@ def _generate_and_write(
         paper_grader="paper_r1" if tpl.answer_tag else "paper",
     )
 
-    def on_batch(indices: list[int], gens: list[list[Generation]]) -> None:
-        keys = [(i, s) for i, g in zip(indices, gens, strict=True) for s in range(len(g))]
+    def on_batch(local: list[int], gens: list[list[Generation]]) -> None:
+        keys = [(i, s) for i, g in zip(local, gens, strict=True) for s in range(len(g))]
         grader.submit(
             keys,
-            [
-                (g[s].text, problems[i].answer)
-                for i, g in zip(indices, gens, strict=True)
-                for s in range(len(g))
-            ],
+            [(g[s].text, mine[i].answer) for i, g in zip(local, gens, strict=True) for s in range(len(g))],
         )
 
     t0 = time.perf_counter()
     try:
         if backend == "vllm":
             gens = generate_vllm(
-                model_source, prompts, sampling, tokenizer=tokenizer, prompt_ids=prompt_ids, on_batch=on_batch
+                model_source,
+                prompts,
+                sampling,
+                vllm_memory or 0.85,
+                tokenizer=tokenizer,
+                prompt_ids=prompt_ids,
+                on_batch=on_batch,
             )
         else:
             gens = generate_transformers(
@@ -340,13 +407,14 @@ def _generate_and_write(
                 progress=progress,
                 prompt_ids=prompt_ids,
                 on_batch=on_batch,
+                keys=indices,
             )
     finally:
         t_gen = time.perf_counter() - t0
         verdicts, grade_busy = grader.finish()
     t_wait = time.perf_counter() - t0 - t_gen
     rows = []
-    for i, (p, gs) in enumerate(zip(problems, gens, strict=True)):
+    for i, (p, gs) in enumerate(zip(mine, gens, strict=True)):
         if len(gs) != sampling.n:
             raise RuntimeError(
                 f"{backend} returned {len(gs)} samples for problem {p.id}, expected {sampling.n}"
@@ -372,32 +440,127 @@ def _generate_and_write(
                     "extracted_paper": pv.extracted,
                 }
             )
+    return Share(indices, rows, t_gen, grade_busy, t_wait)
+
+
+def run_eval_parallel(
+    *,
+    model: Any,
+    tokenizer: Any,
+    model_source: str,
+    prompt_template: str,
+    proto: ResolvedProtocol,
+    seed: int,
+    folder: Path,
+    eval_id: str,
+    meta: dict[str, Any],
+    backend: str,
+    batch_size: int | None,
+    rank: int,
+    world: int,
+    barrier: Callable[[], None],
+    vllm_memory: float | None = None,
+    grading_workers: int | None = None,
+) -> dict[str, Any] | None:
+    """One evaluation split across `world` processes (collective: every rank calls it, and the caller has
+    agreed that it is missing). Rank r generates and grades problems r, r + world, ... and writes its
+    share atomically to <folder>/.shards/<eval_id>/rank<r>.json; after `barrier()` rank 0 merges the
+    shares in problem order and writes the evaluation as run_eval would (same id, same rows); all ranks
+    wait for it. Returns the metadata on rank 0, None on the others."""
+    import json
+    import shutil
+
+    t_start = time.perf_counter()
+    share = generate_share(
+        model=model,
+        tokenizer=tokenizer,
+        model_source=model_source,
+        prompt_template=prompt_template,
+        proto=proto,
+        seed=seed,
+        eval_id=eval_id,
+        backend=backend,
+        batch_size=batch_size,
+        grading_workers=grading_workers,
+        rank=rank,
+        world=world,
+        vllm_memory=vllm_memory,
+    )
+    parts = Path(folder) / ".shards" / eval_id
+    # json.dumps without sort_keys: the rows keep their field order through the merge
+    artifacts.atomic_write_text(parts / f"rank{rank}.json", json.dumps(share.as_dict(), default=str))
+    barrier()
+    out = None
+    if rank == 0:
+        shares = [Share(**json.loads((parts / f"rank{r}.json").read_text())) for r in range(world)]
+        out = write_evaluation(
+            Path(folder),
+            eval_id,
+            shares,
+            proto=proto,
+            prompt_template=prompt_template,
+            seed=seed,
+            meta=meta,
+            backend=backend,
+            wall_s=time.perf_counter() - t_start,
+        )
+        shutil.rmtree(parts, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            parts.parent.rmdir()  # .shards, when no other evaluation is in flight
+    barrier()
+    return out
+
+
+def write_evaluation(
+    folder: Path,
+    eval_id: str,
+    shares: list[Share],
+    *,
+    proto: ResolvedProtocol,
+    prompt_template: str,
+    seed: int,
+    meta: dict[str, Any],
+    backend: str,
+    wall_s: float,
+) -> dict[str, Any]:
+    """Merge the shares in problem order, summarise and write the evaluation (samples, then metadata).
+    Timings of several processes: generation and grading as the slowest process saw them."""
+    order = sorted(
+        ((i, r) for sh in shares for i, r in zip(_row_indices(sh), sh.rows, strict=True)),
+        key=lambda x: (x[0], x[1]["sample_idx"]),
+    )
+    rows = [r for _, r in order]
+    n_problems = sum(len(sh.indices) for sh in shares)
+    t_gen = max(sh.generate_s for sh in shares)
     summary = summarize(rows)
     tokens = sum(r["n_tokens"] for r in rows)
+    template = proto.prompt or prompt_template
     full_meta = {
         **meta,
         "eval_id": eval_id,
         "benchmark": proto.benchmark,
-        "data_source": source,
+        "data_source": data.benchmark_source(proto.benchmark, proto.path),
         "prompt": template,
         "protocol": asdict(proto),
         "headline": list(data.Protocol(proto.samples).headline),
         "backend": backend,
         "seed": seed,
-        "n_problems": len(problems),
+        "n_problems": n_problems,
         "n_samples": len(rows),
         "generated_tokens": tokens,
         "generate_s": round(t_gen, 3),
-        "grade_s": round(grade_busy, 3),  # grading time, mostly overlapped with generation
+        "grade_s": round(max(sh.grade_s for sh in shares), 3),  # grading time, mostly overlapped
         "grade_wait_s": round(
-            t_wait, 3
+            max(sh.grade_wait_s for sh in shares), 3
         ),  # grading left after generation ended (what it added to the wall time)
-        "wall_s": round(time.perf_counter() - t_start, 3),
+        "wall_s": round(wall_s, 3),
         "tokens_per_s": round(tokens / t_gen, 2) if t_gen > 0 else None,
         "versions": _versions(backend),
         "created": time.time(),
         "summary": summary,
     }
+    if len(shares) > 1:
+        full_meta["processes"] = len(shares)
     artifacts.write_eval(folder, eval_id, rows, full_meta)
     heads = " ".join(f"{k}={summary[k]:.3f}" for k in full_meta["headline"] if k in summary)
     log.info(
@@ -405,11 +568,17 @@ def _generate_and_write(
         eval_id,
         proto.benchmark,
         heads,
-        len(problems),
-        sampling.n,
+        n_problems,
+        proto.samples,
         full_meta["wall_s"],
     )
     return full_meta
+
+
+def _row_indices(share: Share) -> list[int]:
+    """The problem index of each of a share's rows (its rows are its problems' samples, in order)."""
+    per = len(share.rows) // len(share.indices) if share.indices else 0
+    return [i for i in share.indices for _ in range(per)]
 
 
 def _versions(backend: str) -> dict[str, str]:

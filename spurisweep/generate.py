@@ -19,7 +19,11 @@ What is kept identical across backends, on purpose:
 transformers path: prompts grouped by token length (longest first, so a batch that does not fit in
 memory fails first and is split), left-padded by hand, batches sized from free GPU memory (a KV-cache
 budget) and halved on out-of-memory. `on_batch` receives each finished batch, so grading can overlap the
-next batch's generation (see evaluate.run_eval).
+next batch's generation (see evaluate.run_eval). Sampling draws each sequence's tokens from its own
+stream (`RowSampler`: a counter-based hash of seed, prompt key, sample index and position), not from
+torch's global generator, so a prompt's samples do not depend on which prompts share its batch or its
+process: an evaluation split across processes (evaluate.generate_share) writes the rows one process
+writes. (transformers' own sampling draws one multinomial over the whole batch from the global stream.)
 
 vLLM path: one offline `LLM.generate` call with every prompt and `n` samples per prompt; the engine is
 kept between calls for the same weights. vLLM cannot run on the CPU-only machines this project is tested
@@ -242,17 +246,21 @@ def generate_transformers(
     *,
     prompt_ids: list[list[int]] | None = None,
     on_batch: BatchCallback | None = None,
+    keys: Sequence[int] | None = None,
 ) -> list[list[Generation]]:
     """Batched generation with left padding, prompts grouped by token length; n samples per prompt.
 
     `batch_size` counts sequences (prompts x n) per generate() call (None: sized to memory). `progress`
     gets the number of prompts finished by each batch, `on_batch` the batch's prompt indices and records.
+    `keys` name each prompt's sampling stream (default: its position); give a prompt the same key (its
+    index in the whole evaluation) and it gets the same samples in any batch or process.
     """
     import torch
 
     ids = prompt_ids if prompt_ids is not None else encode_prompts(tokenizer, prompts)
     if not ids:
         return []
+    row_keys = list(keys) if keys is not None else list(range(len(ids)))
     if sampling.greedy and sampling.n > 1:  # generate() refuses greedy n > 1; the n copies would be identical
         return _replicated(
             generate_transformers(
@@ -264,6 +272,7 @@ def generate_transformers(
                 progress,
                 prompt_ids=ids,
                 on_batch=_replicating(on_batch, sampling.n),
+                keys=row_keys,
             ),
             sampling.n,
         )
@@ -282,7 +291,10 @@ def generate_transformers(
         while start < len(order):
             idx = order[start : start + per_call]
             try:
-                gens = _generate_batch(model, tokenizer, [ids[i] for i in idx], kw, sampling, pad, device)
+                batch = [ids[i] for i in idx]
+                gens = _generate_batch(
+                    model, tokenizer, batch, kw, sampling, pad, device, [row_keys[i] for i in idx]
+                )
             except torch.OutOfMemoryError:
                 if per_call == 1:
                     raise
@@ -311,6 +323,7 @@ def _generate_batch(
     sampling: Sampling,
     pad: int,
     device: Any,
+    keys: Sequence[int] | None = None,
 ) -> list[list[Generation]]:
     import torch
 
@@ -321,6 +334,14 @@ def _generate_batch(
         if x:
             input_ids[r, width - len(x) :] = torch.tensor(x, dtype=torch.long)
             mask[r, width - len(x) :] = 1
+    if not sampling.greedy:  # rows j*n + s, as generate() expands num_return_sequences; our own sampler
+        keys = list(keys) if keys is not None else list(range(len(batch)))
+        rows = [(k, s) for k in keys for s in range(sampling.n)]
+        input_ids = input_ids.repeat_interleave(sampling.n, dim=0)
+        mask = mask.repeat_interleave(sampling.n, dim=0)
+        sampler = RowSampler(sampling, rows, width)
+        kw = {**kw, "do_sample": False, "num_return_sequences": 1, "temperature": 1.0, "top_p": 1.0}
+        kw["logits_processor"] = [sampler]
     with torch.no_grad():
         res = model.generate(input_ids=input_ids.to(device), attention_mask=mask.to(device), **kw)
     new = res[:, width:].tolist()
@@ -339,8 +360,79 @@ def _generate_batch(
     return gens
 
 
+_M32 = 0xFFFFFFFF
+
+
+def _mix32(x: Any) -> Any:
+    """A 32-bit integer hash (two multiply-xorshift rounds) of ints or int64 tensors holding values below
+    2**32; the multiplier is below 2**27, so no int64 product overflows."""
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
+    x = (((x >> 16) ^ x) * 0x45D9F3B) & _M32
+    return (x >> 16) ^ x
+
+
+class RowSampler:
+    """A logits processor that samples each row's next token itself, from the row's own stream: the
+    uniform for (seed, prompt key, sample index, position) is a counter-based hash, so a sequence's tokens
+    depend only on its own logits. Applies temperature and top-p as transformers' warpers do, then draws
+    by inverse CDF and returns scores that are 0 at the drawn token and -inf elsewhere, for generate()'s
+    greedy selection to take. Why our own: transformers draws one torch.multinomial over the batch from the
+    global generator, so a prompt's samples changed with its batch mates (and with the process)."""
+
+    def __init__(self, sampling: Sampling, rows: Sequence[tuple[int, int]], prompt_width: int) -> None:
+        import torch
+
+        self.temperature = sampling.temperature
+        self.top_p = sampling.top_p
+        self.width = prompt_width
+        seed = _mix32(sampling.seed & _M32)
+        self.base = torch.tensor(
+            [_mix32(_mix32(seed ^ (int(k) & _M32)) ^ (s & _M32)) for k, s in rows], dtype=torch.long
+        )
+
+    def uniforms(self, step: int, device: Any) -> Any:
+        import torch
+
+        h = _mix32((self.base + (step * 0x9E3779B9 & _M32)) & _M32)
+        h = _mix32(h ^ self.base)
+        return ((h.to(torch.float64) + 0.5) / 2.0**32).to(device)
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        import torch
+
+        logits = scores.float() / self.temperature
+        if self.top_p < 1.0:  # transformers' TopPLogitsWarper: drop the tail whose mass is <= 1 - top_p
+            sorted_logits, order = torch.sort(logits, descending=False)
+            cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+            remove = cum <= (1 - self.top_p)
+            remove[..., -1:] = False
+            logits = logits.masked_fill(remove.scatter(1, order, remove), -float("inf"))
+        cdf = torch.softmax(logits.double(), dim=-1).cumsum(dim=-1)
+        u = self.uniforms(input_ids.shape[1] - self.width, scores.device) * cdf[:, -1]
+        tok = torch.searchsorted(cdf, u.unsqueeze(1)).clamp(max=scores.shape[-1] - 1)
+        out = torch.full_like(scores, -float("inf"))
+        return out.scatter(1, tok, 0.0)
+
+
 # ---------------------------------------------------------------------------------------------- vLLM
 _ENGINE: dict[str, Any] = {}
+
+
+def release_vllm() -> None:
+    """Drop this process's evaluation engine (its GPU memory), e.g. before training resumes."""
+    if not _ENGINE:
+        return
+    _ENGINE.clear()
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
 
 
 def vllm_engine(model_path: str, seed: int = 0, gpu_memory_utilization: float = 0.85) -> Any:

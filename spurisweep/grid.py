@@ -19,7 +19,15 @@ from pydantic import ValidationError
 from . import clipping, data, families, presets, rewards
 from .errors import ConfigError, DataError, suggest
 from .ids import CELL_ID_LENGTH, short_hash
-from .spec import LATE_DEFAULTS, NAMED_AXES, NON_IDENTITY_KEYS, CellConfig, Sweep, first_error
+from .spec import (
+    LATE_DEFAULTS,
+    NAMED_AXES,
+    NON_IDENTITY_KEYS,
+    NON_IDENTITY_SETTINGS,
+    CellConfig,
+    Sweep,
+    first_error,
+)
 
 ID_LENGTH = CELL_ID_LENGTH
 
@@ -47,6 +55,12 @@ def identity(config: CellConfig) -> dict[str, Any]:
             node = node.get(k, {})
         if last in node and node[last] == default:
             del node[last]
+    for path in NON_IDENTITY_SETTINGS:
+        *parents, last = path.split(".")
+        node = d
+        for k in parents:
+            node = node.get(k, {})
+        node.pop(last, None)
     return d
 
 
@@ -194,6 +208,7 @@ def expand(sweep: Sweep) -> list[Cell]:
                 field="grid",
             )
         seen[cid] = cell
+        check_sharding(cell, file)
         cells.append(cell)
     if not cells:
         raise ConfigError("the grid is empty (every combination is excluded)", file=file, field="grid")
@@ -276,6 +291,24 @@ def fill_defaults(cfg: CellConfig, file: str) -> CellConfig:
             )
     check_paths(cfg, file)
     return cfg
+
+
+def world_size(cfg: CellConfig) -> int:
+    """The processes a cell trains on: slurm tasks per node (default gpus_per_node) x nodes."""
+    return cfg.slurm.world_size
+
+
+def check_sharding(cell: Cell, file: str) -> None:
+    """train.sharding fsdp shards across the cell's processes: one process has nothing to shard across
+    (sharding.assert_sharded would fail the job at start; say so before anything is submitted)."""
+    world = world_size(cell.config)
+    if cell.config.train.sharding == "fsdp" and world < 2:
+        raise ConfigError(
+            f"cell {cell.id} ({cell.label}) shards across {world} process: fsdp needs 2 or more "
+            "(slurm.tasks_per_node or slurm.gpus_per_node x nodes), or set train.sharding: none",
+            file=file,
+            field="train.sharding",
+        )
 
 
 def check_switches(cfg: CellConfig, expr: rewards.Expr, file: str) -> None:

@@ -90,14 +90,25 @@ class TrainSettings(Strict):
     save_every: int = Field(
         50,
         ge=1,
-        description="rollout steps between checkpoints (each evaluated unless eval.eval_every is set)",
+        description="rollout steps between evaluated checkpoints (the evaluation cadence unless eval.eval_every "
+        "is set; resume points in between: train.resume_every)",
     )
     keep_checkpoints: int | None = Field(1, ge=1, description="newest checkpoints kept; None keeps all")
+    resume_every: int | None = Field(
+        None,
+        ge=1,
+        description="rollout steps between resume points (checkpoints a killed or preempted run restarts "
+        "from; None: = save_every). Resume points are saved more often than evaluations run; each counts "
+        "against keep_checkpoints. Not part of the cell id: it changes where a run can restart, not its result",
+    )
+    sharding: Literal["none", "fsdp"] = Field(
+        "none",
+        description="'fsdp': FSDP2 full sharding of weights, gradients and optimizer states across the "
+        "cell's processes (slurm.tasks_per_node x nodes, at least 2), fp32 master weights, one unit per "
+        "decoder layer (spurisweep.sharding); 'none': every process holds a full replica (DDP)",
+    )
     generation_backend: Literal["auto", "vllm", "transformers"] = "auto"
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
-    sharding: Literal["none", "fsdp"] = Field(
-        "none", description="none: every process holds the whole model (DDP); fsdp: FSDP2 full sharding"
-    )
     vllm_sleep: bool = Field(False, description="colocated vLLM sleeps during updates (frees its memory)")
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="GPUs per colocated vLLM engine")
 
@@ -262,6 +273,8 @@ LATE_DEFAULTS: dict[str, Any] = {
     "train.sharding": "none",
     "train.vllm_tensor_parallel_size": 1,
 }
+#: dotted settings that never enter the cell id: they change how a run is kept, not what it computes
+NON_IDENTITY_SETTINGS = ("train.resume_every",)
 #: the named axes; any other axis is a dotted path into CellConfig
 NAMED_AXES = ("model", "reward", "clip", "seed", "preset", "prompt", "model_path")
 

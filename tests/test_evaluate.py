@@ -275,16 +275,19 @@ def test_grading_follows_each_row(tiny, shared_data, tmp_path, monkeypatch):
 
 
 def test_overlapped_grader_keeps_order_and_grades_correct_answers():
+    """Both graders' verdicts for every sample, in submission order."""
     g = evaluate.OverlappedGrader()
     g.submit([("p", 0), ("p", 1)], [("so \\boxed{142}", "142.0"), ("the answer is 7", "8")])
     g.submit([("q", 0)], [("```python\nprint(70)\n```\n\\boxed{70}", "070")])
-    verdicts, busy = g.finish()
+    both, busy = g.finish()
+    verdicts = {k: v.math_verify for k, v in both.items()}
     assert verdicts[("p", 0)].correct is True and verdicts[("p", 1)].correct is False
     assert (
         verdicts[("q", 0)].correct is True
         and verdicts[("q", 0)].has_python
         and verdicts[("q", 0)].has_code_block
     )
+    assert both[("p", 1)].paper.correct is False and both[("p", 0)].paper.extracted == "142"
     assert busy > 0
 
 

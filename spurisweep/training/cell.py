@@ -8,14 +8,40 @@ onto TRL is in config.py; the callback is callback.py; the GRPOTrainer subclass 
 Resume: a killed run restarts from its newest complete checkpoint (checkpoints.py): TRL restores the
 weights, optimizer, scheduler, RNG states and data position; metric rows after that update are dropped
 and logged again; evaluations already on disk are not repeated, and evaluation saves and restores the RNG
-so the resumed trajectory equals the uninterrupted one.
+so the resumed trajectory equals the uninterrupted one. Checkpoints (resume points) come every
+`train.resume_every` rollout steps, evaluations every `eval.eval_every` (default: `save_every`); see
+callback.py.
+
+Sharded cells (`train.sharding: fsdp`, spurisweep.sharding): FSDP2 through TRL/transformers' own FSDP
+support, with accelerate's CPU gate lifted so 2 CPU processes over gloo run the cluster's configuration.
+The cell fails at start (ShardingError) if the backend did not shard. A checkpoint holds the sharded
+state (TRL/transformers' sharded model and optimizer, scheduler, per-rank RNG, data position) and, at
+every save, an HF export in `checkpoint-N/hf` (config, bf16 safetensors, tokenizer), written by all ranks
+before rank 0's COMPLETE marker; pruning a checkpoint removes its export.
+
+Evaluation under sharding, and why this way: the live sharded model is never evaluated (one rank alone
+would deadlock the others, and each rank holds only a shard). At each evaluation point, between training
+phases in the same job, every rank loads the HF export (a checkpoint's, or a scratch export for an
+evaluation between saves) in the baseline's dtype (bf16 on GPU, fp32 on CPU) and evaluates its share of
+the problems (problem i on rank i % world; vLLM, an engine per rank on the export, when installed, else
+transformers); each rank writes its share atomically, rank 0 merges them in problem order and writes the
+evaluation exactly as one process would (same ids, same rows: each problem's samples depend on its index
+and the seed only), and the evaluation model is freed before training resumes. Baselines are evaluated
+the same way. In the same job rather than a follow-up job: the export is already on local/shared disk,
+the allocation is held anyway, and the evaluation cadence (eval_every, down to every step) would make a
+job per evaluation point queue for hours; the cost is that the sharded training state (~1/world of the
+fp32 weights, gradients and Adam states) stays resident while the evaluation model is loaded. Unsharded
+(single-process and DDP) cells keep evaluating on rank 0 with the live model, which writes the same rows.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import gc
 import logging
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -25,13 +51,14 @@ from datasets import Dataset
 from filelock import FileLock
 from transformers import AutoTokenizer
 
-from .. import artifacts, evaluate, families, health, rewards
+from .. import artifacts, evaluate, families, health, rewards, sharding
 from ..distributed import rank, world_size
-from ..generate import choose_backend
+from ..errors import ShardingError
+from ..generate import choose_backend, release_vllm
 from ..spec import CellConfig
-from .callback import CellCallback
+from .callback import EXPORT_DIR, CellCallback
 from .checkpoints import checkpoint_number, latest_complete_checkpoint, preserved_rng, prune_checkpoints
-from .config import grpo_kwargs, updates_per_rollout
+from .config import DDP_TIMEOUT_S, eval_interval, grpo_kwargs, updates_per_rollout
 from .data import training_problems, training_rows
 from .trackers import check_trackers_installed, tracker_env
 from .trainer import grpo_config, make_trainer
@@ -111,6 +138,14 @@ class CellRun:
         self.cpu = not torch.cuda.is_available()
         self.world = world_size()
         self.writer = rank() == 0  # data-parallel ranks: rank 0 evaluates and writes; all ranks train
+        self.sharded = cfg.train.sharding == "fsdp"
+        if self.sharded:
+            if self.world < 2:  # planning refuses this (grid.check_sharding); a job started short of it
+                raise ShardingError(
+                    f"train.sharding is fsdp but cell {self.cell_id} runs as {self.world} process: FSDP "
+                    "needs 2 or more (slurm.tasks_per_node or slurm.gpus_per_node)"
+                )
+            sharding.enable_cpu_fsdp()  # before any GRPOConfig/trainer: CPU processes shard over gloo
         self.backend = choose_backend(cfg.train.generation_backend)
         check_trackers_installed(cfg)
         self.source = families.model_source(cfg.model, cfg.model_path)
@@ -125,11 +160,7 @@ class CellRun:
         self, mdl: Any, proto: Any, folder: Path, eid: str, step: int, baseline: bool = False
     ) -> None:
         cfg = self.cfg
-        meta = {"model": cfg.model, "model_path": cfg.model_path, "step": step, "is_baseline": baseline}
-        if baseline:
-            meta["cell_id"] = None
-        else:
-            meta.update(cell_id=self.cell_id, baseline_eval_id=self.baselines.get(proto.benchmark))
+        meta = self.eval_meta(step, proto, baseline)
         evaluate.run_eval(
             model=mdl,
             tokenizer=self.tok,
@@ -153,6 +184,18 @@ class CellRun:
             return model
         folder = self.results / artifacts.BASELINES
         folder.mkdir(parents=True, exist_ok=True)
+        if self.sharded:  # every rank evaluates its share; rank 0 holds the shared baselines' locks
+            jobs = []
+            for proto in self.protos:
+                eid = evaluate.baseline_eval_id(cfg.model, cfg.model_path, cfg.prompt or "", proto)
+                self.baselines[proto.benchmark] = eid
+                jobs.append((proto, folder, eid, 0, True))
+            with contextlib.ExitStack() as locks:
+                if self.writer:  # concurrent cells of one model: evaluated once
+                    for _, _, eid, _, _ in jobs:
+                        locks.enter_context(FileLock(str(folder / f"{eid}.lock")))
+                self.evaluate_parallel(self.source, jobs)
+            return model
         for proto in self.protos:
             eid = evaluate.baseline_eval_id(cfg.model, cfg.model_path, cfg.prompt or "", proto)
             self.baselines[proto.benchmark] = eid
@@ -169,12 +212,130 @@ class CellRun:
             evaluate.checkpoint_eval_id(self.cell_id, step, self.cfg.prompt or "", p) for p in self.protos
         ]
 
-    def evaluate_at(self, mdl: Any, step: int) -> None:
-        if not self.writer:
+    def evaluate_at(self, mdl: Any, step: int, checkpoint: Path | None = None) -> None:
+        """Evaluate the cell's model at a rollout step (evaluations on disk are skipped). Unsharded: rank 0
+        evaluates the live model. Sharded (collective: every rank calls it): the checkpoint's HF export,
+        or, between saves, a scratch export of the live model, evaluated data-parallel."""
+        if not self.sharded:
+            if not self.writer:
+                return
+            with preserved_rng():
+                for proto, eid in zip(self.protos, self.eval_ids(step), strict=True):
+                    self.run_eval(mdl, proto, self.cell.evals_dir, eid, step)
             return
+        jobs = [
+            (p, self.cell.evals_dir, e, step, False)
+            for p, e in zip(self.protos, self.eval_ids(step), strict=True)
+        ]
         with preserved_rng():
-            for proto, eid in zip(self.protos, self.eval_ids(step), strict=True):
-                self.run_eval(mdl, proto, self.cell.evals_dir, eid, step)
+            if checkpoint is not None:
+                self.evaluate_parallel(str(checkpoint / EXPORT_DIR), jobs)
+                return
+            if not self.missing(jobs):  # decided before exporting: a resumed run finds it on disk
+                return
+            scratch = self.cell.root / "eval-export"
+            sharding.export_hf(mdl, self.tok, scratch)
+            try:
+                self.evaluate_parallel(str(scratch), jobs)
+            finally:
+                if self.writer:
+                    shutil.rmtree(scratch, ignore_errors=True)
+
+    def missing(self, jobs: list[tuple[Any, Path, str, int, bool]]) -> list[tuple[Any, Path, str, int, bool]]:
+        """The evaluations not on disk, as rank 0 sees them (broadcast, so every rank takes the same path)."""
+        import torch.distributed as dist
+
+        todo = [j for j in jobs if not artifacts.eval_complete(j[1], j[2])] if self.writer else None
+        box = [todo]
+        dist.broadcast_object_list(box, src=0)
+        return [j for j in jobs if j[2] in {t[2] for t in box[0]}]
+
+    def evaluate_parallel(self, source: str, jobs: list[tuple[Any, Path, str, int, bool]]) -> None:
+        """Every rank loads `source` (an HF folder or hub id) and evaluates its share of each missing
+        evaluation; rank 0 writes them. Collective; the evaluation model is freed afterwards."""
+        import torch.distributed as dist
+
+        self.process_group()
+        todo = self.missing(jobs)
+        if not todo:
+            return
+        backend = choose_backend("auto")  # vLLM, an engine per rank on the export, when installed
+        cuda = not self.cpu
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if cuda else "cpu"
+        mdl = None
+        if backend != "vllm":
+            mdl, _ = families.load_model_and_tokenizer(source, dtype=self.dtype, device=device)
+        vllm_share = None
+        if backend == "vllm":  # what training left free on this GPU, with a margin
+            free, total = torch.cuda.mem_get_info()
+            vllm_share = max(0.05, 0.9 * free / total)
+        try:
+            for proto, folder, eid, step, baseline in todo:
+                meta = self.eval_meta(step, proto, baseline)
+                evaluate.run_eval_parallel(
+                    model=mdl,
+                    tokenizer=self.tok,
+                    model_source=source,
+                    prompt_template=self.cfg.prompt or "",
+                    proto=proto,
+                    seed=self.cfg.seed,
+                    folder=folder,
+                    eval_id=eid,
+                    meta=meta,
+                    backend=backend,
+                    batch_size=self.cfg.eval.batch_size,
+                    rank=dist.get_rank(),
+                    world=dist.get_world_size(),
+                    barrier=dist.barrier,
+                    vllm_memory=vllm_share,
+                )
+        finally:
+            del mdl
+            release_vllm()
+            gc.collect()
+            if cuda:
+                torch.cuda.empty_cache()
+
+    def process_group(self) -> None:
+        """The cell's process group, for evaluations before the trainer exists (accelerate, which the
+        trainer then reuses: gloo on CPU, NCCL on GPUs)."""
+        import datetime
+
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            from accelerate import PartialState
+
+            PartialState(timeout=datetime.timedelta(seconds=DDP_TIMEOUT_S))
+
+    def eval_meta(self, step: int, proto: Any, baseline: bool) -> dict[str, Any]:
+        cfg = self.cfg
+        meta = {"model": cfg.model, "model_path": cfg.model_path, "step": step, "is_baseline": baseline}
+        if baseline:
+            meta["cell_id"] = None
+        else:
+            meta.update(cell_id=self.cell_id, baseline_eval_id=self.baselines.get(proto.benchmark))
+        return meta
+
+    def record_sharding(self, model: Any) -> None:
+        """status.json `sharding`: each rank's share of the parameters (the prepared model's DTensors)."""
+        import torch.distributed as dist
+
+        report = sharding.sharding_report(model)
+        local = sum(n for n, _ in report.values())
+        per_rank: list[Any] = [None] * self.world
+        dist.all_gather_object(per_rank, local)
+        if self.writer:
+            full = sum(f for _, f in report.values())
+            self.cell.set_status(
+                "running",
+                sharding={
+                    "kind": "fsdp",
+                    "parameters": len(report),
+                    "numel": full,
+                    "numel_per_rank": per_rank,
+                },
+            )
 
     # ------------------------------------------------------------------------------------------ training
     def schedule(self) -> Schedule:
@@ -183,6 +344,15 @@ class CellRun:
         ckpt_dir = cell.checkpoints_dir
         kw = grpo_kwargs(cfg, str(ckpt_dir), cpu=self.cpu, world=self.world, backend=self.backend)
         kw["run_name"] = self.cell_id
+        if self.sharded:  # FSDP's own activation checkpointing replaces transformers' gradient checkpointing
+            kw["gradient_checkpointing"] = False
+            kw.update(
+                sharding.fsdp_training_args(
+                    self.source,
+                    activation_checkpointing=cfg.train.gradient_checkpointing,
+                    bf16=bool(kw["bf16"]),
+                )
+            )
         upr = updates_per_rollout(kw, self.world)
         max_updates = int(kw["max_steps"])
         resume = latest_complete_checkpoint(ckpt_dir, clean=self.writer)
@@ -223,6 +393,7 @@ class CellRun:
                 updates_per_rollout=sched.upr,
                 resumed_from=sched.resumes or None,
                 world_size=self.world,
+                sharding=self.cfg.train.sharding if self.sharded else None,
             )
 
     def callback(self, sched: Schedule) -> CellCallback:
@@ -230,17 +401,23 @@ class CellRun:
             self.cell,
             updates_per_rollout=sched.upr,
             resumed_update=sched.resumed_update,
-            resumed=sched.resume is not None,
+            resume=sched.resume,
             keep_checkpoints=self.cfg.train.keep_checkpoints,
             evaluate_checkpoints=self.cfg.eval.checkpoints,
+            eval_every=eval_interval(self.cfg),
             metric_rows=sched.metric_rows,
             evaluate_at=self.evaluate_at,
+            export=self.export if self.sharded else None,
+            on_sharded=self.record_sharding if self.sharded else None,
         )
+
+    def export(self, model: Any, folder: Path) -> None:
+        sharding.export_hf(model, self.tok, folder)
 
     def train(self, sched: Schedule, dataset: Dataset, reward_fn: Any) -> int:
         """Train from the resume point to max_updates, then evaluate the final model; returns the updates."""
         with tracker_env(self.cfg, self.cell.root, self.cell_id, self.sweep):
-            args = grpo_config(sched.kw, cpu=self.cpu, world=self.world)
+            args = grpo_config(sched.kw, cpu=self.cpu, world=self.world, sharded=self.sharded)
             trainer = make_trainer(
                 args,
                 model=self.source,
@@ -249,17 +426,27 @@ class CellRun:
                 tokenizer=self.tok,
                 callback=self.callback(sched),
                 token_whitening=self.cfg.train.token_whitening,
+                sharded=self.sharded,
             )
             trainer.train(resume_from_checkpoint=str(sched.resume) if sched.resume else None)
         updates = trainer.state.global_step
-        self.evaluate_at(
-            trainer.model, sched.final_step
-        )  # a no-op when the final checkpoint was evaluated in on_save
+        # the final model's evaluation: a no-op when the final checkpoint was evaluated in on_save
+        if self.sharded:  # its export, once training's memory is freed
+            del trainer
+            gc.collect()
+            if not self.cpu:
+                torch.cuda.empty_cache()
+            self.evaluate_at(None, sched.final_step, self.cell.checkpoints_dir / f"checkpoint-{updates}")
+        else:
+            self.evaluate_at(trainer.model, sched.final_step)
         return updates
 
     def evaluate_final(self, sched: Schedule) -> int:
         """Already trained (killed after the last save): evaluate the final checkpoint if that is missing."""
         step = sched.final_step
+        if self.sharded:  # the checkpoint's export, data-parallel (evaluate_parallel skips what is on disk)
+            self.evaluate_at(None, step, sched.resume)
+            return sched.resumed_update
         if self.writer and not all(
             artifacts.eval_complete(self.cell.evals_dir, e) for e in self.eval_ids(step)
         ):
@@ -282,6 +469,7 @@ class CellRun:
             "backend": self.backend,
             "device": "cpu" if self.cpu else "cuda",
             "world_size": self.world,
+            "sharding": self.cfg.train.sharding,
             "seconds": round(time.time() - self.t_start, 1),
             "baselines": self.baselines,
             "health": health.names(flags),

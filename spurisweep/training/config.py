@@ -213,9 +213,14 @@ def grpo_kwargs(
         kw["ddp_find_unused_parameters"] = False  # every parameter of a causal LM takes part in the loss
     if "max_steps" not in cfg.trl:
         kw["max_steps"] = t.steps * upr
-    if "save_steps" not in cfg.trl:
-        kw["save_steps"] = t.save_every * upr
+    if "save_steps" not in cfg.trl:  # every resume point is a checkpoint; evaluations: eval_interval
+        kw["save_steps"] = (t.resume_every or t.save_every) * upr
     return kw
+
+
+def eval_interval(cfg: CellConfig) -> int:
+    """Rollout steps between evaluations during training: eval.eval_every, else at every save_every."""
+    return cfg.eval.eval_every or cfg.train.save_every
 
 
 def updates_per_rollout(kw: dict[str, Any], world: int = 1, file: str | None = None) -> int:

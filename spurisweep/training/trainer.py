@@ -17,6 +17,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
+from .. import sharding
 from .whitening import token_whiten
 
 log = logging.getLogger(__name__)
@@ -77,9 +78,12 @@ class SpuriTrainer(GRPOTrainer):
         return out
 
 
-def grpo_config(kw: dict[str, Any], *, cpu: bool, world: int) -> GRPOConfig:
-    """The GRPOConfig for keyword arguments from config.grpo_kwargs, on one GPU per process."""
+def grpo_config(kw: dict[str, Any], *, cpu: bool, world: int, sharded: bool = False) -> GRPOConfig:
+    """The GRPOConfig for keyword arguments from config.grpo_kwargs, on one GPU per process. `sharded`:
+    `kw` carries sharding.fsdp_training_args; gradients are then reduced in fp32 under bf16 compute."""
     args = GRPOConfig(**kw)
+    if sharded:
+        sharding.use_fp32_reduce(args)
     if not cpu and world == 1 and args.n_gpu > 1:
         # TRL's batch arithmetic counts processes, not DataParallel replicas: use one GPU per process
         # (slurm.tasks_per_node / gpus_per_node start one process per GPU: data-parallel)
@@ -101,15 +105,20 @@ def make_trainer(
     tokenizer: Any,
     callback: TrainerCallback,
     token_whitening: bool = False,
+    sharded: bool = False,
 ) -> SpuriTrainer:
+    """The cell's trainer. `sharded`: fail now (ShardingError) if accelerate dropped FSDP, and again when
+    training starts unless every parameter is sharded (the check runs before the cell's callback)."""
     trainer = SpuriTrainer(
         model=model,
         reward_funcs=[reward_fn],
         args=args,
         train_dataset=dataset,
         processing_class=tokenizer,
-        callbacks=[callback],
+        callbacks=([sharding.sharding_check_callback()] if sharded else []) + [callback],
     )
     trainer.token_whitening = token_whitening
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl, not as dicts to stdout
+    if sharded:
+        sharding.assert_sharded(trainer)
     return trainer
