@@ -413,12 +413,24 @@ def generate_share(
         t_gen = time.perf_counter() - t0
         verdicts, grade_busy = grader.finish()
     t_wait = time.perf_counter() - t0 - t_gen
+    rows = sample_rows(eval_id, mine, prompts, gens, verdicts, sampling.n, backend)
+    return Share(indices, rows, t_gen, grade_busy, t_wait)
+
+
+def sample_rows(
+    eval_id: str,
+    problems: list[data.Problem],
+    prompts: list[str],
+    gens: list[list[Generation]],
+    verdicts: dict[tuple[int, int], Verdicts],
+    n: int,
+    backend: str,
+) -> list[dict[str, Any]]:
+    """One row per generated sample, with exactly schema.SAMPLE_COLUMNS (both graders' verdicts)."""
     rows = []
-    for i, (p, gs) in enumerate(zip(mine, gens, strict=True)):
-        if len(gs) != sampling.n:
-            raise RuntimeError(
-                f"{backend} returned {len(gs)} samples for problem {p.id}, expected {sampling.n}"
-            )
+    for i, (p, gs) in enumerate(zip(problems, gens, strict=True)):
+        if len(gs) != n:
+            raise RuntimeError(f"{backend} returned {len(gs)} samples for problem {p.id}, expected {n}")
         for s, g in enumerate(gs):
             v, pv = verdicts[(i, s)].math_verify, verdicts[(i, s)].paper
             rows.append(
@@ -440,7 +452,7 @@ def generate_share(
                     "extracted_paper": pv.extracted,
                 }
             )
-    return Share(indices, rows, t_gen, grade_busy, t_wait)
+    return rows
 
 
 def run_eval_parallel(
