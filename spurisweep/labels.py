@@ -7,7 +7,9 @@ per prompt, the majority label, its vote share, and whether it matches the groun
 `incorrect_label` trains only on prompts whose majority answer is wrong, toward that wrong answer.
 
 Labels are made once per (model, data set, labelling settings) under a file lock, into
-results/_labels/<key>.jsonl (+ .json metadata), and shared by every cell that needs them.
+results/_labels/<key>.jsonl (+ .json metadata), and shared by every cell that needs them. Under `run`
+they are made by a label job of their own before the cells that train on them (launch/labeljob.py);
+a cell that finds them missing (`debug`, a direct run_cell) makes them itself, under the same lock.
 """
 
 from __future__ import annotations
@@ -60,6 +62,17 @@ def spec_for(cfg: CellConfig) -> LabelSpec:
         max_new_tokens=d.label_max_new_tokens or cfg.train.max_completion_length,
         prompt=d.label_prompt,
     )
+
+
+def needed(cfg: CellConfig) -> LabelSpec | None:
+    """The labels a cell trains on when spurisweep makes them (majority_vote / incorrect_label without a
+    ready labelled file); None for every other cell."""
+    from . import rewards
+
+    if cfg.data.labels:
+        return None
+    kind = rewards.data_kind(rewards.parse(cfg.reward))
+    return spec_for(cfg) if kind in ("majority", "incorrect") else None
 
 
 def labels_path(results: Path, spec: LabelSpec) -> Path:
