@@ -738,7 +738,8 @@ def fidelity(
 
 def main() -> None:
     try:
-        app(standalone_mode=False)
+        # outside standalone mode click returns a command's typer.Exit code instead of raising it
+        code = app(standalone_mode=False)
     except SpurisweepError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
@@ -753,6 +754,8 @@ def main() -> None:
             exc.show()
             sys.exit(2)
         raise
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":
