@@ -112,6 +112,8 @@ def failure(task: LabelTask) -> str:
 
 @dataclass
 class LabelState:
+    """One set of labels a sweep trains on, as `status` shows it (state.label_states)."""
+
     name: str
     path: Path
     state: str  # done | queued | running | requeued | failed | killed | missing
