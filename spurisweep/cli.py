@@ -197,6 +197,7 @@ def run(
 
     backend = launch.get_backend(executor, field="--executor")
     sweep, cells = _load(sweep_file)
+    backend.check(cells, file=str(sweep_file))  # e.g. several nodes on an executor of this machine only
     resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
     plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
     skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
@@ -208,7 +209,8 @@ def run(
                 show_error=False,
             )
         )
-        for line in backend.describe(plan_.to_submit):
+        labels = launch.pending_labels(plan_.to_submit, results, backend)
+        for line in backend.describe(plan_.to_submit, labels):
             console.print(line)
         console.print(f"skipped: {skipped or 'none'}")
         return
@@ -295,6 +297,8 @@ def status(
         states = launch.states(cells, results)
         console.print(_state_table(states, f"sweep {sweep.name}"))
         console.print(_summary(states))
+        for line in launch.label_states(cells, results):
+            console.print(str(line), markup=False)
         store.ingest(results)
         return
     with Live(console=console, refresh_per_second=1) as live:

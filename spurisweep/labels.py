@@ -21,7 +21,9 @@ cuts its 100-prompt test split after that filter.
 
 Labels are made once per (model, data set, labelling settings) under a file lock, into
 results/_labels/<key>.jsonl (+ .json metadata saying how they were made), and shared by every cell that
-needs them.
+needs them. Under `run` they are made by a label job of their own before the cells that train on them
+(launch/labeljob.py); a cell that finds them missing (`debug`, a direct run_cell) makes them itself, under
+the same lock.
 """
 
 from __future__ import annotations
@@ -90,6 +92,17 @@ def spec_for(cfg: CellConfig) -> LabelSpec:
         labelling=d.labelling,
         holdout=d.label_holdout or 0,
     )
+
+
+def needed(cfg: CellConfig) -> LabelSpec | None:
+    """The labels a cell trains on when spurisweep makes them (majority_vote / incorrect_label without a
+    ready labelled file); None for every other cell."""
+    from . import rewards
+
+    if cfg.data.labels:
+        return None
+    kind = rewards.data_kind(rewards.parse(cfg.reward))
+    return spec_for(cfg) if kind in ("majority", "incorrect") else None
 
 
 def labels_path(results: Path, spec: LabelSpec) -> Path:

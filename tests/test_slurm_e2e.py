@@ -195,3 +195,41 @@ def test_preempted_data_parallel_cell_resumes_on_both_ranks(slurm_cluster, tmp_p
     assert steps == list(range(4, 41, 4))  # every evaluation once
     updates = [json.loads(x)["update"] for x in (cdir / "metrics.jsonl").read_text().splitlines()]
     assert updates == list(range(1, done["updates"] + 1))
+
+
+def test_label_job_runs_before_the_array_that_depends_on_it(slurm_cluster, tmp_path):
+    """majority_vote cells: one label job (a plain sbatch) makes the labels, and the cells' array is
+    submitted with --dependency=afterok:<label job>, so every cell starts after the label job ended."""
+    sweep = tmp_path / "lab.yaml"
+    sweep.write_text(
+        SWEEP.format(name="lab", seeds="[0, 1]", steps=1, save_every=1, limit=2)
+        .replace("reward: [ground_truth, random]", "reward: [majority_vote]")
+        .replace("  eval:", "  data: {limit: 8, label_samples: 3, label_max_new_tokens: 8}\n  eval:")
+    )
+    res = tmp_path / "res"
+    proc = cli("run", str(sweep), "--executor", "slurm", "--results", str(res))
+    assert proc.returncode == 0 and "2 cells: 2 done" in proc.stdout, proc.stdout + proc.stderr
+    (record,) = (res / "_labels").glob("*.job.json")
+    label = json.loads(record.read_text())
+    assert label["state"] == "done" and label["executor"] == "slurm"
+    label_job = str(label["job_id"])
+    ids = job_ids(res, "lab")
+    (array,) = {j.split("_")[0] for j in ids.values()}
+    script = (res / "lab" / "_submitit" / f"{array}_submission.sh").read_text()
+    assert f"#SBATCH --dependency=afterok:{label_job}" in script and "--kill-on-invalid-dep=yes" in script
+    for cell in ids:
+        st = json.loads((res / "lab" / cell / "status.json").read_text())
+        assert st["after"] == label_job
+    # sacct: the label job ended before any cell started
+    slurm_cluster.wait_state(label_job, "COMPLETED", timeout=60)
+    for j in ids.values():
+        slurm_cluster.wait_state(j, "COMPLETED", timeout=60)
+    rows = slurm_cluster.run(
+        "sacct", "-X", "-n", "--parsable2", "-o", "JobID,Start,End", "-j", f"{label_job},{array}"
+    )
+    times = {r.split("|")[0]: r.split("|")[1:] for r in rows.strip().splitlines()}
+    label_end = times[label_job][1]
+    starts = [v[0] for k, v in times.items() if k != label_job]
+    assert len(starts) == 2 and all(s >= label_end for s in starts), times
+    logs = [p.read_text() for p in (res / "lab" / "_submitit").glob(f"{array}_*_log.*")]
+    assert logs and not any("making majority-vote labels" in t for t in logs)  # no cell labelled

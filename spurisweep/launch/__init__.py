@@ -9,13 +9,15 @@ that claim to be queued or running, so a job that died without a word (kill -9, 
 killed and is picked up again by the next `run`.
 
 Modules: backend (the Backend interface and the registry of executors), local / debug / slurm (one per
-backend), job (what runs inside a job), state (cell states), submission (submit and cancel).
+backend), job (what runs inside a job: a cell, or a label job), labeljob (labels made as their own job before the
+cells that train on them), state (cell states), submission (submit and cancel).
 """
 
 from __future__ import annotations
 
 from .backend import BACKENDS, Backend, get_backend
-from .job import CellJob, distributed_setup
+from .job import CellJob, LabelJob, distributed_setup
+from .labeljob import LabelState, LabelTask, label_tasks
 from .state import (
     ACTIVE,
     CANCELLED,
@@ -24,6 +26,8 @@ from .state import (
     Plan,
     cell_dir,
     folder_state,
+    label_states,
+    pending_labels,
     plan_submission,
     read_state,
     states,
@@ -39,12 +43,18 @@ __all__ = [
     "Backend",
     "CellJob",
     "CellState",
+    "LabelJob",
+    "LabelState",
+    "LabelTask",
     "Plan",
     "cancel",
     "cell_dir",
     "distributed_setup",
     "folder_state",
     "get_backend",
+    "label_states",
+    "label_tasks",
+    "pending_labels",
     "plan_submission",
     "read_state",
     "states",

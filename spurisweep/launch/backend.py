@@ -1,7 +1,7 @@
 """The one interface every executor implements, and the one registry that lists them.
 
 A backend is what `run --executor NAME` submits through: it queues cells as jobs running
-`CellJob(cell_dir)`, tells whether the jobs it queued are still alive, cancels one, and describes what
+`CellJob(cell_dir)`, after the label jobs (`LabelJob`) of the labels they train on, tells whether the jobs it queued are still alive, cancels one, and describes what
 it would submit (for `run --dry-run`). Nothing outside a Backend subclass branches on an executor's
 name: code that needs executor-specific behaviour asks `get_backend(name)` and calls a method.
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import abc
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -20,6 +20,7 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..grid import Cell
+    from .labeljob import LabelTask
 
 #: executor name -> "module:class". Named rather than imported, as the family registry names its builders:
 #: the backends read cell states, which ask this registry whether jobs are alive, so importing them here
@@ -55,10 +56,14 @@ class Backend(abc.ABC):
         wait: bool,
         poll_s: float,
         progress: Progress,
+        labels: Sequence[LabelTask] = (),
     ) -> None:
         """Queue the cells (their config.json already written), each as one job of `CellJob`, and record
         `queued` with the job id and this executor's name in each cell's status. `folder` holds
-        submitit's files."""
+        submitit's files. Each of `labels` is first sent out as one `LabelJob` (unless it names a job
+        still running) on the resources of one of its cells; its cells start only once it has made the
+        labels, and a cell whose label job failed does not start (it is recorded failed, or on a
+        scheduler its job is cancelled)."""
 
     @abc.abstractmethod
     def alive(self, job_ids: list[str]) -> dict[str, tuple[bool, str]]:
@@ -68,9 +73,18 @@ class Backend(abc.ABC):
     def cancel(self, job_id: str) -> None:
         """Stop one job (queued or running) of this backend."""
 
-    def describe(self, cells: list[Cell]) -> list[str]:
-        """Lines saying how `submit` would send these cells out (for `run --dry-run`); none by default."""
-        return []
+    def describe(self, cells: list[Cell], labels: Sequence[LabelTask] = ()) -> list[str]:
+        """Lines saying how `submit` would send these cells out (for `run --dry-run`)."""
+        return [
+            f"label job for labels {t.name} first, then its {len(t.cells)} cell(s)"
+            + (f" (label job {t.job_id} already queued)" if t.job_id else "")
+            for t in labels
+        ]
+
+    def check(self, cells: list[Cell], file: str | None = None) -> None:
+        """A ConfigError naming the cell and field for a cell this executor cannot run (before anything
+        is submitted); none by default."""
+        return None
 
 
 def get_backend(name: str, *, file: str | None = None, field: str | None = None) -> Backend:
@@ -80,3 +94,15 @@ def get_backend(name: str, *, file: str | None = None, field: str | None = None)
         raise ConfigError(f"unknown executor {name!r}; valid: {', '.join(BACKENDS)}", file=file, field=field)
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def check_one_machine(cells: list[Cell], executor: str, file: str | None = None) -> None:
+    """Executors that run every job on this machine cannot give a cell several nodes."""
+    for c in cells:
+        if c.config.slurm.nodes > 1:
+            raise ConfigError(
+                f"cell {c.id} ({c.label}) asks for {c.config.slurm.nodes} nodes; the {executor} executor "
+                "runs on this machine only (several nodes need --executor slurm)",
+                file=file,
+                field="slurm.nodes",
+            )

@@ -2,7 +2,11 @@
 
 `CellJob(cell_dir, results)` trains and evaluates one cell (train.run_cell), recording running / done /
 failed in the cell's status.json; submitit requeues it on preemption or time limit and it resumes from
-the last complete checkpoint. A job with several tasks trains data-parallel (`distributed_setup`).
+the last complete checkpoint. A job with several tasks trains data-parallel (`distributed_setup`), over
+one node or several (slurm.nodes: world size = nodes x tasks per node).
+
+`LabelJob(results, spec)` makes one set of majority-vote labels before the cells that train on them
+(see labeljob.py).
 """
 
 from __future__ import annotations
@@ -15,8 +19,9 @@ from typing import Any
 
 import submitit
 
-from .. import artifacts
+from .. import artifacts, labels
 from .backend import BACKENDS, get_backend
+from .labeljob import write_record
 
 
 class CellJob(submitit.helpers.Checkpointable):
@@ -66,9 +71,40 @@ class CellJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(self, cell_dir, results)
 
 
+class LabelJob(submitit.helpers.Checkpointable):
+    """Makes one set of majority-vote labels with labels.ensure_labels (under the labels' file lock, only
+    if they are still missing), recording running / done / failed in its record next to the labels file.
+    Checkpointable: a preempted label job is requeued and labels again from the start."""
+
+    def __call__(self, results: str, spec: dict[str, Any]) -> str:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+        label_spec = labels.LabelSpec(**spec)
+        path = labels.labels_path(Path(results), label_spec)
+        job_id = _current_job_id()
+        write_record(
+            path, state="running", job_id=job_id, host=os.uname().nodename, pid=os.getpid(), error=None
+        )
+        try:
+            out = labels.ensure_labels(Path(results), label_spec)
+        except BaseException as exc:
+            if isinstance(exc, SystemExit) and exc.code in (0, None):
+                raise
+            last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
+            artifacts.atomic_write_text(path.with_suffix(".error.txt"), traceback.format_exc())
+            write_record(path, state="failed", error=f"{type(exc).__name__}: {last}"[:500])
+            raise
+        write_record(path, state="done", error=None)
+        return str(out)
+
+    def checkpoint(self, results: str, spec: dict[str, Any]) -> submitit.helpers.DelayedSubmission:
+        write_record(labels.labels_path(Path(results), labels.LabelSpec(**spec)), state="requeued")
+        return submitit.helpers.DelayedSubmission(self, results, spec)
+
+
 def distributed_setup() -> tuple[int, int]:
     """(rank, processes) of this task. A job with several tasks (slurm.tasks_per_node, or one per GPU)
-    trains data-parallel: export torch.distributed's env:// variables (MASTER_ADDR/PORT, RANK, WORLD_SIZE,
+    trains data-parallel (over all the job's nodes: submitit's ranks and task count are global):
+    export torch.distributed's env:// variables (MASTER_ADDR/PORT, RANK, WORLD_SIZE,
     LOCAL_RANK) for accelerate, which TRL's trainer initialises from them. Every task keeps seeing all the
     job's GPUs and accelerate puts rank r on cuda:LOCAL_RANK."""
     try:

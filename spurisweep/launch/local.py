@@ -3,6 +3,10 @@
 On a GPU machine every job gets its own GPUs (CUDA_VISIBLE_DEVICES), one per process, and waits until
 that many are free; without GPUs at most `max_parallel` (default: cores) jobs run at once. A job's id is
 its controller's pid: it is alive while that process is, and `cancel` stops the process tree.
+
+Label jobs start first (one process, with the GPUs of one of its cells); a cell that trains on labels
+starts once its label job has ended, so even without --wait `run` returns only after the label jobs.
+One machine: a cell asking for several nodes is a plan-time error.
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import submitit
 
 from .. import artifacts
-from .backend import Backend, Progress
-from .job import CellJob
+from .backend import Backend, Progress, check_one_machine
+from .job import CellJob, LabelJob
+from .labeljob import LabelTask, failure, mark_queued
 from .state import cell_dir
 
 if TYPE_CHECKING:
@@ -43,10 +49,21 @@ class LocalBackend(Backend):
         wait: bool,
         poll_s: float,
         progress: Progress,
+        labels: Sequence[LabelTask] = (),
     ) -> None:
         run_local(
-            cells, results, folder, max_parallel=max_parallel, wait=wait, poll_s=poll_s, progress=progress
+            cells,
+            results,
+            folder,
+            max_parallel=max_parallel,
+            wait=wait,
+            poll_s=poll_s,
+            progress=progress,
+            labels=labels,
         )
+
+    def check(self, cells: list[Cell], file: str | None = None) -> None:
+        check_one_machine(cells, self.name, file)
 
     def alive(self, job_ids: list[str]) -> dict[str, tuple[bool, str]]:
         out = {}
@@ -114,27 +131,47 @@ def run_local(
     poll_s: float,
     progress: Progress,
     gpus: list[str] | None = None,
+    labels: Sequence[LabelTask] = (),
 ) -> None:
     """Cells as local processes, each with its own GPUs from one free pool (see the module docstring).
-    Without `wait` every cell starts at once and GPUs are shared round-robin."""
+    Without `wait` every cell starts at once (once its labels are made) and GPUs are shared round-robin."""
     gpus = local_gpus() if gpus is None else list(gpus)
     n = max_parallel or (len(gpus) or max(1, os.cpu_count() or 1))
     if not wait:
-        n = len(cells)
+        n = len(cells) + len(labels)
     ex = submitit.AutoExecutor(folder=folder, cluster="local")
     sweep = cells[0].sweep
-    pending = list(cells)
+    after = {c.id: t for t in labels for c in t.cells}  # cell id -> the label task it waits for
+    # label jobs queued by an earlier `run` (still alive): waited for like our own
+    outside = {t.name: int(str(t.job_id).split("_")[0]) for t in labels if t.job_id}
+    pending: list[Cell | LabelTask] = [*(t for t in labels if not t.job_id), *cells]
     running: dict[str, tuple[Any, list[str]]] = {}
     free = list(gpus)
+
+    def waiting(t: LabelTask) -> bool:
+        return not t.made() and (t in pending or f"labels {t.name}" in running or t.name in outside)
+
     while pending or running:
-        while pending and len(running) < n:
-            c = pending[0]
-            k = local_processes(c, gpus)
+        i = 0
+        while i < len(pending) and len(running) < n:
+            item = pending[i]
+            task = after.get(item.id) if not isinstance(item, LabelTask) else None
+            if task is not None and waiting(task):
+                i += 1  # its labels are being made: later items may start meanwhile
+                continue
+            if task is not None and not task.made():
+                pending.pop(i)  # its label job ended without labels: the cell does not start
+                artifacts.CellDir(cell_dir(results, sweep, item.id)).set_status(
+                    "failed", executor=LocalBackend.name, error=failure(task)
+                )
+                continue
+            cell = item.cells[0] if isinstance(item, LabelTask) else item
+            k = local_processes(cell, gpus)
             if gpus and len(free) < k:
                 if wait:
                     break  # its GPUs are busy: wait for a job to end
                 free += gpus  # starting every cell at once (no wait): GPUs are shared round-robin
-            pending.pop(0)
+            pending.pop(i)
             mine, free = free[:k], free[k:]
             threads = max(1, (os.cpu_count() or 1) // (min(n, len(cells)) * k))
             setup = [
@@ -143,8 +180,19 @@ def run_local(
             ]
             if mine:  # submitit's local executor hides every GPU unless told which
                 setup.append(f"export CUDA_VISIBLE_DEVICES={','.join(mine)}")
-            ex.update_parameters(timeout_min=c.config.slurm.timeout_min, tasks_per_node=k, local_setup=setup)
-            d = cell_dir(results, sweep, c.id)
+            if isinstance(item, LabelTask):  # one process, with the GPUs of one of its cells
+                ex.update_parameters(
+                    timeout_min=cell.config.slurm.timeout_min, tasks_per_node=1, local_setup=setup
+                )
+                with _detached_stdio():
+                    job = ex.submit(LabelJob(), str(results), item.spec_dict())
+                mark_queued(item, str(job.job_id), LocalBackend.name)
+                running[f"labels {item.name}"] = (job, mine)
+                continue
+            ex.update_parameters(
+                timeout_min=cell.config.slurm.timeout_min, tasks_per_node=k, local_setup=setup
+            )
+            d = cell_dir(results, sweep, cell.id)
             with _detached_stdio():
                 job = ex.submit(CellJob(), str(d), str(results))
             artifacts.CellDir(d).set_status(
@@ -154,13 +202,16 @@ def run_local(
                 error=None,
                 submitted=time.time(),
             )
-            running[c.id] = (job, mine)
-        if not wait:
-            break
-        for cid, (job, mine) in list(running.items()):
+            running[cell.id] = (job, mine)
+        if not wait and not pending:
+            break  # every job started (cells that waited for labels too)
+        for key, (job, mine) in list(running.items()):
             if job.done():
-                running.pop(cid)
+                running.pop(key)
                 free.extend(mine)
+        for name, pid in list(outside.items()):
+            if not _alive(pid):
+                outside.pop(name)
         # in device order, whichever job ended first: a job's devices do not depend on timing
         free.sort(key=gpus.index)
         progress(True)

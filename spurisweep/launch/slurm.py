@@ -1,11 +1,17 @@
 """The SLURM backend: all pending cells of a sweep go out as one job array (one sbatch) per distinct
-resource profile; job states come from one sacct call for many jobs; `cancel` is scancel."""
+resource profile; job states come from one sacct call for many jobs; `cancel` is scancel.
+
+Label jobs go out first, one plain job each on the resources of one of its cells (one task with the
+node's CPUs); the cells that train on those labels form arrays of their own that depend on it
+(`--dependency=afterok:<label job>`, `--kill-on-invalid-dep=yes`: if labelling fails, SLURM cancels
+them instead of keeping them pending forever)."""
 
 from __future__ import annotations
 
 import logging
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,8 +19,10 @@ import submitit
 
 from .. import artifacts
 from ..errors import SubmissionError
+from ..resources import node_totals
 from .backend import Backend, Progress
-from .job import CellJob
+from .job import CellJob, LabelJob
+from .labeljob import LabelTask, mark_queued
 from .state import cell_dir
 
 if TYPE_CHECKING:
@@ -53,12 +61,20 @@ class SlurmBackend(Backend):
         wait: bool,
         poll_s: float,
         progress: Progress,
+        labels: Sequence[LabelTask] = (),
     ) -> None:
         sweep = cells[0].sweep
-        validate_slurm_parameters(cells, folder)
-        for group in group_by_resources(cells):
+        validate_slurm_parameters(cells, folder, labels)
+        for t in labels:
+            if t.job_id:
+                continue  # queued by an earlier run and still there: the cells wait for that one
             ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
-            ex.update_parameters(**slurm_parameters(group))
+            ex.update_parameters(**label_parameters(t))
+            job = ex.submit(LabelJob(), str(results), t.spec_dict())
+            mark_queued(t, str(job.job_id), self.name)
+        for group, after in arrays(cells, labels):
+            ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+            ex.update_parameters(**slurm_parameters(group, after=after))
             jobs = ex.map_array(
                 CellJob(), [str(cell_dir(results, sweep, c.id)) for c in group], [str(results)] * len(group)
             )
@@ -69,6 +85,7 @@ class SlurmBackend(Backend):
                     executor=self.name,
                     error=None,
                     submitted=time.time(),
+                    after=after,
                     durable=False,
                 )
 
@@ -81,11 +98,20 @@ class SlurmBackend(Backend):
     def cancel(self, job_id: str) -> None:
         subprocess.run(["scancel", job_id], check=False, capture_output=True)
 
-    def describe(self, cells: list[Cell]) -> list[str]:
-        return [
-            f"sbatch array of {len(group)} cells: {slurm_parameters(group)}"
-            for group in group_by_resources(cells)
-        ]
+    def describe(self, cells: list[Cell], labels: Sequence[LabelTask] = ()) -> list[str]:
+        """Per label job and per array: the sbatch parameters, and what one node of the job holds."""
+        out = []
+        for t in labels:
+            if t.job_id:
+                out.append(f"label job {t.job_id} (already queued) makes labels {t.name}")
+            else:
+                out.append(f"label job for labels {t.name}: {label_parameters(t)}")
+        for group, after in arrays(cells, labels, placeholder=True):
+            wait = f" after label job {after}" if after else ""
+            shardings = sorted({c.config.train.sharding for c in group})
+            out.append(f"sbatch array of {len(group)} cells{wait}: {slurm_parameters(group, after=after)}")
+            out.append(f"  per node: {node_totals(group[0].config)}; sharding: {', '.join(shardings)}")
+        return out
 
 
 def slurm_states(job_ids: list[str]) -> dict[str, str]:
@@ -110,8 +136,10 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
     return {j: (info.get(j, {}).get("State") or "UNKNOWN").split()[0].upper() for j in job_ids}
 
 
-def slurm_parameters(cells: list[Cell]) -> dict[str, Any]:
-    """sbatch parameters for one array: resources must agree across its cells (see group_by_resources)."""
+def slurm_parameters(cells: list[Cell], *, after: str | None = None) -> dict[str, Any]:
+    """sbatch parameters for one array: resources must agree across its cells (see group_by_resources).
+    `after`: a job the array waits for (its label job) to end successfully. `cpus_per_task` is per task,
+    as SLURM means it: 8 tasks x 12 CPUs is --ntasks-per-node=8 --cpus-per-task=12."""
     s = cells[0].config.slurm
     p: dict[str, Any] = {
         "timeout_min": s.timeout_min,
@@ -130,11 +158,53 @@ def slurm_parameters(cells: list[Cell]) -> dict[str, Any]:
             p[key] = value
     if s.processes > 1:  # one task per GPU: data-parallel training (see CellJob / distributed_setup)
         p["tasks_per_node"] = s.processes
+    if s.nodes > 1:  # tasks_per_node tasks on each node: world size = nodes x tasks per node
+        p["nodes"] = s.nodes
     if s.mem_gb is not None:
         p["mem_gb"] = s.mem_gb
     for key, value in s.additional.items():
         p[key if key.startswith("slurm_") else f"slurm_{key}"] = value
+    if after is not None:
+        extra = dict(p.get("slurm_additional_parameters") or {})
+        extra.update(dependency=f"afterok:{after}", kill_on_invalid_dep="yes")
+        p["slurm_additional_parameters"] = extra
     return p
+
+
+def label_parameters(task: LabelTask) -> dict[str, Any]:
+    """sbatch parameters for a label job: the node of one of its cells (GPUs, memory, all the CPUs its
+    tasks would have) as one task on one node: labelling is one process."""
+    cfg = task.cells[0].config
+    p = slurm_parameters(task.cells[:1])
+    p.pop("tasks_per_node", None)
+    p.pop("nodes", None)
+    p.pop("slurm_array_parallelism", None)
+    cpus = node_totals(cfg).cpus
+    if cpus is not None:
+        p["cpus_per_task"] = cpus
+    p["name"] = f"spurisweep-labels-{task.spec.model}"
+    return p
+
+
+def arrays(
+    cells: list[Cell], labels: Sequence[LabelTask] = (), *, placeholder: bool = False
+) -> list[tuple[list[Cell], str | None]]:
+    """The arrays the cells go out as: one per resource profile and label job waited for, with that job's
+    id (with `placeholder`, before submission: the labels' name for a job not submitted yet)."""
+    after: dict[str, str] = {}
+    for t in labels:
+        job = t.job_id or (f"<labels {t.name}>" if placeholder else None)
+        if job is None:
+            raise SubmissionError(f"label job for labels {t.name} was not submitted")
+        for c in t.cells:
+            after[c.id] = job
+    out: list[tuple[list[Cell], str | None]] = []
+    for group in group_by_resources(cells):
+        by_job: dict[str | None, list[Cell]] = {}
+        for c in group:
+            by_job.setdefault(after.get(c.id), []).append(c)
+        out.extend((g, job) for job, g in by_job.items())
+    return out
 
 
 def group_by_resources(cells: list[Cell]) -> list[list[Cell]]:
@@ -145,11 +215,14 @@ def group_by_resources(cells: list[Cell]) -> list[list[Cell]]:
     return list(groups.values())
 
 
-def validate_slurm_parameters(cells: list[Cell], folder: Path) -> None:
+def validate_slurm_parameters(cells: list[Cell], folder: Path, labels: Sequence[LabelTask] = ()) -> None:
     """All invalid sbatch parameters reported at once, before anything is submitted."""
-    for group in group_by_resources(cells):
+    for params, what in [
+        *((label_parameters(t), f"the label job of {t.name}") for t in labels),
+        *((slurm_parameters(group), group[0].label) for group in group_by_resources(cells)),
+    ]:
         ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
         try:
-            ex.update_parameters(**slurm_parameters(group))
+            ex.update_parameters(**params)
         except (ValueError, TypeError) as exc:
-            raise SubmissionError(f"invalid slurm parameters for {group[0].label}: {exc}") from None
+            raise SubmissionError(f"invalid slurm parameters for {what}: {exc}") from None

@@ -1,6 +1,7 @@
 """Cell states: read from a cell's folder first (DONE, status.json, the CANCELLED marker), then from the
 scheduler for cells that claim to be queued or running, so a job that died without a word (kill -9,
-node failure) shows as killed and is picked up again by the next `run`."""
+node failure) shows as killed and is picked up again by the next `run`. Label jobs the same way: their
+labels file first, then their record, then the scheduler."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import artifacts
-from .backend import BACKENDS, get_backend
+from .backend import BACKENDS, Backend, get_backend
+from .labeljob import ACTIVE as LABEL_ACTIVE
+from .labeljob import LabelState, LabelTask, label_tasks, labels_needed, made, read_record
 
 if TYPE_CHECKING:
     from ..grid import Cell
@@ -125,3 +128,37 @@ def watch(cells: list[Cell], results: Path, *, on_update=None, poll_s: float = 5
         if not any(s.state in ACTIVE for s in sts):
             return sts
         time.sleep(poll_s)
+
+
+def label_states(cells: list[Cell], results: Path, *, live: bool = True) -> list[LabelState]:
+    """The state of every set of labels these cells train on: done when the labels file exists, else
+    its label job's recorded state (a job the scheduler no longer has reads `killed`), else missing."""
+    out = []
+    for path, n in labels_needed(cells, results).items():
+        rec = read_record(path)
+        job, executor = rec.get("job_id"), rec.get("executor")
+        job = None if job is None else str(job)
+        if made(path):
+            out.append(LabelState(path.stem, path, "done", n, job, executor))
+            continue
+        state, error = rec.get("state") or "missing", rec.get("error")
+        if live and state in LABEL_ACTIVE and job and executor in BACKENDS:
+            alive, why = get_backend(str(executor)).alive([job])[job]
+            if not alive:
+                state, error = "killed", why
+        out.append(LabelState(path.stem, path, state, n, job, executor, error))
+    return out
+
+
+def pending_labels(cells: list[Cell], results: Path, backend: Backend) -> list[LabelTask]:
+    """The labels these cells need that do not exist yet (labeljob.label_tasks); a label job of this
+    backend still queued or running from an earlier `run` is waited for (its `job_id`), not submitted
+    again."""
+    tasks = label_tasks(cells, results)
+    for t in tasks:
+        rec = read_record(t.path)
+        job = rec.get("job_id")
+        if rec.get("state") in LABEL_ACTIVE and job and rec.get("executor") == backend.name:
+            if backend.alive([str(job)])[str(job)][0]:
+                t.job_id = str(job)
+    return tasks

@@ -1,6 +1,7 @@
 """Submitting and cancelling the cells of a sweep through a backend, idempotently: each cell's
 config.json is written before its job is queued, and a re-run submits only what is not done, queued or
-running (see state.plan_submission)."""
+running (see state.plan_submission). Labels the cells train on that do not exist yet go out first, as
+label jobs (labeljob.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from .. import artifacts
 from .backend import Backend, get_backend
-from .state import ACTIVE, CANCELLED, CellState, cell_dir, states, watch
+from .state import ACTIVE, CANCELLED, CellState, cell_dir, pending_labels, states, watch
 
 if TYPE_CHECKING:
     from ..grid import Cell
@@ -53,6 +54,7 @@ def submit(
     results = Path(results)
     if not cells:
         return []
+    backend.check(cells)
     folder = results / cells[0].sweep / artifacts.SUBMITIT
     folder.mkdir(parents=True, exist_ok=True)
     for c in cells:
@@ -63,7 +65,14 @@ def submit(
             on_update(states(cells, results, live=live))
 
     backend.submit(
-        cells, results, folder, max_parallel=max_parallel, wait=wait, poll_s=poll_s, progress=progress
+        cells,
+        results,
+        folder,
+        max_parallel=max_parallel,
+        wait=wait,
+        poll_s=poll_s,
+        progress=progress,
+        labels=pending_labels(cells, results, backend),
     )
     if wait and backend.detached:
         return watch(cells, results, on_update=on_update, poll_s=poll_s)
