@@ -36,10 +36,17 @@ class Cell:
         return ", ".join(f"{k}={v}" for k, v in self.axes.items())
 
 
+#: eval settings that change nothing a cell computes (the probe is stored apart, shared per model): left out
+#: of the id, so turning the probe on keeps every cell id (and its finished results)
+NON_IDENTITY_EVAL_KEYS = ("probe", "probe_fractions")
+
+
 def identity(config: CellConfig) -> dict[str, Any]:
     d = config.model_dump(mode="json")
     for key in NON_IDENTITY_KEYS:
         d.pop(key, None)
+    for key in NON_IDENTITY_EVAL_KEYS:
+        d["eval"].pop(key, None)
     return d
 
 
