@@ -665,10 +665,11 @@ def probe_rates(con: Any, model: str, benchmark: str) -> dict[float, tuple[float
 
 
 def _headline(rates: dict[float, tuple[float, float, float]]) -> float | None:
-    """The probe fraction to show: the headline one when stored, else the closest to it."""
+    """The probe fraction to show: the headline one when stored, else the closest to it (the larger of two
+    equally close: more of the problem shown)."""
     if not rates:
         return None
-    return min(rates, key=lambda f: (abs(f - q.HEADLINE_FRACTION), f))
+    return min(rates, key=lambda f: (round(abs(f - q.HEADLINE_FRACTION), 9), -f))
 
 
 def _gains(est: Estimate) -> bool:
