@@ -10,6 +10,7 @@
         checkpoints/       TRL checkpoints; `COMPLETE` inside one marks it as fully written
         DONE               written last: the cell finished
     results/_baselines/<eval_id>.jsonl + .json    untrained-model evaluations shared across cells/sweeps
+    results/_probes/<probe_id>.jsonl + .json      memorisation probes (per problem), shared the same way
 
 Jobs never open the DuckDB file: they only write here, and the CLI ingests.
 """
@@ -30,12 +31,13 @@ from .errors import DataError, SpurisweepError
 log = logging.getLogger(__name__)
 
 BASELINES = "_baselines"
+PROBES = "_probes"
 LABELS = "_labels"
 SUBMITIT = "_submitit"
 DB_NAME = "spurisweep.duckdb"
 #: names inside a results folder that are not sweeps: a sweep may not be called any of these
 RESERVED_NAMES = frozenset(
-    {BASELINES, LABELS, SUBMITIT, DB_NAME, DB_NAME + ".lock", DB_NAME + ".wal", "README.md"}
+    {BASELINES, PROBES, LABELS, SUBMITIT, DB_NAME, DB_NAME + ".lock", DB_NAME + ".wal", "README.md"}
 )
 
 
@@ -47,6 +49,10 @@ def cell_path(results: Path, sweep: str, cell_id: str) -> Path:
 
 def baselines_dir(results: Path) -> Path:
     return Path(results) / BASELINES
+
+
+def probes_dir(results: Path) -> Path:
+    return Path(results) / PROBES
 
 
 def labels_dir(results: Path) -> Path:

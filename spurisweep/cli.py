@@ -823,6 +823,51 @@ def fidelity(
         console.print(rendered)
 
 
+@app.command(epilog=_exit_codes("probe"))
+def probe(
+    model: Annotated[str, typer.Option(help="Model family (its prompt template and weights).")],
+    benchmarks: Annotated[str, typer.Option(help="Comma-separated benchmarks.")] = "math500",
+    fractions: Annotated[
+        str, typer.Option(help="Shares of each problem shown, each in (0, 1).")
+    ] = "0.4,0.6,0.8",
+    checkpoint: Annotated[str | None, typer.Option(help="Weights to probe instead of the family's.")] = None,
+    model_path: Annotated[
+        str | None, typer.Option(help="Local folder or hub id for the family's weights.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N problems of each benchmark.", min=1)
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per continuation (default: the benchmark's protocol).", min=1)
+    ] = None,
+    backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Memorisation probe: show the first part of each problem, decode greedily, and measure how often the
+    model writes the rest word for word (exact match, ROUGE-L) and still answers correctly."""
+    from . import probe_run, store
+    from .analysis import render
+
+    metas = probe_run.run_probes(
+        model=model,
+        benchmarks=probe_run.parse_benchmarks(benchmarks),
+        fractions=fractions,
+        checkpoint=checkpoint,
+        model_path=model_path,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        backend=backend,
+        results=results,
+    )
+    store.ingest(results)
+    rendered = render.render(probe_run.table(metas), fmt)
+    if isinstance(rendered, str):
+        sys.stdout.write(rendered + ("\n" if not rendered.endswith("\n") else ""))
+    else:
+        console.print(rendered)
+
+
 def _usage_error_type() -> type[Exception]:
     # typer >= 0.22 vendors its own click (typer._click), whose exceptions are not click's
     try:

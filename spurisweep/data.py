@@ -78,6 +78,8 @@ class Benchmark:
     protocol: Protocol
     local_name: str | None = None  # file name looked up in $SPURISWEEP_DATA_DIR
     description: str = ""
+    # generated afresh, so no model can have memorised it: the control of the contamination diagnosis
+    fresh: bool = False
 
     @property
     def hub_id(self) -> str:
@@ -139,6 +141,16 @@ BENCHMARKS: dict[str, Benchmark] = {
         None,
         "built-in toy word problems, 200 held out (offline; spurisweep.toy.task)",
     ),
+    # the toy laboratory's fresh control: 200 more problems of the same kind that no toy family, the
+    # memorising toy-memo included, saw in pretraining (toy-memo memorised the `toy` benchmark)
+    "toy-fresh": Benchmark(
+        "toy-fresh",
+        (HubSource("builtin:toy-fresh", "test"),),
+        Protocol(samples=2, temperature=1.0, max_new_tokens=64),
+        None,
+        "built-in toy word problems, 200 never seen by any toy family (offline; spurisweep.toy.task)",
+        fresh=True,
+    ),
     # fresh arithmetic no model can have memorised (spurisweep.randcalc): size and steps are settings of
     # the source, e.g. eval.protocols.randcalc.path: "builtin:randcalc-test?n=200&steps=1-10"
     "randcalc": Benchmark(
@@ -147,6 +159,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Protocol(max_new_tokens=1024),
         None,
         "built-in fresh arithmetic, 500 problems of 1-20 steps with fractions (offline; spurisweep.randcalc)",
+        fresh=True,
     ),
 }
 
@@ -420,10 +433,10 @@ def builtin(name: str) -> list[Problem]:
         return arith_problems(seed=1234, n=512)
     if name == "arith-test":
         return arith_problems(seed=4321, n=200)
-    if name in ("toy", "toy-train", "toy-test"):
+    if name in ("toy", "toy-train", "toy-test", "toy-fresh"):
         from .toy import task
 
-        rows = task.rows("test" if name == "toy-test" else "train")
+        rows = task.rows({"toy-test": "test", "toy-fresh": "fresh"}.get(name, "train"))
         return [Problem(id=i, problem=text, answer=answer) for i, text, answer in rows]
     if name.partition("?")[0] in ("randcalc", "randcalc-test"):
         from . import randcalc
@@ -431,7 +444,7 @@ def builtin(name: str) -> list[Problem]:
         return [Problem(r["id"], r["problem"], r["answer"]) for r in randcalc.from_name(name)]
     raise DataError(
         f"unknown built-in data set {name!r}; valid: builtin:arith, builtin:arith-test, builtin:toy, "
-        "builtin:toy-test, builtin:randcalc, builtin:randcalc-test (settings: ?n=500&steps=1-20&seed=0)"
+        "builtin:toy-test, builtin:toy-fresh, builtin:randcalc, builtin:randcalc-test (settings: ?n=500&steps=1-20&seed=0)"
     )
 
 

@@ -337,6 +337,18 @@ register(
         lineage="toy-prose",
     )
 )
+# toy-coder's prior plus the `toy` benchmark memorised (problems and answers): the contamination check
+register(
+    Family(
+        "toy-memo",
+        "local:toy-memo",
+        "qa",
+        "math",
+        0.0,
+        builder="spurisweep.toy.build:build_toy_memo",
+        lineage="toy-memo",
+    )
+)
 
 
 def render_prompt(tokenizer: Any, template: str, problem: str) -> str:

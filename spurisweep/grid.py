@@ -44,6 +44,11 @@ class Cell:
         return ", ".join(f"{k}={v}" for k, v in self.axes.items())
 
 
+#: eval settings that change nothing a cell computes (the probe is stored apart, shared per model): left out
+#: of the id, so turning the probe on keeps every cell id (and its finished results)
+NON_IDENTITY_EVAL_KEYS = ("probe", "probe_fractions")
+
+
 def identity(config: CellConfig) -> dict[str, Any]:
     d = config.model_dump(mode="json")
     for key in NON_IDENTITY_KEYS:
@@ -61,6 +66,8 @@ def identity(config: CellConfig) -> dict[str, Any]:
         for k in parents:
             node = node.get(k, {})
         node.pop(last, None)
+    for key in NON_IDENTITY_EVAL_KEYS:
+        d["eval"].pop(key, None)
     return d
 
 

@@ -113,10 +113,11 @@ def summarize(rows: Iterable[Mapping[str, Any]]) -> dict[tuple[str, float], dict
     groups: dict[tuple[str, float], list[Mapping[str, Any]]] = {}
     for row in rows:
         groups.setdefault((str(row["benchmark"]), float(row["fraction"])), []).append(row)
-    return {key: _summary(group) for key, group in sorted(groups.items())}
+    return {key: summary(group) for key, group in sorted(groups.items())}
 
 
-def _summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def summary(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The summary of one probe's rows (one benchmark and fraction): see `summarize`."""
     probed = [r for r in rows if not r.get("skipped")]
     n = len(probed)
 

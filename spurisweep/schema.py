@@ -11,7 +11,7 @@ results/, so an out-of-date one is never migrated in place: `spurisweep ingest -
 from __future__ import annotations
 
 #: bump whenever a table or column below changes
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 #: per-sample rows (evaluation writes them as JSONL; the store's `samples` table reads exactly these)
 SAMPLE_COLUMNS: dict[str, str] = {
@@ -72,6 +72,43 @@ EVAL_COLUMNS: dict[str, str] = {
     "meta": "JSON",
 }
 
+#: one memorisation probe (spurisweep.probe_run): a model (or checkpoint) on one benchmark at one fraction
+PROBE_COLUMNS: dict[str, str] = {
+    "probe_id": "VARCHAR PRIMARY KEY",
+    "model": "VARCHAR",
+    "lineage": "VARCHAR",
+    "model_path": "VARCHAR",
+    "checkpoint": "VARCHAR",
+    "benchmark": "VARCHAR",
+    "fraction": "DOUBLE",
+    "prompt": "VARCHAR",  # the template whose head precedes the cut problem
+    "max_new_tokens": "INTEGER",
+    "backend": "VARCHAR",
+    "n_problems": "INTEGER",  # problems read, the skipped ones included
+    "n_skipped": "INTEGER",  # too short to cut at this fraction
+    "created": "DOUBLE",
+    "meta": "JSON",
+}
+
+#: per-problem probe rows (the probe writes them as JSONL; `probe_samples` reads exactly these). A problem
+#: too short to cut is a row with skipped true and no generation (its metric fields are null).
+PROBE_SAMPLE_COLUMNS: dict[str, str] = {
+    "probe_id": "VARCHAR",
+    "problem_id": "VARCHAR",
+    "skipped": "BOOLEAN",
+    "prefix": "VARCHAR",
+    "remainder": "VARCHAR",
+    "answer": "VARCHAR",
+    "response": "VARCHAR",  # the greedy continuation of the prefix
+    "exact_match": "BOOLEAN",
+    "rouge_l": "DOUBLE",
+    "extracted": "VARCHAR",
+    "correct": "BOOLEAN",  # the answer reached from the cut problem (None: ungradable)
+    "reason": "VARCHAR",
+    "n_tokens": "INTEGER",
+    "truncated": "BOOLEAN",
+}
+
 TABLES: dict[str, dict[str, str]] = {
     "cells": CELL_COLUMNS,
     "sweep_cells": {"sweep": "VARCHAR", "cell_id": "VARCHAR", "axes": "JSON"},
@@ -85,6 +122,8 @@ TABLES: dict[str, dict[str, str]] = {
         "key": "VARCHAR",
         "value": "DOUBLE",
     },
+    "probes": PROBE_COLUMNS,
+    "probe_samples": PROBE_SAMPLE_COLUMNS,
 }
 _EXTRA = {"sweep_cells": ", PRIMARY KEY(sweep, cell_id)"}
 

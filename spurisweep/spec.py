@@ -174,6 +174,19 @@ class EvalSettings(Strict):
         description="rollout steps between evaluations during training, separate from train.save_every "
         "(None: at each checkpoint). The official code evaluates every step (1)",
     )
+    # the memorisation probe of the untrained model (spurisweep.probe_run): shared like a baseline, and not
+    # part of the cell id (grid.identity drops both), since it changes nothing the cell computes
+    probe: bool = Field(False, description="probe the untrained model for memorisation of the benchmarks")
+    probe_fractions: list[float] = Field(
+        default_factory=lambda: [0.4, 0.6, 0.8], description="shares of each problem the probe shows"
+    )
+
+    @field_validator("probe_fractions")
+    @classmethod
+    def _fractions_inside(cls, value: list[float]) -> list[float]:
+        if not value or any(not 0.0 < f < 1.0 for f in value):
+            raise ValueError(f"each fraction must be strictly between 0 and 1, got {value}")
+        return value
 
 
 class ClipParams(Strict):

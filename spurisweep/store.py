@@ -13,6 +13,9 @@ Tables
   samples(eval_id, problem_id, sample_idx, prompt, answer, response, extracted, correct, reason,
           n_tokens, truncated, has_python, has_code_block)
   metrics(cell_id, update_idx, step, key, value)
+  probes(probe_id, model, lineage, model_path, checkpoint, benchmark, fraction, prompt, ...)
+  probe_samples(probe_id, problem_id, skipped, prefix, remainder, answer, response, exact_match, rouge_l,
+          extracted, correct, reason, n_tokens, truncated)   the memorisation probes of results/_probes
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ SCHEMA = schema.ddl()
 SAMPLE_COLUMNS = schema.SAMPLE_COLUMNS
 EVAL_COLUMNS = schema.column_names("evals")
 CELL_COLUMNS = schema.column_names("cells")
+PROBE_COLUMNS = schema.column_names("probes")
 REBUILD_HINT = "it is a cache of the cell folders: rebuild it with `spurisweep ingest --rebuild`"
 
 
@@ -191,7 +195,7 @@ def flatten(d: Any, prefix: str = "") -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------- ingest
 def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
-    """Load every finished cell (and shared baseline) not yet in the database. Idempotent."""
+    """Load every finished cell (and shared baseline and probe) not yet in the database. Idempotent."""
     results = Path(results)
     _require_results(results)
     db = db or db_path(results)
@@ -200,6 +204,7 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
     with connect(db) as con:
         known = dict(con.execute("SELECT cell_id, done_mtime FROM cells").fetchall())
         known_evals = {r[0] for r in con.execute("SELECT eval_id FROM evals").fetchall()}
+        known_probes = {r[0] for r in con.execute("SELECT probe_id FROM probes").fetchall()}
         todo = []
         for d in done_dirs:
             mtime = (d / "DONE").stat().st_mtime
@@ -216,7 +221,16 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
             and (m := artifacts.read_json(p)) is not None
             and p.with_suffix(".jsonl").exists()
         ]
+        probe_metas = [
+            (p, m)
+            for p in sorted(artifacts.probes_dir(results).glob("*.json"))
+            if p.stem not in known_probes
+            and (m := artifacts.read_json(p)) is not None
+            and p.with_suffix(".jsonl").exists()
+        ]
         batch = _Batch()
+        for _, meta in probe_metas:
+            batch.add_probe(meta)
         for d, mtime in list(todo):
             try:
                 batch.add_cell(artifacts.CellDir(d), mtime)
@@ -241,11 +255,16 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
                 for cid, axes in (man.get("cells") or {}).items()
             ]
         staged = _stage_samples(con, eval_files)
+        probes_staged = _stage_samples(
+            con, [p.with_suffix(".jsonl") for p, _ in probe_metas], schema.PROBE_SAMPLE_COLUMNS, "_pstaged"
+        )
         con.execute("BEGIN TRANSACTION")
         try:
             batch.write(con)
             if staged:
                 con.execute("INSERT INTO samples SELECT * FROM _staged")
+            if probes_staged:
+                con.execute("INSERT INTO probe_samples SELECT * FROM _pstaged")
             if memberships:
                 _insert_frame(con, "sweep_cells", memberships, ["sweep", "cell_id", "axes"], replace=True)
             con.execute("COMMIT")
@@ -258,7 +277,7 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
                     f"{db}: ingest failed ({_first_line(exc)}); the database is unchanged"
                 ) from None
             raise
-    return {"cells": len(todo), "baselines": len(baseline_metas)}
+    return {"cells": len(todo), "baselines": len(baseline_metas), "probes": len(probe_metas)}
 
 
 def _lineage(model: str) -> str:
@@ -277,6 +296,7 @@ class _Batch:
         self.settings: list[tuple] = []
         self.metrics: list[tuple] = []
         self.evals: dict[str, tuple] = {}
+        self.probes: dict[str, tuple] = {}
 
     def add_cell(self, cell: artifacts.CellDir, mtime: float) -> None:
         raw = cell.config()
@@ -336,6 +356,25 @@ class _Batch:
             json.dumps(meta),
         )
 
+    def add_probe(self, meta: dict[str, Any]) -> None:
+        proto = meta.get("protocol", {})
+        self.probes[meta["probe_id"]] = (
+            meta["probe_id"],
+            meta.get("model"),
+            _lineage(str(meta.get("model"))),
+            meta.get("model_path"),
+            meta.get("checkpoint"),
+            meta.get("benchmark"),
+            meta.get("fraction"),
+            meta.get("prompt"),
+            proto.get("max_new_tokens"),
+            meta.get("backend"),
+            meta.get("n_problems"),
+            meta.get("n_skipped"),
+            meta.get("created"),
+            json.dumps(meta),
+        )
+
     def write(self, con: Any) -> None:
         if self.cell_ids:  # a re-ingested cell replaces all of its rows
             _insert_frame(con, "_ids", [(c,) for c in self.cell_ids], ["cell_id"], temp=True)
@@ -355,6 +394,11 @@ class _Batch:
         _insert_frame(con, "cell_settings", self.settings, ["cell_id", "key", "value"])
         _insert_frame(con, "metrics", self.metrics, ["cell_id", "update_idx", "step", "key", "value"])
         _insert_frame(con, "evals", list(self.evals.values()), EVAL_COLUMNS, replace=True)
+        if self.probes:  # a probe's rows are replaced whole (only new probes reach here; this keeps it safe)
+            _insert_frame(con, "_pids", [(p,) for p in self.probes], ["probe_id"], temp=True)
+            con.execute("DELETE FROM probe_samples WHERE probe_id IN (SELECT probe_id FROM _pids)")
+            con.execute("DROP TABLE _pids")
+        _insert_frame(con, "probes", list(self.probes.values()), PROBE_COLUMNS, replace=True)
 
 
 def _insert_frame(
@@ -376,10 +420,13 @@ def _insert_frame(
         con.unregister("_frame")
 
 
-def _stage_samples(con: Any, files: list[Path]) -> bool:
-    """Parse the new sample files into a temp table, outside the ingest transaction (a parse error inside
-    it would abort the whole ingest). One statement for every file is the fast path; if some file is
-    damaged (stray bytes, a cut-off line), the others still load and each bad one is named."""
+def _stage_samples(
+    con: Any, files: list[Path], columns: dict[str, str] = SAMPLE_COLUMNS, table: str = "_staged"
+) -> bool:
+    """Parse the new sample files (evaluation samples, or probe rows with their columns) into a temp table,
+    outside the ingest transaction (a parse error inside it would abort the whole ingest). One statement
+    for every file is the fast path; if some file is damaged (stray bytes, a cut-off line), the others
+    still load and each bad one is named."""
     import duckdb
 
     for f in files:
@@ -388,18 +435,18 @@ def _stage_samples(con: Any, files: list[Path]) -> bool:
     files = [f for f in files if f.exists() and f.stat().st_size > 0]
     if not files:
         return False
-    cols = ", ".join(f"'{k}': '{v}'" for k, v in SAMPLE_COLUMNS.items())
-    select = f"SELECT {', '.join(SAMPLE_COLUMNS)} FROM read_json(?, format='newline_delimited', columns={{{cols}}})"
+    cols = ", ".join(f"'{k}': '{v}'" for k, v in columns.items())
+    select = f"SELECT {', '.join(columns)} FROM read_json(?, format='newline_delimited', columns={{{cols}}})"
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _staged AS {select}", [[str(f) for f in files]])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {select}", [[str(f) for f in files]])
         return True
     except duckdb.InvalidInputException:
         pass
-    body = ", ".join(f"{k} {v}" for k, v in SAMPLE_COLUMNS.items())
-    con.execute(f"CREATE OR REPLACE TEMP TABLE _staged({body})")
+    body = ", ".join(f"{k} {v}" for k, v in columns.items())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table}({body})")
     for f in files:
         try:
-            con.execute(f"INSERT INTO _staged {select}", [[str(f)]])
+            con.execute(f"INSERT INTO {table} {select}", [[str(f)]])
         except duckdb.InvalidInputException as exc:
             log.warning(
                 "%s: damaged sample file, its evaluation has no sample rows (%s)", f, _first_line(exc)

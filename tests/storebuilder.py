@@ -132,6 +132,54 @@ class StoreBuilder:
                 rows.append((cell_id, update, step, key, float(v)))
         self._bulk("metrics", rows, ["cell_id", "update_idx", "step", "key", "value"])
 
+    def probe(
+        self,
+        model: str,
+        benchmark: str,
+        fraction: float,
+        exact: list[bool],
+        *,
+        correct: list[bool | None] | None = None,
+        rouge: list[float] | None = None,
+        skipped: int = 0,
+        checkpoint: str | None = None,
+    ) -> str:
+        """A memorisation probe: one row per problem (`exact` match each), plus `skipped` too-short rows."""
+        probe_id = f"probe-{model}-{benchmark}-{fraction}-{checkpoint or 'base'}"
+        self.con.execute(
+            "INSERT INTO probes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [probe_id, model, model, None, checkpoint, benchmark, fraction, "qa", 64, "transformers",
+             len(exact) + skipped, skipped, 1.0, "{}"],
+        )  # fmt: skip
+        rows = []
+        for i, em in enumerate(exact):
+            ok = correct[i] if correct is not None else em
+            rl = rouge[i] if rouge is not None else float(em)
+            rows.append(
+                (probe_id, f"{benchmark}-{i}", False, "p", "r", "1", "r", em, rl, "1", ok, "ok", 8, False)
+            )
+        for i in range(skipped):
+            rows.append(
+                (
+                    probe_id,
+                    f"{benchmark}-s{i}",
+                    True,
+                    None,
+                    None,
+                    "1",
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
+        self._bulk("probe_samples", rows, list(store.schema.PROBE_SAMPLE_COLUMNS))
+        return probe_id
+
     def _eval(
         self,
         eval_id: str,

@@ -13,6 +13,15 @@
                  reading the data supports: clipping bias (Clip-Higher hurts the random run) or rare
                  exploration (Clip-Higher helps the clean run).
   single family  a warning whenever the conclusions rest on one model family.
+  contamination  per family and reward: the gain on the diagnosed benchmark (MATH-500 by default) next to the
+                 gain on a fresh one (a benchmark generated afresh, data.Benchmark.fresh: randcalc, or
+                 toy-fresh in the toy laboratory), and the family's memorisation probe on the diagnosed
+                 benchmark (exact-match completion rate at the headline fraction 60%: spurisweep probe).
+                 A family whose completion rate is at least COMPLETION_RATE (%) "can complete" the
+                 benchmark, i.e. has seen it; a spurious reward (SPURIOUS_REWARDS) that gains more than
+                 MEMORY_GAIN_POINTS there (95% interval above 0 when there is one) but not on the fresh
+                 benchmark (mean at most MEMORY_GAIN_POINTS, or an interval reaching 0) is flagged: the gain
+                 looks like memory surfacing, not reasoning (RESEARCH.md, "Is the gain real?").
 
 Gains are changes in pass@1 (percentage points) at each run's final evaluation against its model's
 untrained baseline, computed from the stored samples through query.tidy. Intervals are percentile
@@ -41,6 +50,14 @@ LEAN = 0.8  # bootstrap probability of the expected sign for an effect to count 
 MAX_RUN_ROWS = 40  # per-run rows shown in table/markdown output (json has all)
 BOOTSTRAP = 10_000
 DEFAULT_GAMMA = 0.5
+#: completion rate (% exact match at the headline fraction) from which a family "can complete" a benchmark.
+#: The study measured 54.6% for Qwen2.5-Math-7B on MATH-500 and 3.8% for Llama-3.1-8B (0% on data released
+#: after the model): 20% sits well clear of both
+COMPLETION_RATE = 20.0
+#: gain (points) that counts as a gain in the contamination check
+MEMORY_GAIN_POINTS = 2.0
+#: rewards that carry no information about correctness
+SPURIOUS_REWARDS = ("random", "format", "incorrect_label", "python", "no_repetition")
 FORMATS = ("table", "markdown", "json")
 
 
@@ -167,6 +184,31 @@ class ClipTwoByTwo:
 
 
 @dataclass
+class Contamination:
+    """One family x reward: its gains on the probed and the fresh benchmark, and the family's probe."""
+
+    model: str
+    reward: str  # the raw reward name
+    benchmark: str  # the diagnosed (possibly memorised) benchmark
+    fresh: str | None  # the fresh benchmark, None when the sweep evaluated none
+    gain: Estimate
+    gain_fresh: Estimate
+    fraction: float | None  # the probe's fraction shown (the headline 0.6 when stored)
+    completion: float | None  # % exact match of the probe on `benchmark`
+    rouge_l: float | None
+    probe_accuracy: float | None  # % answered correctly from the cut problem
+    completion_fresh: float | None
+    can_complete: bool
+    flagged: bool
+
+    def text(self) -> str:
+        """'gain on math500 +x, on randcalc +y, completion rate z%'."""
+        fresh = f", on {self.fresh} {self.gain_fresh.text()}" if self.fresh else ", no fresh benchmark"
+        rate = "-" if self.completion is None else f"{self.completion:.1f}%"
+        return f"gain on {self.benchmark} {self.gain.text()}{fresh}, completion rate {rate}"
+
+
+@dataclass
 class Diagnosis:
     sweep: str | None
     benchmark: str | None
@@ -176,6 +218,7 @@ class Diagnosis:
     compression: list[Compression] = field(default_factory=list)
     health: list[HealthRow] = field(default_factory=list)
     clip2x2: list[ClipTwoByTwo] = field(default_factory=list)
+    contamination: list[Contamination] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -596,6 +639,114 @@ def _statement_2x2(
     return " ".join(parts)
 
 
+def _fresh_benchmark(con: Any, runs: list[Run]) -> str | None:
+    """The first fresh benchmark (data.Benchmark.fresh) the runs were evaluated on."""
+    from ..data import BENCHMARKS
+
+    stored = con.execute(
+        "SELECT DISTINCT benchmark FROM evals WHERE NOT is_baseline AND list_contains($ids, cell_id) ORDER BY 1",
+        {"ids": [r.cell_id for r in runs]},
+    ).fetchall()
+    fresh = [b for (b,) in stored if b in BENCHMARKS and BENCHMARKS[b].fresh]
+    return fresh[0] if fresh else None
+
+
+def probe_rates(con: Any, model: str, benchmark: str) -> dict[float, tuple[float, float, float]]:
+    """The model's stored probes (untrained weights) on a benchmark: fraction -> (% exact match, mean
+    ROUGE-L, % answered correctly), over the problems long enough to cut."""
+    rows = con.execute(
+        "SELECT p.fraction, avg(ps.exact_match::DOUBLE), avg(ps.rouge_l), "
+        "avg(coalesce(ps.correct, false)::DOUBLE) FROM probes p JOIN probe_samples ps ON ps.probe_id = p.probe_id "
+        "WHERE p.model = $m AND p.benchmark = $b AND p.checkpoint IS NULL AND NOT coalesce(ps.skipped, false) "
+        "GROUP BY p.fraction ORDER BY p.fraction",
+        {"m": model, "b": benchmark},
+    ).fetchall()
+    return {float(f): (100 * em, rl, 100 * acc) for f, em, rl, acc in rows if em is not None}
+
+
+def _headline(rates: dict[float, tuple[float, float, float]]) -> float | None:
+    """The probe fraction to show: the headline one when stored, else the closest to it (the larger of two
+    equally close: more of the problem shown)."""
+    if not rates:
+        return None
+    return min(rates, key=lambda f: (round(abs(f - q.HEADLINE_FRACTION), 9), -f))
+
+
+def _gains(est: Estimate) -> bool:
+    return est.mean is not None and est.mean > MEMORY_GAIN_POINTS and (est.low is None or est.low > 0)
+
+
+def contamination(
+    con: Any, sweep: str | None, runs: list[Run], benchmark: str | None
+) -> tuple[list[Contamination], list[str]]:
+    """Per model and reward: gains on the diagnosed and on the fresh benchmark, next to the probe."""
+    from ..data import BENCHMARKS
+
+    if benchmark is None or not runs:
+        return [], []
+    notes = []
+    if benchmark in BENCHMARKS and BENCHMARKS[benchmark].fresh:
+        return [], [f"contamination: {benchmark} is itself fresh; diagnose a benchmark a model may have seen"]
+    fresh = _fresh_benchmark(con, runs)
+    fresh_vals = (
+        _per_cell(q.tidy(con, sweep=sweep, dims=[], metric="pass@1", benchmark=fresh, step="final"))
+        if fresh
+        else {}
+    )
+    if fresh is None:
+        notes.append(
+            "contamination: no fresh benchmark evaluated; add randcalc (toy-fresh for toy families) to "
+            "eval.benchmarks to tell memory from reasoning"
+        )
+    out = []
+    for model in sorted({r.model for r in runs}):
+        rates = probe_rates(con, model, benchmark)
+        frac = _headline(rates)
+        em, rl, acc = rates[frac] if frac is not None else (None, None, None)
+        fresh_rates = probe_rates(con, model, fresh) if fresh else {}
+        ffrac = _headline(fresh_rates)
+        em_fresh = fresh_rates[ffrac][0] if ffrac is not None else None
+        can = em is not None and em >= COMPLETION_RATE
+        if frac is None:
+            notes.append(
+                f"contamination: no probe of {model} on {benchmark} stored (`spurisweep probe --model "
+                f"{model} --benchmarks {benchmark}`, or eval.probe: true)"
+            )
+        mine = [r for r in runs if r.model == model]
+        for i, reward in enumerate(sorted({r.reward_name for r in mine})):
+            cells = [r for r in mine if r.reward_name == reward]
+            gain = estimate([r.gain for r in cells], seed=30 + i)
+            pairs = [fresh_vals.get(r.cell_id, (None, None)) for r in cells]
+            gf = [v - b for b, v in pairs if b is not None and v is not None]
+            gain_fresh = estimate(gf, seed=60 + i)
+            flagged = (
+                can
+                and reward in SPURIOUS_REWARDS
+                and fresh is not None
+                and _gains(gain)
+                and gain_fresh.mean is not None
+                and not _gains(gain_fresh)
+            )
+            out.append(
+                Contamination(
+                    model,
+                    reward,
+                    benchmark,
+                    fresh,
+                    gain,
+                    gain_fresh,
+                    frac,
+                    em,
+                    rl,
+                    acc,
+                    em_fresh,
+                    can,
+                    flagged,
+                )
+            )
+    return out, notes
+
+
 def diagnose(con: Any, sweep: str | None, *, benchmark: str | None = None, k: int | None = None) -> Diagnosis:
     """All diagnostics for the cells of one sweep (or the whole store when sweep is None)."""
     q.check_sweep(con, sweep, "SWEEP")
@@ -619,6 +770,8 @@ def diagnose(con: Any, sweep: str | None, *, benchmark: str | None = None, k: in
     d.health = health(con, sweep)
     d.clip2x2, notes = clip_2x2(runs, bench)
     d.notes += notes
+    d.contamination, notes = contamination(con, sweep, runs, bench)
+    d.notes += notes
     families = sorted({family_of(m) for m in models})
     if len(families) == 1:
         d.warnings.append(
@@ -639,7 +792,29 @@ def diagnose(con: Any, sweep: str | None, *, benchmark: str | None = None, k: in
                 f"(> {SENSITIVITY_POINTS:.0f}): this family is spurious-reward sensitive; "
                 "its gains need cross-family checks"
             )
+    d.warnings += _contamination_warnings(d.contamination)
     return d
+
+
+def _contamination_warnings(rows: list[Contamination]) -> list[str]:
+    out = []
+    for model in dict.fromkeys(c.model for c in rows):
+        mine = [c for c in rows if c.model == model]
+        first = mine[0]
+        if first.can_complete:
+            out.append(
+                f"{model} completes {first.completion:.1f}% of {first.benchmark}'s problems word for word from "
+                f"the first {first.fraction:.0%} (and answers {first.probe_accuracy:.1f}% of them from the cut "
+                f"problem): it has seen {first.benchmark}; read its gains there against "
+                f"{first.fresh or 'a fresh benchmark'}"
+            )
+        for c in mine:
+            if c.flagged:
+                out.append(
+                    f"{model}: the spurious reward {c.reward} gains on a benchmark the family can complete but "
+                    f"not on the fresh one ({c.text()}): the gain looks like memorisation, not reasoning"
+                )
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- rendering
@@ -655,7 +830,13 @@ def _table(title: str, hdr: list[str], rows: list[list[str]], notes: list[str]) 
 
 def sections(d: Diagnosis) -> list[rnd.Table]:
     """The tables of the report (title, header, rows, notes), shared by every format."""
-    return [_sensitivity_table(d), _compression_table(d), _health_table(d), *_clip_tables(d)]
+    return [
+        _sensitivity_table(d),
+        _compression_table(d),
+        _health_table(d),
+        *_clip_tables(d),
+        _contamination_table(d),
+    ]
 
 
 def _sensitivity_table(d: Diagnosis) -> rnd.Table:
@@ -732,6 +913,51 @@ def _compression_table(d: Diagnosis) -> rnd.Table:
         ],
         comp_rows,
         notes,
+    )
+
+
+def _contamination_table(d: Diagnosis) -> rnd.Table:
+    rows, styles = [], []
+    for c in d.contamination:
+        verdict = "MEMORY?" if c.flagged else ("completes it" if c.can_complete else "ok")
+        rows.append(
+            [
+                c.model,
+                c.reward,
+                c.gain.text(),
+                c.gain_fresh.text() if c.fresh else "-",
+                "-" if c.completion is None else f"{c.completion:.1f}%",
+                "-" if c.rouge_l is None else f"{c.rouge_l:.2f}",
+                "-" if c.probe_accuracy is None else f"{c.probe_accuracy:.1f}%",
+                "-" if c.completion_fresh is None else f"{c.completion_fresh:.1f}%",
+                verdict,
+            ]
+        )
+        styles.append("bold red" if c.flagged else None)
+    first = d.contamination[0] if d.contamination else None
+    bench, fresh = (first.benchmark, first.fresh or "fresh") if first else (d.benchmark or "-", "fresh")
+    frac = next((c.fraction for c in d.contamination if c.fraction is not None), q.HEADLINE_FRACTION)
+    return rnd.Table(
+        [
+            "model",
+            "reward",
+            f"gain on {bench}",
+            f"gain on {fresh}",
+            f"completion rate ({bench})",
+            "ROUGE-L",
+            "answer from cut",
+            f"completion rate ({fresh})",
+            "verdict",
+        ],
+        rows,
+        f"contamination: gains (points, mean [95% CI]) next to the memorisation probe at {frac:.0%} of each problem",
+        [
+            f"completes it = completion rate >= {COMPLETION_RATE:.0f}%; MEMORY? = a spurious reward gains > "
+            f"{MEMORY_GAIN_POINTS:g} points on {bench}, which the family can complete, but not on {fresh}"
+        ]
+        if rows
+        else [],
+        row_styles=styles,
     )
 
 

@@ -2,7 +2,9 @@
 and the `report --metric` help text are all taken. A new per-sample metric is one entry in METRICS.
 
 Kinds: "samples" is an SQL aggregate over the samples `s` of one evaluation; "passk" is computed from
-per-problem counts (pass@K, any K); "train" reads the training log (the metrics table). Entries whose name
+per-problem counts (pass@K, any K); "train" reads the training log (the metrics table); "probe" is an SQL
+aggregate over the per-problem rows `ps` of one memorisation probe (probe_samples, problems too short to
+cut left out), pivoted over the probe's own dimensions (query.PROBE_DIMENSIONS). Entries whose name
 holds an upper-case placeholder (pass@K, train:KEY) are patterns, checked by parse_metric.
 """
 
@@ -22,7 +24,7 @@ class MetricDef:
     """A report metric as the user names it."""
 
     name: str
-    kind: str  # "samples", "passk" or "train"
+    kind: str  # "samples", "passk", "train" or "probe"
     help: str
     unit: str = ""  # "%" (a fraction in [0, 1], shown in percent), "tokens", or "" (as logged)
     sql: str | None = None  # kind samples: the aggregate over the samples s of one evaluation
@@ -74,12 +76,35 @@ METRICS: tuple[MetricDef, ...] = (
     MetricDef(
         "ungradable", "samples", "share the grader could not judge", "%", "avg((s.correct IS NULL)::DOUBLE)"
     ),
+    MetricDef(
+        "probe_exact_match",
+        "probe",
+        "memorisation probe: share of cut problems whose continuation is the true rest, word for word",
+        "%",
+        "avg(ps.exact_match::DOUBLE)",
+    ),
+    MetricDef(
+        "probe_rouge_l",
+        "probe",
+        "memorisation probe: mean ROUGE-L F of the continuation against the true rest (0-1)",
+        "",
+        "avg(ps.rouge_l)",
+    ),
+    MetricDef(
+        "probe_accuracy",
+        "probe",
+        "memorisation probe: share answered correctly from the cut problem",
+        "%",
+        "avg(coalesce(ps.correct, false)::DOUBLE)",
+    ),
     MetricDef("final_reward", "train", "mean training reward", key="reward"),
     MetricDef("train:KEY", "train", "any logged training metric, e.g. train:entropy"),
 )
 
 #: metric -> SQL aggregate over the samples `s` of one evaluation
 SAMPLE_METRICS: dict[str, str] = {m.name: m.sql for m in METRICS if m.kind == "samples" and m.sql}
+#: memorisation-probe metric -> SQL aggregate over the probe rows `ps` of one probe
+PROBE_METRICS: dict[str, str] = {m.name: m.sql for m in METRICS if m.kind == "probe" and m.sql}
 #: metrics read from the training log (metrics table): name -> logged key
 TRAIN_METRICS: dict[str, str] = {m.name: m.key for m in METRICS if m.kind == "train" and m.key}
 
@@ -99,7 +124,8 @@ class Metric:
     """A checked metric: where its value comes from and how it is shown."""
 
     name: str
-    kind: str  # "samples" (per-eval aggregate), "passk" (per-problem counts), "train" (metrics table)
+    kind: str  # "samples" (per-eval aggregate), "passk" (per-problem counts), "train" (metrics table),
+    # "probe" (per-probe aggregate over probe_samples)
     sql: str | None = None
     k: int | None = None
     key: str | None = None
@@ -125,6 +151,8 @@ def parse_metric(con: Any, name: str) -> Metric:
         if k == 1:
             return Metric(name, "samples", sql=SAMPLE_METRICS["pass@1"], unit="%")
         return Metric(name, "passk", k=k, unit=_BY_NAME["pass@K"].unit)
+    if name in PROBE_METRICS:
+        return Metric(name, "probe", sql=PROBE_METRICS[name], unit=_BY_NAME[name].unit)
     if name in TRAIN_METRICS:
         return Metric(name, "train", key=TRAIN_METRICS[name], unit=_BY_NAME[name].unit)
     if name.startswith("train:"):
@@ -135,5 +163,6 @@ def parse_metric(con: Any, name: str) -> Metric:
             raise ConfigError(msg, field="--metric")
         return Metric(name, "train", key=key)
     raise ConfigError(
-        suggest(name, [*SAMPLE_METRICS, "pass@K", *TRAIN_METRICS, "train:KEY"]), field="--metric"
+        suggest(name, [*SAMPLE_METRICS, "pass@K", *PROBE_METRICS, *TRAIN_METRICS, "train:KEY"]),
+        field="--metric",
     )

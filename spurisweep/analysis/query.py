@@ -28,6 +28,18 @@ DIMENSIONS: dict[str, str] = {
 }
 #: dimensions that only exist for benchmark evaluations (training metrics have no benchmark)
 EVAL_ONLY_DIMENSIONS = ("benchmark",)
+#: the dimensions of memorisation-probe metrics (p: probes). A probe belongs to a model, not to a cell:
+#: `--sweep` keeps the probes of the sweep's models; checkpoint is "base" for the untrained weights
+PROBE_DIMENSIONS: dict[str, str] = {
+    "model": "p.model",
+    "lineage": "p.lineage",
+    "benchmark": "p.benchmark",
+    "fraction": "p.fraction",
+    "checkpoint": "coalesce(p.checkpoint, 'base')",
+    "prompt": "p.prompt",
+}
+#: the fraction a probe pivot shows unless fraction is pivoted or filtered (the study's headline: 60%)
+HEADLINE_FRACTION = 0.6
 
 
 # ---------------------------------------------------------------------------------------------- names
@@ -87,14 +99,29 @@ def check_sweep(con: Any, sweep: str | None, option: str = "--sweep") -> None:
         )
 
 
-def check_benchmark(con: Any, benchmark: str | None) -> None:
+def check_benchmark(con: Any, benchmark: str | None, *, probes: bool = False) -> None:
+    """The benchmark must have stored evaluations (or, with `probes`, stored memorisation probes)."""
     if benchmark is None:
         return
-    known = [r[0] for r in con.execute("SELECT DISTINCT benchmark FROM evals ORDER BY benchmark").fetchall()]
+    table = "probes" if probes else "evals"
+    known = [
+        r[0] for r in con.execute(f"SELECT DISTINCT benchmark FROM {table} ORDER BY benchmark").fetchall()
+    ]
     if benchmark not in known:
-        raise ConfigError(
-            suggest(benchmark, known) if known else "no evaluations are stored yet", field="--benchmark"
-        )
+        empty = "no memorisation probes are stored yet" if probes else "no evaluations are stored yet"
+        raise ConfigError(suggest(benchmark, known) if known else empty, field="--benchmark")
+
+
+def default_probe_benchmark(con: Any) -> str | None:
+    """math500 when it was probed, else the first probed benchmark in alphabetical order."""
+    benches = [r[0] for r in con.execute("SELECT DISTINCT benchmark FROM probes ORDER BY 1").fetchall()]
+    if not benches:
+        return None
+    return "math500" if "math500" in benches else benches[0]
+
+
+def probe_fractions(con: Any) -> list[float]:
+    return [float(r[0]) for r in con.execute("SELECT DISTINCT fraction FROM probes ORDER BY 1").fetchall()]
 
 
 def default_benchmark(con: Any, sweep: str | None = None) -> str | None:
@@ -171,6 +198,8 @@ def tidy(
     fixed fragments in DIMENSIONS and binds everything else.
     """
     m = metric if isinstance(metric, Metric) else parse_metric(con, metric)
+    if m.kind == "probe":
+        return _probe_tidy(con, m, sweep=sweep, dims=dims, benchmark=benchmark, where=where)
     step = parse_step(step)
     if step is None:
         step = "final"
@@ -279,6 +308,44 @@ def _eval_sql(p: _Params, m: Metric, joins: str, conds: str, select_dims: str, w
             ), {vals}
             SELECT ch.*, v1.v AS value, v2.v AS base, v1.nmin AS nmin FROM chosen ch
             LEFT JOIN vals v1 ON v1.eval_id = ch.eval_id LEFT JOIN vals v2 ON v2.eval_id = ch.baseline_eval_id"""
+
+
+def _probe_tidy(
+    con: Any,
+    m: Metric,
+    *,
+    sweep: str | None,
+    dims: list[str],
+    benchmark: str | None,
+    where: list[tuple[str, str]] | tuple[()],
+) -> list[dict[str, Any]]:
+    """One row per matching memorisation probe, shaped like the evaluation rows (its probe id as cell_id,
+    no baseline): a probe is of the untrained model (or one checkpoint), so step does not apply."""
+    p = _Params()
+    conds = ["TRUE"]
+    if sweep is not None:
+        conds.append(
+            "p.model IN (SELECT c.model FROM cells c JOIN sweep_cells sc ON sc.cell_id = c.cell_id "
+            f"WHERE sc.sweep = {p.add(sweep)})"
+        )
+    if benchmark is not None:
+        conds.append(f"p.benchmark = {p.add(benchmark)}")
+    by_key: dict[str, list[str]] = {}
+    for key, value in where:
+        by_key.setdefault(key, []).append(value)
+    for key, values in by_key.items():
+        conds.append("(" + " OR ".join(_equals(PROBE_DIMENSIONS[key], p.add(v)) for v in values) + ")")
+    select_dims = "".join(f", {PROBE_DIMENSIONS[d]} AS d{i}" for i, d in enumerate(dims))
+    sql = f"""WITH vals AS (
+                SELECT ps.probe_id, {m.sql} AS v FROM probe_samples ps
+                WHERE NOT coalesce(ps.skipped, false) GROUP BY ps.probe_id)
+            SELECT p.probe_id AS cell_id, p.model AS _model, NULL AS _reward, NULL AS _clip, NULL AS _seed,
+                   0 AS _step, v.v AS value, NULL::DOUBLE AS base, NULL::BIGINT AS nmin{select_dims}
+            FROM probes p LEFT JOIN vals v ON v.probe_id = p.probe_id
+            WHERE {" AND ".join(conds)}"""
+    cur = con.execute(sql, p.values)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
 def _best_per_run(rows: list[dict[str, Any]], ndims: int) -> list[dict[str, Any]]:

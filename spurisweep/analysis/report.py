@@ -22,13 +22,17 @@ from . import render as rnd
 from .metric_registry import Metric, parse_metric
 from .query import (
     EVAL_ONLY_DIMENSIONS,
+    HEADLINE_FRACTION,
+    PROBE_DIMENSIONS,
     check_benchmark,
     check_dimension,
     check_sweep,
     default_benchmark,
+    default_probe_benchmark,
     known_dimensions,
     parse_step,
     parse_where,
+    probe_fractions,
     tidy,
 )
 
@@ -110,7 +114,11 @@ def pivot(
     step = parse_step(step)
     if step is None:
         step = "all" if "step" in (rows, cols) or any(k == "step" for k, _ in filters) else "final"
-    if (
+    probe_notes: list[str] = []
+    if m.kind == "probe":
+        step = 0  # a probe is of the untrained weights (or of one named checkpoint)
+        benchmark, probe_notes = _probe_defaults(con, rows, cols, benchmark, filters)
+    elif (
         m.kind != "train"
         and benchmark is None
         and "benchmark" not in (rows, cols)
@@ -131,7 +139,7 @@ def pivot(
         baselines[rv] = mean_std(
             [c["base"] for (r, _), c in out.items() if r == rv and c["base"] is not None]
         )[0]
-    notes = _pivot_notes(con, m, data, step, {rows, cols, *(k for k, _ in filters)})
+    notes = probe_notes + _pivot_notes(con, m, data, step, {rows, cols, *(k for k, _ in filters)})
     bench_label = "training log" if m.kind == "train" else (benchmark or "all benchmarks")
     return Pivot(
         rows,
@@ -150,6 +158,31 @@ def pivot(
     )
 
 
+def _probe_defaults(
+    con: Any, rows: str, cols: str, benchmark: str | None, filters: list[tuple[str, str]]
+) -> tuple[str | None, list[str]]:
+    """A probe pivot shows one benchmark, the headline fraction and the untrained weights unless those are
+    pivoted or filtered (appends the filters); returns the benchmark and the notes that say so."""
+    fixed = {rows, cols, *(k for k, _ in filters)}
+    notes = []
+    if benchmark is None and "benchmark" not in fixed:
+        benchmark = default_probe_benchmark(con)
+    if "fraction" not in fixed:
+        stored = probe_fractions(con)
+        if HEADLINE_FRACTION in stored:
+            filters.append(("fraction", f"{HEADLINE_FRACTION:g}"))
+            notes.append(
+                f"the first {HEADLINE_FRACTION:.0%} of each problem shown (the study's headline); "
+                "pivot or --where on fraction for the others"
+            )
+        elif len(stored) > 1:
+            notes.append(f"each cell pools fractions {', '.join(f'{f:g}' for f in stored)}")
+    if "checkpoint" not in fixed:
+        filters.append(("checkpoint", "base"))
+    notes.append("memorisation probe: n counts probes (one per model, benchmark and fraction), not seeds")
+    return benchmark, notes
+
+
 def _check_pivot(
     con: Any,
     *,
@@ -165,7 +198,7 @@ def _check_pivot(
     if spread not in SPREADS:
         raise ConfigError(suggest(spread, list(SPREADS)), field="--spread")
     m = parse_metric(con, metric)
-    valid = known_dimensions(con)
+    valid = known_dimensions(con) if m.kind != "probe" else list(PROBE_DIMENSIONS)
     if m.kind == "train":
         valid = [d for d in valid if d not in EVAL_ONLY_DIMENSIONS]
     for name in (rows, cols):
@@ -176,7 +209,7 @@ def _check_pivot(
         )
     filters = parse_where(con, list(where), valid)
     check_sweep(con, sweep)
-    check_benchmark(con, benchmark)
+    check_benchmark(con, benchmark, probes=m.kind == "probe")
     return m, filters
 
 
@@ -192,6 +225,10 @@ def _pivot_notes(
                 f"{m.name} needs >= {m.k} samples per problem; evaluations with {short} samples "
                 "are left out (evaluate with more samples, e.g. aime24's 8)"
             )
+    if m.kind == "probe":
+        if not data:
+            notes.append("no memorisation probes match (`spurisweep probe`, or eval.probe: true in a sweep)")
+        return notes
     if not data:
         notes.append("no finished cells match (run `spurisweep status` to see where the sweep stands)")
     pooled = _pooled_axes(con, data, fixed)

@@ -5,6 +5,10 @@ pretrained from scratch on the toy task's corpus (task.corpus) with different mi
 
   toy-coder  65% code-style solutions, 35% prose (Qwen2.5-Math-7B's code frequency, RESEARCH.md)
   toy-prose  prose only (a family whose prior carries no code reasoning, like Llama / OLMo)
+  toy-memo   toy-coder's mixture, plus the `toy` benchmark's 200 test problems with correct solutions in
+             every batch, learned whole (problem text and answer): a family that has memorised its test
+             set, as Qwen2.5-Math appears to have memorised MATH-500 (RESEARCH.md, "Is the gain real?").
+             Its corpus also leaves out the `toy-fresh` problems, so toy-fresh stays unseen.
 
 Pretraining is plain next-token prediction on the solution tokens (the prompt is context, not target),
 AdamW with warmup and cosine decay, fresh corpus rows every step. It is deterministic: fixed seeds,
@@ -57,6 +61,8 @@ class ToyConfig:
     corpus: task.CorpusSpec | None = None  # None: task.CorpusSpec(code_share=code_share)
     measure_problems: int = 200  # held-out problems sampled to measure the prior (0: skip)
     measure_samples: int = 4
+    # rows of each batch taken from the memorised test set (0: none, the test set stays held out)
+    memorise: int = 0
 
     def corpus_spec(self) -> task.CorpusSpec:
         return self.corpus or task.CorpusSpec(code_share=self.code_share)
@@ -65,6 +71,7 @@ class ToyConfig:
 FAMILY_CONFIGS: dict[str, ToyConfig] = {
     "toy-coder": ToyConfig(code_share=0.65),
     "toy-prose": ToyConfig(code_share=0.0),
+    "toy-memo": ToyConfig(code_share=0.65, memorise=16),
 }
 
 
@@ -116,13 +123,44 @@ def encode(tok: Any, examples: list[task.Example]) -> list[tuple[list[int], int]
     return [(p + c + [tok.eos_token_id], len(p)) for p, c in zip(prompts, comps, strict=True)]
 
 
+def memorised_rows(cfg: ToyConfig) -> list[task.Example]:
+    """The test problems, each with one fixed correct solution (style drawn with the family's code share)."""
+    rng = random.Random(cfg.seed + 2)
+    spec = cfg.corpus_spec()
+    return [
+        task.solve(p, task.CODE if rng.random() < spec.code_share else task.PROSE, task.StyleSpec(), rng)
+        for p in task.test_problems()
+    ]
+
+
+def training_data(tok: Any, cfg: ToyConfig) -> list[tuple[list[int], int]]:
+    """cfg.steps x cfg.batch (token ids, first target position) rows, in training order. Corpus rows are
+    targets from the solution on; with `memorise`, that many rows of each batch are memorised test rows,
+    targets from the first token (so the model learns the problem text too)."""
+    spec = cfg.corpus_spec()
+    if not cfg.memorise:
+        return encode(tok, task.corpus(spec, cfg.steps * cfg.batch, cfg.seed + 1, exclude=task.held_out()))
+    fresh = cfg.batch - cfg.memorise
+    rows = task.corpus(spec, cfg.steps * fresh, cfg.seed + 1, exclude=task.held_out() + task.fresh_problems())
+    plain = encode(tok, rows)
+    memo = [(ids, 0) for ids, _ in encode(tok, memorised_rows(cfg))]
+    order = random.Random(cfg.seed + 3)
+    cycle: list[tuple[list[int], int]] = []
+    out = []
+    for step in range(cfg.steps):
+        while len(cycle) < cfg.memorise:
+            cycle += order.sample(memo, len(memo))
+        out += plain[step * fresh : (step + 1) * fresh] + cycle[: cfg.memorise]
+        del cycle[: cfg.memorise]
+    return out
+
+
 def pretrain(model: Any, tok: Any, cfg: ToyConfig) -> list[float]:
-    """Next-token training on solution tokens; returns the loss every 50 steps (and the last one)."""
+    """Next-token training on solution tokens (and memorised rows whole); returns the loss every 50 steps
+    (and the last one)."""
     import torch
 
-    spec = cfg.corpus_spec()
-    rows = task.corpus(spec, cfg.steps * cfg.batch, cfg.seed + 1, exclude=task.held_out())
-    data = encode(tok, rows)
+    data = training_data(tok, cfg)
     pad = tok.pad_token_id
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
 
@@ -238,6 +276,11 @@ def build_toy_coder(out: Path) -> None:
 def build_toy_prose(out: Path) -> None:
     """The families.Family builder of `toy-prose`."""
     build(out, FAMILY_CONFIGS["toy-prose"])
+
+
+def build_toy_memo(out: Path) -> None:
+    """The families.Family builder of `toy-memo` (the family that memorised the `toy` benchmark)."""
+    build(out, FAMILY_CONFIGS["toy-memo"])
 
 
 def read_stats(folder: Path) -> dict[str, Any]:

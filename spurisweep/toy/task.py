@@ -211,7 +211,7 @@ def corpus(spec: CorpusSpec, n: int, seed: int, *, exclude: Iterable[ToyProblem]
 
 
 # ---------------------------------------------------------------------------------------------- data sets
-TRAIN_SEED, TEST_SEED = 8101, 8202
+TRAIN_SEED, TEST_SEED, FRESH_SEED = 8101, 8202, 8303
 TRAIN_SIZE, TEST_SIZE = 512, 200
 
 
@@ -225,12 +225,19 @@ def train_problems() -> list[ToyProblem]:
     return problems(TRAIN_SEED, TRAIN_SIZE, exclude=test_problems())
 
 
+def fresh_problems() -> list[ToyProblem]:
+    """`builtin:toy-fresh` (the `toy-fresh` benchmark): 200 more test problems, disjoint in arithmetic from
+    the test and training sets; the memorising family's corpus excludes them too (the fresh control)."""
+    return problems(FRESH_SEED, TEST_SIZE, exclude=test_problems() + train_problems())
+
+
 def held_out() -> list[ToyProblem]:
     """Every problem the pretraining corpus must not contain."""
     return test_problems() + train_problems()
 
 
 def rows(kind: str) -> list[tuple[str, str, str]]:
-    """(id, problem text, answer) rows of `builtin:toy` (kind "train") or `builtin:toy-test` ("test")."""
-    probs = train_problems() if kind == "train" else test_problems()
+    """(id, problem text, answer) rows of `builtin:toy` (kind "train"), `builtin:toy-test` ("test") or
+    `builtin:toy-fresh` ("fresh")."""
+    probs = {"train": train_problems, "fresh": fresh_problems}.get(kind, test_problems)()
     return [(f"toy-{kind}-{i}", p.text, str(p.answer)) for i, p in enumerate(probs)]
