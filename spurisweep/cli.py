@@ -74,6 +74,7 @@ def _state_table(states, title: str, show_error: bool = True):
         "queued": "yellow",
         "requeued": "yellow",
         "cancelled": "magenta",
+        "submitting": "yellow",
     }
     for s in states:
         detail = s.error or ""
@@ -83,6 +84,8 @@ def _state_table(states, title: str, show_error: bool = True):
             detail = (detail + f" (requeued {s.requeues}x)").strip()
         if s.health:
             detail = (detail + " health: " + ",".join(s.health)).strip()
+        if s.incomplete:
+            detail = (detail + " incomplete: " + "; ".join(s.incomplete)).strip()
         row = [
             s.cell.id,
             *[str(s.cell.axes.get(a, "")) for a in axes],
@@ -98,8 +101,20 @@ def _summary(states) -> str:
     from collections import Counter
 
     c = Counter(s.state for s in states)
-    order = ["done", "running", "queued", "requeued", "pending", "failed", "killed", "cancelled"]
-    return f"{len(states)} cells: " + ", ".join(f"{c[k]} {k}" for k in order if c[k])
+    order = [
+        "done",
+        "running",
+        "submitting",
+        "queued",
+        "requeued",
+        "pending",
+        "failed",
+        "killed",
+        "cancelled",
+    ]
+    text = f"{len(states)} cells: " + ", ".join(f"{c[k]} {k}" for k in order if c[k])
+    incomplete = sum(bool(s.incomplete) for s in states)
+    return text + (f"; {incomplete} incomplete" if incomplete else "")
 
 
 @app.command()
@@ -171,12 +186,16 @@ def run(
     backend = launch.get_backend(executor, field="--executor")
     sweep, cells = _load(sweep_file)
     resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
-    plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
+    if dry_run:
+        plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
+    else:  # under the sweep's lock, the chosen cells claimed: a second `run` leaves them alone
+        plan_, states = launch.plan_and_claim(cells, results, retry_failed=retry_failed)
     skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
     if dry_run:
+        chosen = {c.id for c in plan_.to_submit}
         console.print(
             _state_table(
-                [s for s in states if s.cell in plan_.to_submit],
+                [s for s in states if s.cell.id in chosen],
                 f"would submit {len(plan_.to_submit)} of {len(cells)} cells ({executor})",
                 show_error=False,
             )
@@ -202,6 +221,7 @@ def run(
                     max_parallel=max_parallel,
                     on_update=prog.update,
                     wait=wait,
+                    claimed=True,
                 )
         except KeyboardInterrupt:
             err.print("detached: jobs keep running; `spurisweep status` follows them.")
@@ -264,14 +284,14 @@ def status(
 
     sweep, cells = _load(sweep_file, check_trl=False)
     if not watch:
-        states = launch.states(cells, results)
+        states = launch.states(cells, results, check_files=True)
         console.print(_state_table(states, f"sweep {sweep.name}"))
         console.print(_summary(states))
         store.ingest(results)
         return
     with Live(console=console, refresh_per_second=1) as live:
         while True:
-            states = launch.states(cells, results)
+            states = launch.states(cells, results, check_files=True)
             live.update(_state_table(states, f"sweep {sweep.name} — {_summary(states)}"))
             if not any(s.state in launch.ACTIVE for s in states):
                 break
@@ -378,6 +398,7 @@ def report(
     if plot is not None and out is None:
         raise ConfigError("--plot needs --out DIR (where the PNG and HTML files go)", field="--out")
     store.ingest(results)
+    _warn_incomplete(results, sweep)
     with store.connect(store.db_path(results)) as con:
         query.use_grader(con, grader or ("paper" if paper else "math_verify"))
         if plot is not None:
@@ -410,6 +431,17 @@ def report(
         sys.stdout.write(rendered + ("\n" if not rendered.endswith("\n") else ""))
     else:
         console.print(rendered)
+
+
+def _warn_incomplete(results: Path, sweep: str | None) -> None:
+    """Finished cells whose files are partly missing or damaged load partly or not at all: say which."""
+    from . import artifacts
+
+    for d, what in artifacts.incomplete_cells(results, sweep=sweep).items():
+        err.print(
+            f"[yellow]incomplete[/] {d.parent.name}/{d.name}: {'; '.join(what)} (its rows are partial or absent)",
+            highlight=False,
+        )
 
 
 @app.command()

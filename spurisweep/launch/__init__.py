@@ -9,7 +9,8 @@ that claim to be queued or running, so a job that died without a word (kill -9, 
 killed and is picked up again by the next `run`.
 
 Modules: backend (the Backend interface and the registry of executors), local / debug / slurm (one per
-backend), job (what runs inside a job), state (cell states), submission (submit and cancel).
+backend), job (what runs inside a job), state (cell states), submission (submit and cancel), claim (one
+run per cell: the sweep lock, the controller's claims and the job's running lock).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from .state import (
     states,
     watch,
 )
-from .submission import cancel, submit, write_cell_config, write_manifest
+from .submission import cancel, plan_and_claim, submit, write_cell_config, write_manifest
 
 __all__ = [
     "ACTIVE",
@@ -45,6 +46,7 @@ __all__ = [
     "distributed_setup",
     "folder_state",
     "get_backend",
+    "plan_and_claim",
     "plan_submission",
     "read_state",
     "states",

@@ -68,6 +68,10 @@ class Backend(abc.ABC):
     def cancel(self, job_id: str) -> None:
         """Stop one job (queued or running) of this backend."""
 
+    def release(self, job_ids: list[str]) -> None:
+        """Let jobs that were queued held start (see launch/claim.py); nothing to do by default."""
+        return None
+
     def describe(self, cells: list[Cell]) -> list[str]:
         """Lines saying how `submit` would send these cells out (for `run --dry-run`); none by default."""
         return []

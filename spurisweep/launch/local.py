@@ -20,6 +20,7 @@ import submitit
 
 from .. import artifacts
 from .backend import Backend, Progress
+from .claim import crash_hook
 from .job import CellJob
 from .state import cell_dir
 
@@ -147,6 +148,8 @@ def run_local(
             d = cell_dir(results, sweep, c.id)
             with _detached_stdio():
                 job = ex.submit(CellJob(), str(d), str(results))
+            crash_hook()
+            # the job waits for this record before it trains (claim.wait_for_record)
             artifacts.CellDir(d).set_status(
                 "queued",
                 job_id=str(job.job_id),

@@ -14,6 +14,7 @@ import submitit
 from .. import artifacts
 from ..errors import SubmissionError
 from .backend import Backend, Progress
+from .claim import crash_hook
 from .job import CellJob
 from .state import cell_dir
 
@@ -56,12 +57,14 @@ class SlurmBackend(Backend):
     ) -> None:
         sweep = cells[0].sweep
         validate_slurm_parameters(cells, folder)
+        arrays = []
         for group in group_by_resources(cells):
             ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
-            ex.update_parameters(**slurm_parameters(group))
+            ex.update_parameters(**held(slurm_parameters(group)))
             jobs = ex.map_array(
                 CellJob(), [str(cell_dir(results, sweep, c.id)) for c in group], [str(results)] * len(group)
             )
+            crash_hook()
             for c, j in zip(group, jobs, strict=True):
                 artifacts.CellDir(cell_dir(results, sweep, c.id)).set_status(
                     "queued",
@@ -69,8 +72,20 @@ class SlurmBackend(Backend):
                     executor=self.name,
                     error=None,
                     submitted=time.time(),
+                    claim=None,
+                    held=True,
                     durable=False,
                 )
+            arrays.append(str(jobs[0].job_id).split("_")[0])
+        self.release(arrays)  # recorded: now the jobs may start
+
+    def release(self, job_ids: list[str]) -> None:
+        # an array id releases all its tasks; a job already released is an error scontrol reports, harmless
+        arrays = sorted({j.split("_")[0] for j in job_ids})
+        for i in range(0, len(arrays), 200):
+            subprocess.run(
+                ["scontrol", "release", ",".join(arrays[i : i + 200])], check=False, capture_output=True
+            )
 
     def alive(self, job_ids: list[str]) -> dict[str, tuple[bool, str]]:
         out = {}
@@ -135,6 +150,13 @@ def slurm_parameters(cells: list[Cell]) -> dict[str, Any]:
     for key, value in s.additional.items():
         p[key if key.startswith("slurm_") else f"slurm_{key}"] = value
     return p
+
+
+def held(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters with sbatch --hold added: a job may start only once its cell records it (claim.py)."""
+    extra = dict(params.get("slurm_additional_parameters") or {})
+    extra["hold"] = True
+    return {**params, "slurm_additional_parameters": extra}
 
 
 def group_by_resources(cells: list[Cell]) -> list[list[Cell]]:
