@@ -4,7 +4,9 @@ node failure) shows as killed and is picked up again by the next `run`."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,11 +53,16 @@ def read_state(cell: Cell, results: Path, *, live: bool = True) -> CellState:
     return states([cell], results, live=live)[0]
 
 
-def folder_state(cell: Cell, results: Path, *, sweeps: list[Path] | None = None) -> CellState:
+def folder_state(cell: Cell, results: Path, *, listing: Listing | None = None) -> CellState:
     """A cell's state from its folder alone (no scheduler query). A damaged status.json or DONE (stray
     bytes, not JSON) is warned about, naming the file, and read as empty: it never stops a command over
-    the other cells. `sweeps`: the results folder's sweep folders, listed once by the caller."""
-    d = cell_dir(results, cell.sweep, cell.id)
+    the other cells. `listing`: the results folder's sweep folders and their entries, read once by the
+    caller (see `listing`), so a cell without a folder costs no file system call."""
+    sweep_dir = _sweep_dir(str(results), cell.sweep)
+    d = sweep_dir / cell.id
+    if listing is not None and cell.id not in listing.get(sweep_dir, ()):
+        if _find_done(results, cell.id, listing) is None:
+            return CellState(cell, d, "pending")
     cd = artifacts.CellDir(d)
     st = cd.status()
     damaged = "status.json is damaged (state unknown)" if not st and cd.status_path.exists() else None
@@ -66,7 +73,7 @@ def folder_state(cell: Cell, results: Path, *, sweeps: list[Path] | None = None)
         attempts=_int(st.get("attempts")),
         step=st.get("step") if isinstance(st.get("step"), int) else None,
     )
-    done_in = d if cd.is_done() else _find_done(results, cell.id, sweeps)
+    done_in = d if cd.is_done() else _find_done(results, cell.id, listing)
     if done_in is not None:
         summary = artifacts.read_json(done_in / "DONE", {})
         health = summary.get("health") if isinstance(summary, dict) else None
@@ -80,10 +87,41 @@ def folder_state(cell: Cell, results: Path, *, sweeps: list[Path] | None = None)
     return CellState(cell, d, state, error=damaged or _text(st.get("error")), **base)
 
 
-def _find_done(results: Path, cell_id: str, sweeps: list[Path] | None) -> Path | None:
-    if sweeps is None:
+@functools.lru_cache(maxsize=64)
+def _sweep_dir(results: str, sweep: str) -> Path:
+    return Path(results) / sweep  # built once per sweep: building a Path costs more than the rest of a state
+
+
+#: sweep folder -> the names in it
+Listing = dict[Path, frozenset[str]]
+
+
+def listing(results: Path) -> Listing:
+    """The results folder's sweep folders and their entries: one directory read per sweep, so the state of
+    n cells is linear in n whatever the number of sweeps."""
+    out: Listing = {}
+    try:
+        entries = sorted(Path(results).iterdir())
+    except OSError:  # no results folder yet
+        return out
+    for p in entries:
+        if p.name in artifacts.RESERVED_NAMES or p.name.startswith((".", "_")):
+            continue
+        try:
+            out[p] = frozenset(os.listdir(p))
+        except OSError:  # a file, or unreadable
+            continue
+    return out
+
+
+def _find_done(results: Path, cell_id: str, listing: Listing | None) -> Path | None:
+    """A finished copy of this cell in any sweep's folder (see artifacts.find_done)."""
+    if listing is None:
         return artifacts.find_done(Path(results), cell_id)
-    return next((s / cell_id for s in sweeps if (s / cell_id / "DONE").exists()), None)
+    return next(
+        (s / cell_id for s, names in listing.items() if cell_id in names and (s / cell_id / "DONE").exists()),
+        None,
+    )
 
 
 def _text(value: object) -> str | None:
@@ -106,8 +144,8 @@ def states(
     pending; and a cell any job holds the running lock of is running, whatever its status says.
     `check_files`: also list what is missing or damaged in each finished cell's files (`incomplete`)."""
     results = Path(results)
-    sweeps = sorted(p for p in results.glob("*") if p.is_dir() and p.name not in artifacts.RESERVED_NAMES)
-    out = [folder_state(c, results, sweeps=sweeps) for c in cells]
+    names = listing(results)
+    out = [folder_state(c, results, listing=names) for c in cells]
     if check_files:
         for s in out:
             if s.done_in is not None:
