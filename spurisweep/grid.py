@@ -226,6 +226,7 @@ def resolve(sweep: Sweep, values: dict[str, Any], *, bases: dict[str, Any] | Non
         bases[preset_name] = deep_merge(
             deep_merge(presets.PRESETS[preset_name], {"preset": preset_name}), spec.settings
         )
+    # a copy of its own: validation keeps references to the values of free-form settings (trl.*, ...)
     raw: dict[str, Any] = _copy(bases[preset_name])
     for axis, value in values.items():
         if axis == "reward" and isinstance(value, dict):

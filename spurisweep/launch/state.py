@@ -118,6 +118,8 @@ def _find_done(results: Path, cell_id: str, listing: Listing | None) -> Path | N
     """A finished copy of this cell in any sweep's folder (see artifacts.find_done)."""
     if listing is None:
         return artifacts.find_done(Path(results), cell_id)
+    if not any(cell_id in names for names in listing.values()):
+        return None
     return next(
         (s / cell_id for s, names in listing.items() if cell_id in names and (s / cell_id / "DONE").exists()),
         None,
