@@ -136,8 +136,9 @@ grid:
 """
 
 
-def _timed_cli(*args: str) -> tuple[float, float, str]:
-    """Wall seconds and peak RSS (MB) of one `spurisweep` command in a fresh process."""
+def _timed_cli(*args: str) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one `spurisweep` command in a fresh process (the
+    CPU time says what the command costs when the machine is shared)."""
     code = (
         "import resource, sys, time\n"
         "from spurisweep import cli\n"
@@ -145,8 +146,8 @@ def _timed_cli(*args: str) -> tuple[float, float, str]:
         "t0 = time.perf_counter()\n"
         "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
         "dt = time.perf_counter() - t0\n"
-        "rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
-        "print(f'@@ {dt} {rss} {code}', file=sys.stderr)\n"
+        "ru = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(f'@@ {dt} {ru.ru_maxrss / 1024} {code} {ru.ru_utime + ru.ru_stime}', file=sys.stderr)\n"
     )
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
@@ -154,8 +155,8 @@ def _timed_cli(*args: str) -> tuple[float, float, str]:
     line = [ln for ln in proc.stderr.splitlines() if ln.startswith("@@ ")]
     if not line or line[-1].split()[3] != "0":
         raise SystemExit(f"{args} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
-    _, _, rss, _ = line[-1].split()
-    return wall, float(rss), proc.stdout
+    _, _, rss, _, cpu = line[-1].split()
+    return wall, float(cpu), float(rss), proc.stdout
 
 
 def bench_plan(n: int, tmp: Path) -> None:
@@ -173,7 +174,7 @@ def bench_plan(n: int, tmp: Path) -> None:
     res = tmp / "res_plan"
     res.mkdir()
     cells_n = per * len(lrs)
-    first, _, _ = _timed_cli("plan", str(sweep_file), "--results", str(res))
+    first, _, _, _ = _timed_cli("plan", str(sweep_file), "--results", str(res))
     print(
         f"plan {cells_n} cells, first time     : {first:6.2f} s  (validates {len(lrs)} training setups with TRL)"
     )
