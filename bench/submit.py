@@ -1,8 +1,10 @@
-"""Time to plan and submit a 1,000-cell sweep as one SLURM array, and to ingest 1,000 finished cells.
+"""Time to plan and submit a 1,000-cell sweep as one SLURM array, to ingest 1,000 finished cells, and to
+plan a 20,000-cell sweep.
 
-Targets (issue 6): submit < 5 s, ingest < 10 s on 2 cores.
+Targets (issue 6): submit < 5 s, ingest < 10 s on 2 cores. Issue 15: `plan` of 20,000 cells < 10 s and
+< 600 MB, and `run --dry-run` about as fast (every per-cell step linear).
 
-    python bench/submit.py [--cells 1000] [--skip-slurm]
+    python bench/submit.py [--cells 1000] [--skip-slurm] [--plan-cells 20000] [--only-plan]
 
 The SLURM part needs the test cluster (scripts/slurm/start_slurm.sh; root). The array is cancelled
 right after submission: what is measured is planning (load, expand, validate) and submission (cell
@@ -123,15 +125,100 @@ def bench_ingest(n: int, tmp: Path) -> None:
     print(f"re-ingest (nothing new)     : {t_warm:6.2f} s")
 
 
+BIG = """
+name: big
+preset: smoke
+grid:
+  model: [tiny, toy-coder]
+  reward: [ground_truth, random, format, python, no_repetition]
+  seed: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]
+  train.learning_rate: {lrs}
+"""
+
+
+def _timed_cli(*args: str) -> tuple[float, float, float, str]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of one `spurisweep` command in a fresh process (the
+    CPU time says what the command costs when the machine is shared)."""
+    code = (
+        "import resource, sys, time\n"
+        "from spurisweep import cli\n"
+        f"sys.argv = ['spurisweep', *{list(args)!r}]\n"
+        "t0 = time.perf_counter()\n"
+        "try:\n    cli.main()\nexcept SystemExit as e:\n    code = e.code\nelse:\n    code = 0\n"
+        "dt = time.perf_counter() - t0\n"
+        "ru = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "print(f'@@ {dt} {ru.ru_maxrss / 1024} {code} {ru.ru_utime + ru.ru_stime}', file=sys.stderr)\n"
+    )
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    wall = time.perf_counter() - t0
+    line = [ln for ln in proc.stderr.splitlines() if ln.startswith("@@ ")]
+    if not line or line[-1].split()[3] != "0":
+        raise SystemExit(f"{args} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
+    _, _, rss, _, cpu = line[-1].split()
+    return wall, float(cpu), float(rss), proc.stdout
+
+
+def bench_plan(n: int, tmp: Path) -> None:
+    """`plan` and `run --dry-run` of an n-cell sweep (model x reward x seed x learning rate, tiny models),
+    each in a fresh process (wall time includes the interpreter and imports), after one `plan` that fills
+    the validation cache; then the per-cell steps timed in this process."""
+    import gc
+
+    from spurisweep import grid, launch, resources, spec, training
+
+    per = 2 * 5 * 10
+    lrs = [round(1e-7 * (i + 1), 12) for i in range(max(1, n // per))]
+    sweep_file = tmp / "big.yaml"
+    sweep_file.write_text(BIG.format(lrs=lrs))
+    res = tmp / "res_plan"
+    res.mkdir()
+    cells_n = per * len(lrs)
+    first, _, _, _ = _timed_cli("plan", str(sweep_file), "--results", str(res))
+    print(
+        f"plan {cells_n} cells, first time     : {first:6.2f} s  (validates {len(lrs)} training setups with TRL)"
+    )
+    for cmd in (("plan",), ("run", "--dry-run")):
+        wall, rss, out = _timed_cli(*cmd[:1], str(sweep_file), *cmd[1:], "--results", str(res))
+        assert f"{cells_n}" in out
+        what = " ".join(cmd)
+        print(
+            f"{what:<14} {cells_n} cells      : {wall:6.2f} s, peak {rss:5.0f} MB  (target < 10 s, < 600 MB)"
+        )
+    gc.collect()
+    t = time.perf_counter()
+    sweep = spec.load_sweep(sweep_file)
+    cells = grid.expand(sweep)
+    t_expand = time.perf_counter() - t
+    t = time.perf_counter()
+    training.validate_all((c.config for c in cells), file=str(sweep_file), cached=True)
+    t_valid = time.perf_counter() - t
+    t = time.perf_counter()
+    resources.check_cells(cells, file=str(sweep_file))
+    t_res = time.perf_counter() - t
+    t = time.perf_counter()
+    plan, _ = launch.plan_submission(cells, res, retry_failed=False)
+    t_states = time.perf_counter() - t
+    print(
+        f"  in process: load + expand {t_expand:.2f} s, validation (cached) {t_valid:.2f} s, "
+        f"memory planner {t_res:.2f} s, cell states {t_states:.2f} s ({len(plan.to_submit)} to submit)"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cells", type=int, default=1000)
     ap.add_argument("--skip-slurm", action="store_true")
+    ap.add_argument("--plan-cells", type=int, default=20000, help="cells of the planning benchmark")
+    ap.add_argument("--only-plan", action="store_true", help="only the planning benchmark")
     args = ap.parse_args()
     os.environ.setdefault("SPURISWEEP_CACHE", tempfile.mkdtemp(prefix="spurisweep-cache-"))
     print(f"machine: {os.cpu_count()} cores; python {sys.version.split()[0]}")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        bench_plan(args.plan_cells, tmp)
+        if args.only_plan:
+            return
         if args.skip_slurm:
             print("submit: skipped (--skip-slurm)")
         elif not slurm_up():

@@ -9,6 +9,8 @@
                            the .json is written last, so its presence means the evaluation is complete
         checkpoints/       TRL checkpoints; `COMPLETE` inside one marks it as fully written
         DONE               written last: the cell finished
+        attempts.jsonl     one line per start of training (job id, pid, host, time), by the job holding
+        .running.lock      the cell's running lock, held by the job that trains it (launch/claim.py)
     results/_baselines/<eval_id>.jsonl + .json    untrained-model evaluations shared across cells/sweeps
     results/_probes/<probe_id>.jsonl + .json      memorisation probes (per problem), shared the same way
 
@@ -225,6 +227,14 @@ class CellDir:
         return self.root / "DONE"
 
     @property
+    def attempts_path(self) -> Path:
+        return self.root / "attempts.jsonl"
+
+    @property
+    def running_lock_path(self) -> Path:
+        return self.root / ".running.lock"
+
+    @property
     def cell_id(self) -> str:
         return self.root.name
 
@@ -236,7 +246,11 @@ class CellDir:
         return cfg
 
     def status(self) -> dict[str, Any]:
-        return read_json(self.status_path, {}) or {}
+        st = read_json(self.status_path, {})
+        if not isinstance(st, dict):  # valid JSON but not a status (hand-edited, overwritten)
+            log.warning("%s: not a status object, ignored", self.status_path)
+            return {}
+        return st
 
     def set_status(self, state: str, *, durable: bool = True, **info: Any) -> dict[str, Any]:
         st = self.status()
@@ -274,6 +288,42 @@ def write_eval(folder: Path, eval_id: str, rows: list[dict[str, Any]], meta: dic
 def eval_complete(folder: Path, eval_id: str) -> bool:
     samples, meta = eval_files(folder, eval_id)
     return meta.exists() and samples.exists()
+
+
+def incomplete(cell_dir: Path) -> list[str]:
+    """What is missing or damaged in a finished cell's files, one short phrase each (empty: complete).
+    Each damaged file is also warned about by the reader, naming it. The store loads such a cell partly
+    or not at all, so `status` and `report` show it as incomplete."""
+    cell = CellDir(cell_dir)
+    out = []
+    for path in (cell.done_path, cell.config_path):
+        if path.exists() and not isinstance(read_json(path), dict):
+            out.append(f"{path.name} damaged")
+    damaged: list[str] = []
+    read_jsonl(cell.metrics_path, damaged=damaged)
+    if damaged:
+        out.append(f"{cell.metrics_path.name}: {len(damaged)} damaged line(s)")
+    for meta in sorted(cell.evals_dir.glob("*.json")):
+        samples = meta.with_suffix(".jsonl")
+        if not samples.exists():
+            log.warning("%s: missing; its evaluation has no sample rows (the cell is incomplete)", samples)
+            out.append(f"evals/{samples.name} missing")
+        elif not isinstance(read_json(meta), dict):
+            out.append(f"evals/{meta.name} damaged")
+    return out
+
+
+def incomplete_cells(results: Path, *, sweep: str | None = None) -> dict[Path, list[str]]:
+    """Finished cells (of one sweep, or all) whose files are incomplete: cell folder -> what (see
+    `incomplete`)."""
+    pattern = f"{sweep}/*/DONE" if sweep else "*/*/DONE"
+    out = {}
+    for done in sorted(Path(results).glob(pattern)):
+        if done.parent.parent.name.startswith("_"):
+            continue
+        if what := incomplete(done.parent):
+            out[done.parent] = what
+    return out
 
 
 def find_done(results: Path, cell_id: str) -> Path | None:

@@ -105,7 +105,7 @@ def check_cells(cells: list[Any], file: str | None = None) -> dict[str, memory.M
     """Every cell against its node shape and GPU memory; the first cell that cannot run is a ConfigError
     naming the cell, the field, the numbers and what would make it fit. Returns the estimates by cell id
     (one estimate per distinct resource profile: a 72-cell sweep has a handful)."""
-    cache: dict[str, memory.MemoryEstimate | None] = {}
+    cache: dict[tuple[Any, ...], memory.MemoryEstimate | None] = {}
     out = {}
     for c in cells:
         cfg = c.config
@@ -145,10 +145,10 @@ def _spec_words(s: memory.Suggestion) -> str:
     return f"{what} (~{s.peak_gb:.0f} GB)"
 
 
-def _profile(cfg: CellConfig) -> str:
-    from .ids import canonical
-
-    return canonical([cfg.model, cfg.model_path, _settings(cfg), node_totals(cfg).as_dict()])
+def _profile(cfg: CellConfig) -> tuple[Any, ...]:
+    """What the planner looks at, as a dict key (a tuple of scalars: JSON text cost more than the rest of
+    planning a 20,000-cell sweep)."""
+    return (cfg.model, cfg.model_path, *_settings(cfg).items(), *node_totals(cfg).as_dict().items())
 
 
 def planner_table(cells: list[Any], estimates: dict[str, memory.MemoryEstimate | None]) -> Any:

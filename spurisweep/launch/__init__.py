@@ -10,7 +10,8 @@ killed and is picked up again by the next `run`.
 
 Modules: backend (the Backend interface and the registry of executors), local / debug / slurm (one per
 backend), job (what runs inside a job: a cell, or a label job), labeljob (labels made as their own job before the
-cells that train on them), state (cell states), submission (submit and cancel).
+cells that train on them), state (cell states), submission (submit and cancel), claim (one run per cell: the
+sweep lock, the controller's claims and the job's running lock).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .state import (
     states,
     watch,
 )
-from .submission import cancel, submit, write_cell_config, write_manifest
+from .submission import cancel, plan_and_claim, submit, write_cell_config, write_manifest
 
 __all__ = [
     "ACTIVE",
@@ -55,6 +56,7 @@ __all__ = [
     "label_states",
     "label_tasks",
     "pending_labels",
+    "plan_and_claim",
     "plan_submission",
     "read_state",
     "states",

@@ -86,6 +86,10 @@ class Backend(abc.ABC):
         is submitted); none by default."""
         return None
 
+    def release(self, job_ids: list[str]) -> None:
+        """Let jobs that were queued held start (see launch/claim.py); nothing to do by default."""
+        return None
+
 
 def get_backend(name: str, *, file: str | None = None, field: str | None = None) -> Backend:
     """The backend called `name`; an unknown name is a ConfigError listing the valid ones."""

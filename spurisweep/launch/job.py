@@ -21,6 +21,7 @@ import submitit
 
 from .. import artifacts, labels
 from .backend import BACKENDS, get_backend
+from .claim import hold_cell, record_attempt
 from .labeljob import write_record
 
 
@@ -34,9 +35,21 @@ class CellJob(submitit.helpers.Checkpointable):
         if cell.is_done():
             return artifacts.read_json(cell.done_path, {})
         rank, world = distributed_setup()
+        job_id = _current_job_id()
+        # one run per cell: a job that finds another live job on its cell leaves its files alone
+        with hold_cell(cell, rank=rank, job_id=job_id) as owned:
+            if not owned:
+                return {"skipped": f"{cell.root} is run by another job"}
+            if cell.is_done():  # finished by another job between our first look and the lock
+                return artifacts.read_json(cell.done_path, {})
+            return self._run(cell, rank, world, job_id, results)
+
+    def _run(
+        self, cell: artifacts.CellDir, rank: int, world: int, job_id: str | None, results: str
+    ) -> dict[str, Any]:
         if rank == 0:  # data-parallel ranks: one writer
+            record_attempt(cell, job_id, processes=world)
             st = cell.status()
-            job_id = _current_job_id()
             cell.set_status(
                 "running",
                 attempts=int(st.get("attempts", 0)) + 1,
@@ -46,11 +59,13 @@ class CellJob(submitit.helpers.Checkpointable):
                 devices=os.environ.get("CUDA_VISIBLE_DEVICES") or None,
                 processes=world,
                 error=None,
+                claim=None,
+                held=None,
             )
         try:
             from ..training import run_cell
 
-            summary = run_cell(Path(cell_dir), Path(results))
+            summary = run_cell(cell.root, Path(results))
         except BaseException as exc:  # SystemExit from submitit's requeue passes through `checkpoint`
             if isinstance(exc, SystemExit) and exc.code in (0, None):
                 raise

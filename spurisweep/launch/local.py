@@ -25,6 +25,7 @@ import submitit
 
 from .. import artifacts
 from .backend import Backend, Progress, check_one_machine
+from .claim import crash_hook
 from .job import CellJob, LabelJob
 from .labeljob import LabelTask, failure, mark_queued
 from .state import cell_dir
@@ -195,6 +196,8 @@ def run_local(
             d = cell_dir(results, sweep, cell.id)
             with _detached_stdio():
                 job = ex.submit(CellJob(), str(d), str(results))
+            crash_hook()
+            # the job waits for this record before it trains (claim.wait_for_record)
             artifacts.CellDir(d).set_status(
                 "queued",
                 job_id=str(job.job_id),

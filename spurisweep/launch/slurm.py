@@ -21,6 +21,7 @@ from .. import artifacts
 from ..errors import SubmissionError
 from ..resources import node_totals
 from .backend import Backend, Progress
+from .claim import crash_hook
 from .job import CellJob, LabelJob
 from .labeljob import LabelTask, mark_queued
 from .state import cell_dir
@@ -72,12 +73,14 @@ class SlurmBackend(Backend):
             ex.update_parameters(**label_parameters(t))
             job = ex.submit(LabelJob(), str(results), t.spec_dict())
             mark_queued(t, str(job.job_id), self.name)
+        submitted = []
         for group, after in arrays(cells, labels):
             ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
-            ex.update_parameters(**slurm_parameters(group, after=after))
+            ex.update_parameters(**held(slurm_parameters(group, after=after)))
             jobs = ex.map_array(
                 CellJob(), [str(cell_dir(results, sweep, c.id)) for c in group], [str(results)] * len(group)
             )
+            crash_hook()
             for c, j in zip(group, jobs, strict=True):
                 artifacts.CellDir(cell_dir(results, sweep, c.id)).set_status(
                     "queued",
@@ -86,8 +89,20 @@ class SlurmBackend(Backend):
                     error=None,
                     submitted=time.time(),
                     after=after,
+                    claim=None,
+                    held=True,
                     durable=False,
                 )
+            submitted.append(str(jobs[0].job_id).split("_")[0])
+        self.release(submitted)  # recorded: now the jobs may start
+
+    def release(self, job_ids: list[str]) -> None:
+        # an array id releases all its tasks; a job already released is an error scontrol reports, harmless
+        arrays = sorted({j.split("_")[0] for j in job_ids})
+        for i in range(0, len(arrays), 200):
+            subprocess.run(
+                ["scontrol", "release", ",".join(arrays[i : i + 200])], check=False, capture_output=True
+            )
 
     def alive(self, job_ids: list[str]) -> dict[str, tuple[bool, str]]:
         out = {}
@@ -205,6 +220,13 @@ def arrays(
             by_job.setdefault(after.get(c.id), []).append(c)
         out.extend((g, job) for job, g in by_job.items())
     return out
+
+
+def held(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters with sbatch --hold added: a job may start only once its cell records it (claim.py)."""
+    extra = dict(params.get("slurm_additional_parameters") or {})
+    extra["hold"] = True
+    return {**params, "slurm_additional_parameters": extra}
 
 
 def group_by_resources(cells: list[Cell]) -> list[list[Cell]]:

@@ -5,7 +5,9 @@ labels file first, then their record, then the scheduler."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from .. import artifacts
 from .backend import BACKENDS, Backend, get_backend
+from .claim import SUBMITTING, claim_alive, job_running
 from .labeljob import ACTIVE as LABEL_ACTIVE
 from .labeljob import LabelState, LabelTask, label_tasks, labels_needed, made, read_record
 
@@ -21,7 +24,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-ACTIVE = ("queued", "running", "requeued")
+#: `submitting`: claimed by a controller that has not yet recorded the job (see launch/claim.py)
+ACTIVE = ("queued", "running", "requeued", SUBMITTING)
 CANCELLED = "CANCELLED"  # marker file written by `cancel`, removed when the cell is submitted again
 #: states `run` submits again without being asked (a killed cell resumes from its last checkpoint)
 RESUBMIT = ("pending", "killed", "cancelled")
@@ -31,7 +35,7 @@ RESUBMIT = ("pending", "killed", "cancelled")
 class CellState:
     cell: Cell
     dir: Path
-    state: str  # pending | queued | running | requeued | done | failed | killed | cancelled
+    state: str  # pending | submitting | queued | running | requeued | done | failed | killed | cancelled
     job_id: str | None = None
     executor: str | None = None
     error: str | None = None
@@ -40,6 +44,8 @@ class CellState:
     step: int | None = None
     done_in: Path | None = None
     health: list[str] = field(default_factory=list)
+    #: what is missing or damaged in a finished cell's files (states(check_files=True) only)
+    incomplete: list[str] = field(default_factory=list)
 
 
 def cell_dir(results: Path, sweep: str, cell_id: str) -> Path:
@@ -50,36 +56,115 @@ def read_state(cell: Cell, results: Path, *, live: bool = True) -> CellState:
     return states([cell], results, live=live)[0]
 
 
-def folder_state(cell: Cell, results: Path) -> CellState:
-    """A cell's state from its folder alone (no scheduler query)."""
-    d = cell_dir(results, cell.sweep, cell.id)
+def folder_state(cell: Cell, results: Path, *, listing: Listing | None = None) -> CellState:
+    """A cell's state from its folder alone (no scheduler query). A damaged status.json or DONE (stray
+    bytes, not JSON) is warned about, naming the file, and read as empty: it never stops a command over
+    the other cells. `listing`: the results folder's sweep folders and their entries, read once by the
+    caller (see `listing`), so a cell without a folder costs no file system call."""
+    sweep_dir = _sweep_dir(str(results), cell.sweep)
+    d = sweep_dir / cell.id
+    if listing is not None and cell.id not in listing.get(sweep_dir, ()):
+        if _find_done(results, cell.id, listing) is None:
+            return CellState(cell, d, "pending")
     cd = artifacts.CellDir(d)
     st = cd.status()
+    damaged = "status.json is damaged (state unknown)" if not st and cd.status_path.exists() else None
     base = dict(
-        job_id=st.get("job_id"),
-        executor=st.get("executor"),
-        requeues=int(st.get("requeues", 0)),
-        attempts=int(st.get("attempts", 0)),
-        step=st.get("step"),
+        job_id=_text(st.get("job_id")),
+        executor=_text(st.get("executor")),
+        requeues=_int(st.get("requeues")),
+        attempts=_int(st.get("attempts")),
+        step=st.get("step") if isinstance(st.get("step"), int) else None,
     )
-    done_in = d if cd.is_done() else artifacts.find_done(Path(results), cell.id)
+    done_in = d if cd.is_done() else _find_done(results, cell.id, listing)
     if done_in is not None:
-        summary = artifacts.read_json(done_in / "DONE", {}) or {}
-        return CellState(cell, d, "done", done_in=done_in, health=summary.get("health", []), **base)
-    state = st.get("state") or "pending"
+        summary = artifacts.read_json(done_in / "DONE", {})
+        health = summary.get("health") if isinstance(summary, dict) else None
+        health = [str(h) for h in health] if isinstance(health, list) else []
+        return CellState(cell, d, "done", done_in=done_in, health=health, **base)
+    state = st.get("state") if isinstance(st.get("state"), str) else "pending"
     if (d / CANCELLED).exists():  # sticky: a job still winding down after scancel may rewrite status.json
-        return CellState(cell, d, "cancelled", error=st.get("error") or "cancelled by user", **base)
+        return CellState(cell, d, "cancelled", error=_text(st.get("error")) or "cancelled by user", **base)
     if state == "done":  # status says done but no marker: the job died right at the end
         state = "failed"
-    return CellState(cell, d, state, error=st.get("error"), **base)
+    return CellState(cell, d, state, error=damaged or _text(st.get("error")), **base)
 
 
-def states(cells: list[Cell], results: Path, *, live: bool = True) -> list[CellState]:
+@functools.lru_cache(maxsize=64)
+def _sweep_dir(results: str, sweep: str) -> Path:
+    return Path(results) / sweep  # built once per sweep: building a Path costs more than the rest of a state
+
+
+#: sweep folder -> the names in it
+Listing = dict[Path, frozenset[str]]
+
+
+def listing(results: Path) -> Listing:
+    """The results folder's sweep folders and their entries: one directory read per sweep, so the state of
+    n cells is linear in n whatever the number of sweeps."""
+    out: Listing = {}
+    try:
+        entries = sorted(Path(results).iterdir())
+    except OSError:  # no results folder yet
+        return out
+    for p in entries:
+        if p.name in artifacts.RESERVED_NAMES or p.name.startswith((".", "_")):
+            continue
+        try:
+            out[p] = frozenset(os.listdir(p))
+        except OSError:  # a file, or unreadable
+            continue
+    return out
+
+
+def _find_done(results: Path, cell_id: str, listing: Listing | None) -> Path | None:
+    """A finished copy of this cell in any sweep's folder (see artifacts.find_done)."""
+    if listing is None:
+        return artifacts.find_done(Path(results), cell_id)
+    if not any(cell_id in names for names in listing.values()):
+        return None
+    return next(
+        (s / cell_id for s, names in listing.items() if cell_id in names and (s / cell_id / "DONE").exists()),
+        None,
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+def _int(value: object) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return 0
+
+
+def states(
+    cells: list[Cell], results: Path, *, live: bool = True, check_files: bool = False
+) -> list[CellState]:
     """States of many cells: folders first, then one query per backend for the ones that claim to be
-    queued or running, so a job that vanished without a word (kill -9, node failure, OOM) shows as killed."""
-    out = [folder_state(c, results) for c in cells]
+    queued or running, so a job that vanished without a word (kill -9, node failure, OOM) shows as killed.
+    Live, a cell claimed by a controller that died is running if a job holds its running lock, else
+    pending; and a cell any job holds the running lock of is running, whatever its status says.
+    `check_files`: also list what is missing or damaged in each finished cell's files (`incomplete`)."""
+    results = Path(results)
+    names = listing(results)
+    out = [folder_state(c, results, listing=names) for c in cells]
+    if check_files:
+        for s in out:
+            if s.done_in is not None:
+                s.incomplete = artifacts.incomplete(s.done_in)
     if not live:
         return out
+    for s in out:
+        if s.state == SUBMITTING:
+            if claim_alive(artifacts.CellDir(s.dir).status()):
+                continue
+            if job_running(s.dir):
+                s.state, s.error = "running", "its controller ended before recording the job"
+            else:
+                s.state, s.error = "pending", "its controller ended before submitting it"
     by_executor: dict[str, list[CellState]] = {}
     for s in out:
         if s.state in ACTIVE and s.job_id:
@@ -100,6 +185,9 @@ def states(cells: list[Cell], results: Path, *, live: bool = True) -> list[CellS
             alive, why = verdicts[str(s.job_id)]
             if not alive:
                 s.state, s.error = "killed", why
+    for s in out:  # a job outside the records (its controller crashed) still owns its cell
+        if s.state in (*RESUBMIT, "failed") and job_running(s.dir):
+            s.state, s.error = "running", "a job holds the cell's running lock"
     return out
 
 

@@ -1,7 +1,7 @@
 """Submitting and cancelling the cells of a sweep through a backend, idempotently: each cell's
-config.json is written before its job is queued, and a re-run submits only what is not done, queued or
-running (see state.plan_submission). Labels the cells train on that do not exist yet go out first, as
-label jobs (labeljob.py)."""
+config.json and a `submitting` claim are written before its job is queued, and a re-run submits only
+what is not done, claimed, queued or running (see state.plan_submission and plan_and_claim). Labels the
+cells train on that do not exist yet go out first, as label jobs (labeljob.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .. import artifacts
-from .backend import Backend, get_backend
-from .state import ACTIVE, CANCELLED, CellState, cell_dir, pending_labels, states, watch
+from .backend import BACKENDS, Backend, get_backend
+from .claim import SUBMITTING, owner, sweep_lock
+from .state import (
+    ACTIVE,
+    CANCELLED,
+    CellState,
+    Plan,
+    cell_dir,
+    pending_labels,
+    plan_submission,
+    states,
+    watch,
+)
 
 if TYPE_CHECKING:
     from ..grid import Cell
@@ -48,8 +59,10 @@ def submit(
     on_update: Callable[[list[CellState]], None] | None = None,
     wait: bool = True,
     poll_s: float = 2.0,
+    claimed: bool = False,
 ) -> list[CellState]:
-    """Submit the given cells (already filtered to the ones that need running)."""
+    """Submit the given cells (already filtered to the ones that need running). `claimed`: their configs
+    and claims are already written (plan_and_claim); otherwise they are claimed here."""
     backend = get_backend(executor)
     results = Path(results)
     if not cells:
@@ -57,8 +70,9 @@ def submit(
     backend.check(cells)
     folder = results / cells[0].sweep / artifacts.SUBMITIT
     folder.mkdir(parents=True, exist_ok=True)
-    for c in cells:
-        write_cell_config(c, results)
+    if not claimed:
+        with sweep_lock(results, cells[0].sweep):
+            claim_cells(cells, results)
 
     def progress(live: bool) -> None:
         if on_update:
@@ -94,3 +108,36 @@ def cancel(cells: list[Cell], results: Path) -> list[CellState]:
         artifacts.atomic_write_text(s.dir / CANCELLED, f"{time.time()}\n")
         artifacts.CellDir(s.dir).set_status("cancelled", error="cancelled by user")
     return active
+
+
+def claim_cells(cells: list[Cell], results: Path) -> None:
+    """Write each cell's config.json and a `submitting` claim in its status (call under the sweep lock):
+    a second controller sees these cells as active (launch/claim.py)."""
+    who = owner()
+    for c in cells:
+        d = write_cell_config(c, results)
+        artifacts.CellDir(d).set_status(SUBMITTING, job_id=None, claim=who, error=None, durable=False)
+
+
+def plan_and_claim(cells: list[Cell], results: Path, *, retry_failed: bool) -> tuple[Plan, list[CellState]]:
+    """Under the sweep lock: read the states, choose what to submit and claim it, so two `run`s of one
+    sweep never both choose a cell. Queued jobs left held by a controller that died before releasing
+    them are released here."""
+    if not cells:
+        return plan_submission(cells, results, retry_failed=retry_failed)
+    with sweep_lock(results, cells[0].sweep):
+        plan, sts = plan_submission(cells, results, retry_failed=retry_failed)
+        release_held(sts)
+        claim_cells(plan.to_submit, results)
+    return plan, sts
+
+
+def release_held(sts: list[CellState]) -> None:
+    """Release queued jobs that were submitted held and never released (see SlurmBackend.submit)."""
+    held: dict[str, list[str]] = {}
+    for s in sts:
+        if s.state == "queued" and s.job_id and s.executor in BACKENDS:
+            if artifacts.CellDir(s.dir).status().get("held"):
+                held.setdefault(str(s.executor), []).append(str(s.job_id))
+    for executor, job_ids in held.items():
+        get_backend(executor).release(job_ids)
