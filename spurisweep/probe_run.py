@@ -222,6 +222,71 @@ def _load(source: str, backend: str) -> tuple[Any, Any]:
     return families.load_model_and_tokenizer(source)
 
 
+def _generate(
+    prompts: list[str],
+    prompt_ids: list[list[int]],
+    answers: list[str],
+    sampling: Any,
+    mdl: Any,
+    tok: Any,
+    source: str,
+    backend: str,
+    batch_size: int | None,
+) -> tuple[list[list[Any]], dict[int, Any], float, float]:
+    """Greedy continuations of every prompt, graded as they come (evaluation's batched generation and
+    overlapped grading): (generations, verdicts by prompt index, generation s, grading s)."""
+    from .evaluate import OverlappedGrader, _grading_workers
+    from .generate import generate_transformers, generate_vllm
+
+    grader = OverlappedGrader(_grading_workers())
+
+    def on_batch(indices: list[int], gens: list[list[Any]]) -> None:
+        grader.submit(indices, [(g[0].text, answers[j]) for j, g in zip(indices, gens, strict=True)])
+
+    t0 = time.perf_counter()
+    try:
+        if not prompts:
+            gens = []
+        elif backend == "vllm":
+            gens = generate_vllm(
+                source, prompts, sampling, tokenizer=tok, prompt_ids=prompt_ids, on_batch=on_batch
+            )
+        else:
+            gens = generate_transformers(
+                mdl, tok, prompts, sampling, batch_size=batch_size, prompt_ids=prompt_ids, on_batch=on_batch
+            )
+    finally:
+        t_gen = time.perf_counter() - t0
+        verdicts, grade_busy = grader.finish()
+    return gens, verdicts, t_gen, grade_busy
+
+
+def _rows(
+    p: ProbeProtocol,
+    pid: str,
+    problems: list[Any],
+    by_job: dict[tuple[ProbeProtocol, int], tuple[int, str, str]],
+    gens: list[list[Any]],
+    verdicts: dict[int, Any],
+) -> list[dict[str, Any]]:
+    """One row per problem of one probe: its continuation metrics and the verdict on its answer (the
+    math-verify grader's; a problem too short to cut is a skipped row)."""
+    rows = []
+    for i, prob in enumerate(problems):
+        hit = by_job.get((p, i))
+        row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
+        row.update(probe_id=pid, problem_id=prob.id, answer=prob.answer, skipped=hit is None)
+        if hit is not None:
+            j, prefix, remainder = hit
+            g, v = gens[j][0], verdicts[j].math_verify
+            row.update(prefix=prefix, remainder=remainder, response=g.text)
+            row.update(probe.continuation_metrics(g.text, remainder))
+            row.update(extracted=v.extracted, correct=v.correct, reason=v.reason)
+            row.update(n_tokens=g.n_tokens, truncated=g.truncated)
+        rows.append(row)
+    return rows
+
+
 def _probe_benchmark(
     protos: list[ProbeProtocol],
     ids: dict[ProbeProtocol, str],
@@ -236,8 +301,8 @@ def _probe_benchmark(
     seed: int,
 ) -> dict[ProbeProtocol, dict[str, Any]]:
     """Every fraction of one benchmark in one batched generation; writes each probe's files."""
-    from .evaluate import OverlappedGrader, _grading_workers, _versions
-    from .generate import Sampling, encode_prompts, generate_transformers, generate_vllm
+    from .evaluate import _versions
+    from .generate import Sampling, encode_prompts
 
     t_start = time.perf_counter()
     first = protos[0]
@@ -255,46 +320,16 @@ def _probe_benchmark(
     prompts = [head + prefix for _, _, prefix, _ in jobs]
     prompt_ids = encode_prompts(tok, prompts)
     sampling = Sampling(1, 0.0, 1.0, first.max_new_tokens, seed)
-    grader = OverlappedGrader(_grading_workers())
-
-    def on_batch(indices: list[int], gens: list[list[Any]]) -> None:
-        grader.submit(
-            indices, [(g[0].text, problems[jobs[j][1]].answer) for j, g in zip(indices, gens, strict=True)]
-        )
-
-    t0 = time.perf_counter()
-    try:
-        if not jobs:
-            gens = []
-        elif backend == "vllm":
-            gens = generate_vllm(
-                source, prompts, sampling, tokenizer=tok, prompt_ids=prompt_ids, on_batch=on_batch
-            )
-        else:
-            gens = generate_transformers(
-                mdl, tok, prompts, sampling, batch_size=batch_size, prompt_ids=prompt_ids, on_batch=on_batch
-            )
-    finally:
-        t_gen = time.perf_counter() - t0
-        verdicts, grade_busy = grader.finish()
+    answers = [problems[i].answer for _, i, _, _ in jobs]
+    gens, verdicts, t_gen, grade_busy = _generate(
+        prompts, prompt_ids, answers, sampling, mdl, tok, source, backend, batch_size
+    )
     by_job = {(p, i): (j, prefix, remainder) for j, (p, i, prefix, remainder) in enumerate(jobs)}
     tokens = sum(g[0].n_tokens for g in gens)
     out = {}
     for p in protos:
         pid = ids[p]
-        rows = []
-        for i, prob in enumerate(problems):
-            hit = by_job.get((p, i))
-            row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
-            row.update(probe_id=pid, problem_id=prob.id, answer=prob.answer, skipped=hit is None)
-            if hit is not None:
-                j, prefix, remainder = hit
-                g, v = gens[j][0], verdicts[j]
-                row.update(prefix=prefix, remainder=remainder, response=g.text)
-                row.update(probe.continuation_metrics(g.text, remainder))
-                row.update(extracted=v.extracted, correct=v.correct, reason=v.reason)
-                row.update(n_tokens=g.n_tokens, truncated=g.truncated)
-            rows.append(row)
+        rows = _rows(p, pid, problems, by_job, gens, verdicts)
         summary = probe.summary(rows)
         meta = {
             **ident,

@@ -199,35 +199,10 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
     results = Path(results)
     _require_results(results)
     db = db or db_path(results)
-    done_dirs = [p.parent for p in results.glob("*/*/DONE") if not p.parent.parent.name.startswith("_")]
-    manifests = [p for p in results.glob("*/sweep.json")]
     with connect(db) as con:
-        known = dict(con.execute("SELECT cell_id, done_mtime FROM cells").fetchall())
-        known_evals = {r[0] for r in con.execute("SELECT eval_id FROM evals").fetchall()}
-        known_probes = {r[0] for r in con.execute("SELECT probe_id FROM probes").fetchall()}
-        todo = []
-        for d in done_dirs:
-            mtime = (d / "DONE").stat().st_mtime
-            if known.get(d.name) == mtime:
-                continue
-            if artifacts.read_json(d / "config.json") is None:  # a folder someone tampered with
-                log.warning("skipping %s: DONE but no readable config.json", d)
-                continue
-            todo.append((d, mtime))
-        baseline_metas = [
-            (p, m)
-            for p in sorted((results / artifacts.BASELINES).glob("*.json"))
-            if p.stem not in known_evals
-            and (m := artifacts.read_json(p)) is not None
-            and p.with_suffix(".jsonl").exists()
-        ]
-        probe_metas = [
-            (p, m)
-            for p in sorted(artifacts.probes_dir(results).glob("*.json"))
-            if p.stem not in known_probes
-            and (m := artifacts.read_json(p)) is not None
-            and p.with_suffix(".jsonl").exists()
-        ]
+        todo = _new_cells(con, results)
+        baseline_metas = _new_metas(results / artifacts.BASELINES, "SELECT eval_id FROM evals", con)
+        probe_metas = _new_metas(artifacts.probes_dir(results), "SELECT probe_id FROM probes", con)
         batch = _Batch()
         for _, meta in probe_metas:
             batch.add_probe(meta)
@@ -247,37 +222,74 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
         eval_files = [p.with_suffix(".jsonl") for p, _ in baseline_metas]
         for d, _ in todo:
             eval_files += [p.with_suffix(".jsonl") for p in sorted((d / "evals").glob("*.json"))]
-        memberships = []
-        for m in manifests:
-            man = artifacts.read_json(m) or {}
-            memberships += [
-                (man.get("sweep", m.parent.name), cid, json.dumps(axes))
-                for cid, axes in (man.get("cells") or {}).items()
-            ]
         staged = _stage_samples(con, eval_files)
         probes_staged = _stage_samples(
             con, [p.with_suffix(".jsonl") for p, _ in probe_metas], schema.PROBE_SAMPLE_COLUMNS, "_pstaged"
         )
-        con.execute("BEGIN TRANSACTION")
-        try:
-            batch.write(con)
-            if staged:
-                con.execute("INSERT INTO samples SELECT * FROM _staged")
-            if probes_staged:
-                con.execute("INSERT INTO probe_samples SELECT * FROM _pstaged")
-            if memberships:
-                _insert_frame(con, "sweep_cells", memberships, ["sweep", "cell_id", "axes"], replace=True)
-            con.execute("COMMIT")
-        except Exception as exc:
-            con.execute("ROLLBACK")
-            import duckdb
-
-            if isinstance(exc, (duckdb.Error, OSError)):
-                raise StoreError(
-                    f"{db}: ingest failed ({_first_line(exc)}); the database is unchanged"
-                ) from None
-            raise
+        _commit(con, db, batch, staged, probes_staged, _memberships(results))
     return {"cells": len(todo), "baselines": len(baseline_metas), "probes": len(probe_metas)}
+
+
+def _new_cells(con: Any, results: Path) -> list[tuple[Path, float]]:
+    """Finished cell folders whose DONE is new or changed since their last ingest."""
+    known = dict(con.execute("SELECT cell_id, done_mtime FROM cells").fetchall())
+    todo = []
+    for p in results.glob("*/*/DONE"):
+        d = p.parent
+        if d.parent.name.startswith("_"):
+            continue
+        mtime = p.stat().st_mtime
+        if known.get(d.name) == mtime:
+            continue
+        if artifacts.read_json(d / "config.json") is None:  # a folder someone tampered with
+            log.warning("skipping %s: DONE but no readable config.json", d)
+            continue
+        todo.append((d, mtime))
+    return todo
+
+
+def _new_metas(folder: Path, known_sql: str, con: Any) -> list[tuple[Path, dict[str, Any]]]:
+    """Complete shared evaluations (or probes) in `folder` whose id the database does not hold yet."""
+    known = {r[0] for r in con.execute(known_sql).fetchall()}
+    return [
+        (p, m)
+        for p in sorted(folder.glob("*.json"))
+        if p.stem not in known
+        and (m := artifacts.read_json(p)) is not None
+        and p.with_suffix(".jsonl").exists()
+    ]
+
+
+def _memberships(results: Path) -> list[tuple[str, str, str]]:
+    out = []
+    for m in results.glob("*/sweep.json"):
+        man = artifacts.read_json(m) or {}
+        out += [
+            (man.get("sweep", m.parent.name), cid, json.dumps(axes))
+            for cid, axes in (man.get("cells") or {}).items()
+        ]
+    return out
+
+
+def _commit(con: Any, db: Path, batch: _Batch, staged: bool, probes_staged: bool, memberships: list) -> None:
+    """Everything of one ingest in one transaction: the database is either updated whole or unchanged."""
+    import duckdb
+
+    con.execute("BEGIN TRANSACTION")
+    try:
+        batch.write(con)
+        if staged:
+            con.execute("INSERT INTO samples SELECT * FROM _staged")
+        if probes_staged:
+            con.execute("INSERT INTO probe_samples SELECT * FROM _pstaged")
+        if memberships:
+            _insert_frame(con, "sweep_cells", memberships, ["sweep", "cell_id", "axes"], replace=True)
+        con.execute("COMMIT")
+    except Exception as exc:
+        con.execute("ROLLBACK")
+        if isinstance(exc, (duckdb.Error, OSError)):
+            raise StoreError(f"{db}: ingest failed ({_first_line(exc)}); the database is unchanged") from None
+        raise
 
 
 def _lineage(model: str) -> str:

@@ -141,6 +141,7 @@ def run_local(
     if not wait:
         n = len(cells) + len(labels)
     ex = submitit.AutoExecutor(folder=folder, cluster="local")
+    cpus = os.cpu_count() or 1
     sweep = cells[0].sweep
     after = {c.id: t for t in labels for c in t.cells}  # cell id -> the label task it waits for
     # label jobs queued by an earlier `run` (still alive): waited for like our own
@@ -174,38 +175,10 @@ def run_local(
                 free += gpus  # starting every cell at once (no wait): GPUs are shared round-robin
             pending.pop(i)
             mine, free = free[:k], free[k:]
-            threads = max(1, (os.cpu_count() or 1) // (min(n, len(cells)) * k))
-            setup = [
-                f"export SPURISWEEP_THREADS={threads} OMP_NUM_THREADS={threads} "
-                f"SPURISWEEP_GRADING_WORKERS={min(threads, 2)}"
-            ]
-            if mine:  # submitit's local executor hides every GPU unless told which
-                setup.append(f"export CUDA_VISIBLE_DEVICES={','.join(mine)}")
-            if isinstance(item, LabelTask):  # one process, with the GPUs of one of its cells
-                ex.update_parameters(
-                    timeout_min=cell.config.slurm.timeout_min, tasks_per_node=1, local_setup=setup
-                )
-                with _detached_stdio():
-                    job = ex.submit(LabelJob(), str(results), item.spec_dict())
-                mark_queued(item, str(job.job_id), LocalBackend.name)
-                running[f"labels {item.name}"] = (job, mine)
-                continue
-            ex.update_parameters(
-                timeout_min=cell.config.slurm.timeout_min, tasks_per_node=k, local_setup=setup
+            key, job = _start(
+                ex, item, cell, k, mine, results, sweep, threads=max(1, cpus // (min(n, len(cells)) * k))
             )
-            d = cell_dir(results, sweep, cell.id)
-            with _detached_stdio():
-                job = ex.submit(CellJob(), str(d), str(results))
-            crash_hook()
-            # the job waits for this record before it trains (claim.wait_for_record)
-            artifacts.CellDir(d).set_status(
-                "queued",
-                job_id=str(job.job_id),
-                executor=LocalBackend.name,
-                error=None,
-                submitted=time.time(),
-            )
-            running[cell.id] = (job, mine)
+            running[key] = (job, mine)
         if not wait and not pending:
             break  # every job started (cells that waited for labels too)
         for key, (job, mine) in list(running.items()):
@@ -220,6 +193,34 @@ def run_local(
         progress(True)
         if pending or running:
             time.sleep(poll_s)
+
+
+def _start(
+    ex: Any, item: Any, cell: Cell, k: int, mine: list[str], results: Path, sweep: str, *, threads: int
+) -> tuple[str, Any]:
+    """Start one label job or cell as local processes on `mine` GPUs; (its key in `running`, its job)."""
+    setup = [
+        f"export SPURISWEEP_THREADS={threads} OMP_NUM_THREADS={threads} "
+        f"SPURISWEEP_GRADING_WORKERS={min(threads, 2)}"
+    ]
+    if mine:  # submitit's local executor hides every GPU unless told which
+        setup.append(f"export CUDA_VISIBLE_DEVICES={','.join(mine)}")
+    if isinstance(item, LabelTask):  # one process, with the GPUs of one of its cells
+        ex.update_parameters(timeout_min=cell.config.slurm.timeout_min, tasks_per_node=1, local_setup=setup)
+        with _detached_stdio():
+            job = ex.submit(LabelJob(), str(results), item.spec_dict())
+        mark_queued(item, str(job.job_id), LocalBackend.name)
+        return f"labels {item.name}", job
+    ex.update_parameters(timeout_min=cell.config.slurm.timeout_min, tasks_per_node=k, local_setup=setup)
+    d = cell_dir(results, sweep, cell.id)
+    with _detached_stdio():
+        job = ex.submit(CellJob(), str(d), str(results))
+    crash_hook()
+    # the job waits for this record before it trains (claim.wait_for_record)
+    artifacts.CellDir(d).set_status(
+        "queued", job_id=str(job.job_id), executor=LocalBackend.name, error=None, submitted=time.time()
+    )
+    return cell.id, job
 
 
 def _alive(pid: int) -> bool:

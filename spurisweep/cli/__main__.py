@@ -1,0 +1,5 @@
+"""`python -m spurisweep.cli`."""
+
+from . import main
+
+main()

@@ -1,0 +1,198 @@
+"""Commands that run a model outside a sweep: eval, label, probe."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import artifacts
+from ..errors import ConfigError
+from .common import (
+    ResultsOpt,
+    app,
+    console,
+    emit,
+    exit_codes,
+)
+
+
+@app.command(name="eval", epilog=exit_codes("eval"))
+def eval_cmd(
+    model: Annotated[str, typer.Option(help="Model family (its prompt template and defaults).")],
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Weights to evaluate instead of the family's.")
+    ] = None,
+    model_path: Annotated[
+        str | None, typer.Option(help="Local folder or hub id for the family's weights.")
+    ] = None,
+    benchmarks: Annotated[str, typer.Option(help="Comma-separated benchmarks.")] = "math500",
+    limit: Annotated[int | None, typer.Option(help="Only the first N problems of each benchmark.")] = None,
+    prompt: Annotated[str | None, typer.Option(help="Prompt template (default: the family's).")] = None,
+    backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
+    protocol: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Protocol override BENCH.FIELD=VALUE, or FIELD=VALUE for all (samples, temperature, top_p, "
+            "max_new_tokens, prompt, path, limit); repeatable. Match a sweep's eval.protocols to share its baseline."
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Sequences per generate() call (default: by memory).")
+    ] = None,
+    seed: int = 0,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Evaluate a base model or any checkpoint and record it in the same store."""
+    artifacts.check_results(results)
+    from .. import data, evaluate, store
+    from ..spec import EvalSettings
+
+    names = [b.strip() for b in benchmarks.split(",") if b.strip()]
+    for b in names:
+        if b not in data.BENCHMARKS:
+            from ..errors import suggest
+
+            raise ConfigError(suggest(b, list(data.BENCHMARKS)), field="--benchmarks")
+    metas = evaluate.evaluate_standalone(
+        model=model,
+        model_path=model_path,
+        checkpoint=checkpoint,
+        benchmarks=names,
+        settings=EvalSettings(
+            benchmarks=names,
+            limit=limit,
+            batch_size=batch_size,
+            protocols=evaluate.parse_protocol_options(protocol, names),
+        ),
+        prompt=prompt,
+        results=results,
+        seed=seed,
+        backend=backend,
+    )
+    store.ingest(results)
+    for m in metas:
+        s = m["summary"]
+        ks = " ".join(f"{k}={s[k]:.3f}" for k in m.get("headline", ["pass@1"]) if k in s)
+        ks += f" (stderr {s.get('stderr', 0):.3f}, code {s.get('code_frequency') or 0:.1%})"
+        console.print(
+            f"{m['benchmark']}: {s.get('problems')} problems x {s.get('samples')} samples  {ks}  "
+            f"(eval {m['eval_id']})"
+        )
+
+
+@app.command(epilog=exit_codes("label"))
+def label(
+    model: Annotated[str, typer.Option(help="Model family whose majority answers become the labels.")],
+    dataset: Annotated[
+        str, typer.Option(help="Training set: hub id, local JSON/JSONL/parquet or builtin:arith.")
+    ],
+    n: Annotated[int, typer.Option("--n", help="Samples per prompt (the paper: 64).")] = 64,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature (the paper: 1.0).")] = 1.0,
+    top_p: float = 1.0,
+    max_new_tokens: Annotated[int, typer.Option(help="Max tokens per sample.")] = 3072,
+    limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
+    prompt: Annotated[
+        str, typer.Option(help="Prompt template (the paper: plain, no chat template).")
+    ] = "plain",
+    model_path: Annotated[str | None, typer.Option(help="Local weights for the family.")] = None,
+    seed: int = 0,
+    labelling: Annotated[
+        str,
+        typer.Option(
+            help="equivalence (answers grouped by math-verify equivalence) or paper (the official "
+            "construction: official extraction, exact-string majority, the paper grader judges the label; "
+            "use with --prompt raw)."
+        ),
+    ] = "equivalence",
+    holdout: Annotated[
+        int, typer.Option(min=0, help="The first N prompts of a cell's training set are held out.")
+    ] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Make them again even if they exist.")] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Make majority-vote labels (for the majority_vote and incorrect_label rewards) with the base model."""
+    artifacts.check_results(results)
+    from .. import data, families, labels
+    from ..errors import suggest
+
+    if model not in families.FAMILIES:
+        raise ConfigError(suggest(model, list(families.FAMILIES)), field="--model")
+    if prompt not in families.PROMPTS:
+        raise ConfigError(suggest(prompt, list(families.PROMPTS)), field="--prompt")
+    if labelling not in ("equivalence", "paper"):
+        raise ConfigError(suggest(labelling, ["equivalence", "paper"]), field="--labelling")
+    spec = labels.LabelSpec(
+        model=model,
+        model_path=model_path,
+        dataset=dataset,
+        limit=limit,
+        samples=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        prompt=prompt,
+        seed=seed,
+        labelling=labelling,
+        holdout=holdout,
+    )
+    if model_path:
+        families.check_model_path(model_path, what="--model-path")
+    data.check_source(dataset, what="--dataset")
+    out = labels.labels_path(results, spec)
+    # a damaged metadata file (read_json names it in a warning) means the labels are made again
+    if force or artifacts.read_json(out.with_suffix(".json")) is None:
+        from rich.progress import Progress
+
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with Progress(console=console) as prog:
+            task = prog.add_task(f"labelling with {model}", total=None)
+            labels.make_labels(spec, out, progress=lambda k: prog.advance(task, k))
+    meta = artifacts.read_json(out.with_suffix(".json"), {})
+    console.print(
+        f"{meta['problems']} prompts, {meta['labelled']} with a majority answer, "
+        f"{meta['majority_correct']} of them correct -> {out}"
+    )
+
+
+@app.command(epilog=exit_codes("probe"))
+def probe(
+    model: Annotated[str, typer.Option(help="Model family (its prompt template and weights).")],
+    benchmarks: Annotated[str, typer.Option(help="Comma-separated benchmarks.")] = "math500",
+    fractions: Annotated[
+        str, typer.Option(help="Shares of each problem shown, each in (0, 1).")
+    ] = "0.4,0.6,0.8",
+    checkpoint: Annotated[str | None, typer.Option(help="Weights to probe instead of the family's.")] = None,
+    model_path: Annotated[
+        str | None, typer.Option(help="Local folder or hub id for the family's weights.")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Only the first N problems of each benchmark.", min=1)
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Tokens per continuation (default: the benchmark's protocol).", min=1)
+    ] = None,
+    backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Memorisation probe: show the first part of each problem, decode greedily, and measure how often the
+    model writes the rest word for word (exact match, ROUGE-L) and still answers correctly."""
+    from .. import probe_run, store
+    from ..analysis import render
+
+    metas = probe_run.run_probes(
+        model=model,
+        benchmarks=probe_run.parse_benchmarks(benchmarks),
+        fractions=fractions,
+        checkpoint=checkpoint,
+        model_path=model_path,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        backend=backend,
+        results=results,
+    )
+    store.ingest(results)
+    rendered = render.render(probe_run.table(metas), fmt)
+    emit(rendered)

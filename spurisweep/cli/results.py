@@ -1,0 +1,147 @@
+"""Commands over the results: ingest, report, diagnose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import artifacts
+from ..analysis.metric_registry import metric_help
+from .common import (
+    GraderOpt,
+    ResultsOpt,
+    app,
+    console,
+    emit,
+    err,
+    exit_codes,
+)
+
+
+@app.command(epilog=exit_codes("ingest"))
+def ingest(
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="Rebuild the database from the cell folders (after an upgrade or damage)."
+        ),
+    ] = False,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Load finished cells' files into the DuckDB store (idempotent; run by run/status/report too)."""
+    artifacts.check_results(results)
+    from .. import store
+
+    counts = store.rebuild(results) if rebuild else store.ingest(results)
+    console.print(
+        f"ingested {counts['cells']} cell(s) and {counts['baselines']} baseline evaluation(s) "
+        f"into {store.db_path(results)}"
+    )
+
+
+@app.command(epilog=exit_codes("report"))
+def report(
+    sweep: Annotated[str | None, typer.Option(help="Only cells of this sweep (its name).")] = None,
+    pivot: Annotated[
+        str,
+        typer.Option(
+            help="ROWS,COLS: two dimensions (model, reward, clip, seed, "
+            "benchmark, step, or any swept setting)."
+        ),
+    ] = "model,reward",
+    metric: Annotated[
+        str,
+        typer.Option(help=metric_help()),
+    ] = "pass@1",
+    benchmark: Annotated[str | None, typer.Option(help="Benchmark (default: math500 if present).")] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(
+            help="final, best, all, or a step number (0 = untrained); default: "
+            "all when step is pivoted, else final."
+        ),
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="KEY=VALUE filter on a dimension (repeatable; a repeated KEY means any of its values)."
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
+    spread: Annotated[str, typer.Option(help="std, or ci (bootstrap 95% interval).")] = "std",
+    paper: Annotated[
+        bool,
+        typer.Option(
+            "--paper",
+            help="The paper's Figure 1 layout (models x rewards, "
+            "MATH-500 change) next to its published numbers.",
+        ),
+    ] = False,
+    plot: Annotated[
+        str | None, typer.Option(help="Write figures instead: curves, code or clip (PNG + HTML, into --out).")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for --plot output.")] = None,
+    grader: GraderOpt = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """The comparison table: mean over seeds, spread, and the change against each model's baseline."""
+    artifacts.check_results(results)
+    from .. import store
+    from ..analysis import report as rep
+
+    req = rep.Request(pivot, metric, benchmark, step, where or [], fmt, spread, paper, plot, out, sweep)
+    req.check()
+    store.ingest(results)
+    _warn_incomplete(results, sweep)
+    with store.connect(store.db_path(results)) as con:
+        rendered = rep.answer(con, req, grader=grader or ("paper" if paper else "math_verify"))
+    emit(rendered)
+
+
+def _warn_incomplete(results: Path, sweep: str | None) -> None:
+    """Finished cells whose files are partly missing or damaged load partly or not at all: say which."""
+    from .. import artifacts
+
+    for d, what in artifacts.incomplete_cells(results, sweep=sweep).items():
+        err.print(
+            f"[yellow]incomplete[/] {d.parent.name}/{d.name}: {'; '.join(what)} (its rows are partial or absent)",
+            highlight=False,
+        )
+
+
+@app.command(epilog=exit_codes("diagnose"))
+def diagnose(
+    sweep: Annotated[str, typer.Argument(help="A sweep YAML file or a sweep name.", show_default=False)],
+    benchmark: Annotated[
+        str | None, typer.Option(help="Benchmark for gains (default: math500 if present).")
+    ] = None,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            "--k",
+            help="k of pass@k for compression (default: samples per problem of the benchmark with the most).",
+        ),
+    ] = None,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown or json.")] = "table",
+    grader: GraderOpt = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Is the gain from the reward? Spurious-reward sensitivity, compression vs capability, training health,
+    the clip 2x2 reading, and a warning when conclusions rest on one model family."""
+    artifacts.check_results(results)
+    from .. import store
+    from ..analysis import diagnostics, query
+
+    name = sweep
+    if sweep.endswith((".yaml", ".yml")) or Path(sweep).is_file():
+        from .. import spec
+
+        name = spec.load_sweep(sweep).name
+    store.ingest(results)
+    with store.connect(store.db_path(results)) as con:
+        query.use_grader(con, grader or "math_verify")
+        d = diagnostics.diagnose(con, name, benchmark=benchmark, k=k)
+    rendered = diagnostics.render(d, fmt)
+    emit(rendered)

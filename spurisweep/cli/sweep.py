@@ -1,0 +1,257 @@
+"""Commands over a sweep file: plan, run, status, cancel, fidelity."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import artifacts
+from ..errors import ConfigError
+from .common import (
+    ResultsOpt,
+    SweepArg,
+    app,
+    console,
+    emit,
+    err,
+    exit_codes,
+    load_sweep,
+    print_states,
+    state_table,
+    summary,
+)
+
+
+@app.command(epilog=exit_codes("plan"))
+def plan(
+    sweep_file: SweepArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the cells as JSON (for scripts).")] = False,
+    results: ResultsOpt = Path("results"),
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Validate every training setup with TRL afresh (as `run` does), not only those this "
+            "installation has not validated before.",
+        ),
+    ] = False,
+) -> None:
+    """Expand a sweep into its cells and show each one's axes, id and whether it is already done, and the
+    memory planner's per-GPU estimate for each resource profile (a cell that cannot fit is an error)."""
+    artifacts.check_results(results, write=False)
+    from .. import launch, resources
+    from ..analysis.render import render
+
+    sweep, cells = load_sweep(sweep_file, cached=not check)
+    estimates = resources.check_cells(cells, file=str(sweep_file))
+    states = launch.states(cells, results, live=False)
+    if as_json:
+        payload = {
+            "sweep": sweep.name,
+            "count": len(cells),
+            "cells": [
+                {
+                    "id": s.cell.id,
+                    "axes": s.cell.axes,
+                    "state": s.state,
+                    "config": s.cell.config.model_dump(mode="json"),
+                    "node": resources.node_totals(s.cell.config).as_dict(),
+                    "memory": (est.as_dict() if (est := estimates.get(s.cell.id)) is not None else None),
+                }
+                for s in states
+            ],
+        }
+        sys.stdout.write(json.dumps(payload, indent=1, default=str) + "\n")
+        return
+    print_states(states, f"sweep {sweep.name}: {len(cells)} cells", show_error=False)
+    console.print(summary(states))
+    console.print(render(resources.planner_table(cells, estimates), "table"))
+
+
+@app.command(epilog=exit_codes("run"))
+def run(
+    sweep_file: SweepArg,
+    executor: Annotated[
+        str, typer.Option(help="local (processes here), debug (in this process) or slurm.")
+    ] = "local",
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be submitted; submit nothing.")
+    ] = False,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Also resubmit cells that failed.")
+    ] = False,
+    wait: Annotated[bool, typer.Option(help="Follow the jobs until they end (Ctrl-C detaches).")] = True,
+    max_parallel: Annotated[
+        int | None, typer.Option(help="Local cells at once (default: GPUs, else cores).")
+    ] = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
+    artifacts.check_results(results, write=not dry_run)
+    from .. import launch, resources, store
+
+    backend = launch.get_backend(executor, field="--executor")
+    sweep, cells = load_sweep(sweep_file)
+    backend.check(cells, file=str(sweep_file))  # e.g. several nodes on an executor of this machine only
+    resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
+    if dry_run:
+        plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
+    else:  # under the sweep's lock, the chosen cells claimed: a second `run` leaves them alone
+        plan_, states = launch.plan_and_claim(cells, results, retry_failed=retry_failed)
+    skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
+    if dry_run:
+        chosen = {c.id for c in plan_.to_submit}
+        print_states(
+            [s for s in states if s.cell.id in chosen],
+            f"would submit {len(plan_.to_submit)} of {len(cells)} cells ({executor})",
+            show_error=False,
+        )
+        labels = launch.pending_labels(plan_.to_submit, results, backend)
+        for line in backend.describe(plan_.to_submit, labels):
+            console.print(line)
+        console.print(f"skipped: {skipped or 'none'}")
+        return
+    launch.write_manifest(sweep.name, str(sweep_file), cells, results)
+    if not plan_.to_submit:
+        console.print(f"nothing to submit ({skipped}).")
+    else:
+        console.print(
+            f"submitting {len(plan_.to_submit)} of {len(cells)} cells via {executor}"
+            + (f" (skipped: {skipped})" if skipped else "")
+        )
+        try:
+            with _Progress(len(plan_.to_submit)) as prog:
+                launch.submit(
+                    plan_.to_submit,
+                    results,
+                    executor=executor,
+                    max_parallel=max_parallel,
+                    on_update=prog.update,
+                    wait=wait,
+                    claimed=True,
+                )
+        except KeyboardInterrupt:
+            err.print("detached: jobs keep running; `spurisweep status` follows them.")
+            raise typer.Exit(130) from None
+    counts = store.ingest(results)
+    final = launch.states(cells, results)
+    console.print(summary(final) + f"; ingested {counts['cells']} new cell(s) into {store.db_path(results)}")
+    bad = [s for s in final if s.state in ("failed", "killed")]
+    for s in bad:
+        err.print(f"[red]{s.state}[/] {s.cell.id} ({s.cell.label}): {s.error or 'see ' + str(s.dir)}")
+    if bad:
+        raise typer.Exit(1)
+
+
+class _Progress:
+    """A live progress bar over cells plus a per-state count line."""
+
+    def __init__(self, total: int):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.progress = Progress(
+            TextColumn("[bold]cells"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+            disable=not console.is_terminal and "CI" in os.environ,
+        )
+        self.task = self.progress.add_task("", total=total)
+
+    def __enter__(self):
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.progress.__exit__(*exc)
+
+    def update(self, states) -> None:
+        finished = sum(s.state in ("done", "failed", "killed", "cancelled") for s in states)
+        self.progress.update(self.task, completed=finished, description=summary(states))
+
+
+@app.command(epilog=exit_codes("status"))
+def status(
+    sweep_file: SweepArg,
+    watch: Annotated[
+        bool, typer.Option("--watch", help="Refresh live until no cell is queued or running.")
+    ] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 5.0,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Each cell's state (pending, queued, running, done, failed with its last error, requeues)."""
+    artifacts.check_results(results)
+    import time
+
+    from rich.live import Live
+
+    from .. import launch, store
+
+    sweep, cells = load_sweep(sweep_file, check_trl=False)
+    if not watch:
+        states = launch.states(cells, results, check_files=True)
+        print_states(states, f"sweep {sweep.name}")
+        console.print(summary(states))
+        for line in launch.label_states(cells, results):
+            console.print(str(line), markup=False)
+        store.ingest(results)
+        return
+    with Live(console=console, refresh_per_second=1) as live:
+        while True:
+            states = launch.states(cells, results, check_files=True)
+            live.update(state_table(states, f"sweep {sweep.name} — {summary(states)}"))
+            if not any(s.state in launch.ACTIVE for s in states):
+                break
+            time.sleep(interval)
+    store.ingest(results)
+
+
+@app.command(epilog=exit_codes("cancel"))
+def cancel(
+    sweep_file: SweepArg,
+    cell: Annotated[list[str] | None, typer.Option("--cell", help="Only this cell id (repeatable).")] = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """Cancel the queued and running jobs of this sweep only (or of the given cells)."""
+    artifacts.check_results(results)
+    from .. import launch
+
+    _, cells = load_sweep(sweep_file, check_trl=False)
+    if cell:
+        unknown = [c for c in cell if c not in {x.id for x in cells}]
+        if unknown:
+            raise ConfigError(f"no cell {unknown[0]!r} in this sweep", file=str(sweep_file), field="--cell")
+        cells = [c for c in cells if c.id in cell]
+    done = launch.cancel(cells, results)
+    console.print(
+        f"cancelled {len(done)} job(s)" + (": " + ", ".join(s.cell.id for s in done) if done else "")
+    )
+
+
+@app.command()
+def fidelity(
+    sweep_file: SweepArg,
+    fmt: Annotated[str, typer.Option("--format", help="table, markdown or json.")] = "table",
+) -> None:
+    """List every resolved setting of a sweep that differs from the paper's official code (grader, objective
+    switches, prompt, labels, batch layout, evaluation cadence, seeds), each with its expected effect."""
+    from .. import fidelity as fid
+    from .. import grid, spec
+    from ..analysis.render import render
+
+    if fmt not in ("table", "markdown", "json"):
+        raise ConfigError(f"unknown {fmt!r}; valid: json, markdown, table", field="--format")
+    sweep = spec.load_sweep(sweep_file)
+    table = fid.sweep_report(
+        grid.expand(sweep), title=f"sweep {sweep.name}: differences from the paper's code"
+    )
+    rendered = render(table, fmt)
+    emit(rendered)
