@@ -80,6 +80,26 @@ class Benchmark:
     description: str = ""
     # generated afresh, so no model can have memorised it: the control of the contamination diagnosis
     fresh: bool = False
+    display: str = ""  # the name tables print (default: `name`)
+    problem_field: str | None = None  # the source's field names when they are not the usual ones
+    answer_field: str | None = None
+    # its own answer format: "module:function" mapping a response to the answer text (None: none found);
+    # graded as if the response had boxed it, by every grader (None: the graders' own extraction)
+    extractor: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.display or self.name
+
+    def grading_text(self, response: str) -> str:
+        """What the graders read: the response, or the answer this benchmark's own extractor found in it."""
+        if self.extractor is None:
+            return response
+        import importlib
+
+        module, _, attr = self.extractor.partition(":")
+        found = getattr(importlib.import_module(module), attr)(response)
+        return response if found is None else f"\\boxed{{{found}}}"
 
     @property
     def hub_id(self) -> str:
@@ -311,12 +331,13 @@ def load_benchmark(name: str, *, path: str | None = None, limit: int | None = No
     its name, or its hub sources in order."""
     bench = get_benchmark(name)
     source = benchmark_source(name, path)
+    fields = {"problem_field": bench.problem_field, "answer_field": bench.answer_field}
     if path or is_local(source) or source.startswith("builtin:"):
-        return load_problems(source, split=bench.split, limit=limit)
+        return load_problems(source, split=bench.split, limit=limit, **fields)
     errors = []
     for hub in bench.sources:
         try:
-            return load_problems(hub.hub_id, split=hub.split, limit=limit, configs=hub.configs)
+            return load_problems(hub.hub_id, split=hub.split, limit=limit, configs=hub.configs, **fields)
         except DataError as exc:
             errors.append(str(exc))
             log.warning("benchmark %s: %s", name, exc)

@@ -365,6 +365,7 @@ def generate_share(
     Each problem's samples depend on the problem's index and the seed only, not on which other problems
     share a batch or a process (generate.py: per-row sampling streams; vLLM: per-request seeds), so the
     shares of any number of processes, merged in problem order, are the rows one process writes."""
+    bench = data.get_benchmark(proto.benchmark)
     problems = data.load_benchmark(proto.benchmark, path=proto.path, limit=proto.limit)
     indices = [i for i in range(len(problems)) if i % world == rank]
     mine = [problems[i] for i in indices]
@@ -382,7 +383,11 @@ def generate_share(
         keys = [(i, s) for i, g in zip(local, gens, strict=True) for s in range(len(g))]
         grader.submit(
             keys,
-            [(g[s].text, mine[i].answer) for i, g in zip(local, gens, strict=True) for s in range(len(g))],
+            [
+                (bench.grading_text(g[s].text), mine[i].answer)
+                for i, g in zip(local, gens, strict=True)
+                for s in range(len(g))
+            ],
         )
 
     t0 = time.perf_counter()

@@ -266,3 +266,34 @@ def test_builtin_arith_is_offline_and_deterministic():
         assert int(p.answer) == {"+": int(x) + int(y), "-": int(x) - int(y), "*": int(x) * int(y)}[op] + int(
             c
         )
+
+
+def test_a_benchmark_is_one_entry_with_its_fields_and_answer_format(tmp_path, monkeypatch):
+    """A new benchmark is one Benchmark entry: its own field names and its own answer extractor (here the
+    paper grader's, named as module:function), read by loading and by every grader; real files, real graders."""
+    import json as _json
+
+    from spurisweep import data as d
+    from spurisweep.grading import grade_batch
+
+    f = tmp_path / "bench.json"
+    f.write_text(_json.dumps([{"q": "What is 6 x 7?", "sol": "42"}, {"q": "What is 2 + 2?", "sol": "4"}]))
+    entry = d.Benchmark(
+        "mine",
+        (d.HubSource("nowhere/mine", "test"),),
+        d.GREEDY,
+        display="My benchmark",
+        problem_field="q",
+        answer_field="sol",
+        extractor="spurisweep.grading.paper:extract_answer",
+    )
+    monkeypatch.setitem(d.BENCHMARKS, "mine", entry)
+    probs = d.load_benchmark("mine", path=str(f))
+    assert [(p.problem, p.answer) for p in probs] == [("What is 6 x 7?", "42"), ("What is 2 + 2?", "4")]
+    assert entry.display_name == "My benchmark"
+    text = "so the final answer is 42"  # no box: math-verify's own extraction reads "the answer is" too,
+    graded = entry.grading_text(text)  # the entry's extractor hands both graders the same answer
+    assert graded == "\\boxed{42}"
+    for grader in ("math_verify", "paper"):
+        assert grade_batch([(graded, "42")], grader=grader, workers=0)[0].correct is True
+    assert d.BENCHMARKS["math500"].grading_text(text) == text  # no extractor: the graders' own reading
