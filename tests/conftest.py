@@ -9,6 +9,9 @@ import pytest
 
 pytest_plugins = ["tests.slurm_cluster"]
 
+# the session's real smoke-sweep results folder, shared by the store/report/diagnose tests (fixture)
+from tests.storebuilder import smoke_results  # noqa: E402, F401
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -22,7 +22,7 @@ from filelock import FileLock
 
 from spurisweep import artifacts, grid, launch, spec
 from spurisweep.launch import claim
-from tests.storebuilder import run_cli, smoke_results  # noqa: F401  (fixture)
+from tests.storebuilder import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 EXE = [sys.executable, "-m", "spurisweep.cli"]
@@ -155,7 +155,7 @@ def test_claims_of_dead_and_live_controllers(tmp_path):
     assert [s.state for s in sts] == ["running", "pending", "pending", "pending"]
 
 
-def test_one_bad_file_never_blocks_the_commands_over_the_other_cells(smoke_results, tmp_path):  # noqa: F811
+def test_one_bad_file_never_blocks_the_commands_over_the_other_cells(smoke_results, tmp_path):
     """Stray bytes in DONE, config.json, status.json and metrics.jsonl, a cut-off metrics line and a missing
     sample file: plan, status, run --dry-run, cancel and report name the file, go on, and show the cell
     as incomplete."""

@@ -11,7 +11,7 @@ import pytest
 from spurisweep import grid, metrics, spec, store
 from spurisweep.analysis import diagnostics as dg
 from spurisweep.errors import ConfigError
-from tests.storebuilder import ROOT, StoreBuilder, outcomes, run_cli, smoke_results  # noqa: F401
+from tests.storebuilder import ROOT, StoreBuilder, outcomes, run_cli
 
 PROBLEMS = 100  # 1 problem = 1 point of accuracy
 
@@ -254,7 +254,7 @@ def test_clip_2x2_sweeps_expand_to_the_four_conditions(name, model, preset, seed
     assert t.prompts_per_step * t.samples_per_prompt > t.mini_batch or t.epochs_per_rollout > 1
 
 
-def test_cli_diagnose_on_the_smoke_store(smoke_results):  # noqa: F811
+def test_cli_diagnose_on_the_smoke_store(smoke_results):
     res = str(smoke_results)
     out = run_cli(
         "diagnose", str(ROOT / "sweeps" / "smoke.yaml"), "--results", res, "--format", "markdown"

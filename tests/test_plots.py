@@ -10,7 +10,7 @@ import pytest
 from spurisweep import store
 from spurisweep.analysis import plots
 from spurisweep.errors import ConfigError
-from tests.storebuilder import StoreBuilder, outcomes, run_cli, smoke_results  # noqa: F401
+from tests.storebuilder import StoreBuilder, outcomes, run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -103,7 +103,7 @@ def test_empty_selection_still_writes_a_labelled_figure(tmp_path):
     pngs_ok(written[:1])
 
 
-def test_cli_plots_on_the_smoke_store(smoke_results, tmp_path):  # noqa: F811
+def test_cli_plots_on_the_smoke_store(smoke_results, tmp_path):
     out = tmp_path / "figs"
     for kind in plots.KINDS:
         run_cli(

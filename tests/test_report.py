@@ -20,7 +20,7 @@ from spurisweep import metrics, store
 from spurisweep.analysis import paper
 from spurisweep.analysis import report as rep
 from spurisweep.errors import ConfigError
-from tests.storebuilder import StoreBuilder, outcomes, run_cli, smoke_results  # noqa: F401
+from tests.storebuilder import StoreBuilder, outcomes, run_cli
 
 
 def build_known(path: Path) -> Path:
@@ -370,7 +370,7 @@ def test_paper_comparison_sits_next_to_stored_results(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- the smoke store
-def test_pivot_on_the_smoke_store_matches_the_samples(smoke_results):  # noqa: F811
+def test_pivot_on_the_smoke_store_matches_the_samples(smoke_results):
     with store.connect(store.db_path(smoke_results)) as con:
         p = rep.pivot(con, sweep="smoke", rows="clip", cols="reward")
         truth = con.execute("""
@@ -400,7 +400,7 @@ def test_pivot_on_the_smoke_store_matches_the_samples(smoke_results):  # noqa: F
     assert 0.0 <= cell(clip, "standard", "random")["mean"] <= 1.0
 
 
-def test_cli_report_formats_and_paper_on_the_smoke_store(smoke_results):  # noqa: F811
+def test_cli_report_formats_and_paper_on_the_smoke_store(smoke_results):
     res = str(smoke_results)
     table = run_cli("report", "--sweep", "smoke", "--results", res, "--pivot", "reward,clip")
     assert "pass@1 (%) on arith" in table.stdout and "ground_truth" in table.stdout

@@ -15,13 +15,13 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from tests.storebuilder import run_cli, smoke_results  # noqa: F401  (fixture)
+from tests.storebuilder import run_cli
 
 REPORT = ("report", "--sweep", "smoke", "--pivot", "model,reward", "--format", "csv")
 
 
 @pytest.fixture
-def copy(smoke_results: Path, tmp_path: Path) -> Path:  # noqa: F811
+def copy(smoke_results: Path, tmp_path: Path) -> Path:
     dest = tmp_path / "results"
     shutil.copytree(smoke_results, dest)
     run_cli("ingest", "--results", str(dest))
