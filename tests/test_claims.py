@@ -9,12 +9,10 @@ folder (the smoke sweep)."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from filelock import FileLock
 
 from spurisweep import artifacts, grid, launch, spec
 from spurisweep.launch import claim
+from tests.claimhelpers import trained_once, wait_for
 from tests.storebuilder import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,26 +48,6 @@ def popen(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         cwd=ROOT,
         env={**os.environ, **(env or {})},
     )
-
-
-def wait_for(pred, timeout: float, what: str) -> None:
-    t0 = time.time()
-    while not pred():
-        if time.time() - t0 > timeout:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
-def trained_once(results: Path, sweep: str, cells) -> None:
-    """Every cell finished, and its attempts log holds exactly one start of training, by the job whose id
-    and pid its status names."""
-    for c in cells:
-        d = results / sweep / c.id
-        assert (d / "DONE").exists(), d
-        rows = claim.attempts(d)
-        assert len(rows) == 1, (c.label, rows)
-        st = json.loads((d / "status.json").read_text())
-        assert (st["job_id"], st["pid"]) == (rows[0]["job_id"], rows[0]["pid"]), (st, rows)
 
 
 @pytest.mark.slow

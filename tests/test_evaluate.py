@@ -21,8 +21,7 @@ from spurisweep import artifacts, data, evaluate, families, generate, metrics, s
 from spurisweep.cli import app
 from spurisweep.errors import ConfigError
 from spurisweep.spec import EvalSettings, ProtocolOverride
-
-from .test_generate import FakeVLLM
+from tests.fakes import FakeVLLM
 
 
 # ---------------------------------------------------------------------------------------------- metrics

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import sys
 import types
-from dataclasses import dataclass, field
-from typing import Any
 
 import pytest
 
 from spurisweep import data, families, generate
 from spurisweep.errors import ConfigError
 from spurisweep.generate import Generation, Sampling
+from tests.fakes import FakeVLLM
 
 
 @pytest.fixture(scope="module")
@@ -204,58 +203,6 @@ def test_choose_backend():
 
 
 # ---------------------------------------------------------------------------------------------- vLLM (faked)
-@dataclass
-class FakeOutput:
-    index: int
-    text: str
-    token_ids: list[int]
-    finish_reason: str
-
-
-@dataclass
-class FakeVLLM:
-    """Stands in for vLLM (no GPU here): records engines and generate calls, answers deterministically."""
-
-    engines: list[dict[str, Any]] = field(default_factory=list)
-    calls: list[tuple[list[Any], Any]] = field(default_factory=list)
-
-    def module(self) -> types.ModuleType:
-        fake = self
-        mod = types.ModuleType("vllm")
-
-        class SamplingParams:
-            def __init__(self, **kw):
-                self.__dict__.update(kw)
-
-        class LLM:
-            def __init__(self, **kw):
-                fake.engines.append(kw)
-
-            def get_tokenizer(self):
-                raise AssertionError("spurisweep passes its own tokenizer")
-
-            def generate(self, inputs, params, use_tqdm=True):
-                fake.calls.append((inputs, params))
-                results = []
-                for i, inp in enumerate(inputs):
-                    outs = [
-                        FakeOutput(
-                            s,
-                            f"p{i} s{s} \\boxed{{{i}}}",
-                            [7] * (s + 1),
-                            "length" if s == params.n - 1 else "stop",
-                        )
-                        for s in range(params.n)
-                    ]
-                    results.append(
-                        types.SimpleNamespace(prompt_token_ids=inp["prompt_token_ids"], outputs=outs[::-1])
-                    )  # out of order on purpose
-                return results
-
-        mod.LLM, mod.SamplingParams = LLM, SamplingParams
-        return mod
-
-
 @pytest.fixture
 def fake_vllm(monkeypatch):
     fake = FakeVLLM()

@@ -15,7 +15,7 @@ import pytest
 
 from spurisweep import grid, launch, spec
 from spurisweep.launch import claim
-from tests.test_claims import trained_once, wait_for
+from tests.claimhelpers import trained_once, wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
