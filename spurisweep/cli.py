@@ -209,7 +209,9 @@ def run(
     from . import launch, resources, store
 
     backend = launch.get_backend(executor, field="--executor")
-    sweep, cells = _load(sweep_file)
+    # a dry run previews, as `plan` does: setups this installation validated before are not validated
+    # again (the real run validates every one afresh)
+    sweep, cells = _load(sweep_file, cached=dry_run)
     resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
     if dry_run:
         plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
