@@ -179,11 +179,12 @@ def bench_plan(n: int, tmp: Path) -> None:
         f"plan {cells_n} cells, first time     : {first:6.2f} s  (validates {len(lrs)} training setups with TRL)"
     )
     for cmd in (("plan",), ("run", "--dry-run")):
-        wall, rss, out = _timed_cli(*cmd[:1], str(sweep_file), *cmd[1:], "--results", str(res))
+        wall, cpu, rss, out = _timed_cli(*cmd[:1], str(sweep_file), *cmd[1:], "--results", str(res))
         assert f"{cells_n}" in out
         what = " ".join(cmd)
         print(
-            f"{what:<14} {cells_n} cells      : {wall:6.2f} s, peak {rss:5.0f} MB  (target < 10 s, < 600 MB)"
+            f"{what:<14} {cells_n} cells      : {wall:6.2f} s ({cpu:.2f} s CPU), peak {rss:5.0f} MB  "
+            "(target < 10 s, < 600 MB)"
         )
     gc.collect()
     t = time.perf_counter()

@@ -96,7 +96,9 @@ def run(
     from .. import launch, resources, store
 
     backend = launch.get_backend(executor, field="--executor")
-    sweep, cells = load_sweep(sweep_file)
+    # a dry run previews, as `plan` does: setups this installation validated before are not validated
+    # again (the real run validates every one afresh)
+    sweep, cells = load_sweep(sweep_file, cached=dry_run)
     backend.check(cells, file=str(sweep_file))  # e.g. several nodes on an executor of this machine only
     resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
     if dry_run:
