@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, suggest
@@ -332,71 +331,3 @@ def table(p: Pivot, spread: str = "std") -> rnd.Table:
         meta={"rows": p.rows, "cols": p.cols, "metric": p.metric, "benchmark": p.benchmark, "step": p.step},
         justify=["left" if h == hdr[0] else "right" for h in hdr],
     )
-
-
-@dataclass
-class Request:
-    """What `spurisweep report` was asked for (its options, checked before anything is read)."""
-
-    pivot: str
-    metric: str
-    benchmark: str | None
-    step: str | None
-    where: list[str]
-    fmt: str
-    spread: str
-    paper: bool
-    plot: str | None
-    out: Path | None
-    sweep: str | None
-
-    @property
-    def dims(self) -> list[str]:
-        return [p.strip() for p in self.pivot.split(",") if p.strip()]
-
-    def check(self) -> None:
-        from .. import artifacts
-
-        if len(self.dims) != 2:
-            raise ConfigError(f"expected two comma-separated dimensions, got {self.pivot!r}", field="--pivot")
-        if self.spread not in ("std", "ci"):
-            raise ConfigError(f"unknown spread {self.spread!r}; valid: std, ci", field="--spread")
-        if self.plot is not None and self.out is None:
-            raise ConfigError("--plot needs --out DIR (where the PNG and HTML files go)", field="--out")
-        if self.plot is not None and self.out is not None:
-            artifacts.check_folder(self.out, option="--out")
-
-
-def answer(con: Any, req: Request, *, grader: str) -> Any:
-    """The rendered answer to a report request: figures written (--plot), the paper comparison (--paper),
-    or the pivot table, counting `grader`'s verdicts."""
-    from . import query
-
-    query.use_grader(con, grader)
-    if req.plot is not None:
-        from . import plots
-
-        written = plots.write_plots(
-            con, req.plot, req.out, sweep=req.sweep, benchmark=req.benchmark, where=req.where
-        )
-        return "wrote " + ", ".join(str(w) for w in written)
-    if req.paper:
-        from . import paper as paper_mod
-
-        cmp = paper_mod.compare(
-            con, sweep=req.sweep, benchmark=req.benchmark, step=req.step, spread=req.spread, where=req.where
-        )
-        return paper_mod.render(cmp, req.fmt)
-    rows, cols = req.dims
-    p = pivot(
-        con,
-        sweep=req.sweep,
-        rows=rows,
-        cols=cols,
-        metric=req.metric,
-        benchmark=req.benchmark,
-        step=req.step,
-        where=req.where,
-        spread=req.spread,
-    )
-    return render(p, req.fmt, req.spread)

@@ -89,7 +89,7 @@ def report(
     """The comparison table: mean over seeds, spread, and the change against each model's baseline."""
     artifacts.check_results(results)
     from .. import store
-    from ..analysis import report as rep
+    from ..analysis import request as rep
 
     req = rep.Request(pivot, metric, benchmark, step, where or [], fmt, spread, paper, plot, out, sweep)
     req.check()
