@@ -222,9 +222,10 @@ def test_compression_needs_several_samples_and_health_is_gathered(tmp_path):
 def test_family_names():
     assert dg.family_of("qwen2.5-math-7b") == dg.family_of("qwen2.5-math-1.5b") == "qwen2.5-math"
     assert dg.family_of("qwen2.5-7b") == "qwen2.5"
-    assert dg.family_of("llama3.1-8b-instruct") == "llama3.1"
+    assert dg.family_of("llama3.1-8b-instruct") == dg.family_of("llama3.2-3b-instruct") == "llama3"  # lineage
     assert dg.family_of("olmo2-7b-sft") == "olmo2"
     assert dg.family_of("tiny") == "tiny"
+    assert dg.family_of("foo-7b-sft") == "foo"  # not registered: the name without size and variant
 
 
 def test_unknown_sweep_lists_the_stored_ones(tmp_path):

@@ -225,7 +225,14 @@ class Diagnosis:
 
 # ---------------------------------------------------------------------------------------------- helpers
 def family_of(model: str) -> str:
-    """A model's family: its name without the size and variant (qwen2.5-math-1.5b -> qwen2.5-math)."""
+    """A model's family: the registered family's explicit lineage (qwen2.5-math, qwen2.5, llama3, olmo2: so
+    Llama-3.1-8B-Instruct and Llama-3.2-3B-Instruct are one family); a model the registry does not know
+    falls back to its name without the size and variant (foo-7b-sft -> foo)."""
+    from ..families import FAMILIES
+
+    fam = FAMILIES.get(model)
+    if fam is not None and fam.lineage:
+        return fam.lineage
     return re.split(r"-\d+(?:\.\d+)?[bm](?:-|$)", model, maxsplit=1)[0] or model
 
 
