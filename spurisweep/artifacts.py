@@ -61,8 +61,9 @@ def labels_dir(results: Path) -> Path:
     return Path(results) / LABELS
 
 
-def submitit_dir(results: Path) -> Path:
-    return Path(results) / SUBMITIT
+def submitit_dir(results: Path, sweep: str) -> Path:
+    """submitit's job folders of one sweep (its logs and pickles)."""
+    return Path(results) / sweep / SUBMITIT
 
 
 def db_file(results: Path) -> Path:

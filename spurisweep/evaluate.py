@@ -641,7 +641,7 @@ def evaluate_standalone(
 
         raise ConfigError(suggest(template, list(families.PROMPTS)), field="prompt")
     chosen = choose_backend(backend)
-    folder = Path(results) / artifacts.BASELINES
+    folder = artifacts.baselines_dir(results)
     protos = [protocol_for(settings, b) for b in benchmarks]
 
     def eval_id(proto: ResolvedProtocol) -> str:

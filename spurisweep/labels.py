@@ -106,7 +106,7 @@ def needed(cfg: CellConfig) -> LabelSpec | None:
 
 
 def labels_path(results: Path, spec: LabelSpec) -> Path:
-    return Path(results) / artifacts.LABELS / f"{spec.model}-{spec.key()}.jsonl"
+    return artifacts.labels_dir(results) / f"{spec.model}-{spec.key()}.jsonl"
 
 
 def majority(answers: list[str | None], equal: Callable[[str, str], bool | None]) -> tuple[str | None, float]:

@@ -201,7 +201,7 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
     db = db or db_path(results)
     with connect(db) as con:
         todo = _new_cells(con, results)
-        baseline_metas = _new_metas(results / artifacts.BASELINES, "SELECT eval_id FROM evals", con)
+        baseline_metas = _new_metas(artifacts.baselines_dir(results), "SELECT eval_id FROM evals", con)
         probe_metas = _new_metas(artifacts.probes_dir(results), "SELECT probe_id FROM probes", con)
         batch = _Batch()
         for _, meta in probe_metas:

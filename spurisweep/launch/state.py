@@ -49,7 +49,7 @@ class CellState:
 
 
 def cell_dir(results: Path, sweep: str, cell_id: str) -> Path:
-    return Path(results) / sweep / cell_id
+    return artifacts.cell_path(results, sweep, cell_id)
 
 
 def read_state(cell: Cell, results: Path, *, live: bool = True) -> CellState:

@@ -68,7 +68,7 @@ def submit(
     if not cells:
         return []
     backend.check(cells)
-    folder = results / cells[0].sweep / artifacts.SUBMITIT
+    folder = artifacts.submitit_dir(results, cells[0].sweep)
     folder.mkdir(parents=True, exist_ok=True)
     if not claimed:
         with sweep_lock(results, cells[0].sweep):

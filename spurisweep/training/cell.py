@@ -182,7 +182,7 @@ class CellRun:
         model = None  # the untrained model, loaded only if a baseline evaluation is missing
         if not cfg.eval.baseline:
             return model
-        folder = self.results / artifacts.BASELINES
+        folder = artifacts.baselines_dir(self.results)
         folder.mkdir(parents=True, exist_ok=True)
         if self.sharded:  # every rank evaluates its share; rank 0 holds the shared baselines' locks
             jobs = []
