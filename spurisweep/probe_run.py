@@ -13,8 +13,9 @@ partial-prompt answer accuracy.
 
 Generation is evaluation's: the same backends (generate.choose_backend: vLLM when installed, else batched
 transformers), prompt encoding and stopping; greedy, one sample, the benchmark protocol's max_new_tokens
-unless set. All missing fractions of one benchmark generate in one batched call, and grading overlaps
-generation (evaluate.OverlappedGrader), so a probe costs about what an evaluation of the same prompts does.
+plus EXTRA_TOKENS (the continuation first finishes the problem) unless set. All missing fractions of one
+benchmark generate in one batched call, and grading overlaps generation (evaluate.OverlappedGrader), so a
+probe costs about what an evaluation of the same prompts does.
 
 Storage. One probe is (model, weights, checkpoint, benchmark, fraction, protocol); its id is "probe-" +
 ids.short_hash of those and its files are results/_probes/<probe_id>.jsonl (one row per problem,
@@ -43,6 +44,9 @@ log = logging.getLogger(__name__)
 ROW_FIELDS = tuple(schema.PROBE_SAMPLE_COLUMNS)
 #: bump when cutting, scoring or the prompt change meaning: every probe id changes with it
 PROBE_VERSION = 1
+#: tokens a continuation gets beyond the benchmark's own budget: it finishes the problem before solving it
+#: (toy-memo cut at 40% ran out of its 64 tokens inside the \boxed{} of half of its answers)
+EXTRA_TOKENS = 64
 _CHAT = ("chat", "chat_boxed")
 
 
@@ -105,7 +109,8 @@ def protocols(
 ) -> list[ProbeProtocol]:
     """One protocol per (benchmark, fraction), in that order. The benchmark's file, limit and token budget
     follow its evaluation (the benchmark's protocol with `settings.protocols` overrides: spec.EvalSettings);
-    `limit` and `max_new_tokens` override both."""
+    `limit` and `max_new_tokens` override both; by default a continuation gets EXTRA_TOKENS more than the
+    evaluation, to finish the problem before solving it."""
     template_head(template)
     out = []
     for b in benchmarks:
@@ -113,7 +118,8 @@ def protocols(
         ov = settings.protocols.get(b) if settings is not None else None
         path = ov.path if ov is not None else None
         lim = limit or (ov.limit if ov is not None and ov.limit else None) or getattr(settings, "limit", None)
-        tokens = max_new_tokens or (ov.max_new_tokens if ov is not None else None) or base.max_new_tokens
+        own = (ov.max_new_tokens if ov is not None else None) or base.max_new_tokens
+        tokens = max_new_tokens or own + EXTRA_TOKENS
         for f in probe.parse_fractions(fractions):
             out.append(ProbeProtocol(b, f, template, int(tokens), path, lim))
     return out
@@ -195,6 +201,7 @@ def ensure_probe(
     settings: Any = None,
     prompt: str | None = None,
     backend: str = "auto",
+    max_new_tokens: int | None = None,
     loaded: tuple[Any, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """The untrained model's probe for a sweep cell (`eval.probe: true`): computed once per model, weights
@@ -209,6 +216,7 @@ def ensure_probe(
         prompt=prompt,
         settings=settings,
         backend=backend,
+        max_new_tokens=max_new_tokens,
         batch_size=getattr(settings, "batch_size", None),
         loaded=loaded,
     )

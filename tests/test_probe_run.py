@@ -17,12 +17,19 @@ from spurisweep.spec import EvalSettings, ProtocolOverride
 from tests.storebuilder import run_cli
 
 # arith problems are 7 words ("What is 12 + 5 + 3?"): 0.4 and 0.6 cut them, 0.8 leaves 1 word (skipped)
-ARITH = EvalSettings(protocols={"arith": ProtocolOverride(max_new_tokens=6, limit=4)})
+ARITH = EvalSettings(protocols={"arith": ProtocolOverride(limit=4)})
+TOKENS = 6  # the random tiny model never stops by itself: short continuations keep the tests quick
 
 
 def _probe_tiny(results: Path, **kw) -> list[dict]:
     return probe_run.run_probes(
-        model="tiny", benchmarks=["arith"], fractions=[0.4, 0.6, 0.8], results=results, settings=ARITH, **kw
+        model="tiny",
+        benchmarks=["arith"],
+        fractions=[0.4, 0.6, 0.8],
+        results=results,
+        settings=ARITH,
+        max_new_tokens=TOKENS,
+        **kw,
     )
 
 
@@ -73,7 +80,12 @@ def test_a_stored_probe_is_never_computed_again(tmp_path, monkeypatch):
     # another fraction is another probe
     monkeypatch.undo()
     more = probe_run.run_probes(
-        model="tiny", benchmarks="arith", fractions="0.5", results=tmp_path, settings=ARITH
+        model="tiny",
+        benchmarks="arith",
+        fractions="0.5",
+        results=tmp_path,
+        settings=ARITH,
+        max_new_tokens=TOKENS,
     )
     assert more[0]["probe_id"] not in {m["probe_id"] for m in first}
 
@@ -90,7 +102,11 @@ def test_concurrent_cells_compute_the_probe_once(tmp_path, monkeypatch):
     out: list[list[dict]] = []
 
     def cell() -> None:
-        out.append(probe_run.ensure_probe("tiny", None, ["arith"], [0.4, 0.6], tmp_path, settings=ARITH))
+        out.append(
+            probe_run.ensure_probe(
+                "tiny", None, ["arith"], [0.4, 0.6], tmp_path, settings=ARITH, max_new_tokens=TOKENS
+            )
+        )
 
     threads = [threading.Thread(target=cell) for _ in range(2)]
     for t in threads:
