@@ -71,6 +71,7 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
     threads()
     run = CellRun(cell_dir, results)  # config, this process's role, model source and tokenizer
     model = run.evaluate_baselines()  # the untrained model, if a baseline evaluation had to load it
+    run.probe_untrained()  # eval.probe: the memorisation probe of the untrained model, shared like baselines
     # training data, rendered with the cell's prompt template (the same text evaluation uses)
     dataset = Dataset.from_list(training_rows(run.cfg, run.tok, training_problems(run.cfg, results)))
     sched = run.schedule()  # GRPOConfig arguments, updates per rollout, the checkpoint to resume from
@@ -173,6 +174,24 @@ class CellRun:
             meta=meta,
             backend="transformers",
             batch_size=cfg.eval.batch_size,
+        )
+
+    def probe_untrained(self) -> None:
+        """The memorisation probe of the untrained model on the cell's benchmarks (eval.probe), once per
+        model and shared like a baseline (probe_run.ensure_probe locks and never recomputes); rank 0."""
+        cfg = self.cfg
+        if not cfg.eval.probe or rank() != 0:
+            return
+        from .. import probe_run
+
+        probe_run.ensure_probe(
+            cfg.model,
+            cfg.model_path,
+            cfg.eval.benchmarks,
+            cfg.eval.probe_fractions,
+            self.results,
+            settings=cfg.eval,
+            prompt=cfg.prompt,
         )
 
     def evaluate_baselines(self) -> Any:
