@@ -138,10 +138,14 @@ def test_labels_are_made_once_by_their_own_job_before_the_cells(tmp_path):
 
 @pytest.mark.slow
 def test_cells_do_not_start_when_their_label_job_fails(tmp_path):
-    """Labels that cannot be made (the training file is missing) fail their label job; the cells that
-    wait on it are recorded failed with its error and never start, while the others train."""
+    """Labels that cannot be made (the model folder passes the plan-time check, a config.json, but holds no
+    model) fail their label job; the cells that wait on it are recorded failed with its error and never
+    start, while the others train."""
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{}")
     sweep, cells = sweep_cells(
-        tmp_path, 'overrides: [{when: {reward: majority_vote}, set: {data.train: "/nonexistent.jsonl"}}]'
+        tmp_path, f'overrides: [{{when: {{reward: majority_vote}}, set: {{model_path: "{broken}"}}}}]'
     )
     res = tmp_path / "res"
     out = cli("run", str(sweep), "--results", str(res))
@@ -153,4 +157,4 @@ def test_cells_do_not_start_when_their_label_job_fails(tmp_path):
     assert all("label job" in s.error and "failed" in s.error for s in failed)
     assert all(s.job_id is None for s in failed)  # never started
     (state,) = launch.label_states(cells, res)
-    assert state.state == "failed" and "nonexistent" in (state.error or "")
+    assert state.state == "failed" and state.error  # the label job's own error, recorded for status
