@@ -186,7 +186,7 @@ def test_hundred_cells_ingested_once_under_concurrent_ingest(tmp_path):
         assert dup == 0
         n = con.execute("SELECT count(*) FROM samples").fetchone()[0]
     again = store.ingest(res)
-    assert again == {"cells": 0, "baselines": 0}
+    assert again == {"cells": 0, "baselines": 0, "probes": 0}
     with store.connect(res / "spurisweep.duckdb", read_only=True) as con:
         assert con.execute("SELECT count(*) FROM samples").fetchone()[0] == n
 
