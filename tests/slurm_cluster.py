@@ -219,6 +219,21 @@ def _start_cluster(test_dir: Path) -> Iterator[SlurmCluster]:
         subprocess.run(["bash", str(STOP_SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.fixture(autouse=True)
+def _no_slurm_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
+    """After each test that uses the cluster, cancel its jobs and wait for the queue to drain, so a test
+    that failed halfway (and never reached its own cleanup) cannot hold the node's CPUs for the next one."""
+    if "slurm_cluster" not in request.fixturenames:
+        yield
+        return
+    cluster: SlurmCluster = request.getfixturevalue("slurm_cluster")
+    yield
+    cluster.cancel_all()
+    deadline = time.monotonic() + 90  # scancel's SIGKILL follows SIGTERM after KillWait (30 s by default)
+    while time.monotonic() < deadline and cluster.run("squeue", "-h", check=False).strip():
+        time.sleep(0.5)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster() -> Iterator[SlurmCluster]:
     """Session-wide real SLURM cluster; sets os.environ["SLURM_CONF"] while it is up (see module doc)."""

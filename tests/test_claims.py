@@ -134,6 +134,30 @@ def test_claims_of_dead_and_live_controllers(tmp_path):
     assert [s.state for s in sts] == ["running", "pending", "pending", "pending"]
 
 
+def test_a_cancelled_cell_whose_job_is_still_stopping_is_neither_cancelled_again_nor_resubmitted(tmp_path):
+    """After `cancel`, SLURM sends SIGTERM and kills only after KillWait: meanwhile the job still holds the
+    cell's running lock (held here by the test). The cell reads `cancelled` (stopping), a second `cancel`
+    does not count it, and `run` waits for it instead of queueing a job that would find the lock held."""
+    sweep = tmp_path / "twice.yaml"
+    sweep.write_text(FOUR)
+    res = tmp_path / "res"
+    cells = grid.expand(spec.load_sweep(sweep))
+    for c in cells:
+        artifacts.CellDir(launch.write_cell_config(c, res)).set_status("queued", job_id="1", executor="debug")
+    stopping = cells[0]
+    d = res / "twice" / stopping.id
+    (d / launch.CANCELLED).write_text("0\n")
+    artifacts.CellDir(d).set_status("cancelled", error="cancelled by user")
+    with FileLock(str(artifacts.CellDir(d).running_lock_path)):
+        sts = launch.states(cells, res, live=False) + launch.states([stopping], res)[:1]
+        assert sts[-1].state == "cancelled" and sts[-1].stopping and "still stopping" in str(sts[-1].error)
+        plan, _ = launch.plan_submission(cells, res, retry_failed=False)
+        assert stopping not in plan.to_submit and plan.skipped.get("stopping") == [stopping]
+        assert launch.cancel([stopping], res) == []
+    plan, _ = launch.plan_submission([stopping], res, retry_failed=False)
+    assert plan.to_submit == [stopping]  # its job has ended: submitted again
+
+
 def test_one_bad_file_never_blocks_the_commands_over_the_other_cells(smoke_results, tmp_path):
     """Stray bytes in DONE, config.json, status.json and metrics.jsonl, a cut-off metrics line and a missing
     sample file: plan, status, run --dry-run, cancel and report name the file, go on, and show the cell

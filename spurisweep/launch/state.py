@@ -46,6 +46,8 @@ class CellState:
     health: list[str] = field(default_factory=list)
     #: what is missing or damaged in a finished cell's files (states(check_files=True) only)
     incomplete: list[str] = field(default_factory=list)
+    #: cancelled, but its job still holds the running lock (it is winding down after scancel / SIGTERM)
+    stopping: bool = False
 
 
 def cell_dir(results: Path, sweep: str, cell_id: str) -> Path:
@@ -187,7 +189,10 @@ def states(
                 s.state, s.error = "killed", why
     for s in out:  # a job outside the records (its controller crashed) still owns its cell
         if s.state in (*RESUBMIT, "failed") and job_running(s.dir):
-            s.state, s.error = "running", "a job holds the cell's running lock"
+            if s.state == "cancelled":  # already told to stop: not running again, not submitted again yet
+                s.stopping, s.error = True, "cancelled by user; its job is still stopping"
+            else:
+                s.state, s.error = "running", "a job holds the cell's running lock"
     return out
 
 
@@ -201,7 +206,9 @@ def plan_submission(cells: list[Cell], results: Path, *, retry_failed: bool) -> 
     sts = states(cells, results)
     to_submit, skipped = [], {}
     for s in sts:
-        if s.state in RESUBMIT or (s.state == "failed" and retry_failed):
+        if s.stopping:  # a new job would find the cell's lock held and leave: wait for the old one to end
+            skipped.setdefault("stopping", []).append(s.cell)
+        elif s.state in RESUBMIT or (s.state == "failed" and retry_failed):
             to_submit.append(s.cell)
         else:
             skipped.setdefault(s.state, []).append(s.cell)

@@ -97,7 +97,7 @@ def submit(
 def cancel(cells: list[Cell], results: Path) -> list[CellState]:
     """Cancel queued and running jobs of these cells only. A cell recorded under an executor this
     version does not know is a ConfigError, raised before anything is cancelled."""
-    active = [s for s in states(cells, results) if s.state in ACTIVE and s.job_id]
+    active = [s for s in states(cells, results) if s.state in ACTIVE and s.job_id]  # not `stopping` ones
     backends: dict[str, Backend] = {}
     for s in active:
         if str(s.executor) not in backends:
