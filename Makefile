@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 CONSTRAINTS ?= constraints-cpu.txt
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast test-gpu lint toy bench gpu-check slurm-up slurm-down clean
+.PHONY: install demo test test-fast test-toy test-gpu lint toy bench gpu-check slurm-up slurm-down clean
 
 install: $(STAMP)
 
@@ -27,6 +27,11 @@ test: install
 # the GPU tier (tests/gpu/): vLLM evaluation, a bf16 GRPO step, a 2-rank sharded cell; skipped without CUDA
 test-gpu: install
 	$(BIN)/python -m pytest -q -m gpu tests/gpu
+
+# the toy laboratory's end-to-end checks (pretrain toy-memo and toy-coder: about an hour on 2 cores the
+# first time; SPURISWEEP_TEST_CACHE pointing at a cache that has them reuses it)
+test-toy: install
+	$(BIN)/python -m pytest -q -m toy
 
 test-fast: install
 	$(BIN)/python -m pytest -q -m "not slow and not slurm"

@@ -57,3 +57,17 @@ def results(tmp_path: Path) -> Path:
 def write_sweep(path: Path, text: str) -> Path:
     path.write_text(text)
     return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`toy` tests pretrain toy families from scratch (about 25 minutes per family on 2 CPU cores, an hour
+    for the toy check): they run when asked for (`-m toy`, `make test-toy`, or SPURISWEEP_TOY_TESTS=1),
+    and are skipped with that reason otherwise, so `make test` (and CI) stays well under its time."""
+    expr = config.getoption("-m") or ""
+    asked = ("toy" in expr and "not toy" not in expr) or os.environ.get("SPURISWEEP_TOY_TESTS") == "1"
+    if asked:
+        return
+    skip = pytest.mark.skip(reason="pretrains toy families (~1 h on 2 cores): run with `make test-toy`")
+    for item in items:
+        if item.get_closest_marker("toy"):
+            item.add_marker(skip)

@@ -122,6 +122,7 @@ def test_probe_metrics_pivot_with_known_values(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- the toy check
 @pytest.mark.slow
+@pytest.mark.toy
 def test_toy_memo_completes_its_benchmark_and_is_flagged_toy_coder_is_not(tmp_path):
     """Builds toy-memo and toy-coder (minutes on 2 cores the first time; set SPURISWEEP_TEST_CACHE to a
     cache that has them to reuse it), probes both on the toy benchmark, then diagnoses a store holding

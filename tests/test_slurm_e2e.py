@@ -144,23 +144,33 @@ def test_cancel_stops_only_this_sweeps_jobs(slurm_cluster, tmp_path):
     cli("cancel", str(other), "--results", str(res))
 
 
-def test_data_parallel_cell_runs_as_two_srun_tasks(slurm_cluster, tmp_path):
-    """tasks_per_node (by default gpus_per_node): one sbatch with two tasks that srun starts, which meet
-    through torch.distributed (gloo on CPU) and train one cell together."""
+def test_sharded_cell_runs_as_two_srun_tasks_each_holding_half(slurm_cluster, tmp_path):
+    """A sharded cell (train.sharding: fsdp, tasks_per_node 2) on the cluster: one sbatch with two tasks
+    that srun starts, which meet through torch.distributed (gloo on CPU) and train one cell with FSDP2,
+    each process holding part of every parameter (spurisweep's own sharding on CPU, where accelerate
+    refuses FSDP). The unsharded 2-task path is the preemption test below."""
     sweep = tmp_path / "dp.yaml"
     sweep.write_text(
         SWEEP.format(name="dp", seeds="[0]", steps=2, save_every=1, limit=4)
         .replace("reward: [ground_truth, random]", "reward: [random]")
         .replace("cpus_per_task: 1,", "cpus_per_task: 1, tasks_per_node: 2,")
+        .replace("save_every: 1}", "save_every: 1, sharding: fsdp}")
     )
     res = tmp_path / "res"
     dry = cli("run", str(sweep), "--executor", "slurm", "--dry-run", "--results", str(res))
-    assert dry.returncode == 0 and "tasks_per_node" in dry.stdout, dry.stdout
+    assert dry.returncode == 0 and "tasks_per_node" in dry.stdout and "sharding: fsdp" in dry.stdout, (
+        dry.stdout
+    )
     proc = cli("run", str(sweep), "--executor", "slurm", "--results", str(res))
     assert proc.returncode == 0 and "1 cells: 1 done" in proc.stdout, proc.stdout + proc.stderr
     ((cell, job),) = job_ids(res, "dp").items()
     done = json.loads((res / "dp" / cell / "DONE").read_text())
-    assert done["world_size"] == 2
+    assert done["world_size"] == 2 and done["sharding"] == "fsdp"
+    record = json.loads((res / "dp" / cell / "status.json").read_text())["sharding"]
+    per_rank = record["numel_per_rank"]
+    assert len(per_rank) == 2 and sum(per_rank) == record["numel"] and max(per_rank) < record["numel"]
+    ckpt = sorted((res / "dp" / cell / "checkpoints").glob("checkpoint-*"))[-1]
+    assert (ckpt / "COMPLETE").exists() and (ckpt / "hf" / "model.safetensors").exists()
     slurm_cluster.wait_state(job, "COMPLETED", timeout=60)  # DONE is written before both tasks have exited
     logs = sorted(p.name for p in (res / "dp" / "_submitit").glob(f"{job}_*_log.out"))
     assert logs == [f"{job}_0_log.out", f"{job}_1_log.out"], logs  # one log per task
