@@ -9,8 +9,11 @@ something that affects the results changes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import gc
 import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,8 +177,28 @@ def _display(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- expansion
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a grid is built. Every cell allocates hundreds of container
+    objects (dicts, pydantic models) that live on, so the collector's full passes over the growing heap
+    took 45% of expanding 20,000 cells (7.7 s against 4.2 s, bench/submit.py). Nothing built here forms a
+    cycle; reference counting still frees every temporary, and the collector runs again afterwards."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def expand(sweep: Sweep) -> list[Cell]:
     """All cells of a sweep, in grid order. Raises ConfigError (file + field) on any invalid input."""
+    with _gc_paused():
+        return _expand(sweep)
+
+
+def _expand(sweep: Sweep) -> list[Cell]:
     spec = sweep.spec
     file = str(sweep.path)
     data.data_dir()  # a SPURISWEEP_DATA_DIR that is no folder fails here, before any cell is planned
