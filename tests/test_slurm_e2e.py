@@ -46,11 +46,26 @@ def cli(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
     )
 
 
-def wait_for(pred, timeout: float, what: str, poll: float = 0.5) -> None:
+#: how long a test waits for a job's progress before it gives up: a hung job fails the test, a slow (loaded)
+#: machine only makes it take longer; run 2 of this suite on a loaded 2-core machine needed more than 300 s
+#: for a 2-task cell's first checkpoint
+PATIENCE_S = 900
+
+
+def wait_for(pred, timeout: float, what: str, poll: float = 0.5, logs: Path | None = None) -> None:
+    """Poll `pred` until it holds; on timeout, fail with the tails of the job logs under `logs`."""
     t0 = time.time()
     while not pred():
         if time.time() - t0 > timeout:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            tails = (
+                "".join(
+                    f"\n--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-15:])
+                    for p in sorted(logs.glob("*_log.*"))[-4:]
+                )
+                if logs is not None
+                else ""
+            )
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}{tails}")
         time.sleep(poll)
 
 
@@ -99,13 +114,19 @@ def test_preempted_cell_is_requeued_and_resumes_from_its_checkpoint(slurm_cluste
     cdir = res / "pre" / target.id
     wait_for(
         lambda: any((c / "COMPLETE").exists() for c in (cdir / "checkpoints").glob("checkpoint-*")),
-        300,
+        PATIENCE_S,
         "a first checkpoint",
+        logs=cdir.parent / "_submitit",
     )
     job = json.loads((cdir / "status.json").read_text())["job_id"]
     assert not (cdir / "DONE").exists(), "the cell finished before it could be preempted"
     slurm_cluster.preempt(job)  # USR2, as SLURM sends before preemption / the time limit
-    wait_for(lambda: (cdir / "DONE").exists(), 400, "the requeued cell to finish")
+    wait_for(
+        lambda: (cdir / "DONE").exists(),
+        PATIENCE_S,
+        "the requeued cell to finish",
+        logs=cdir.parent / "_submitit",
+    )
     st = json.loads((cdir / "status.json").read_text())
     assert st["requeues"] == 1 and st["attempts"] == 2
     done = json.loads((cdir / "DONE").read_text())
@@ -190,13 +211,19 @@ def test_preempted_data_parallel_cell_resumes_on_both_ranks(slurm_cluster, tmp_p
     cdir = res / "dpre" / cell.id
     wait_for(
         lambda: any((c / "COMPLETE").exists() for c in (cdir / "checkpoints").glob("checkpoint-*")),
-        300,
+        PATIENCE_S,
         "a first checkpoint",
+        logs=cdir.parent / "_submitit",
     )
     job = json.loads((cdir / "status.json").read_text())["job_id"]
     assert not (cdir / "DONE").exists(), "the cell finished before it could be preempted"
     slurm_cluster.preempt(job)  # every task gets USR2; rank 0 checkpoints and requeues the whole job
-    wait_for(lambda: (cdir / "DONE").exists(), 400, "the requeued cell to finish")
+    wait_for(
+        lambda: (cdir / "DONE").exists(),
+        PATIENCE_S,
+        "the requeued cell to finish",
+        logs=cdir.parent / "_submitit",
+    )
     st = json.loads((cdir / "status.json").read_text())
     done = json.loads((cdir / "DONE").read_text())
     assert st["requeues"] == 1 and st["attempts"] == 2 and done["world_size"] == 2
