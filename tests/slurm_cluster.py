@@ -136,6 +136,13 @@ class SlurmCluster:
         """Cancel every job of the current user on this cluster."""
         self.run("scancel", "--user", _username(), check=False)
 
+    def drain(self, timeout: float) -> None:
+        """Cancel every job of the current user and wait up to `timeout` s for the queue to be empty."""
+        self.cancel_all()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.run("squeue", "-h", check=False).strip():
+            time.sleep(0.5)
+
     # ---- submitit ----------------------------------------------------------------------------------------
     def executor(self, folder: str | os.PathLike[str], **params: Any):
         """A submitit AutoExecutor for this cluster with small defaults; ``params`` override them."""
@@ -212,10 +219,7 @@ def _start_cluster(test_dir: Path) -> Iterator[SlurmCluster]:
     )
     yield cluster
     if cluster.started_here:
-        cluster.cancel_all()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and cluster.run("squeue", "-h", check=False).strip():
-            time.sleep(0.5)
+        cluster.drain(20)
         subprocess.run(["bash", str(STOP_SCRIPT)], env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -228,10 +232,7 @@ def _no_slurm_leftovers(request: pytest.FixtureRequest) -> Iterator[None]:
         return
     cluster: SlurmCluster = request.getfixturevalue("slurm_cluster")
     yield
-    cluster.cancel_all()
-    deadline = time.monotonic() + 90  # scancel's SIGKILL follows SIGTERM after KillWait (30 s by default)
-    while time.monotonic() < deadline and cluster.run("squeue", "-h", check=False).strip():
-        time.sleep(0.5)
+    cluster.drain(90)  # scancel's SIGKILL follows SIGTERM after KillWait (5 s on the test cluster)
 
 
 @pytest.fixture(scope="session")
