@@ -287,6 +287,30 @@ def test_local_processes_follow_the_gpus_there_are(tmp_path):
     assert [local.local_processes(c, ["0", "1", "2", "3"]) for c in (one, eight, two)] == [1, 4, 2]
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def test_rendezvous_port_is_outside_the_kernels_ephemeral_range():
+    """Rank 0's port is agreed without talking (from the job id), so it must be one the kernel never hands
+    to a client socket: submitit's own pick (20000-60000) once collided with one in CI (EADDRINUSE)."""
+    from spurisweep.launch.job import master_port
+
+    ports = [master_port(str(job), {}) for job in range(1, 5001)]
+    low, high = job_ports = min(ports), max(ports)
+    assert 1024 <= low and high < _ephemeral_low(), job_ports
+    assert len(set(ports)) > 4000  # spread: two jobs on one node rarely meet on a port
+    assert master_port("123", {}) == master_port("123", {"SLURM_RESTART_COUNT": "0"})  # every task agrees
+    requeued = [master_port(str(job), {"SLURM_RESTART_COUNT": "1"}) for job in range(1, 101)]
+    assert (
+        sum(a != b for a, b in zip(requeued, ports[:100], strict=True)) > 95
+    )  # a requeued attempt moves port
+    assert master_port("123", {"MASTER_PORT": "29512"}) == 29512  # the user's own choice wins
+
+
 @pytest.mark.slow
 def test_data_parallel_cell_trains_on_two_processes_with_one_writer(tmp_path):
     import pickle

@@ -11,9 +11,11 @@ one node or several (slurm.nodes: world size = nodes x tasks per node).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import traceback
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -129,12 +131,32 @@ def distributed_setup() -> tuple[int, int]:
     if env.num_tasks <= 1:
         return 0, 1
     dist = submitit.helpers.TorchDistributedEnvironment()
+    dist.master_port = master_port(env.job_id, os.environ)
     executor = os.environ.get("SUBMITIT_EXECUTOR", "")
     master_addr = get_backend(executor).master_addr if executor in BACKENDS else None
     if master_addr:
         dist.master_addr = master_addr
     dist.export(set_cuda_visible_devices=False, overwrite=True)
     return dist.rank, dist.world_size
+
+
+# Rank 0's rendezvous port must be the same number on every task without talking to them, so it is
+# derived from the job id. submitit's own choice draws from 20000-60000, which overlaps the kernel's
+# ephemeral range (Linux: 32768-60999): a port the kernel had just handed to some client socket made
+# rank 0's listen fail with EADDRINUSE (seen once in CI). Below 32768 the kernel never hands ports out.
+PORT_RANGE = (20000, 32768)
+
+
+def master_port(job_id: str, environ: Mapping[str, str]) -> int:
+    """The TCP port rank 0 listens on: MASTER_PORT if the user set one, else a number in PORT_RANGE drawn
+    from the job id and SLURM's restart count (a requeued job rendezvouses on a fresh port, so a task of
+    the preempted attempt that is still exiting cannot hold it)."""
+    if environ.get("MASTER_PORT"):
+        return int(environ["MASTER_PORT"])
+    restarts = environ.get("SLURM_RESTART_COUNT", "0")
+    digest = hashlib.sha256(f"{job_id}/{restarts}".encode()).digest()
+    low, high = PORT_RANGE
+    return low + int.from_bytes(digest[:4], "big") % (high - low)
 
 
 def _current_job_id() -> str | None:
