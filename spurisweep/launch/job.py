@@ -142,8 +142,11 @@ def distributed_setup() -> tuple[int, int]:
 
 # Rank 0's rendezvous port must be the same number on every task without talking to them, so it is
 # derived from the job id. submitit's own choice draws from 20000-60000, which overlaps the kernel's
-# ephemeral range (Linux: 32768-60999): a port the kernel had just handed to some client socket made
-# rank 0's listen fail with EADDRINUSE (seen once in CI). Below 32768 the kernel never hands ports out.
+# ephemeral range (Linux: 32768-60999), where the port can be taken before rank 0 listens: by any client
+# socket the kernel hands it to, or by the other ranks' own retried connects to it (a TCP connect to a
+# local port nobody listens on can be given that same port as its source and connect to itself). Either
+# makes rank 0's listen fail with EADDRINUSE (seen once in CI). Below 32768 the kernel never hands ports
+# out, so neither can happen.
 PORT_RANGE = (20000, 32768)
 
 
