@@ -7,6 +7,12 @@ from pathlib import Path
 
 import pytest
 
+# submitit configures logging when first imported (logging.config.dictConfig), and dictConfig closes every
+# handler that exists then. absl's handler (rouge-score brings it) closes a stream that is not the current
+# sys.stderr: inside a typer CliRunner.invoke that is pytest's own capture file, which the import would close
+# and the next test would fail on ("I/O operation on closed file"). Import it once, before any test runs.
+import submitit  # noqa: F401, E402
+
 pytest_plugins = ["tests.slurm_cluster"]
 
 # the session's real smoke-sweep results folder, shared by the store/report/diagnose tests (fixture)
