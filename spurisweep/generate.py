@@ -55,6 +55,8 @@ NEUTRAL_KNOBS: dict[str, Any] = {
     "encoder_repetition_penalty": 1.0,
     "length_penalty": 1.0,
 }
+#: those of them that only sampling reads (greedy decoding ignores them; the rest change greedy output too)
+SAMPLING_ONLY = frozenset({"top_k", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff"})
 #: sequences per generate() call on CPU (memory is not the limit there; compute is)
 CPU_BATCH = 32
 MAX_BATCH = 512
@@ -227,11 +229,11 @@ def generation_kwargs(model: Any, tokenizer: Any, sampling: Sampling) -> dict[st
     )
     gc = getattr(model, "generation_config", None)
     for knob, off in NEUTRAL_KNOBS.items():
+        if sampling.greedy and knob in SAMPLING_ONLY:
+            continue  # unused when greedy; transformers warns about such a knob only if we pass it
         if knob in ("top_k", "repetition_penalty") or getattr(gc, knob, None) not in (None, off):
             kw[knob] = off
-    if sampling.greedy:
-        kw.update(temperature=1.0, top_p=1.0)  # unused when greedy; set so the checkpoint's do not warn
-    else:
+    if not sampling.greedy:
         kw.update(temperature=sampling.temperature, top_p=sampling.top_p)
     return kw
 

@@ -5,6 +5,7 @@ injected into sys.modules, which records what spurisweep asks of it."""
 
 from __future__ import annotations
 
+import copy
 import sys
 import types
 
@@ -74,8 +75,16 @@ def test_checkpoint_sampling_defaults_are_neutralised(tiny):
         kw = generate.generation_kwargs(
             model, tok, Sampling(n=8, temperature=0.6, top_p=0.95, max_new_tokens=7)
         )
+        greedy = generate.generation_kwargs(model, tok, Sampling(n=1, temperature=0.0))
+        shipped = copy.deepcopy(gc)
     finally:
         gc.top_k, gc.repetition_penalty, gc.min_p = saved
+    # greedy: the penalty (which changes greedy output) is still switched off; the sampling-only knobs are
+    # left alone, since passing them is what makes transformers warn "generation flags are not valid"
+    assert greedy["do_sample"] is False and greedy["repetition_penalty"] == 1.0
+    assert not generate.SAMPLING_ONLY & set(greedy) and "temperature" not in greedy
+    shipped.update(**greedy)
+    shipped.validate(strict=True, user_set_attributes=set(greedy))  # raises on any flag it would warn about
     assert kw["top_k"] == 0 and kw["repetition_penalty"] == 1.0 and kw["min_p"] == 0.0
     assert (kw["temperature"], kw["top_p"], kw["do_sample"], kw["num_return_sequences"]) == (
         0.6,
@@ -84,8 +93,6 @@ def test_checkpoint_sampling_defaults_are_neutralised(tiny):
         8,
     )
     assert kw["max_new_tokens"] == 7 and kw["eos_token_id"] == [tok.eos_token_id]
-    greedy = generate.generation_kwargs(model, tok, Sampling(n=1, temperature=0.0))
-    assert greedy["do_sample"] is False
 
 
 # ---------------------------------------------------------------------------------------------- transformers
