@@ -8,8 +8,9 @@ accelerate did not shard after all; `export_hf` gathers the sharded weights into
 checkpoint (a sharded checkpoint holds no HF weights, and the live sharded model cannot be evaluated by
 one rank alone without deadlocking the others).
 
-How the settings travel (transformers 5.24, accelerate 1.15): `TrainingArguments(fsdp=True,
-fsdp_config=...)` -> `args.fsdp_plugin_args` (TrainingArguments._process_fsdp_args) -> Trainer builds
+How the settings travel (transformers 5.17 to 5.25, accelerate 1.15 and 1.16):
+`TrainingArguments(fsdp=True, fsdp_config=...)` -> `args.fsdp_plugin_args`
+(TrainingArguments._process_fsdp_args) -> Trainer builds
 `FullyShardedDataParallelPlugin(**args.fsdp_plugin_args)` and passes it to `Accelerator` ->
 `AcceleratorState` keeps the plugin only for multi-device GPU-like backends -> `Accelerator.prepare`
 calls `fsdp2_prepare_model` (fully_shard on each decoder layer, the embeddings/head group, then the root).
@@ -63,22 +64,53 @@ def decoder_layer_classes(model_config_or_model: Any) -> list[str]:
     return sorted(set(names))
 
 
+#: the TrainingArguments fields that switch on transformers' own gradient (activation) checkpointing,
+#: old name first: transformers <= 5.17 has `gradient_checkpointing` only; later 5.x renamed it
+#: `activation_checkpointing` and keeps `gradient_checkpointing` as a deprecated alias (to go in v6)
+CHECKPOINTING_FIELDS = ("gradient_checkpointing", "activation_checkpointing")
+
+
+def checkpointing_fields() -> tuple[str, ...]:
+    """The installed TrainingArguments' fields among CHECKPOINTING_FIELDS (decided by the dataclass
+    itself, not by a version number)."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    found = tuple(n for n in CHECKPOINTING_FIELDS if n in names)
+    if not found:
+        raise ShardingError(
+            f"transformers' TrainingArguments has none of {', '.join(CHECKPOINTING_FIELDS)}; cannot turn "
+            "its own activation checkpointing off under FSDP"
+        )
+    return found
+
+
 def fsdp_training_args(
-    model_config_or_model: Any, *, activation_checkpointing: bool, bf16: bool = False
+    model_config_or_model: Any,
+    *,
+    activation_checkpointing: bool,
+    bf16: bool = False,
+    layers: list[str] | tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     """GRPOConfig / TrainingArguments keyword arguments for FSDP2 full sharding; apply them over the cell's
-    other GRPOConfig arguments (they replace `gradient_checkpointing` and `bf16`).
+    other GRPOConfig arguments (they replace `gradient_checkpointing`/`activation_checkpointing` and
+    `bf16`).
 
-    - one FSDP unit per decoder layer (transformer-based auto-wrap);
-    - FSDP's own activation checkpointing instead of transformers' gradient checkpointing (both at once
-      would recompute twice and add an all-gather per layer in the backward pass);
+    - one FSDP unit per decoder layer (transformer-based auto-wrap): `layers`, else the model's
+      (`decoder_layer_classes`; `model_config_or_model` may then be None);
+    - FSDP's own activation checkpointing (`fsdp_config["activation_checkpointing"]`, read the same way by
+      transformers 5.17 and 5.25) instead of transformers' gradient checkpointing, which is turned off
+      under every name the installed TrainingArguments has (`checkpointing_fields`): both at once would
+      recompute twice and add an all-gather per layer in the backward pass;
     - fp32 master weights always; with `bf16` (GPU), bf16 compute through accelerate's mixed precision,
       which becomes the FSDP2 MixedPrecisionPolicy (call `use_fp32_reduce` to keep gradient reduction in
       fp32); on CPU leave `bf16` off: fp32 compute, as the unsharded CPU path;
     - sharded checkpoints (torch.distributed.checkpoint, one file set per rank): resume without gathering.
     """
-    layers = decoder_layer_classes(model_config_or_model)
-    return {
+    layers = sorted(set(layers)) if layers else decoder_layer_classes(model_config_or_model)
+    kw: dict[str, Any] = {
         "fsdp": True,
         "fsdp_config": {
             "version": 2,
@@ -89,10 +121,10 @@ def fsdp_training_args(
             "state_dict_type": "SHARDED_STATE_DICT",
             "cpu_ram_efficient_loading": False,
         },
-        "activation_checkpointing": False,  # FSDP's own (fsdp_config) replaces transformers'
-        "bf16": bool(bf16),
-        "model_init_kwargs": {"dtype": MASTER_DTYPE},
     }
+    kw.update(dict.fromkeys(checkpointing_fields(), False))  # FSDP's own (fsdp_config) replaces transformers'
+    kw.update(bf16=bool(bf16), model_init_kwargs={"dtype": MASTER_DTYPE})
+    return kw
 
 
 def use_fp32_reduce(args: Any) -> None:

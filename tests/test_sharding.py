@@ -54,8 +54,14 @@ def test_training_args_reach_accelerates_fsdp2_plugin(tiny, tmp_path, monkeypatc
 
     monkeypatch.setenv("FSDP_CPU_RAM_EFFICIENT_LOADING", "false")  # GRPOConfig sets it; restored after
     kw = sharding.fsdp_training_args(tiny, activation_checkpointing=True, bf16=True)
-    args = GRPOConfig(output_dir=str(tmp_path), use_cpu=True, gradient_checkpointing=True, **kw)
-    assert args.activation_checkpointing is False  # FSDP's own checkpointing replaces transformers'
+    # applied over the cell's own arguments, as the cell does: its gradient checkpointing is turned off
+    args = GRPOConfig(**{"output_dir": str(tmp_path), "use_cpu": True, "gradient_checkpointing": True, **kw})
+    # FSDP's own checkpointing replaces transformers', under whichever names this transformers has
+    # (5.17: gradient_checkpointing; 5.25: activation_checkpointing, gradient_checkpointing its alias)
+    fields = sharding.checkpointing_fields()
+    assert "gradient_checkpointing" in fields or "activation_checkpointing" in fields
+    for name in fields:
+        assert getattr(args, name) is False, name
     assert args.model_init_kwargs == {"dtype": "float32"}  # fp32 master weights
     p = args.fsdp_plugin_args
     assert p["fsdp_version"] == 2 and p["reshard_after_forward"] is True
@@ -67,6 +73,22 @@ def test_training_args_reach_accelerates_fsdp2_plugin(tiny, tmp_path, monkeypatc
     plugin.set_mixed_precision("bf16")  # what AcceleratorState does with bf16=True: our policy must survive
     mp = plugin.mixed_precision_policy
     assert (mp.param_dtype, mp.reduce_dtype) == (torch.bfloat16, torch.float32)
+
+
+def test_checkpointing_is_switched_off_under_the_names_this_transformers_has():
+    """Only fields the installed TrainingArguments has (transformers 5.17 has no activation_checkpointing:
+    passing it was a TypeError on every rank); FSDP's checkpointing setting lives in fsdp_config."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    fields = {f.name for f in dataclasses.fields(TrainingArguments)}
+    kw = sharding.fsdp_training_args(None, activation_checkpointing=True, layers=["LlamaDecoderLayer"])
+    named = set(sharding.CHECKPOINTING_FIELDS) & set(kw)
+    assert named and named <= fields and named == set(sharding.CHECKPOINTING_FIELDS) & fields
+    assert all(kw[n] is False for n in named)
+    assert kw["fsdp_config"]["activation_checkpointing"] is True
+    assert set(kw) - {"fsdp", "fsdp_config", "bf16", "model_init_kwargs"} == named
 
 
 def test_fp32_reduce_leaves_fp32_runs_alone(tiny, tmp_path, monkeypatch):

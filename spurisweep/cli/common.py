@@ -81,9 +81,11 @@ def load_sweep(sweep_file: Path, *, check_trl: bool = True, cached: bool = False
         # bench/submit.py). Reference counting still frees what is frozen; only cycle detection skips it.
         gc.freeze()
     if check_trl:  # TRL's cross-field rules, once per distinct training setup, before anything is queued
-        from .. import training  # TRL (when not remembered): only once the sweep itself is known to be valid
+        from .. import training, versions  # TRL (when not remembered): only once the sweep itself is valid
 
-        training.validate_all((c.config for c in cells), file=str(sweep_file), cached=cached)
+        versions.check()  # a library outside the tested set: refused before anything is queued
+
+        training.validate_all(cells, file=str(sweep_file), cached=cached)
     return sweep, cells
 
 

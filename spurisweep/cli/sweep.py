@@ -37,7 +37,8 @@ def plan(
         typer.Option(
             "--check",
             help="Validate every training setup with TRL afresh (as `run` does), not only those this "
-            "installation has not validated before.",
+            "installation has not validated before: each builds the GRPOConfig its cells train with, a "
+            "sharded cell's FSDP arguments included (no GPU, no model weights).",
         ),
     ] = False,
 ) -> None:
@@ -47,6 +48,8 @@ def plan(
     from .. import launch, resources
     from ..analysis.render import render
 
+    # --check: every training setup afresh, each with the GRPOConfig its cells train with (a sharded
+    # cell's FSDP arguments included: training.validate); an error names the file, the cell and TRL's words
     sweep, cells = load_sweep(sweep_file, cached=not check)
     estimates = resources.check_cells(cells, file=str(sweep_file))
     states = launch.states(cells, results, live=False)

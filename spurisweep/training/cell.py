@@ -58,7 +58,7 @@ from ..generate import choose_backend, release_vllm
 from ..spec import CellConfig
 from .callback import EXPORT_DIR, CellCallback
 from .checkpoints import checkpoint_number, latest_complete_checkpoint, preserved_rng, prune_checkpoints
-from .config import DDP_TIMEOUT_S, eval_interval, grpo_kwargs, updates_per_rollout
+from .config import DDP_TIMEOUT_S, eval_interval, grpo_kwargs, sharded_grpo_kwargs, updates_per_rollout
 from .data import training_problems, training_rows
 from .trackers import check_trackers_installed, tracker_env
 from .trainer import grpo_config, make_trainer
@@ -147,7 +147,7 @@ class CellRun:
                     "needs 2 or more (slurm.tasks_per_node or slurm.gpus_per_node)"
                 )
             sharding.enable_cpu_fsdp()  # before any GRPOConfig/trainer: CPU processes shard over gloo
-        self.backend = choose_backend(cfg.train.generation_backend)
+        self.backend = choose_backend(cfg.train.generation_backend, training=True)
         check_trackers_installed(cfg)
         self.source = families.model_source(cfg.model, cfg.model_path)
         self.t_start = time.time()
@@ -363,15 +363,10 @@ class CellRun:
         ckpt_dir = cell.checkpoints_dir
         kw = grpo_kwargs(cfg, str(ckpt_dir), cpu=self.cpu, world=self.world, backend=self.backend)
         kw["run_name"] = self.cell_id
-        if self.sharded:  # FSDP's own activation checkpointing replaces transformers' gradient checkpointing
-            kw["gradient_checkpointing"] = False
-            kw.update(
-                sharding.fsdp_training_args(
-                    self.source,
-                    activation_checkpointing=cfg.train.gradient_checkpointing,
-                    bf16=bool(kw["bf16"]),
-                )
-            )
+        if (
+            self.sharded
+        ):  # what plan --check built: FSDP's own activation checkpointing replaces transformers'
+            kw = sharded_grpo_kwargs(kw, cfg, self.source)
         upr = updates_per_rollout(kw, self.world)
         max_updates = int(kw["max_steps"])
         resume = latest_complete_checkpoint(ckpt_dir, clean=self.writer)

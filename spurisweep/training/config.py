@@ -1,7 +1,7 @@
 """Plan-time mapping of a cell's settings onto TRL's GRPOConfig, and its validation.
 
-Imports nothing heavy at module level (trl and transformers only inside validate, grpo_fields and
-known_trackers), so `spurisweep plan` can use it without loading TRL.
+Imports nothing heavy at module level (trl and transformers only inside validate, grpo_fields,
+known_trackers and plan_model_config), so `spurisweep plan` can use it without loading TRL.
 
 Step vocabulary: a *rollout step* (the paper's "step") generates prompts_per_step x samples_per_prompt
 responses; TRL's global_step counts gradient *updates*, `updates_per_rollout` of them per rollout step.
@@ -27,13 +27,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import os
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from .. import artifacts, clipping, families
-from ..errors import ConfigError, suggest
+from .. import artifacts, clipping, families, sharding
+from ..errors import ConfigError, ShardingError, suggest
 from ..spec import CellConfig, TrainSettings
 
 #: TRL 1.16 loss types (GRPOConfig.loss_type; TRL itself only rejects an unknown one mid-training)
@@ -79,6 +80,10 @@ SOURCE = {
     "beta": "train.beta",
     "vllm_importance_sampling_correction": "train.is_correction",
 }
+#: transformer_layer_cls_to_wrap when validating a sharded cell whose model config is not at hand without
+#: downloading or building (an unbuilt local family, an uncached hub id): GRPOConfig only joins the names,
+#: accelerate resolves them on the real model when the cell trains
+UNKNOWN_LAYERS = ("<decoder layer>",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +223,53 @@ def grpo_kwargs(
     return kw
 
 
+def sharded_grpo_kwargs(kw: dict[str, Any], cfg: CellConfig, model: Any) -> dict[str, Any]:
+    """A copy of `kw` (grpo_kwargs) with a sharded cell's FSDP arguments applied over it, exactly as the cell
+    trains with them; `kw` itself for an unsharded cell. `model`: the model's config, folder or hub id (its
+    decoder-layer class is the FSDP unit), or None for a model not at hand (UNKNOWN_LAYERS)."""
+    if cfg.train.sharding != "fsdp":
+        return kw
+    out = dict(kw)
+    out.update(
+        sharding.fsdp_training_args(
+            model,
+            activation_checkpointing=cfg.train.gradient_checkpointing,  # FSDP's own replaces transformers'
+            bf16=bool(kw.get("bf16")),
+            layers=UNKNOWN_LAYERS if model is None else None,
+        )
+    )
+    return out
+
+
+def plan_model_config(cfg: CellConfig) -> Any | None:
+    """The transformers config of a cell's model, read without downloading or building anything: a local
+    `model_path` folder's config.json, a local family's built folder, a hub family's (or hub `model_path`'s)
+    shipped config (resources/model_configs.json), else a hub id's config already in the HF cache; None
+    when none of these is at hand (an unbuilt local family, an uncached hub id) or it cannot be read."""
+    from transformers import AutoConfig
+
+    from .. import memory
+
+    try:
+        path = Path(cfg.model_path).expanduser() if cfg.model_path else None
+        if path is not None and path.is_dir():
+            return AutoConfig.from_pretrained(str(path), local_files_only=True)
+        fam = families.get(cfg.model)
+        if fam.builder is not None and path is None:
+            folder = families.cache_dir() / "models" / f"{fam.name}-v{fam.version}"  # as ensure_built
+            if not (folder / "config.json").is_file():
+                return None
+            return AutoConfig.from_pretrained(str(folder), local_files_only=True)
+        hub_id = cfg.model_path or fam.hub_id
+        shipped = memory.shipped_configs().get(hub_id)
+        if shipped is not None:
+            fields = dict(shipped)
+            return AutoConfig.for_model(fields.pop("model_type"), **fields)
+        return AutoConfig.from_pretrained(hub_id, local_files_only=True)
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def eval_interval(cfg: CellConfig) -> int:
     """Rollout steps between evaluations during training: eval.eval_every, else at every save_every."""
     return cfg.eval.eval_every or cfg.train.save_every
@@ -263,7 +315,10 @@ def known_trackers() -> list[str]:
 
 def validate(cfg: CellConfig, file: str | None = None) -> None:
     """Plan-time check of `trl:` overrides, TRL's own cross-field rules and the settings TRL only checks
-    mid-training (loss type, reward scaling), by building the GRPOConfig the cell would train with."""
+    mid-training (loss type, reward scaling), by building the GRPOConfig the cell would train with: for a
+    sharded cell (train.sharding: fsdp) with its FSDP arguments (sharded_grpo_kwargs), so that arguments the
+    installed transformers does not accept fail here, not on every rank after the baselines. Needs no GPU
+    and builds no model (the model's config only: plan_model_config)."""
     import tempfile
     import warnings
 
@@ -291,28 +346,58 @@ def validate(cfg: CellConfig, file: str | None = None) -> None:
     for i, name in enumerate(cfg.tracking.report_to):
         if name not in trackers:
             raise ConfigError(suggest(name, trackers), file=file, field=f"tracking.report_to[{i}]")
-    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
+    sharded = cfg.train.sharding == "fsdp"
+    with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _environ_kept():
         warnings.simplefilter("ignore")
         kw = grpo_kwargs(cfg, tmp, cpu=True, world=cfg.slurm.world_size, file=file)
         kw["report_to"] = "none"  # trackers need not be installed to plan
+        fsdp_set: set[str] = set()  # the arguments the sharding adds or changes: an error naming one is its
+        if sharded:
+            try:
+                full = sharded_grpo_kwargs(kw, cfg, plan_model_config(cfg))
+            except ShardingError as exc:  # e.g. a model type with no known decoder-layer class
+                raise ConfigError(str(exc), file=file, field="train.sharding") from None
+            fsdp_set = {k for k, v in full.items() if k not in kw or kw[k] != v} | {"fsdp"}
+            kw = full
         try:
             GRPOConfig(**kw)
         except (ValueError, TypeError) as exc:
-            msg = str(exc).strip().splitlines()[0]
+            msg = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             raise ConfigError(
-                f"TRL rejects this configuration: {msg}", file=file, field=_blame(msg, cfg)
+                f"TRL rejects this configuration: {msg}", file=file, field=_blame(msg, cfg, fsdp_set)
             ) from None
 
 
+@contextlib.contextmanager
+def _environ_kept():
+    """Undo what building a GRPOConfig writes into os.environ (e.g. FSDP_CPU_RAM_EFFICIENT_LOADING under
+    FSDP), so that validating in the CLI leaves nothing behind for the jobs it starts."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(saved):
+            del os.environ[key]
+        os.environ.update(saved)
+
+
 def validation_key(cfg: CellConfig) -> str:
-    """What validate() looks at: cells that agree on it need to be validated once."""
-    return cfg.model_dump_json(include={"train", "trl", "clip", "clip_params", "tracking"}) + str(
+    """What validate() looks at: cells that agree on it need to be validated once (seeds, rewards and
+    evaluation settings do not matter; the model does for a sharded cell, whose FSDP unit is its
+    decoder layer)."""
+    key = cfg.model_dump_json(include={"train", "trl", "clip", "clip_params", "tracking"}) + str(
         cfg.slurm.world_size
     )
+    if cfg.train.sharding == "fsdp":
+        key += f"\0{cfg.model}\0{cfg.model_path or ''}"
+    return key
 
 
-def validate_all(cfgs: Iterable[CellConfig], file: str | None = None, *, cached: bool = True) -> None:
+def validate_all(cells: Iterable[Any], file: str | None = None, *, cached: bool = True) -> None:
     """validate() once per distinct training setup (validation_key), before anything is queued.
+
+    `cells`: CellConfigs, or grid cells (with `config`, `id` and `label`). An error names the first cell of
+    the setup that failed: `cell <id> (<axes>)` for a grid cell, `cell <id>` for a bare config.
 
     With `cached`, a key that passed before under the same TRL, transformers and validation code is not
     validated again, so `spurisweep plan` of a sweep it has seen answers without importing TRL (seconds).
@@ -323,7 +408,8 @@ def validate_all(cfgs: Iterable[CellConfig], file: str | None = None, *, cached:
     results folder."""
     seen: set[str] = set()
     stamp: str | None = None
-    for cfg in cfgs:
+    for item in cells:
+        cfg = item if isinstance(item, CellConfig) else item.config
         key = validation_key(cfg)
         if key in seen:
             continue
@@ -332,23 +418,39 @@ def validate_all(cfgs: Iterable[CellConfig], file: str | None = None, *, cached:
         marker = families.cache_dir() / "validated" / hashlib.sha256((stamp + key).encode()).hexdigest()[:32]
         if cached and marker.exists():
             continue
-        validate(cfg, file=file)
+        try:
+            validate(cfg, file=file)
+        except ConfigError as exc:
+            raise ConfigError(f"{_cell_name(item)}: {exc.detail}", file=exc.file, field=exc.field) from None
         with contextlib.suppress(OSError):  # an unwritable cache only means validating again next time
             artifacts.atomic_write_text(marker, "", durable=False)
+
+
+def _cell_name(item: Any) -> str:
+    """`cell <id> (<axes>)` for a grid cell; `cell <id>` for a bare CellConfig."""
+    if isinstance(item, CellConfig):
+        from ..grid import cell_id  # plan side only: validate_all runs before anything is queued
+
+        return f"cell {cell_id(item)}"
+    label = getattr(item, "label", "")
+    return f"cell {item.id}" + (f" ({label})" if label else "")
 
 
 def _code_stamp() -> str:
     """What else validate() depends on: the TRL and transformers versions and the code that checks."""
     parts = [metadata.version("trl"), metadata.version("transformers")]
-    parts += [Path(f).read_text() for f in (__file__, clipping.__file__)]
+    parts += [Path(f).read_text() for f in (__file__, clipping.__file__, sharding.__file__)]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 
-def _blame(message: str, cfg: CellConfig) -> str:
-    """The setting a TRL error message is most likely about: an override it names, else its source."""
+def _blame(message: str, cfg: CellConfig, fsdp_set: Iterable[str] = ()) -> str:
+    """The setting a TRL error message is most likely about: an override it names, else train.sharding
+    when it names an argument the sharding set (`fsdp_set`), else its source."""
     for key in sorted(cfg.trl, key=len, reverse=True):
         if key in message:
             return f"trl.{key}"
+    if any(key in message for key in fsdp_set):
+        return "train.sharding"
     for key, setting in SOURCE.items():
         if key in message:
             return setting
