@@ -303,12 +303,15 @@ def build_llama(
 
 
 def build_tiny(out: Path) -> None:
-    """A 2-layer, 64-wide Llama with random weights and a 512-token BPE tokenizer: seconds on a CPU."""
+    """A 2-layer, 64-wide Llama with random weights and a 512-token BPE tokenizer: seconds on a CPU. One
+    attention head of 64 dimensions: vLLM's CPU attention serves head_dim 64 (not 16), so the real engine
+    runs it in the tests (make test-vllm)."""
     tok = build_tokenizer(tokenizer_corpus(), vocab_size=512)
-    build_llama(out, tok, hidden=64, layers=2, heads=4, seed=0)
+    build_llama(out, tok, hidden=64, layers=2, heads=1, seed=0)
 
 
-register(Family("tiny", "local:tiny", "chat", "base", 0.0, builder=build_tiny, lineage="tiny"))
+# version 2: one 64-dimension head (version 1 had four of 16, which vLLM's CPU attention refuses)
+register(Family("tiny", "local:tiny", "chat", "base", 0.0, builder=build_tiny, lineage="tiny", version="2"))
 
 
 # ---------------------------------------------------------------------------------------------- toy families
@@ -349,6 +352,91 @@ register(
         lineage="toy-memo",
     )
 )
+
+
+# ---------------------------------------------------------------------------------------------- context
+#: config.json keys that hold a model's context (positions), in the order they are looked for: HF's usual
+#: name first, then the older or model-specific spellings (GPT-2 and GPT-J, MPT, ChatGLM, ...)
+_CONTEXT_KEYS = (
+    "max_position_embeddings",
+    "n_positions",
+    "max_seq_len",
+    "max_sequence_length",
+    "seq_length",
+    "n_ctx",
+)
+
+
+def _config_context(config: dict[str, Any]) -> int | None:
+    """The context a config.json dict declares (_CONTEXT_KEYS, then the same in a nested `text_config`)."""
+    for node in (config, config.get("text_config")):
+        if not isinstance(node, dict):
+            continue
+        for key in _CONTEXT_KEYS:
+            value = node.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def _folder_context(folder: Path) -> int | None:
+    import json
+
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return _config_context(config) if isinstance(config, dict) else None
+
+
+def _builder_context(fam: Family) -> int | None:
+    """What a local family's builder writes as its context, known without building: the `MAX_POSITIONS` of
+    the builder's module (spurisweep.toy.build), or for the builders in this module (tiny) build_llama's
+    default `max_pos`. None for a builder that declares neither."""
+    import importlib
+    import inspect
+    import sys
+
+    fn = fam.builder
+    if isinstance(fn, str):
+        try:
+            module: Any = importlib.import_module(fn.partition(":")[0])
+        except ImportError:
+            return None
+    else:
+        module = sys.modules.get(getattr(fn, "__module__", ""), None)
+    value = getattr(module, "MAX_POSITIONS", None)
+    if value is None and module is sys.modules[__name__]:
+        value = inspect.signature(build_llama).parameters["max_pos"].default
+    return value if isinstance(value, int) else None
+
+
+def context_length(name: str, model_path: str | None = None) -> int | None:
+    """The context (positions) of family `name`'s model, or of `model_path` when given, read from config
+    files only (no torch, no transformers, no download); None when it cannot be known that way.
+
+    `model_path`: its config.json when it is a folder with one, else the shipped config of that hub id
+    (never the family's: the path replaces the model). A local family (tiny, toy-*): its built folder's
+    config.json, else what its builder writes. A hub family: its shipped config
+    (resources/model_configs.json)."""
+    from .memory import shipped_configs
+
+    if model_path:
+        folder = Path(model_path).expanduser()
+        if (folder / "config.json").is_file():
+            return _folder_context(folder)
+        shipped = shipped_configs().get(model_path)
+        return _config_context(shipped) if shipped else None
+    fam = get(name)
+    if fam.builder is not None:
+        folder = cache_dir() / "models" / f"{fam.name}-v{fam.version}"  # where ensure_built puts it
+        if (folder / "config.json").is_file():
+            built = _folder_context(folder)
+            if built is not None:
+                return built
+        return _builder_context(fam)
+    shipped = shipped_configs().get(fam.hub_id)
+    return _config_context(shipped) if shipped else None
 
 
 def render_prompt(tokenizer: Any, template: str, problem: str) -> str:

@@ -256,6 +256,11 @@ def _expand(sweep: Sweep) -> list[Cell]:
         cells.append(cell)
     if not cells:
         raise ConfigError("the grid is empty (every combination is excluded)", file=file, field="grid")
+    contexts: dict[tuple[str, str | None], int | None] = {}
+    # after the grid's own errors (a duplicate cell names the swept value that has no effect, which is the
+    # clearer thing to fix first)
+    for cell in cells:
+        check_context(cell, file, contexts)
     return cells
 
 
@@ -360,6 +365,71 @@ def check_sharding(cell: Cell, file: str) -> None:
             file=file,
             field="train.sharding",
         )
+
+
+def token_budgets(cfg: CellConfig) -> list[tuple[str, str, int, int]]:
+    """Every generation a cell runs, as (field, what, prompt budget, new tokens): training, the labelling
+    of majority/incorrect labels when its length is set apart from training, and each benchmark it
+    evaluates (its protocol's max_new_tokens, the sweep's eval.protocols override or the benchmark's
+    default). The prompt budget is train.max_prompt_length throughout (no protocol has its own)."""
+    t = cfg.train
+    prompt = t.max_prompt_length
+    out = [
+        (
+            "train.max_completion_length",
+            "train.max_prompt_length + train.max_completion_length",
+            prompt,
+            t.max_completion_length,
+        )
+    ]
+    d = cfg.data
+    if d.label_max_new_tokens is not None and not d.labels:
+        if rewards.data_kind(rewards.parse(cfg.reward)) in ("majority", "incorrect"):
+            out.append(
+                (
+                    "data.label_max_new_tokens",
+                    "train.max_prompt_length + data.label_max_new_tokens",
+                    prompt,
+                    d.label_max_new_tokens,
+                )
+            )
+    for bench in cfg.eval.benchmarks:
+        ov = cfg.eval.protocols.get(bench)
+        own = ov.max_new_tokens if ov is not None else None
+        new = own if own is not None else data.BENCHMARKS[bench].protocol.max_new_tokens
+        fld = f"eval.protocols.{bench}.max_new_tokens"
+        what = f"train.max_prompt_length + {fld}" + ("" if own is not None else f" ({bench}'s default)")
+        out.append((fld, what, prompt, new))
+    return out
+
+
+def check_context(
+    cell: Cell, file: str, contexts: dict[tuple[str, str | None], int | None] | None = None
+) -> None:
+    """Every prompt + completion budget of a cell (token_budgets) fits its model's context
+    (families.context_length; no check when that is unknown). `contexts` caches the context per (model,
+    model_path) across the cells of one expansion. ConfigError names the cell, the field, the budget and
+    the context, in one line."""
+    cfg = cell.config
+    key = (cfg.model, cfg.model_path)
+    if contexts is not None and key in contexts:
+        context = contexts[key]
+    else:
+        context = families.context_length(cfg.model, cfg.model_path)
+        if contexts is not None:
+            contexts[key] = context
+    if context is None:
+        return
+    for fld, what, prompt, new in token_budgets(cfg):
+        if prompt + new > context:
+            model = f"model_path {cfg.model_path}" if cfg.model_path else f"model {cfg.model}"
+            exc = ConfigError(
+                f"cell {cell.id} ({cell.label}): {what} = {prompt} + {new} = {prompt + new} tokens exceeds "
+                f"{model}'s context of {context}",
+                file=file,
+            )
+            exc.field = fld
+            raise exc
 
 
 def check_switches(cfg: CellConfig, expr: rewards.Expr, file: str) -> None:

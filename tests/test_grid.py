@@ -96,6 +96,7 @@ def test_reward_given_as_mapping_sets_its_params(tmp_path):
         tmp_path,
         """
 name: t
+preset: smoke
 grid:
   model: [tiny]
   reward: [ground_truth, {name: random, gamma: 0.001}]

@@ -119,7 +119,8 @@ def test_a_ready_labels_file_is_the_training_set(shared_data, tmp_path):
     sweep.write_text(f"""
 name: ready
 grid: {{model: [tiny], reward: [incorrect_label]}}
-settings: {{data: {{labels: "{path}"}}}}
+settings: {{data: {{labels: "{path}"}}, train: {{max_prompt_length: 512, max_completion_length: 512}},
+           eval: {{benchmarks: []}}}}
 """)
     (cell,) = grid.expand(spec.load_sweep(sweep))
     probs = training.training_problems(cell.config, tmp_path)

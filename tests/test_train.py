@@ -222,7 +222,7 @@ def test_invalid_training_settings_are_rejected_at_plan_time(tmp_path, settings,
 def test_no_clip_takes_no_epsilons(tmp_path):
     (cell,) = resolved(
         tmp_path,
-        "name: v\ngrid: {model: [tiny], clip: [no_clip]}\nsettings: {clip_params: {eps_high: 0.3}}\n",
+        "name: v\npreset: smoke\ngrid: {model: [tiny], clip: [no_clip]}\nsettings: {clip_params: {eps_high: 0.3}}\n",
     )
     with pytest.raises(ConfigError, match="no_clip never clips"):
         training.validate(cell.config, file="v.yaml")

@@ -40,6 +40,9 @@ from . import task
 log = logging.getLogger(__name__)
 
 STATS_FILE = "toy_build.json"
+#: the toy families' context (max_position_embeddings): read by families.context_length to check a sweep's
+#: prompt + completion budgets at plan time without building
+MAX_POSITIONS = 256
 
 
 @dataclass(frozen=True)
@@ -243,7 +246,13 @@ def build(out: Path, cfg: ToyConfig) -> dict[str, Any]:
         random.seed(cfg.seed)
         tok = build_toy_tokenizer(cfg.vocab_size)
         model = build_llama(
-            out, tok, hidden=cfg.hidden, layers=cfg.layers, heads=cfg.heads, seed=cfg.seed, max_pos=256
+            out,
+            tok,
+            hidden=cfg.hidden,
+            layers=cfg.layers,
+            heads=cfg.heads,
+            seed=cfg.seed,
+            max_pos=MAX_POSITIONS,
         )
         losses = pretrain(model, tok, cfg)
         t_train = time.time() - t0
