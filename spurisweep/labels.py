@@ -179,13 +179,16 @@ def make_labels(
     *,
     progress: Callable[[int], None] | None = None,
     batch_size: int | None = None,
+    backend: str = "auto",
 ) -> Path:
-    """Sample, vote and write the labelled set (atomically; metadata last)."""
-    from .generate import Sampling, choose_backend, generate_transformers, generate_vllm
+    """Sample, vote and write the labelled set (atomically; metadata last). `backend` as in
+    generate.choose_backend; the labels' key does not include it (the same spec on either backend is the
+    same labels, sampled by another engine)."""
+    from .generate import Sampling, choose_backend, generate_transformers, generate_vllm, release_vllm
 
+    backend = choose_backend(backend)
     problems = data.load_problems(spec.dataset, split=spec.split, limit=spec.limit)
     source = families.model_source(spec.model, spec.model_path)
-    backend = choose_backend("auto")
     if backend == "vllm":
         from transformers import AutoTokenizer
 
@@ -196,7 +199,10 @@ def make_labels(
     sampling = Sampling(spec.samples, spec.temperature, spec.top_p, spec.max_new_tokens, spec.seed)
     t0 = time.time()
     if backend == "vllm":
-        gens = generate_vllm(source, prompts, sampling)
+        try:
+            gens = generate_vllm(source, prompts, sampling, tokenizer=tok)
+        finally:
+            release_vllm()  # labels are made before training: the cells need the memory
     else:
         gens = generate_transformers(model, tok, prompts, sampling, batch_size=batch_size, progress=progress)
     rows = []

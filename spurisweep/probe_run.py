@@ -157,7 +157,7 @@ def run_probes(
     """
     from filelock import FileLock
 
-    from .generate import choose_backend
+    from .generate import choose_backend, release_vllm
 
     fam = families.get(model)
     names = parse_benchmarks(benchmarks)
@@ -182,12 +182,16 @@ def run_probes(
             source = checkpoint or families.model_source(model, model_path)
             mdl, tok = loaded if loaded is not None else _load(source, chosen)
             ident = {"model": model, "model_path": model_path, "checkpoint": checkpoint}
-            for b in dict.fromkeys(p.benchmark for p in todo):
-                mine = [p for p in todo if p.benchmark == b]
-                done = _probe_benchmark(
-                    mine, ids, ident, mdl, tok, source, chosen, folder, batch_size=batch_size, seed=seed
-                )
-                metas.update(done)
+            try:
+                for b in dict.fromkeys(p.benchmark for p in todo):
+                    mine = [p for p in todo if p.benchmark == b]
+                    done = _probe_benchmark(
+                        mine, ids, ident, mdl, tok, source, chosen, folder, batch_size=batch_size, seed=seed
+                    )
+                    metas.update(done)
+            finally:
+                if chosen == "vllm":
+                    release_vllm()  # the next phase (a cell's training, its engine) needs the memory
     return [metas[p] for p in protos]
 
 

@@ -1,4 +1,6 @@
-"""Stand-ins for what cannot run here (vLLM needs a CUDA GPU), shared by the tests that need them."""
+"""Stand-ins for what the CPU suite cannot run, shared by the tests that need them: vLLM on a CUDA GPU
+(the real engine runs on this CPU in tests/test_vllm_engine.py, under `make test-vllm`; the stand-in lets
+the CPU suite check what spurisweep hands a GPU engine: its arguments, one call, the output order)."""
 
 from __future__ import annotations
 
@@ -38,17 +40,21 @@ class FakeVLLM:
                 raise AssertionError("spurisweep passes its own tokenizer")
 
             def generate(self, inputs, params, use_tqdm=True):
+                # vLLM's API: one SamplingParams for every prompt, or a list with one per prompt
                 fake.calls.append((inputs, params))
+                if isinstance(params, list) and len(params) != len(inputs):
+                    raise ValueError("The lengths of prompts and sampling_params must be the same.")
                 results = []
                 for i, inp in enumerate(inputs):
+                    p = params[i] if isinstance(params, list) else params
                     outs = [
                         FakeOutput(
                             s,
                             f"p{i} s{s} \\boxed{{{i}}}",
                             [7] * (s + 1),
-                            "length" if s == params.n - 1 else "stop",
+                            "length" if s == p.n - 1 else "stop",
                         )
-                        for s in range(params.n)
+                        for s in range(p.n)
                     ]
                     results.append(
                         types.SimpleNamespace(prompt_token_ids=inp["prompt_token_ids"], outputs=outs[::-1])

@@ -311,7 +311,8 @@ def test_rerun_does_not_generate_again(tiny, shared_data, tmp_path, monkeypatch)
 
 
 def test_vllm_backend_writes_the_same_records(tiny, shared_data, tmp_path, monkeypatch):
-    """vLLM cannot run here: a fake `vllm` module answers; the rows must have the same shape and grading."""
+    """The CPU suite has no vLLM (tests/test_vllm_engine.py runs the real one under `make test-vllm`): a
+    fake `vllm` module answers; the rows must have the same shape and grading."""
     monkeypatch.setenv("SPURISWEEP_DATA_DIR", str(shared_data))
     fake = FakeVLLM()
     monkeypatch.setitem(sys.modules, "vllm", fake.module())
@@ -319,7 +320,8 @@ def test_vllm_backend_writes_the_same_records(tiny, shared_data, tmp_path, monke
     settings = EvalSettings(protocols={"aime24": ProtocolOverride(limit=3, samples=2, max_new_tokens=30)})
     _, eid, meta = _run(tiny, tmp_path, "aime24", settings, backend="vllm", seed=11)
     rows = artifacts.read_jsonl(tmp_path / f"{eid}.jsonl")
-    assert len(fake.calls) == 1 and fake.calls[0][1].n == 2 and fake.calls[0][1].seed == 11
+    assert len(fake.calls) == 1 and [p.n for p in fake.calls[0][1]] == [2, 2, 2]
+    assert [p.seed for p in fake.calls[0][1]] == [generate.request_seed(11, k) for k in range(3)]
     assert len(rows) == 6 and all(set(r) == set(evaluate.ROW_FIELDS) for r in rows)
     assert [r["extracted"] for r in rows] == ["0", "0", "1", "1", "2", "2"]
     assert [r["truncated"] for r in rows] == [False, True] * 3 and meta["backend"] == "vllm"

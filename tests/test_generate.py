@@ -205,7 +205,7 @@ def test_choose_backend():
     with pytest.raises(ConfigError, match="valid: auto, vllm, transformers"):
         generate.choose_backend("tgi")
     if not generate.vllm_available():
-        with pytest.raises(ConfigError, match="needs vLLM installed and a CUDA GPU"):
+        with pytest.raises(ConfigError, match="needs vLLM installed"):
             generate.choose_backend("vllm")
 
 
@@ -226,26 +226,24 @@ def test_vllm_one_call_all_prompts_n_samples(fake_vllm, tiny, prompts):
         "/models/x", prompts, s, tokenizer=tok, on_batch=lambda i, g: batches.append(i)
     )
     assert len(fake_vllm.calls) == 1
-    inputs, params = fake_vllm.calls[0]
+    inputs, plist = fake_vllm.calls[0]
     assert [x["prompt_token_ids"] for x in inputs] == generate.encode_prompts(tok, prompts)
-    assert (params.n, params.temperature, params.top_p, params.max_tokens, params.seed) == (
-        4,
-        0.6,
-        0.9,
-        50,
-        3,
-    )
-    assert (params.top_k, params.repetition_penalty, params.skip_special_tokens) == (-1, 1.0, True)
+    assert len(plist) == len(prompts)  # one SamplingParams per prompt: its own seed and token budget
+    for k, params in enumerate(plist):
+        assert (params.n, params.temperature, params.top_p, params.max_tokens) == (4, 0.6, 0.9, 50)
+        assert params.seed == generate.request_seed(3, k)
+        assert (params.top_k, params.repetition_penalty, params.skip_special_tokens) == (-1, 1.0, True)
+    assert len({p.seed for p in plist}) == len(prompts)
     assert fake_vllm.engines == [{"model": "/models/x", "seed": 3, "gpu_memory_utilization": 0.85}]
     assert [len(g) for g in gens] == [4] * len(prompts) and batches == [list(range(len(prompts)))]
     assert gens[1][0] == Generation("p1 s0 \\boxed{1}", 1, False)  # sorted back by output index
     assert gens[1][3] == Generation("p1 s3 \\boxed{1}", 4, True)  # finish_reason "length" = truncated
     generate.generate_vllm("/models/x", prompts[:1], Sampling(n=1, temperature=0.0), tokenizer=tok)
     assert len(fake_vllm.engines) == 1  # the engine is reused for the same weights
-    greedy = fake_vllm.calls[1][1]
+    (greedy,) = fake_vllm.calls[1][1]
     assert (greedy.temperature, greedy.top_p, greedy.n) == (0.0, 1.0, 1)
     rep = generate.generate_vllm("/models/x", prompts[:2], Sampling(n=3, temperature=0.0), tokenizer=tok)
-    assert fake_vllm.calls[2][1].n == 1 and [len(g) for g in rep] == [3, 3] and rep[0][0] == rep[0][2]
+    assert fake_vllm.calls[2][1][0].n == 1 and [len(g) for g in rep] == [3, 3] and rep[0][0] == rep[0][2]
 
 
 def test_auto_picks_vllm_when_installed_with_a_gpu(fake_vllm, monkeypatch):

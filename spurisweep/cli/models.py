@@ -110,6 +110,7 @@ def label(
         int, typer.Option(min=0, help="The first N prompts of a cell's training set are held out.")
     ] = 0,
     force: Annotated[bool, typer.Option("--force", help="Make them again even if they exist.")] = False,
+    backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Make majority-vote labels (for the majority_vote and incorrect_label rewards) with the base model."""
@@ -148,7 +149,7 @@ def label(
         out.parent.mkdir(parents=True, exist_ok=True)
         with Progress(console=console) as prog:
             task = prog.add_task(f"labelling with {model}", total=None)
-            labels.make_labels(spec, out, progress=lambda k: prog.advance(task, k))
+            labels.make_labels(spec, out, progress=lambda k: prog.advance(task, k), backend=backend)
     meta = artifacts.read_json(out.with_suffix(".json"), {})
     console.print(
         f"{meta['problems']} prompts, {meta['labelled']} with a majority answer, "

@@ -47,6 +47,11 @@ class SpuriTrainer(GRPOTrainer):
 
     token_whitening: bool = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if getattr(self.args, "use_vllm", False) and getattr(self.args, "vllm_mode", None) == "colocate":
+            reseed_rollouts(self.args.seed, self.accelerator.process_index)
+
     def _generate(self, prompts):
         t0 = time.perf_counter()
         out = super()._generate(prompts)
@@ -76,6 +81,24 @@ class SpuriTrainer(GRPOTrainer):
         p = float((logps.exp() * m).sum() / m.sum().clamp(min=1.0))
         self._metrics["train" if self.model.training else "eval"]["token_prob/mean"].append(p)
         return out
+
+
+def rollout_seed(seed: int, rank: int) -> int:
+    """The torch seed of a rank's colocated rollouts: the cell's seed and the rank, never the same pair twice."""
+    return (int(seed) * 1_000_003 + int(rank)) % (2**63 - 1)
+
+
+def reseed_rollouts(seed: int, rank: int) -> None:
+    """Give the colocated vLLM engine's sampler the cell's seed.
+
+    TRL 1.16 builds its colocated engine with `seed=process_index // tensor_parallel_size`, whatever the
+    cell's seed (trl/generation/vllm_generation.py); the engine, in this process, re-seeds torch's global
+    generators with it, and its sampler then draws every rollout token from them (requests carry no seed of
+    their own). So cells of seeds 0, 1 and 2 sampled identical streams. Seeding torch again once the engine
+    exists (after GRPOTrainer.__init__) makes the draws follow (cell seed, rank) without patching TRL;
+    per-request seeds would not do: TRL sends a group's samples as identical requests with n=1, and equal
+    seeds would give equal completions."""
+    torch.manual_seed(rollout_seed(seed, rank))
 
 
 def grpo_config(kw: dict[str, Any], *, cpu: bool, world: int, sharded: bool = False) -> GRPOConfig:
