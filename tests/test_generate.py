@@ -272,3 +272,14 @@ def test_stop_strings_cut_the_response_and_count_its_tokens():
     assert "</answer>" in tok.decode(toks[:n], skip_special_tokens=True)
     assert "</answer>" not in tok.decode(toks[: n - 1], skip_special_tokens=True)
     assert cut_at_stop(tok, toks, text, ("nothing",), True) == (text, len(toks), True)
+
+
+def test_evaluation_models_load_in_bf16_on_any_cuda_device_index():
+    """No GPU here: only the dtype rule is checked (a rank's model on "cuda:3" once loaded in fp32)."""
+    import torch
+
+    from spurisweep import families
+
+    assert families.default_dtype("cuda") == families.default_dtype("cuda:3") == torch.bfloat16
+    assert families.default_dtype(torch.device("cuda", 1)) == torch.bfloat16
+    assert families.default_dtype("cpu") == torch.float32

@@ -100,7 +100,7 @@ def test_paper_values_are_the_ones_research_md_states():
         "Prompt up to 1024 tokens, response up to 3072",
         "Temperature 1.0, top_p 1.0",
         "KL coefficient 0",
-        "About 300 steps",
+        "v2 at step 300",  # the preset trains 300 steps (the arXiv version reads Figure 1 there)
         "checkpoints every 50",
         "(r - mean)/(std + 1e-9) within the group",
     ):
@@ -450,10 +450,12 @@ def test_vllm_colocate_when_installed_with_a_gpu_else_transformers(monkeypatch, 
 
     (cell,) = resolved(tmp_path, "name: p\npreset: paper\ngrid: {model: [qwen2.5-math-1.5b]}\n")
     monkeypatch.setattr(generate, "vllm_available", lambda: False)
+    monkeypatch.setattr(generate, "vllm_platform", lambda: None)
     assert generate.choose_backend("auto") == "transformers"
     kw = training.grpo_kwargs(cell.config, "out", cpu=True, backend="transformers")
     assert kw["use_vllm"] is False and "vllm_mode" not in kw
     monkeypatch.setattr(generate, "vllm_available", lambda: True)
+    monkeypatch.setattr(generate, "vllm_platform", lambda: "cuda")
     assert generate.choose_backend("auto") == "vllm"
     kw = training.grpo_kwargs(cell.config, "out", cpu=False, backend="vllm")
     assert kw["use_vllm"] is True and kw["vllm_mode"] == "colocate"
