@@ -419,8 +419,6 @@ def context_length(name: str, model_path: str | None = None) -> int | None:
     (never the family's: the path replaces the model). A local family (tiny, toy-*): its built folder's
     config.json, else what its builder writes. A hub family: its shipped config
     (resources/model_configs.json)."""
-    from .memory import shipped_configs
-
     if model_path:
         folder = Path(model_path).expanduser()
         if (folder / "config.json").is_file():
@@ -467,6 +465,16 @@ def check_model_path(path: str, *, what: str = "model_path") -> None:
         raise DataError(f"{what}: {path}: is a file; expected a model folder (config.json and weights)")
     if not (p / "config.json").is_file():
         raise DataError(f"{what}: {path}: not a model folder (it has no config.json)")
+
+
+def shipped_configs() -> dict[str, dict[str, Any]]:
+    """The hub families' config fields (package data resources/model_configs.json), keyed by hub id: what
+    the memory planner sizes and the context check reads, without a download."""
+    import json
+    from importlib import resources
+
+    text = resources.files("spurisweep").joinpath("resources/model_configs.json").read_text()
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
 
 
 def default_dtype(device: Any) -> Any:

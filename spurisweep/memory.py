@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -122,9 +121,10 @@ def model_shape(config: dict[str, Any], name: str = "") -> ModelShape:
 
 # ---------------------------------------------------------------------------------------------- configs
 def shipped_configs() -> dict[str, dict[str, Any]]:
-    """The paper families' config fields (package data), keyed by hub id."""
-    text = resources.files("spurisweep").joinpath("resources/model_configs.json").read_text()
-    return {k: v for k, v in json.loads(text).items() if not k.startswith("_")}
+    """The paper families' config fields (package data), keyed by hub id (families owns the file)."""
+    from .families import shipped_configs as shipped
+
+    return shipped()
 
 
 def load_config(folder: str | Path) -> dict[str, Any]:
