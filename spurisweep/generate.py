@@ -516,13 +516,37 @@ def release_vllm() -> None:
         pass
 
 
-def _cpu_engine_kwargs(model_path: str) -> dict[str, Any]:
+def _in_process_group() -> bool:
+    try:
+        import torch.distributed as dist
+
+        return dist.is_available() and dist.is_initialized()
+    except ImportError:
+        return False
+
+
+def _engine_process(in_process: bool) -> None:
+    """Where the next engine's core runs: in this process, or in its own. vLLM reads this from its
+    environment (cached once a core has started, so the cache is dropped first); TRL's colocated engine sets
+    in-process mode for the whole process, which an evaluation engine must not inherit inside a training
+    rank: an in-process core joins this process's torch.distributed group, moves the current CUDA device
+    and, on release, destroys the group (vLLM's distributed cleanup)."""
+    import os
+
+    try:
+        from vllm import envs as vllm_envs  # type: ignore[import-not-found]
+
+        getattr(vllm_envs, "disable_envs_cache", lambda: None)()
+    except ImportError:
+        pass
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0" if in_process else "1"
+
+
+def _cpu_engine_kwargs(model_path: str, in_group: bool) -> dict[str, Any]:
     """vLLM's CPU build: a KV cache sized to the model, fp32 (what the transformers backend runs on a CPU),
     and, when this process holds no torch.distributed group, the engine in this process (it starts in
-    seconds instead of a minute). With a group (a training rank), the engine keeps its own process: an
-    in-process vLLM would join, and on release destroy, this process's group."""
+    seconds instead of a minute)."""
     import json
-    import os
     from pathlib import Path
 
     kv = CPU_KV_BYTES[0]
@@ -535,21 +559,10 @@ def _cpu_engine_kwargs(model_path: str) -> dict[str, Any]:
     except (OSError, KeyError, TypeError, ValueError, ZeroDivisionError):
         log.debug("no KV estimate for %s: the smallest CPU KV cache", model_path)
     kw: dict[str, Any] = dict(
-        dtype="float32", kv_cache_memory_bytes=int(min(max(kv, CPU_KV_BYTES[0]), CPU_KV_BYTES[1]))
+        dtype="float32",
+        kv_cache_memory_bytes=int(min(max(kv, CPU_KV_BYTES[0]), CPU_KV_BYTES[1])),
+        enforce_eager=True,  # no torch.compile: on a CPU it costs a minute of start for little gain
     )
-    try:
-        import torch.distributed as dist
-
-        in_group = dist.is_available() and dist.is_initialized()
-    except ImportError:
-        in_group = False
-    try:  # vLLM caches its environment once an engine core has started: read it afresh
-        from vllm import envs as vllm_envs  # type: ignore[import-not-found]
-
-        getattr(vllm_envs, "disable_envs_cache", lambda: None)()
-    except ImportError:
-        pass
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1" if in_group else "0"
     if not in_group:
         kw["distributed_executor_backend"] = "uni"
     return kw
@@ -563,11 +576,18 @@ def vllm_engine(model_path: str, seed: int = 0, gpu_memory_utilization: float = 
     key = f"{model_path}|{gpu_memory_utilization}"
     if key not in _ENGINE:
         release_vllm()
+        in_group = _in_process_group()
         kw: dict[str, Any] = {}
         if vllm_platform() == "cpu":
-            kw = _cpu_engine_kwargs(model_path)
+            kw = _cpu_engine_kwargs(model_path, in_group)
+            _engine_process(in_process=not in_group)
         else:
             kw["gpu_memory_utilization"] = gpu_memory_utilization
+            if in_group:  # a training rank: its own GPU (not GPU 0), the core in its own process
+                from .distributed import local_device_index
+
+                kw["device_ids"] = [local_device_index()]
+                _engine_process(in_process=False)
         _ENGINE[key] = LLM(model=model_path, seed=seed, **kw)
     return _ENGINE[key]
 

@@ -283,3 +283,37 @@ def test_evaluation_models_load_in_bf16_on_any_cuda_device_index():
     assert families.default_dtype("cuda") == families.default_dtype("cuda:3") == torch.bfloat16
     assert families.default_dtype(torch.device("cuda", 1)) == torch.bfloat16
     assert families.default_dtype("cpu") == torch.float32
+
+
+def test_a_training_ranks_engine_is_on_its_own_gpu_in_its_own_process(fake_vllm, monkeypatch):
+    """No GPU or NCCL here: a CUDA vLLM and a process group are faked; checked is what vLLM is handed.
+    TRL's colocated engine leaves vLLM in in-process mode; an evaluation engine in a training rank must
+    run its core in its own process (an in-process core destroys the group on release) on the rank's GPU."""
+    import os
+
+    import torch
+
+    monkeypatch.setattr(generate, "vllm_platform", lambda: "cuda")
+    monkeypatch.setattr(generate, "_in_process_group", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 8)
+    generate.vllm_engine("/models/a")
+    assert fake_vllm.engines[-1]["device_ids"] == [3]
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # the site binds one GPU per task
+    generate.vllm_engine("/models/b")
+    assert fake_vllm.engines[-1]["device_ids"] == [0]
+    monkeypatch.setattr(generate, "_in_process_group", lambda: False)  # a standalone eval: vLLM decides
+    generate.vllm_engine("/models/c")
+    assert "device_ids" not in fake_vllm.engines[-1]
+
+
+def test_the_local_device_index_maps_local_rank_to_what_the_process_sees(monkeypatch):
+    from spurisweep.distributed import local_device_index
+
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert local_device_index(visible=8) == 3
+    assert local_device_index(visible=1) == 0
+    with pytest.raises(RuntimeError, match="LOCAL_RANK 3 but this process sees 2 GPUs"):
+        local_device_index(visible=2)

@@ -233,6 +233,48 @@ def test_a_released_engine_returns_its_memory(tiny, prompts):
     assert after < held - 0.5 * (held - before), (before, held, after)
 
 
+# ---------------------------------------------------------------------------------------------- ranks
+@pytest.mark.slow
+def test_an_engine_per_rank_keeps_the_process_group_and_splits_like_one_engine(tmp_path, tiny, prompts):
+    """Two gloo ranks (real processes), each with its own real engine for its share of the prompts (as a
+    sharded cell's evaluation splits them): the group survives each engine's start and release (an
+    all_reduce afterwards), and the samples are those one engine draws for the same keys."""
+    from spurisweep import generate
+
+    src, tok = tiny
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.vllm_rank_worker",
+                str(r),
+                "2",
+                str(port),
+                src,
+                str(tmp_path / f"{r}.json"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for r in (0, 1)
+    ]
+    errs = [p.communicate(timeout=900)[1] for p in procs]
+    outs = []
+    for r, err in enumerate(errs):
+        assert (tmp_path / f"{r}.json").exists(), err[-3000:]
+        outs.append(json.loads((tmp_path / f"{r}.json").read_text()))
+    assert [o["sum"] for o in outs] == [3.0, 3.0] and all(o["in_group"] for o in outs)
+    split = {int(k): v for o in outs for k, v in o["texts"].items()}
+    assert sorted(split) == list(range(len(prompts)))
+    s = generate.Sampling(n=2, temperature=1.0, max_new_tokens=12, seed=7)
+    one = generate.generate_vllm(src, prompts, s, tokenizer=tok)
+    assert [[g.text for g in row] for row in one] == [split[i] for i in range(len(prompts))]
+
+
 # ---------------------------------------------------------------------------------------------- TRL colocate
 def _free_port() -> int:
     with socket.socket() as s:

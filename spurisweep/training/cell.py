@@ -52,7 +52,7 @@ from filelock import FileLock
 from transformers import AutoTokenizer
 
 from .. import artifacts, evaluate, families, health, rewards, sharding
-from ..distributed import rank, world_size
+from ..distributed import local_device_index, rank, world_size
 from ..errors import ShardingError
 from ..generate import choose_backend, release_vllm
 from ..spec import CellConfig
@@ -280,7 +280,7 @@ class CellRun:
             return
         backend = choose_backend("auto")  # vLLM, an engine per rank on the export, when installed
         cuda = not self.cpu
-        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if cuda else "cpu"
+        device = f"cuda:{local_device_index()}" if cuda else "cpu"
         mdl = None
         if backend != "vllm":
             mdl, _ = families.load_model_and_tokenizer(source, dtype=self.dtype, device=device)
