@@ -141,3 +141,28 @@ def test_mean_token_probability_is_logged_for_every_rollout(runs):
     for mode, rows in runs.items():
         probs = [r["token_prob/mean"] for r in rows if "reward" in r]
         assert len(probs) == 3 and all(0 < p < 1 for p in probs), mode
+
+
+def test_on_policys_extra_forward_runs_in_micro_batches(tmp_path, monkeypatch):
+    """One update per rollout: TRL skips its old-log-prob forward and SpuriTrainer runs one for the
+    token_prob metric. It must go in micro-batches, as TRL's own forwards do (the whole rollout of a 7B
+    model in one pass runs out of memory). A spy on the real method records each call's chunking."""
+    import copy
+
+    from spurisweep.training.trainer import SpuriTrainer
+
+    seen: list[tuple[int, int]] = []
+    real = SpuriTrainer._get_per_token_logps_and_entropies
+
+    def spy(self, model, input_ids, *args, **kw):
+        seen.append((input_ids.size(0), kw.get("batch_size") or input_ids.size(0)))
+        return real(self, model, input_ids, *args, **kw)
+
+    monkeypatch.setattr(SpuriTrainer, "_get_per_token_logps_and_entropies", spy)
+    settings = copy.deepcopy(SETTINGS)
+    settings["train"].update(steps=1, micro_batch=4)
+    results = tmp_path / "results"
+    training.run_cell(make_cell(results, settings, clip="on_policy"), results)
+    whole = [n for n, _ in seen if n == 32]  # the metric's forward over the rollout's 32 responses
+    assert whole, seen
+    assert all(chunk <= 4 for _, chunk in seen), seen

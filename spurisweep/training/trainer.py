@@ -70,12 +70,17 @@ class SpuriTrainer(GRPOTrainer):
         logps = out.get("old_per_token_logps")
         if logps is None:
             logps = out.get("sampling_per_token_logps")
-        if logps is None:  # one update per rollout: TRL skipped this forward pass; do it for the metric
+        if logps is None:  # one update per rollout: TRL skipped this forward pass; do it for the metric,
+            # in micro-batches as TRL's own forwards (the whole rollout in one pass is out of memory at 7B)
             ids = torch.cat([out["prompt_ids"], out["completion_ids"]], dim=1)
             mask = torch.cat([out["prompt_mask"], out["completion_mask"]], dim=1)
             with torch.no_grad():
                 logps = self._get_per_token_logps_and_entropies(
-                    self.model, ids, mask, out["completion_ids"].size(1)
+                    self.model,
+                    ids,
+                    mask,
+                    out["completion_ids"].size(1),
+                    batch_size=self.args.per_device_train_batch_size,
                 )[0]
         m = out["completion_mask"].float()
         p = float((logps.exp() * m).sum() / m.sum().clamp(min=1.0))
