@@ -10,7 +10,14 @@ tokenizer covering its vocabulary (bench/train_step.build_large), so nothing is 
   2. GRPO      TRL's GRPOTrainer on this GPU, bf16, transformers generation, a random reward over a tiny
                random data set: seconds per step and its memory peak next to the planner's rollout and
                update estimates.
-  3. generate  batched transformers generate: new tokens per second.
+  3. fsdp      a 1-rank FSDP2 GRPO step with spurisweep's sharded arguments and bf16 / fp32-reduce policy,
+               a sharded checkpoint, and the HF export loaded back.
+  4. generate  batched transformers generate: new tokens per second; decode ms per step at a 7B shape
+               (bf16 and fp32).
+
+Runs on a bare, offline GPU machine: `make gpu-check` calls it with the system Python and the repository
+on PYTHONPATH (no `make install`); it needs torch, transformers, accelerate, TRL and datasets (pure-Python
+wheels for the last two can be carried; see ../shared/device/README.md).
 
 On a machine without CUDA it prints "no CUDA device: nothing measured" and exits 0.
 Usage: python bench/gpu_check.py [--shape 0.5b|1.5b] [--grpo-steps 2] [--cpu-smoke]
@@ -161,6 +168,120 @@ def grpo_check(folder: Path, steps: int) -> None:
     del trainer
 
 
+def fsdp_check(folder: Path) -> None:
+    """One FSDP2 GRPO step on one rank with spurisweep's sharded arguments (sharding.fsdp_training_args:
+    FSDP's activation checkpointing, SHARDED_STATE_DICT) and its mixed-precision policy (bf16 compute, fp32
+    gradient reduce: trainer.grpo_config(sharded=True)), a sharded checkpoint, and the HF export of the
+    sharded weights (sharding.export_hf) loaded back. On the CPU (smoke) it runs over gloo with
+    accelerate's CPU gate lifted, as the CPU rehearsal does."""
+    import os
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from spurisweep import sharding
+    from spurisweep.training.trainer import SpuriTrainer, grpo_config
+
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(key, value)
+    os.environ.setdefault("MASTER_PORT", "29731")
+    if DEVICE == "cpu":
+        sharding.enable_cpu_fsdp()
+    tok = AutoTokenizer.from_pretrained(folder)
+    rng = random.Random(0)
+    words = [w for w in tok.get_vocab() if not w.startswith("<")]
+    prompts = [" ".join(rng.choices(words, k=48)) for _ in range(16)]
+    micro, completion = (8, 256) if DEVICE == "cuda" else (2, 8)
+
+    def random_reward(completions, **kwargs) -> list[float]:
+        return [float(rng.random() < 0.5) for _ in completions]
+
+    with tempfile.TemporaryDirectory() as out:
+        kw = dict(
+            output_dir=out,
+            per_device_train_batch_size=micro,
+            num_generations=micro,
+            max_completion_length=completion,
+            max_steps=1,
+            learning_rate=5e-7,
+            bf16=DEVICE == "cuda",
+            use_cpu=DEVICE == "cpu",
+            logging_steps=1,
+            report_to=[],
+            save_strategy="steps",
+            save_steps=1,
+            use_vllm=False,
+        )
+        kw.update(
+            sharding.fsdp_training_args(str(folder), activation_checkpointing=True, bf16=DEVICE == "cuda")
+        )
+        args = grpo_config(kw, cpu=DEVICE == "cpu", world=1, sharded=True)
+        trainer = SpuriTrainer(
+            model=str(folder),
+            reward_funcs=[random_reward],
+            args=args,
+            train_dataset=Dataset.from_dict({"prompt": prompts}),
+            processing_class=tok,
+        )
+        backend = sharding._backend(trainer)  # FSDP on one rank: wrapped, nothing to split across ranks
+        reset_peak()
+        start = time.perf_counter()
+        trainer.train()
+        seconds = time.perf_counter() - start
+        policy = getattr(trainer.accelerator.state.fsdp_plugin, "mixed_precision_policy", None)
+        ckpt = sorted(Path(out).glob("checkpoint-*"))
+        shards = sorted(p.name for p in ckpt[-1].iterdir()) if ckpt else []
+        export = Path(out) / "hf"
+        sharding.export_hf(trainer, tok, export)
+        back = AutoModelForCausalLM.from_pretrained(export)
+        print(
+            f"\n[fsdp] 1 rank, 1 step, micro-batch {micro}: {seconds:.1f} s; peak {peak_bytes() / 1e9:.2f} GB"
+        )
+        print(f"  backend: {backend}; mixed precision: {policy}")
+        print(f"  checkpoint: {ckpt[-1].name if ckpt else 'none'} ({', '.join(shards[:6])})")
+        print(f"  HF export: {sum(p.numel() for p in back.parameters()):,} parameters loaded back")
+        del trainer, back
+    if DEVICE == "cuda":
+        torch.cuda.empty_cache()
+
+
+def decode_7b_check(batch: int = 64, new_tokens: int = 128) -> None:
+    """transformers decode speed at Qwen2.5-7B's shape (random weights), bf16 then fp32: what an evaluation
+    without vLLM costs per step, and what loading it in the wrong dtype would cost."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(
+        vocab_size=152064,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+    )
+    for dtype, b in ((torch.bfloat16, batch), (torch.float32, batch // 2)):
+        torch.set_default_dtype(dtype)
+        with torch.device(DEVICE):
+            model = Qwen2ForCausalLM(cfg).eval()
+        torch.set_default_dtype(torch.float32)
+        ids = torch.randint(9, 50000, (b, 300), device=DEVICE)
+
+        def gen(n, model=model, ids=ids):
+            return model.generate(ids, max_new_tokens=n, min_new_tokens=n, pad_token_id=0, do_sample=False)
+
+        with torch.no_grad():
+            gen(4)
+            sync()
+            start = time.perf_counter()
+            gen(new_tokens)
+            sync()
+        ms = (time.perf_counter() - start) / new_tokens * 1000
+        print(f"[decode 7B] {str(dtype).split('.')[-1]}, batch {b}: {ms:.1f} ms per step")
+        del model
+        torch.cuda.empty_cache()
+
+
 def sync() -> None:
     import torch
 
@@ -214,8 +335,10 @@ def main() -> int:
         folder = build_large(Path(tmp) / "model", args.shape, layers=None if DEVICE == "cuda" else 2)
         planner_check(folder)
         grpo_check(folder, args.grpo_steps if DEVICE == "cuda" else 1)
+        fsdp_check(folder)
         if DEVICE == "cuda":
             generate_check(folder)
+            decode_7b_check()
         else:
             generate_check(folder, batch=2, new_tokens=4)
     return 0
