@@ -568,6 +568,35 @@ def _cpu_engine_kwargs(model_path: str, in_group: bool) -> dict[str, Any]:
     return kw
 
 
+def check_servable(model_path: str) -> None:
+    """On vLLM's CPU build: a model whose attention head size its CPU attention does not serve is one
+    ConfigError naming the model, its head size and the sizes served (instead of a failure deep inside the
+    engine's start). A config that cannot be read is left to vLLM."""
+    import json
+    from pathlib import Path
+
+    from .errors import ConfigError
+
+    try:
+        cfg = json.loads((Path(model_path) / "config.json").read_text())
+        cfg = cfg.get("text_config") or cfg
+        head = cfg.get("head_dim") or cfg["hidden_size"] // cfg["num_attention_heads"]
+    except (OSError, KeyError, TypeError, ValueError, ZeroDivisionError):
+        return
+    try:
+        from vllm.v1.attention.backends.cpu_attn import CPUAttentionBackend  # type: ignore[import-not-found]
+
+        served = list(CPUAttentionBackend.get_supported_head_sizes())
+    except (ImportError, AttributeError):  # another vLLM layout: let the engine decide
+        return
+    if head not in served:
+        raise ConfigError(
+            f"{model_path}: attention head size {head} is not served by vLLM's CPU attention (it serves "
+            f"{', '.join(map(str, served))}); use --backend transformers for this model",
+            field="backend",
+        )
+
+
 def vllm_engine(model_path: str, seed: int = 0, gpu_memory_utilization: float = 0.85) -> Any:
     """One vLLM engine per process, rebuilt only when the weights change (building one takes minutes on a
     GPU). The previous engine is released first: each holds most of the device."""
@@ -579,6 +608,7 @@ def vllm_engine(model_path: str, seed: int = 0, gpu_memory_utilization: float = 
         in_group = _in_process_group()
         kw: dict[str, Any] = {}
         if vllm_platform() == "cpu":
+            check_servable(model_path)
             kw = _cpu_engine_kwargs(model_path, in_group)
             _engine_process(in_process=not in_group)
         else:

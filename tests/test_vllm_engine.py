@@ -85,6 +85,18 @@ def test_colocated_training_on_the_cpu_build_is_refused_with_the_reason():
     assert info.value.field == "train.generation_backend"
 
 
+def test_a_model_shape_the_cpu_attention_cannot_serve_is_one_line_before_the_engine(tmp_path):
+    from spurisweep import families, generate
+    from spurisweep.errors import ConfigError
+
+    tok = families.build_tokenizer(families.tokenizer_corpus(), vocab_size=512)
+    families.build_llama(tmp_path / "h16", tok, hidden=64, layers=1, heads=4, seed=0)  # head_dim 16
+    generate.release_vllm()
+    with pytest.raises(ConfigError, match="head size 16 is not served by vLLM's CPU attention") as info:
+        generate.vllm_engine(str(tmp_path / "h16"))
+    assert "\n" not in str(info.value) and not generate._ENGINE
+
+
 def test_greedy_outputs_of_the_two_backends_agree_and_any_difference_is_a_near_tie(tiny, prompts):
     """Same token ids in (encode_prompts), greedy, fp32 on both: the first token where the two backends
     part must be one the model scores (almost) equally with the other backend's pick."""
