@@ -139,3 +139,81 @@ def ddl() -> str:
 
 def column_names(table: str) -> list[str]:
     return list(TABLES[table])
+
+
+# ---------------------------------------------------------------------------------------------- checking
+#: the range of an INTEGER column (DuckDB's INT32)
+INTEGER_RANGE = (-(2**31), 2**31 - 1)
+
+
+def check_value(sql_type: str, value: object, *, finite: bool = True) -> object:
+    """`value` (read from a JSON file) as a column of `sql_type` stores it, or ValueError saying why it
+    cannot be (a wrong type, out of range, a string that is not text). None is NULL. An integral float
+    (5.0, 1e3) is an integer; `finite` refuses NaN and infinity in a DOUBLE. A JSON column gets the value's
+    JSON text. Every value read from a cell's files passes here before it reaches the database, so a bad
+    one is named with its file and field instead of failing the insert of every cell."""
+    import json
+    import math
+
+    kind = sql_type.split()[0]
+    if value is None:
+        return None
+    if kind == "VARCHAR":
+        if not isinstance(value, str):
+            raise ValueError(f"{_show(value)} is not a string")
+        _check_text(value, "")
+        return value
+    if kind == "BOOLEAN":
+        if not isinstance(value, bool):
+            raise ValueError(f"{_show(value)} is not true or false")
+        return value
+    if kind == "INTEGER":
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{_show(value)} is not an integer")
+        lo, hi = INTEGER_RANGE
+        if not lo <= value <= hi:
+            raise ValueError(f"{_show(value)} is out of range (an integer from {lo} to {hi})")
+        return value
+    if kind == "DOUBLE":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{_show(value)} is not a number")
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ValueError(f"{_show(value)} is out of range for a number") from None
+        if finite and not math.isfinite(value):
+            raise ValueError(f"{_show(value)} is not a finite number")
+        return value
+    if kind == "JSON":
+        _check_text(value, "")
+        return json.dumps(value)
+    raise AssertionError(f"no check for SQL type {sql_type}")
+
+
+def _check_text(value: object, where: str) -> None:
+    """Every string in `value` (keys too) can be stored: UTF-8 text (JSON's \\ud800 escapes are not)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                f"{where + ': ' if where else ''}{_show(value)} is not text (a lone surrogate)"
+            ) from None
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _check_text(k, where)
+            _check_text(v, f"{where}.{k}" if where else str(k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_text(v, f"{where}[{i}]")
+
+
+def _show(value: object) -> str:
+    if isinstance(value, float) and value != value:
+        return "NaN"
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return f"{'-' if value < 0 else ''}infinity (a number past a double's range, e.g. 1e999)"
+    text = ascii(value) if isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

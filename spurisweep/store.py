@@ -2,8 +2,21 @@
 
 Only the CLI process opens the database file (DuckDB allows one process per file, even read-only), and
 always through `connect()`, which takes an inter-process file lock first, so concurrent `status`,
-`report` and `ingest` calls queue instead of failing. Ingest is idempotent: a cell is (re)loaded only
-when its DONE marker is new or changed, inside one transaction that first deletes the cell's old rows.
+`report` and `ingest` calls queue instead of failing. The lock file records its holder (pid, host,
+command); a command kept waiting says so on stderr within seconds, naming the holder, and gives up with
+one line after SPURISWEEP_LOCK_TIMEOUT seconds (default 120). Ingest is idempotent: a cell is (re)loaded
+only when its DONE marker is new or changed, inside one transaction that first deletes the cell's old rows.
+
+Every value read from a cell's files (config, DONE, health, metrics, evaluation metadata; baselines,
+probes, sweep manifests) is checked against its column's type and range before it reaches the database
+(`schema.check_value`): a bad one is one warning line naming the file and the field, and only that cell
+(or baseline, probe, manifest) is skipped. Sample files are typed by DuckDB as they are read; a bad one is
+named the same way and its evaluation has no sample rows. Whatever still fails at insert is retried cell by
+cell, so one cell never blocks the others. An I/O error of the database itself, at open or in any later
+query (a truncated file, a full disk at commit), is one line naming the file and the remedy (exit 1).
+
+A results folder this process cannot write is still read: no ingest, a one-line note that the database
+may be stale, a read-only connection (`reading`).
 
 Tables
   cells(cell_id, model, reward, clip, seed, preset, prompt, config, summary, health, done_mtime, ingested_at)
@@ -21,16 +34,23 @@ Tables
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import math
 import os
+import socket
+import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import artifacts, schema
-from .errors import StoreError
+from .errors import EXIT_FAILED, ResourceError, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -42,44 +62,138 @@ CELL_COLUMNS = schema.column_names("cells")
 PROBE_COLUMNS = schema.column_names("probes")
 REBUILD_HINT = "it is a cache of the cell folders: rebuild it with `spurisweep ingest --rebuild`"
 
+#: seconds a command waits for the database lock before giving up (env SPURISWEEP_LOCK_TIMEOUT)
+LOCK_TIMEOUT_ENV = "SPURISWEEP_LOCK_TIMEOUT"
+DEFAULT_LOCK_TIMEOUT = 120.0
+#: after this long waiting, a command says who holds the lock
+LOCK_NOTICE_S = 2.0
+
+
+class LockTimeout(StoreError):
+    """Another process held the database lock for longer than the command would wait (not the input's
+    fault: exit code 1)."""
+
+    exit_code = EXIT_FAILED
+
 
 def db_path(results: Path) -> Path:
     return artifacts.db_file(results)
 
 
+def lock_timeout() -> float:
+    """Seconds to wait for the database lock: SPURISWEEP_LOCK_TIMEOUT, else DEFAULT_LOCK_TIMEOUT."""
+    raw = os.environ.get(LOCK_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not math.isfinite(value) or value < 0:
+        raise StoreError(f"{LOCK_TIMEOUT_ENV}={raw!r}: not a number of seconds (e.g. 120)")
+    return value
+
+
 @contextlib.contextmanager
-def connect(path: Path, *, timeout: float = 600.0, read_only: bool = False) -> Iterator[Any]:
+def connect(path: Path, *, timeout: float | None = None, read_only: bool = False) -> Iterator[Any]:
     """A DuckDB connection held under an inter-process lock (one process at a time, as DuckDB needs).
 
     A missing database is created whole (schema written under a temporary name, then renamed), so a full
     disk can never leave a 0-byte file behind; a damaged or out-of-date one is one StoreError line that
-    says how to rebuild it."""
-    from filelock import FileLock, Timeout
+    says how to rebuild it. An I/O error in any query made through the connection (a file truncated past
+    its header opens, then fails on the first page it lacks; a full disk at commit) is one ResourceError
+    line naming the file and the remedy. A database this process cannot write is opened read-only."""
+    import duckdb
 
     path = Path(path)
     _check_folder(path.parent)
-    lock = FileLock(str(path) + ".lock")
-    try:
-        lock.acquire(timeout=timeout)
-    except Timeout:
-        raise StoreError(
-            f"{path}: another spurisweep process holds the database lock for over {timeout:.0f} s"
-        ) from None
-    try:
+    if not writable(path):
+        read_only = True
+    with _db_lock(path, lock_timeout() if timeout is None else timeout):
         if not path.exists():
+            if read_only:
+                raise StoreError(f"{path}: no database yet, and this folder cannot be written to create one")
             _create(path)
         con = _open(path, read_only)
         try:
             _check_version(con, path)
-            yield con
+            try:
+                yield con
+            except duckdb.Error as exc:
+                fault = _io_fault(path, exc)
+                if fault is None:
+                    raise
+                raise fault from None
         finally:
-            con.close()
-    finally:
-        lock.release()
+            with contextlib.suppress(duckdb.Error):
+                con.close()
+
+
+@contextlib.contextmanager
+def reading(results: Path) -> Iterator[Any]:
+    """A connection for a reading command (report, diagnose): what is new is ingested first. On a results
+    folder this process cannot write, nothing is ingested: one note on stderr says the database may be
+    stale, and it is opened read-only (with no database there yet, the files are loaded into a temporary
+    one for this command)."""
+    results = Path(results)
+    _require_results(results)
+    db = db_path(results)
+    if writable(db):
+        ingest(results)
+        with connect(db) as con:
+            yield con
+        return
+    note_read_only(results, fresh=not db.exists())
+    if db.exists():
+        with connect(db, read_only=True) as con:
+            yield con
+        return
+    with tempfile.TemporaryDirectory(prefix="spurisweep-") as tmp:
+        temp_db = Path(tmp) / DB_NAME
+        ingest(results, db=temp_db)
+        with connect(temp_db) as con:
+            yield con
+
+
+def writable(db: Path) -> bool:
+    """Can this process write the database `db` (and its folder, where DuckDB writes its WAL)?"""
+    folder = Path(db).parent
+    probe = folder
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return False
+    return all(not p.exists() or os.access(p, os.W_OK) for p in (Path(db), Path(str(db) + ".wal")))
+
+
+_NOTED: set[str] = set()
+
+
+def note_read_only(results: Path, *, fresh: bool = False) -> None:
+    """Once per process and folder: this command reads the database as last ingested, without ingesting
+    (`fresh`: there is none, so the files are loaded into a temporary one)."""
+    key = str(Path(results).resolve())
+    if key in _NOTED:
+        return
+    _NOTED.add(key)
+    if fresh:
+        log.warning(
+            "note: %s is not writable by this user and has no database: its files are loaded into a "
+            "temporary one for this command",
+            results,
+        )
+        return
+    log.warning(
+        "note: %s is not writable by this user: nothing is ingested, so the database may be stale "
+        "(whoever can write the folder can run `spurisweep ingest`)",
+        results,
+    )
 
 
 def _check_folder(folder: Path) -> None:
-    if folder.exists() and not folder.is_dir():
+    if folder.is_dir():
+        return
+    if folder.exists():
         raise StoreError(f"{folder}: is a file, not a results folder (--results / SPURISWEEP_RESULTS)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -138,7 +252,10 @@ def _check_version(con: Any, path: Path) -> None:
 
     try:
         row = con.execute("SELECT max(version) FROM schema_info").fetchone()
-    except duckdb.Error:
+    except duckdb.Error as exc:
+        fault = _io_fault(path, exc)
+        if fault is not None:
+            raise fault from None
         row = None
     found = row[0] if row else None
     if found != schema.SCHEMA_VERSION:
@@ -149,16 +266,187 @@ def _check_version(con: Any, path: Path) -> None:
         )
 
 
+_FULL = ("no space left", "disk quota exceeded", "disk full", "file too large")
+
+
+def _io_fault(path: Path, exc: BaseException) -> ResourceError | None:
+    """One line for an error of the database file itself (a full disk, a truncated or damaged file), or
+    None for any other error (a bug in a query: its traceback is worth seeing)."""
+    import duckdb
+
+    text = str(exc).lower()
+    if any(s in text for s in _FULL) or (
+        isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    ):
+        return ResourceError(
+            f"{path}: the disk is full ({_first_line(exc)}); the database is unchanged: free space, "
+            "then run the command again"
+        )
+    damaged = ("io error", "fatal", "corrupt database", "checksum", "database has been invalidated")
+    if isinstance(exc, (duckdb.IOException, duckdb.FatalException)) or any(s in text for s in damaged):
+        return ResourceError(f"{path}: the database file cannot be read ({_first_line(exc)}); {REBUILD_HINT}")
+    return None
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0][:200]
 
 
+# ---------------------------------------------------------------------------------------------- the lock
+_HELD: dict[str, list[int]] = {}  # lock file -> [fd, depth]: nested connects in one process share the lock
+_HELD_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def _db_lock(db: Path, timeout: float) -> Iterator[None]:
+    """The database's inter-process lock (flock on `<db>.lock`), recording its holder in the file. A
+    folder where the lock file cannot be made (read-only, for a reading command) is read without it.
+
+    Why not filelock (used for every other lock here): a waiting command must say who holds the lock
+    (pid, host, command, whether that process is stopped), so the holder writes itself into the lock file,
+    which filelock neither does nor lets a waiter read; and a reading command on a read-only folder takes
+    the lock through a read-only descriptor, which filelock does not open. Same flock, so the two agree."""
+    lock_path = str(db) + ".lock"
+    with _HELD_GUARD:
+        held = _HELD.get(lock_path)
+        if held is not None:
+            held[1] += 1
+    if held is not None:
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                held[1] -= 1
+        return
+    fd, can_write = _open_lock(lock_path)
+    if fd is None:
+        yield
+        return
+    try:
+        if not _acquire(fd, lock_path, db, timeout):
+            yield  # the file system has no locks: DuckDB's own file lock still guards the database
+            return
+        if can_write:
+            _record_holder(fd)
+        with _HELD_GUARD:
+            _HELD[lock_path] = [fd, 1]
+        try:
+            yield
+        finally:
+            with _HELD_GUARD:
+                _HELD.pop(lock_path, None)
+            if can_write:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, 0)
+            import fcntl
+
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _open_lock(lock_path: str) -> tuple[int | None, bool]:
+    mode = 0o666  # the umask applies: shared results folders stay shared
+    try:
+        return os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode), True
+    except OSError:
+        pass
+    try:  # a lock file this user cannot write: flock works on a read-only descriptor too
+        return os.open(lock_path, os.O_RDONLY | os.O_CLOEXEC), False
+    except OSError:
+        return None, False  # a read-only folder with no lock file: nobody can write there either
+
+
+def _acquire(fd: int, lock_path: str, db: Path, timeout: float) -> bool:
+    """Take the lock, saying within LOCK_NOTICE_S who holds it and giving up after `timeout` seconds.
+    False: this file system cannot lock at all."""
+    import fcntl
+
+    start = time.monotonic()
+    noticed = False
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                log.warning("%s: cannot lock (%s); going on without the lock", lock_path, exc.strerror)
+                return False
+        waited = time.monotonic() - start
+        if waited >= timeout:
+            raise LockTimeout(
+                f"{db}: gave up after {timeout:g} s waiting for the database lock, held by "
+                f"{describe_holder(lock_path)} (to wait longer: {LOCK_TIMEOUT_ENV}=SECONDS)"
+            )
+        if not noticed and waited >= min(LOCK_NOTICE_S, timeout / 2):
+            noticed = True
+            log.warning(
+                "%s: waiting for the database lock, held by %s; giving up after %g s (%s)",
+                db,
+                describe_holder(lock_path),
+                timeout,
+                LOCK_TIMEOUT_ENV,
+            )
+        time.sleep(0.1)
+
+
+def _record_holder(fd: int) -> None:
+    argv = [Path(sys.argv[0]).name if sys.argv else "python", *sys.argv[1:]]
+    if argv[0] in ("__main__.py", "-m", "-c"):
+        argv[0] = "spurisweep"
+    info = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": " ".join(argv)[:160],
+        "since": time.time(),
+    }
+    with contextlib.suppress(OSError):
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
+
+
+def describe_holder(lock_path: str) -> str:
+    """Who holds the lock, as its lock file records it: pid, host, command, since when, and on this host
+    whether that process is stopped (Ctrl-Z) or gone."""
+    try:
+        with open(lock_path, "rb") as f:
+            info = json.loads(f.read(4096).decode("utf-8"))
+        pid, host = int(info["pid"]), str(info["host"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "another process (it recorded no pid: another tool, or an older spurisweep)"
+    since = info.get("since")
+    when = time.strftime(" since %H:%M:%S", time.localtime(since)) if isinstance(since, (int, float)) else ""
+    what = f"pid {pid} on {host} (`{info.get('command', '?')}`{when})"
+    if host != socket.gethostname():
+        return what
+    state = _process_state(pid)
+    if state is None:
+        return what + ", which has ended (a process it started may hold the lock still)"
+    if state in ("T", "t"):
+        return what + f", which is stopped (Ctrl-Z?): resume it with `fg` or `kill -CONT {pid}`, or end it"
+    return what
+
+
+def _process_state(pid: int) -> str | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except OSError:
+            pass
+        return "?"
+
+
+# ---------------------------------------------------------------------------------------------- rebuild
 def rebuild(results: Path) -> dict[str, int]:
     """Build a new database from the cell folders and swap it in whole: the old file (damaged, out of date or
     fine) is replaced only once the new one is complete."""
-    from filelock import FileLock
-
     results = Path(results)
     _require_results(results)
     db = db_path(results)
@@ -167,7 +455,7 @@ def rebuild(results: Path) -> dict[str, int]:
         p.unlink(missing_ok=True)
     try:
         counts = ingest(results, db=tmp)
-        with FileLock(str(db) + ".lock"):
+        with _db_lock(db, lock_timeout()):
             Path(str(db) + ".wal").unlink(missing_ok=True)
             os.replace(tmp, db)
     finally:
@@ -193,103 +481,79 @@ def flatten(d: Any, prefix: str = "") -> dict[str, str]:
     return out
 
 
-# ---------------------------------------------------------------------------------------------- ingest
-def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
-    """Load every finished cell (and shared baseline and probe) not yet in the database. Idempotent."""
-    results = Path(results)
-    _require_results(results)
-    db = db or db_path(results)
-    with connect(db) as con:
-        todo = _new_cells(con, results)
-        baseline_metas = _new_metas(artifacts.baselines_dir(results), "SELECT eval_id FROM evals", con)
-        probe_metas = _new_metas(artifacts.probes_dir(results), "SELECT probe_id FROM probes", con)
-        batch = _Batch()
-        for _, meta in probe_metas:
-            batch.add_probe(meta)
-        for d, mtime in list(todo):
-            try:
-                batch.add_cell(artifacts.CellDir(d), mtime)
-            except (
-                KeyError,
-                TypeError,
-                ValueError,
-                AttributeError,
-            ) as exc:  # a hand-edited or damaged config
-                log.warning("skipping %s: its config.json is not a cell config (%s)", d, exc)
-                todo.remove((d, mtime))
-        for _, meta in baseline_metas:
-            batch.add_eval(meta)
-        eval_files = [p.with_suffix(".jsonl") for p, _ in baseline_metas]
-        for d, _ in todo:
-            eval_files += [p.with_suffix(".jsonl") for p in sorted((d / "evals").glob("*.json"))]
-        staged = _stage_samples(con, eval_files)
-        probes_staged = _stage_samples(
-            con, [p.with_suffix(".jsonl") for p, _ in probe_metas], schema.PROBE_SAMPLE_COLUMNS, "_pstaged"
-        )
-        _commit(con, db, batch, staged, probes_staged, _memberships(results))
-    return {"cells": len(todo), "baselines": len(baseline_metas), "probes": len(probe_metas)}
+# ---------------------------------------------------------------------------------------------- reading
+class _Bad(Exception):
+    """A value in a cell's files that the database cannot hold: the file, the field, and why."""
+
+    def __init__(self, file: Path, field: str, reason: str):
+        self.file, self.field, self.reason = file, field, reason
+        super().__init__(f"{file}: {field}: {reason}" if field else f"{file}: {reason}")
 
 
-def _new_cells(con: Any, results: Path) -> list[tuple[Path, float]]:
-    """Finished cell folders whose DONE is new or changed since their last ingest."""
-    known = dict(con.execute("SELECT cell_id, done_mtime FROM cells").fetchall())
-    todo = []
-    for p in results.glob("*/*/DONE"):
-        d = p.parent
-        if d.parent.name.startswith("_"):
-            continue
-        mtime = p.stat().st_mtime
-        if known.get(d.name) == mtime:
-            continue
-        if artifacts.read_json(d / "config.json") is None:  # a folder someone tampered with
-            log.warning("skipping %s: DONE but no readable config.json", d)
-            continue
-        todo.append((d, mtime))
-    return todo
+#: per column, the range a value must lie in beyond its SQL type (inclusive; None: open)
+_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "step": (0, None),
+    "update_idx": (0, None),
+    "samples": (0, None),
+    "max_new_tokens": (0, None),
+    "n_problems": (0, None),
+    "n_skipped": (0, None),
+    "temperature": (0, None),
+    "top_p": (0, 1),
+    "fraction": (0, 1),
+}
 
 
-def _new_metas(folder: Path, known_sql: str, con: Any) -> list[tuple[Path, dict[str, Any]]]:
-    """Complete shared evaluations (or probes) in `folder` whose id the database does not hold yet."""
-    known = {r[0] for r in con.execute(known_sql).fetchall()}
-    return [
-        (p, m)
-        for p in sorted(folder.glob("*.json"))
-        if p.stem not in known
-        and (m := artifacts.read_json(p)) is not None
-        and p.with_suffix(".jsonl").exists()
-    ]
-
-
-def _memberships(results: Path) -> list[tuple[str, str, str]]:
+def _row(
+    table: str,
+    values: dict[str, Any],
+    file: Path,
+    fields: dict[str, str],
+    required: tuple[str, ...] = (),
+) -> tuple:
+    """`values` as a row of `table`, each checked against its column (`schema.check_value`, `_RANGES`);
+    a bad one raises _Bad naming `file` and the field it came from (`fields`, else the column)."""
     out = []
-    for m in results.glob("*/sweep.json"):
-        man = artifacts.read_json(m) or {}
-        out += [
-            (man.get("sweep", m.parent.name), cid, json.dumps(axes))
-            for cid, axes in (man.get("cells") or {}).items()
-        ]
-    return out
+    for col, sql in schema.TABLES[table].items():
+        value = values.get(col)
+        where = fields.get(col, col)
+        if value is None and (col in required or "PRIMARY KEY" in sql):
+            raise _Bad(file, where, "missing")
+        try:
+            value = schema.check_value(sql, value)
+        except ValueError as exc:
+            raise _Bad(file, where, str(exc)) from None
+        lo, hi = _RANGES.get(col, (None, None))
+        if value is not None and ((lo is not None and value < lo) or (hi is not None and value > hi)):
+            span = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise _Bad(file, where, f"{value!r} is out of range ({span})")
+        out.append(value)
+    return tuple(out)
 
 
-def _commit(con: Any, db: Path, batch: _Batch, staged: bool, probes_staged: bool, memberships: list) -> None:
-    """Everything of one ingest in one transaction: the database is either updated whole or unchanged."""
-    import duckdb
+def _obj(value: Any, file: Path, where: str, *, empty: Any = None) -> Any:
+    """`value` must be a JSON object (a dict); None gives `empty`."""
+    if value is None and empty is not None:
+        return empty
+    if not isinstance(value, dict):
+        raise _Bad(file, where, f"{schema._show(value)} is not an object")
+    return value
 
-    con.execute("BEGIN TRANSACTION")
-    try:
-        batch.write(con)
-        if staged:
-            con.execute("INSERT INTO samples SELECT * FROM _staged")
-        if probes_staged:
-            con.execute("INSERT INTO probe_samples SELECT * FROM _pstaged")
-        if memberships:
-            _insert_frame(con, "sweep_cells", memberships, ["sweep", "cell_id", "axes"], replace=True)
-        con.execute("COMMIT")
-    except Exception as exc:
-        con.execute("ROLLBACK")
-        if isinstance(exc, (duckdb.Error, OSError)):
-            raise StoreError(f"{db}: ingest failed ({_first_line(exc)}); the database is unchanged") from None
-        raise
+
+@dataclass(eq=False)
+class _Unit:
+    """What one cell (or one shared baseline or probe) adds to the database: written whole or not at all."""
+
+    label: str
+    cell_ids: list[str] = field(default_factory=list)
+    cells: list[tuple] = field(default_factory=list)
+    settings: list[tuple] = field(default_factory=list)
+    metrics: list[tuple] = field(default_factory=list)
+    evals: dict[str, tuple] = field(default_factory=dict)
+    probes: dict[str, tuple] = field(default_factory=dict)
+    sample_files: list[Path] = field(default_factory=list)
+    probe_files: list[Path] = field(default_factory=list)
+    memberships: dict[tuple[str, str], tuple] = field(default_factory=dict)
 
 
 def _lineage(model: str) -> str:
@@ -299,93 +563,327 @@ def _lineage(model: str) -> str:
     return (fam.lineage if fam else "") or model
 
 
+def _read_cell(d: Path, mtime: float) -> _Unit:
+    """A finished cell's rows, every value checked (raises _Bad)."""
+    cell = artifacts.CellDir(d)
+    cid = cell.cell_id
+    path = cell.config_path
+    raw = _obj(artifacts.read_json(path), path, "")
+    cfg = _obj(raw.get("config"), path, "config")
+    summary = _obj(artifacts.read_json(cell.done_path, {}), cell.done_path, "")
+    health = artifacts.read_json(cell.health_path, [])
+    if not isinstance(health, list):
+        raise _Bad(cell.health_path, "", f"{schema._show(health)} is not a list")
+    model = cfg.get("model")
+    values = {
+        "cell_id": cid,
+        "model": model,
+        "lineage": _lineage(model) if isinstance(model, str) else None,
+        "reward": raw.get("reward_label", cfg.get("reward")),
+        "reward_name": cfg.get("reward"),
+        "reward_params": _obj(cfg.get("reward_params"), path, "config.reward_params", empty={}),
+        "clip": cfg.get("clip"),
+        "seed": cfg.get("seed"),
+        "preset": cfg.get("preset"),
+        "prompt": cfg.get("prompt"),
+        "config": cfg,
+        "summary": summary,
+        "health": health,
+        "done_mtime": mtime,
+        "ingested_at": time.time(),
+    }
+    fields = {c: f"config.{c}" for c in ("model", "clip", "seed", "preset", "prompt", "reward_params")}
+    fields |= {"reward": "reward_label", "reward_name": "config.reward", "config": "config"}
+    required = ("model", "reward", "reward_name", "clip", "seed", "preset")
+    unit = _Unit(label=str(d), cell_ids=[cid])
+    try:
+        unit.cells.append(_row("cells", values, path, fields, required))
+    except _Bad as bad:
+        if bad.field in ("summary", "health"):  # the other files' own checks name them
+            bad = _Bad(cell.done_path if bad.field == "summary" else cell.health_path, "", bad.reason)
+        raise bad from None
+    unit.settings = [(cid, k, v) for k, v in flatten(cfg).items()]
+    unit.metrics = _read_metrics(cell.metrics_path, cid)
+    for meta_path in sorted(cell.evals_dir.glob("*.json")):
+        meta = artifacts.read_json(meta_path)
+        if meta is None:  # unreadable: warned by read_json; `incomplete` reports it
+            continue
+        row = _eval_row(meta_path, meta)
+        unit.evals[row[0]] = row
+        unit.sample_files.append(meta_path.with_suffix(".jsonl"))
+    return unit
+
+
+def _read_metrics(path: Path, cid: str) -> list[tuple]:
+    """metrics.jsonl as rows (cell, update, step, key, value): update and step are checked integers, each
+    numeric value a number (NaN and infinity are a diverged run's data, kept)."""
+    out = []
+    keys_ok: set[str] = set()
+    line = 0
+    for line, r in enumerate(artifacts.read_jsonl(path), 1):
+        ids = []
+        for name in ("update", "step"):
+            value = r.get(name, 0)
+            try:
+                value = schema.check_value("INTEGER", value)
+            except ValueError as exc:
+                raise _Bad(path, f"row {line}: {name}", str(exc)) from None
+            if value is None or value < 0:
+                raise _Bad(path, f"row {line}: {name}", f"{schema._show(value)} is not a count (0 or more)")
+            ids.append(value)
+        for k, v in r.items():
+            if k in ("update", "step", "time") or not isinstance(v, (int, float)):
+                continue
+            if k not in keys_ok:
+                try:
+                    schema.check_value("VARCHAR", k)
+                except ValueError as exc:
+                    raise _Bad(path, f"row {line}: a key", str(exc)) from None
+                keys_ok.add(k)
+            if isinstance(v, bool):  # a flag logged as a metric: 0 or 1
+                v = float(v)
+            elif type(v) is not float:
+                try:
+                    v = schema.check_value("DOUBLE", v, finite=False)
+                except ValueError as exc:
+                    raise _Bad(path, f"row {line}: {k}", str(exc)) from None
+            out.append((cid, ids[0], ids[1], k, v))
+    return out
+
+
+def _eval_row(path: Path, meta: Any) -> tuple:
+    """An evaluation's metadata file as an `evals` row (raises _Bad)."""
+    meta = _obj(meta, path, "")
+    proto = _obj(meta.get("protocol"), path, "protocol", empty={})
+    is_baseline = meta.get("is_baseline")
+    values = {
+        **{c: meta.get(c) for c in EVAL_COLUMNS if c not in ("meta",)},
+        "step": meta.get("step", 0),
+        "is_baseline": False if is_baseline is None else is_baseline,
+        **{c: proto.get(c) for c in ("samples", "temperature", "top_p", "max_new_tokens")},
+        "meta": meta,
+    }
+    fields = {c: f"protocol.{c}" for c in ("samples", "temperature", "top_p", "max_new_tokens")}
+    fields["meta"] = ""
+    return _row("evals", values, path, fields)
+
+
+def _probe_row(path: Path, meta: Any) -> tuple:
+    """A probe's metadata file as a `probes` row (raises _Bad)."""
+    meta = _obj(meta, path, "")
+    proto = _obj(meta.get("protocol"), path, "protocol", empty={})
+    model = meta.get("model")
+    values = {
+        **{c: meta.get(c) for c in PROBE_COLUMNS if c not in ("meta", "lineage", "max_new_tokens")},
+        "lineage": _lineage(model) if isinstance(model, str) else None,
+        "max_new_tokens": proto.get("max_new_tokens"),
+        "meta": meta,
+    }
+    return _row("probes", values, path, {"max_new_tokens": "protocol.max_new_tokens", "meta": ""})
+
+
+def _memberships(results: Path) -> _Unit:
+    """Every sweep manifest's (sweep, cell, axes); a manifest that is not one is named and left out."""
+    unit = _Unit(label="sweep manifests")
+    for m in sorted(results.glob("*/sweep.json")):
+        man = artifacts.read_json(m)
+        if man is None:
+            continue
+        try:
+            man = _obj(man, m, "")
+            cells = _obj(man.get("cells"), m, "cells", empty={})
+            sweep = man.get("sweep", m.parent.name)
+            rows = {
+                (sweep, cid): _row(
+                    "sweep_cells",
+                    {"sweep": sweep, "cell_id": cid, "axes": axes},
+                    m,
+                    {"sweep": "sweep", "cell_id": "cells (a key)", "axes": f"cells.{cid}"},
+                    ("sweep", "cell_id"),
+                )
+                for cid, axes in cells.items()
+            }
+        except (_Bad, RecursionError) as exc:
+            _warn_bad(exc, m, "its sweep's memberships are not updated")
+            continue
+        unit.memberships.update(rows)
+    return unit
+
+
+def _warn_bad(exc: BaseException, file: Path, consequence: str) -> None:
+    if isinstance(exc, RecursionError):
+        exc = _Bad(file, "", "nested too deeply")
+    log.warning("%s; %s", exc, consequence)
+
+
+# ---------------------------------------------------------------------------------------------- ingest
+def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
+    """Load every finished cell (and shared baseline and probe) not yet in the database. Idempotent. On a
+    results folder this process cannot write, nothing: a note says the database may be stale."""
+    results = Path(results)
+    _require_results(results)
+    db = Path(db or db_path(results))
+    if not writable(db):
+        note_read_only(results)
+        return {"cells": 0, "baselines": 0, "probes": 0}
+    with connect(db) as con:
+        units: list[_Unit] = []
+        counted = {"cells": [], "baselines": [], "probes": []}
+        for d, mtime in _new_cells(con, results):
+            try:
+                unit = _read_cell(d, mtime)
+            except (_Bad, RecursionError) as exc:
+                _warn_bad(exc, d / "config.json", f"cell {d} is skipped (the others are loaded)")
+                continue
+            units.append(unit)
+            counted["cells"].append(unit)
+        for kind, folder, sql, reader in (
+            ("baselines", artifacts.baselines_dir(results), "SELECT eval_id FROM evals", _eval_row),
+            ("probes", artifacts.probes_dir(results), "SELECT probe_id FROM probes", _probe_row),
+        ):
+            for p, meta in _new_metas(folder, sql, con):
+                try:
+                    row = reader(p, meta)
+                except (_Bad, RecursionError) as exc:
+                    _warn_bad(exc, p, "this evaluation is skipped (the others are loaded)")
+                    continue
+                unit = _Unit(label=str(p))
+                if kind == "probes":
+                    unit.probes[row[0]] = row
+                    unit.probe_files.append(p.with_suffix(".jsonl"))
+                else:
+                    unit.evals[row[0]] = row
+                    unit.sample_files.append(p.with_suffix(".jsonl"))
+                units.append(unit)
+                counted[kind].append(unit)
+        members = _memberships(results)
+        written = _commit(con, db, [*units, members] if members.memberships else units)
+    done = {id(u) for u in written}
+    return {k: sum(id(u) in done for u in us) for k, us in counted.items()}
+
+
+def _new_cells(con: Any, results: Path) -> list[tuple[Path, float]]:
+    """Finished cell folders whose DONE is new or changed since their last ingest. A cell finished in
+    several sweeps' folders (a copied folder) is read from the first one only."""
+    known = dict(con.execute("SELECT cell_id, done_mtime FROM cells").fetchall())
+    todo = []
+    seen: set[str] = set()
+    for p in sorted(results.glob("*/*/DONE")):
+        d = p.parent
+        if d.parent.name.startswith("_") or d.name in seen:
+            continue
+        try:
+            mtime = p.stat().st_mtime
+        except OSError:  # removed meanwhile
+            continue
+        if known.get(d.name) == mtime:
+            seen.add(d.name)
+            continue
+        if artifacts.read_json(d / "config.json") is None:  # a folder someone tampered with
+            log.warning("skipping %s: DONE but no readable config.json", d)
+            continue
+        seen.add(d.name)
+        todo.append((d, mtime))
+    return todo
+
+
+def _new_metas(folder: Path, known_sql: str, con: Any) -> list[tuple[Path, Any]]:
+    """Complete shared evaluations (or probes) in `folder` whose id the database does not hold yet."""
+    known = {r[0] for r in con.execute(known_sql).fetchall()}
+    return [
+        (p, m)
+        for p in sorted(folder.glob("*.json"))
+        if p.stem not in known
+        and p.with_suffix(".jsonl").exists()
+        and (m := artifacts.read_json(p)) is not None
+    ]
+
+
+def _commit(con: Any, db: Path, units: list[_Unit]) -> list[_Unit]:
+    """Everything of one ingest in one transaction: the database is either updated whole or unchanged. If
+    the database refuses some row all the same, each unit is written on its own, so the one that fails is
+    named and skipped and the others are loaded. Returns the units written."""
+    import duckdb
+
+    if not units:
+        return []
+    staged = _stage_samples(con, [f for u in units for f in u.sample_files])
+    probes_staged = _stage_samples(
+        con, [f for u in units for f in u.probe_files], schema.PROBE_SAMPLE_COLUMNS, "_pstaged"
+    )
+    try:
+        _write(con, units, staged, probes_staged, every_file=True)
+        return units
+    except duckdb.Error as exc:
+        fault = _io_fault(db, exc)
+        if fault is not None:
+            raise fault from None
+        if len(units) == 1:
+            _warn_refused(units[0], exc)
+            return []
+    written = []
+    for u in units:
+        try:
+            _write(con, [u], staged, probes_staged, every_file=False)
+            written.append(u)
+        except duckdb.Error as exc:
+            fault = _io_fault(db, exc)
+            if fault is not None:
+                raise fault from None
+            _warn_refused(u, exc)
+    return written
+
+
+def _warn_refused(unit: _Unit, exc: BaseException) -> None:
+    log.warning(
+        "%s: the database refused its rows (%s); skipped (the others are loaded)",
+        unit.label,
+        _first_line(exc),
+    )
+
+
+def _write(con: Any, units: list[_Unit], staged: bool, probes_staged: bool, *, every_file: bool) -> None:
+    """One transaction: the units' rows, and their staged sample rows (all of them, or those of the units'
+    own files). A failure rolls back and re-raises the error itself (never the rollback's)."""
+    import duckdb
+
+    batch = _Batch(units)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        batch.write(con)
+        for table, target, files, ok in (
+            ("_staged", "samples", [f for u in units for f in u.sample_files], staged),
+            ("_pstaged", "probe_samples", [f for u in units for f in u.probe_files], probes_staged),
+        ):
+            if not ok or not files:
+                continue
+            cols = ", ".join(schema.TABLES[target])
+            if every_file:
+                con.execute(f"INSERT INTO {target} SELECT {cols} FROM {table}")
+            else:
+                _insert_frame(con, "_files", [(str(f),) for f in files], ["filename"], temp=True)
+                con.execute(
+                    f"INSERT INTO {target} SELECT {cols} FROM {table} WHERE filename IN (SELECT filename FROM _files)"
+                )
+                con.execute("DROP TABLE _files")
+        con.execute("COMMIT")
+    except BaseException:
+        with contextlib.suppress(duckdb.Error):  # after a failed COMMIT there is no transaction left
+            con.execute("ROLLBACK")
+        raise
+
+
 class _Batch:
-    """Rows of many cells, written with one statement per table (per-row statements cost ~ms each)."""
+    """Rows of many units, written with one statement per table (per-row statements cost ~ms each)."""
 
-    def __init__(self) -> None:
-        self.cell_ids: list[str] = []
-        self.cells: list[tuple] = []
-        self.settings: list[tuple] = []
-        self.metrics: list[tuple] = []
-        self.evals: dict[str, tuple] = {}
-        self.probes: dict[str, tuple] = {}
-
-    def add_cell(self, cell: artifacts.CellDir, mtime: float) -> None:
-        raw = cell.config()
-        cfg = raw["config"]
-        cid = cell.cell_id
-        self.cell_ids.append(cid)
-        summary = artifacts.read_json(cell.done_path, {})
-        health = artifacts.read_json(cell.health_path, [])
-        self.cells.append(
-            (
-                cid,
-                cfg["model"],
-                _lineage(cfg["model"]),
-                raw.get("reward_label", cfg["reward"]),
-                cfg["reward"],
-                json.dumps(cfg.get("reward_params") or {}),
-                cfg["clip"],
-                cfg["seed"],
-                cfg["preset"],
-                cfg.get("prompt"),
-                json.dumps(cfg),
-                json.dumps(summary),
-                json.dumps(health),
-                mtime,
-                time.time(),
-            )
-        )
-        self.settings += [(cid, k, v) for k, v in flatten(cfg).items()]
-        for r in artifacts.read_jsonl(cell.metrics_path):
-            for k, v in r.items():
-                if k not in ("update", "step", "time") and isinstance(v, (int, float)):
-                    self.metrics.append((cid, int(r.get("update", 0)), int(r.get("step", 0)), k, float(v)))
-        for meta in cell.completed_evals():
-            self.add_eval(meta)
-
-    def add_eval(self, meta: dict[str, Any]) -> None:
-        proto = meta.get("protocol", {})
-        self.evals[meta["eval_id"]] = (
-            meta["eval_id"],
-            meta.get("cell_id"),
-            meta.get("model"),
-            meta.get("model_path"),
-            meta.get("checkpoint"),
-            meta.get("step", 0),
-            meta.get("benchmark"),
-            meta.get("prompt"),
-            bool(meta.get("is_baseline")),
-            meta.get("baseline_eval_id"),
-            proto.get("samples"),
-            proto.get("temperature"),
-            proto.get("top_p"),
-            proto.get("max_new_tokens"),
-            meta.get("backend"),
-            meta.get("seed"),
-            meta.get("n_problems"),
-            meta.get("created"),
-            json.dumps(meta),
-        )
-
-    def add_probe(self, meta: dict[str, Any]) -> None:
-        proto = meta.get("protocol", {})
-        self.probes[meta["probe_id"]] = (
-            meta["probe_id"],
-            meta.get("model"),
-            _lineage(str(meta.get("model"))),
-            meta.get("model_path"),
-            meta.get("checkpoint"),
-            meta.get("benchmark"),
-            meta.get("fraction"),
-            meta.get("prompt"),
-            proto.get("max_new_tokens"),
-            meta.get("backend"),
-            meta.get("n_problems"),
-            meta.get("n_skipped"),
-            meta.get("created"),
-            json.dumps(meta),
-        )
+    def __init__(self, units: list[_Unit]) -> None:
+        self.cell_ids = [c for u in units for c in u.cell_ids]
+        self.cells = [r for u in units for r in u.cells]
+        self.settings = [r for u in units for r in u.settings]
+        self.metrics = [r for u in units for r in u.metrics]
+        self.evals = {k: v for u in units for k, v in u.evals.items()}
+        self.probes = {k: v for u in units for k, v in u.probes.items()}
+        self.memberships = {k: v for u in units for k, v in u.memberships.items()}
 
     def write(self, con: Any) -> None:
         if self.cell_ids:  # a re-ingested cell replaces all of its rows
@@ -411,6 +909,9 @@ class _Batch:
             con.execute("DELETE FROM probe_samples WHERE probe_id IN (SELECT probe_id FROM _pids)")
             con.execute("DROP TABLE _pids")
         _insert_frame(con, "probes", list(self.probes.values()), PROBE_COLUMNS, replace=True)
+        _insert_frame(
+            con, "sweep_cells", list(self.memberships.values()), ["sweep", "cell_id", "axes"], replace=True
+        )
 
 
 def _insert_frame(
@@ -420,6 +921,8 @@ def _insert_frame(
 
     if not rows:
         return
+    import duckdb
+
     df = pd.DataFrame(rows, columns=columns)
     con.register("_frame", df)
     try:
@@ -428,17 +931,23 @@ def _insert_frame(
         else:
             verb = "INSERT OR REPLACE INTO" if replace else "INSERT INTO"
             con.execute(f"{verb} {table} ({', '.join(columns)}) SELECT {', '.join(columns)} FROM _frame")
-    finally:
-        con.unregister("_frame")
+    except BaseException:
+        # in a failed transaction the cleanup fails too ("Current transaction is aborted"): the error
+        # worth reading is the insert's own
+        with contextlib.suppress(duckdb.Error):
+            con.unregister("_frame")
+        raise
+    con.unregister("_frame")
 
 
 def _stage_samples(
     con: Any, files: list[Path], columns: dict[str, str] = SAMPLE_COLUMNS, table: str = "_staged"
 ) -> bool:
-    """Parse the new sample files (evaluation samples, or probe rows with their columns) into a temp table,
-    outside the ingest transaction (a parse error inside it would abort the whole ingest). One statement
-    for every file is the fast path; if some file is damaged (stray bytes, a cut-off line), the others
-    still load and each bad one is named."""
+    """Parse the new sample files (evaluation samples, or probe rows with their columns) into a temp table
+    (with each row's file name), outside the ingest transaction (a parse error inside it would abort the
+    whole ingest). One statement for every file is the fast path; if some file is damaged (stray bytes, a
+    cut-off line, a value of the wrong type), the others still load and each bad one is named, with the
+    line and field when they can be found."""
     import duckdb
 
     for f in files:
@@ -448,19 +957,50 @@ def _stage_samples(
     if not files:
         return False
     cols = ", ".join(f"'{k}': '{v}'" for k, v in columns.items())
-    select = f"SELECT {', '.join(columns)} FROM read_json(?, format='newline_delimited', columns={{{cols}}})"
+    select = (
+        f"SELECT {', '.join(columns)}, filename FROM "
+        f"read_json(?, format='newline_delimited', columns={{{cols}}}, filename=true)"
+    )
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {select}", [[str(f) for f in files]])
         return True
-    except duckdb.InvalidInputException:
-        pass
+    except duckdb.Error as exc:
+        if any(s in str(exc).lower() for s in _FULL):
+            raise
     body = ", ".join(f"{k} {v}" for k, v in columns.items())
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {table}({body})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {table}({body}, filename VARCHAR)")
     for f in files:
         try:
             con.execute(f"INSERT INTO {table} {select}", [[str(f)]])
-        except duckdb.InvalidInputException as exc:
+        except duckdb.Error as exc:
+            if any(s in str(exc).lower() for s in _FULL):
+                raise
             log.warning(
-                "%s: damaged sample file, its evaluation has no sample rows (%s)", f, _first_line(exc)
+                "%s: damaged sample file, its evaluation has no sample rows (%s)",
+                f,
+                _explain_rows(f, columns) or _first_line(exc),
             )
     return True
+
+
+def _explain_rows(path: Path, columns: dict[str, str]) -> str | None:
+    """The first line and field of a sample file that its column cannot hold, in words (None: not found)."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        return exc.strerror
+    for i, raw in enumerate(data.splitlines(), 1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except (ValueError, RecursionError):
+            return f"line {i} is not JSON"
+        if not isinstance(row, dict):
+            return f"line {i} is not a JSON object"
+        for col, sql in columns.items():
+            try:
+                schema.check_value(sql, row.get(col), finite=False)
+            except (ValueError, RecursionError) as exc:
+                return f"line {i}: field {col!r}: {exc}"
+    return None
