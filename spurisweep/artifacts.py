@@ -139,8 +139,8 @@ def read_json(path: Path, default: Any = None) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return default
-    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        log.warning("%s: unreadable, skipped (%s)", path, str(exc).splitlines()[0][:120])
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError, JSONDecodeError: ValueErrors
+        log.warning("%s: unreadable, skipped (%s)", path, (str(exc).splitlines() or [""])[0][:120])
         return default
 
 
@@ -183,7 +183,7 @@ def read_jsonl(path: Path, *, damaged: list[str] | None = None) -> list[dict[str
             continue
         try:
             row = json.loads(raw.decode("utf-8"))
-        except ValueError:
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, nested past the parser's depth
             row = None
         if isinstance(row, dict):
             rows.append(row)
@@ -332,3 +332,43 @@ def find_done(results: Path, cell_id: str) -> Path | None:
     for p in results.glob(f"*/{cell_id}/DONE"):
         return p.parent
     return None
+
+
+# ---------------------------------------------------------------------------------------------- modes
+def _umask() -> int:
+    """This process's umask, read from /proc where it can be: os.umask reads it only by setting it, for a
+    moment, for every thread of the process (a file another thread creates then would get mode 0666)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(folder: Path) -> None:
+    """Give `folder` and everything under it the modes open() and mkdir() give under this process's umask
+    (files 0666, folders 0777, less the umask): safetensors writes weights 0600 and tempfile.mkdtemp makes
+    folders 0700, whatever the umask. Symbolic links are left alone; a mode that cannot be set is logged,
+    not raised (a checkpoint is worth more than its modes)."""
+    mask = _umask()
+    file_mode, dir_mode = 0o666 & ~mask, 0o777 & ~mask
+    failed: list[str] = []
+
+    def chmod(path: str, mode: int) -> None:
+        try:
+            if not os.path.islink(path):
+                os.chmod(path, mode)
+        except OSError as exc:
+            failed.append(f"{path}: {exc.strerror or exc}")
+
+    for root, dirs, files in os.walk(folder):
+        chmod(root, dir_mode)
+        for name in files:
+            chmod(os.path.join(root, name), file_mode)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(root, d))]
+    if failed:
+        log.warning("could not set the modes of %d file(s), e.g. %s", len(failed), failed[0])

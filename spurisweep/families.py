@@ -197,6 +197,9 @@ def ensure_built(fam: Family) -> Path:
         try:
             log.info("building model family %s into %s", fam.name, target)
             fam.build(tmp)
+            from .artifacts import follow_umask
+
+            follow_umask(tmp)  # mkdtemp makes it 0700 and safetensors writes 0600, whatever the umask
             os.replace(tmp, target)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)

@@ -342,6 +342,10 @@ def _write_hf(model: Any, state: dict[str, Any], tokenizer: Any, out: Path, dtyp
         config.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
+        # the umask's modes, not mkdtemp's 0700 folder and safetensors' 0600 weights
+        from .artifacts import follow_umask
+
+        follow_umask(tmp)
         _swap_in(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

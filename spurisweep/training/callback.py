@@ -1,6 +1,6 @@
 """The TrainerCallback that turns TRL's events into a cell's files: every logged update into metrics.jsonl,
-progress and training health into status.json, each saved checkpoint into a COMPLETE marker (then pruning),
-and the evaluations at their own cadence.
+progress and training health into status.json, each saved checkpoint into a COMPLETE marker (its files'
+modes first made to follow the umask, then pruning), and the evaluations at their own cadence.
 
 Cadence: checkpoints (resume points) every `train.resume_every` rollout steps (default save_every);
 evaluations every `eval_interval` rollout steps (eval.eval_every, else save_every) and at the last update.
@@ -25,6 +25,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from .. import artifacts, health
+from ..artifacts import follow_umask
 from .checkpoints import prune_checkpoints
 
 #: the HF export inside a checkpoint folder (config.json, bf16 safetensors, tokenizer): what is evaluated
@@ -112,6 +113,7 @@ class CellCallback(TrainerCallback):
         if self.export is not None:  # every rank: gathers the shards; rank 0 writes, all wait for it
             self.export(model, path / EXPORT_DIR)
         if state.is_world_process_zero:  # data-parallel ranks: one writer
+            follow_umask(path)  # the weights too (safetensors writes them 0600), before they count as saved
             artifacts.atomic_write_text(path / "COMPLETE", str(time.time()))
             pruned = prune_checkpoints(self.ckpt_dir, self.keep_checkpoints)
             self.cell.set_status(

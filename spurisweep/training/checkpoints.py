@@ -4,6 +4,10 @@ Checkpoints are saved on rollout boundaries (and, by transformers, at the last u
 marker is written once TRL has finished writing one, and older checkpoints are pruned only after it (never
 by TRL, whose rotation runs before our marker exists). A killed run restarts from its newest complete
 checkpoint.
+
+Every file and folder of a checkpoint follows the umask, like every other file spurisweep writes
+(artifacts.follow_umask, before the COMPLETE marker): safetensors writes weights 0600 and tempfile.mkdtemp makes
+0700 folders whatever the umask, while a results folder is shared with teammates.
 """
 
 from __future__ import annotations
