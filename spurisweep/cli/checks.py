@@ -11,9 +11,12 @@ import typer
 
 from ..errors import ConfigError
 from .common import (
+    MAX_SECONDS,
+    MAX_WORKERS,
     app,
     console,
     exit_codes,
+    number,
 )
 
 
@@ -33,7 +36,12 @@ def verify_rewards(
         ),
     ] = None,
     floor: Annotated[
-        float, typer.Option(help="Exit 1 if any checker's coverage, under any grader, is below this.")
+        float,
+        number(
+            "Exit 1 if any checker's coverage (a share, 0 to 1), under any grader, is below this; above 1 "
+            "always fails.",
+            min=0.0,
+        ),
     ] = 0.9,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full result as JSON, one object per grader.")
@@ -84,8 +92,14 @@ def grade(
     ] = None,
     response_field: Annotated[str, typer.Option(help="Field holding the model's response.")] = "response",
     answer_field: Annotated[str, typer.Option(help="Field holding the reference answer.")] = "answer",
-    timeout: Annotated[float, typer.Option(help="Seconds per answer before it counts as ungradable.")] = 5.0,
-    workers: Annotated[int | None, typer.Option(help="Grading processes (default: all cores).")] = None,
+    timeout: Annotated[
+        float,
+        number("Seconds per answer before it counts as ungradable (more than 0).", above=0, max=MAX_SECONDS),
+    ] = 5.0,
+    workers: Annotated[
+        int | None,
+        number("Grading processes (default: all cores; 0 grades in this process).", min=0, max=MAX_WORKERS),
+    ] = None,
     grader: Annotated[
         str,
         typer.Option(

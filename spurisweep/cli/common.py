@@ -11,9 +11,10 @@ Heavy imports (torch, trl) happen inside the commands that need them.
 from __future__ import annotations
 
 import gc
+import math
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -46,6 +47,65 @@ GraderOpt = Annotated[
 ]
 SweepArg = Annotated[Path, typer.Argument(help="A sweep YAML file (see sweeps/).", show_default=False)]
 
+# ---------------------------------------------------------------------------------------------- numbers
+# Every numeric option has a range (tests/test_option_ranges.py fails on one without): a value outside it is
+# a usage error (exit 2, the option named), never a hang (`--max-parallel -1`) or a traceback further on.
+
+#: the largest count any option takes: more is never meant, and overflows the C ints of the libraries below
+MAX_COUNT = 2**31 - 1
+#: seeds: numpy's seeding (vLLM's, transformers' set_seed) takes 32 bits
+MAX_SEED = 2**32 - 1
+#: grading processes: each holds a Python with sympy loaded; more than this is never meant
+MAX_WORKERS = 1024
+#: seconds: longer waits are never meant (and time.sleep overflows on a large enough float)
+MAX_SECONDS = 3600.0
+
+
+def _number_check(above: float | None) -> Any:
+    """The callback of a numeric option: no inf (a float's range check lets it through; nan already fails
+    it) and, with `above`, nothing at or below that open lower bound."""
+
+    def check(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            raise typer.BadParameter(f"Input should be a finite number, not {value}")
+        if above is not None and value is not None and value <= above:
+            raise typer.BadParameter(f"Input should be greater than {above:g}")
+        return value
+
+    return check
+
+
+def number(
+    help: str,
+    *decls: str,
+    min: float | None = None,
+    max: float | None = None,
+    above: float | None = None,
+    **kw: Any,
+) -> Any:
+    """A numeric option with its range: `min`/`max` inclusive, or `above` an exclusive lower bound, checked by
+    the callback (--help shows only `max` then: the help text says 'more than')."""
+    if above is not None and (min is not None or max is None):
+        raise ValueError("an option with `above` takes `max` and no `min`")
+    return typer.Option(*decls, help=help, min=min, max=max, callback=_number_check(above), **kw)
+
+
+def count(help: str, *decls: str, min: int = 1, **kw: Any) -> Any:
+    """A count option: from `min` (1 unless a zero means something) to MAX_COUNT."""
+    return number(help, *decls, min=min, max=MAX_COUNT, **kw)
+
+
+def seed_option() -> Any:
+    return number("Sampling seed.", min=0, max=MAX_SEED)
+
+
+def temperature_option(help: str) -> Any:
+    return number(help, min=0.0)
+
+
+def top_p_option(help: str) -> Any:
+    return number(help + " More than 0, at most 1.", above=0.0, max=1.0)
+
 
 #: what exit code 1 means for each command that has one (errors.py: 0 well, 1 failed, 2 bad input, 130 Ctrl-C)
 _FAILED_MEANS = {
@@ -70,11 +130,14 @@ def exit_codes(command: str) -> str:
 FREEZE_CELLS = 1000
 
 
-def load_sweep(sweep_file: Path, *, check_trl: bool = True, cached: bool = False):
+def load_sweep(sweep_file: Path, *, check_trl: bool = True, cached: bool = False, check_inputs: bool = True):
+    """The sweep and its cells. `check_inputs=False` (status, cancel: commands that submit nothing): the
+    data sets and model folders the cells read are not checked, so an input moved since the cells were
+    submitted never stops a command that looks at or stops them; only the commands that submit check."""
     from .. import grid, spec
 
     sweep = spec.load_sweep(sweep_file)
-    cells = grid.expand(sweep)
+    cells = grid.expand(sweep, check_inputs=check_inputs)
     if len(cells) >= FREEZE_CELLS:
         # The cells live as long as the command: keep the cyclic collector from walking them again and again
         # while the states and plans of every cell are built (1.2 s of 9.8 for a 20,000-cell `plan`,

@@ -13,8 +13,12 @@ from .common import (
     ResultsOpt,
     app,
     console,
+    count,
     emit,
     exit_codes,
+    seed_option,
+    temperature_option,
+    top_p_option,
 )
 
 
@@ -28,7 +32,7 @@ def eval_cmd(
         str | None, typer.Option(help="Local folder or hub id for the family's weights.")
     ] = None,
     benchmarks: Annotated[str, typer.Option(help="Comma-separated benchmarks.")] = "math500",
-    limit: Annotated[int | None, typer.Option(help="Only the first N problems of each benchmark.")] = None,
+    limit: Annotated[int | None, count("Only the first N problems of each benchmark.")] = None,
     prompt: Annotated[str | None, typer.Option(help="Prompt template (default: the family's).")] = None,
     backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
     protocol: Annotated[
@@ -38,10 +42,8 @@ def eval_cmd(
             "max_new_tokens, prompt, path, limit); repeatable. Match a sweep's eval.protocols to share its baseline."
         ),
     ] = None,
-    batch_size: Annotated[
-        int | None, typer.Option(help="Sequences per generate() call (default: by memory).")
-    ] = None,
-    seed: int = 0,
+    batch_size: Annotated[int | None, count("Sequences per generate() call (default: by memory).")] = None,
+    seed: Annotated[int, seed_option()] = 0,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Evaluate a base model or any checkpoint and record it in the same store."""
@@ -88,16 +90,16 @@ def label(
     dataset: Annotated[
         str, typer.Option(help="Training set: hub id, local JSON/JSONL/parquet or builtin:arith.")
     ],
-    n: Annotated[int, typer.Option("--n", help="Samples per prompt (the paper: 64).")] = 64,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (the paper: 1.0).")] = 1.0,
-    top_p: float = 1.0,
-    max_new_tokens: Annotated[int, typer.Option(help="Max tokens per sample.")] = 3072,
-    limit: Annotated[int | None, typer.Option(help="Only the first N prompts.")] = None,
+    n: Annotated[int, count("Samples per prompt (the paper: 64).", "--n")] = 64,
+    temperature: Annotated[float, temperature_option("Sampling temperature (the paper: 1.0).")] = 1.0,
+    top_p: Annotated[float, top_p_option("Nucleus sampling's top-p (the paper: 1.0).")] = 1.0,
+    max_new_tokens: Annotated[int, count("Max tokens per sample.")] = 3072,
+    limit: Annotated[int | None, count("Only the first N prompts.")] = None,
     prompt: Annotated[
         str, typer.Option(help="Prompt template (the paper: plain, no chat template).")
     ] = "plain",
     model_path: Annotated[str | None, typer.Option(help="Local weights for the family.")] = None,
-    seed: int = 0,
+    seed: Annotated[int, seed_option()] = 0,
     labelling: Annotated[
         str,
         typer.Option(
@@ -106,9 +108,7 @@ def label(
             "use with --prompt raw)."
         ),
     ] = "equivalence",
-    holdout: Annotated[
-        int, typer.Option(min=0, help="The first N prompts of a cell's training set are held out.")
-    ] = 0,
+    holdout: Annotated[int, count("The first N prompts of a cell's training set are held out.", min=0)] = 0,
     force: Annotated[bool, typer.Option("--force", help="Make them again even if they exist.")] = False,
     backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
     results: ResultsOpt = Path("results"),
@@ -168,11 +168,9 @@ def probe(
     model_path: Annotated[
         str | None, typer.Option(help="Local folder or hub id for the family's weights.")
     ] = None,
-    limit: Annotated[
-        int | None, typer.Option(help="Only the first N problems of each benchmark.", min=1)
-    ] = None,
+    limit: Annotated[int | None, count("Only the first N problems of each benchmark.")] = None,
     max_new_tokens: Annotated[
-        int | None, typer.Option(help="Tokens per continuation (default: the benchmark's protocol).", min=1)
+        int | None, count("Tokens per continuation (default: the benchmark's protocol).")
     ] = None,
     backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
     fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",

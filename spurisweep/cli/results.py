@@ -14,6 +14,7 @@ from .common import (
     ResultsOpt,
     app,
     console,
+    count,
     emit,
     err,
     exit_codes,
@@ -33,7 +34,11 @@ def ingest(
     """Load finished cells' files into the DuckDB store (idempotent; run by run/status/report too)."""
     artifacts.check_results(results)
     from .. import store
+    from ..errors import PathError
 
+    db = store.db_path(results)
+    if not rebuild and not store.writable(db):  # reading commands read it as it stands; ingest must write
+        raise PathError(f"{db}: is not writable by this user, so nothing can be ingested into it")
     counts = store.rebuild(results) if rebuild else store.ingest(results)
     console.print(
         f"ingested {counts['cells']} cell(s) and {counts['baselines']} baseline evaluation(s) "
@@ -87,15 +92,14 @@ def report(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """The comparison table: mean over seeds, spread, and the change against each model's baseline."""
-    artifacts.check_results(results)
+    artifacts.check_results(results, write=False)  # a folder this user cannot write is read as it stands
     from .. import store
     from ..analysis import request as rep
 
     req = rep.Request(pivot, metric, benchmark, step, where or [], fmt, spread, paper, plot, out, sweep)
     req.check()
-    store.ingest(results)
-    _warn_incomplete(results, sweep)
-    with store.connect(store.db_path(results)) as con:
+    with store.reading(results) as con:
+        _warn_incomplete(results, sweep)
         rendered = rep.answer(con, req, grader=grader or ("paper" if paper else "math_verify"))
     emit(rendered)
 
@@ -119,9 +123,9 @@ def diagnose(
     ] = None,
     k: Annotated[
         int | None,
-        typer.Option(
+        count(
+            "k of pass@k for compression (default: samples per problem of the benchmark with the most).",
             "--k",
-            help="k of pass@k for compression (default: samples per problem of the benchmark with the most).",
         ),
     ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, markdown or json.")] = "table",
@@ -130,7 +134,7 @@ def diagnose(
 ) -> None:
     """Is the gain from the reward? Spurious-reward sensitivity, compression vs capability, training health,
     the clip 2x2 reading, and a warning when conclusions rest on one model family."""
-    artifacts.check_results(results)
+    artifacts.check_results(results, write=False)  # a folder this user cannot write is read as it stands
     from .. import store
     from ..analysis import diagnostics, query
 
@@ -139,8 +143,7 @@ def diagnose(
         from .. import spec
 
         name = spec.load_sweep(sweep).name
-    store.ingest(results)
-    with store.connect(store.db_path(results)) as con:
+    with store.reading(results) as con:
         query.use_grader(con, grader or "math_verify")
         d = diagnostics.diagnose(con, name, benchmark=benchmark, k=k)
     rendered = diagnostics.render(d, fmt)

@@ -13,14 +13,17 @@ import typer
 from .. import artifacts
 from ..errors import ConfigError
 from .common import (
+    MAX_SECONDS,
     ResultsOpt,
     SweepArg,
     app,
     console,
+    count,
     emit,
     err,
     exit_codes,
     load_sweep,
+    number,
     print_states,
     state_table,
     summary,
@@ -89,9 +92,7 @@ def run(
         bool, typer.Option("--retry-failed", help="Also resubmit cells that failed.")
     ] = False,
     wait: Annotated[bool, typer.Option(help="Follow the jobs until they end (Ctrl-C detaches).")] = True,
-    max_parallel: Annotated[
-        int | None, typer.Option(help="Local cells at once (default: GPUs, else cores).")
-    ] = None,
+    max_parallel: Annotated[int | None, count("Local cells at once (default: GPUs, else cores).")] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
@@ -104,13 +105,18 @@ def run(
     sweep, cells = load_sweep(sweep_file, cached=dry_run)
     backend.check(cells, file=str(sweep_file))  # e.g. several nodes on an executor of this machine only
     resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
+
+    def say_claims(cleared, verb: str) -> None:
+        for cell, why in cleared:
+            err.print(
+                f"{verb} a claim on cell {cell.id} ({cell.label}): {why}", markup=False, highlight=False
+            )
+
     if dry_run:
         plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
-    else:  # under the sweep's lock, the chosen cells claimed: a second `run` leaves them alone
-        plan_, states = launch.plan_and_claim(cells, results, retry_failed=retry_failed)
-    skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
-    if dry_run:
+        say_claims(plan_.cleared, "would clear")
         chosen = {c.id for c in plan_.to_submit}
+        skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
         print_states(
             [s for s in states if s.cell.id in chosen],
             f"would submit {len(plan_.to_submit)} of {len(cells)} cells ({executor})",
@@ -121,15 +127,20 @@ def run(
             console.print(line)
         console.print(f"skipped: {skipped or 'none'}")
         return
-    launch.write_manifest(sweep.name, str(sweep_file), cells, results)
-    if not plan_.to_submit:
-        console.print(f"nothing to submit ({skipped}).")
-    else:
-        console.print(
-            f"submitting {len(plan_.to_submit)} of {len(cells)} cells via {executor}"
-            + (f" (skipped: {skipped})" if skipped else "")
-        )
-        try:
+
+    def submit_and_report() -> None:
+        # under the sweep's lock, the chosen cells claimed: a second `run` leaves them alone
+        plan_, _ = launch.plan_and_claim(cells, results, retry_failed=retry_failed)
+        say_claims(plan_.cleared, "cleared")
+        skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
+        launch.write_manifest(sweep.name, str(sweep_file), cells, results)
+        if not plan_.to_submit:
+            console.print(f"nothing to submit ({skipped}).")
+        else:
+            console.print(
+                f"submitting {len(plan_.to_submit)} of {len(cells)} cells via {executor}"
+                + (f" (skipped: {skipped})" if skipped else "")
+            )
             with _Progress(len(plan_.to_submit)) as prog:
                 launch.submit(
                     plan_.to_submit,
@@ -140,17 +151,59 @@ def run(
                     wait=wait,
                     claimed=True,
                 )
-        except KeyboardInterrupt:
-            err.print("detached: jobs keep running; `spurisweep status` follows them.")
-            raise typer.Exit(130) from None
-    counts = store.ingest(results)
-    final = launch.states(cells, results)
-    console.print(summary(final) + f"; ingested {counts['cells']} new cell(s) into {store.db_path(results)}")
-    bad = [s for s in final if s.state in ("failed", "killed")]
-    for s in bad:
-        err.print(f"[red]{s.state}[/] {s.cell.id} ({s.cell.label}): {s.error or 'see ' + str(s.dir)}")
-    if bad:
-        raise typer.Exit(1)
+        counts = store.ingest(results)
+        final = launch.states(cells, results)
+        console.print(
+            summary(final) + f"; ingested {counts['cells']} new cell(s) into {store.db_path(results)}"
+        )
+        for s in final:  # claimed by another live `run`, which submits them
+            if s.state == "submitting":
+                err.print(
+                    f"submitting {s.cell.id} ({s.cell.label}): {s.error}", markup=False, highlight=False
+                )
+        bad = [s for s in final if s.state in ("failed", "killed")]
+        for s in bad:
+            err.print(f"[red]{s.state}[/] {s.cell.id} ({s.cell.label}): {s.error or 'see ' + str(s.dir)}")
+        if bad:
+            raise typer.Exit(1)
+
+    def detached(text: str) -> None:
+        # after a hang-up the terminal is gone (EIO), after Ctrl-C in a pipeline its reader may be (EPIPE):
+        # what cannot be written goes to /dev/null, so that exiting does not fail on it
+        try:
+            err.print(text, markup=False, highlight=False)
+            sys.stderr.flush()
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            for fd in (1, 2):
+                try:
+                    os.dup2(devnull, fd)
+                except OSError:
+                    pass
+            os.close(devnull)
+
+    # Ctrl-C, a closed terminal (SIGHUP) or a kill (SIGTERM) from here on: this controller detaches with
+    # 128 + the signal; the jobs run on (local ones in sessions of their own: launch/local.py), and a later
+    # `run` or `status` picks them up
+    from ..launch.submission import Detached, detachable
+
+    try:
+        with detachable():
+            submit_and_report()
+    except (Detached, OSError, SystemExit) as exc:
+        # an error while unwinding from the signal (the progress bar drawn once more on a terminal that is
+        # gone, or into a pipe whose reader Ctrl-C killed: rich exits 1 on a broken pipe) is its doing too
+        signal_ = exc
+        while signal_ is not None and not isinstance(signal_, Detached):
+            signal_ = signal_.__context__
+        if signal_ is None:
+            raise
+        detached(f"detached ({signal_.name}): jobs keep running; `spurisweep status` follows them.")
+        raise typer.Exit(signal_.exit_code) from None
+    except KeyboardInterrupt:  # not the main thread: no handlers of ours
+        detached("detached: jobs keep running; `spurisweep status` follows them.")
+        raise typer.Exit(130) from None
 
 
 class _Progress:
@@ -189,18 +242,22 @@ def status(
     watch: Annotated[
         bool, typer.Option("--watch", help="Refresh live until no cell is queued or running.")
     ] = False,
-    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 5.0,
+    interval: Annotated[
+        float, number("Seconds between refreshes with --watch (more than 0).", above=0, max=MAX_SECONDS)
+    ] = 5.0,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Each cell's state (pending, queued, running, done, failed with its last error, requeues)."""
-    artifacts.check_results(results)
+    # a read-only folder is shown as it stands, not ingested (store.ingest)
+    artifacts.check_results(results, write=False)
     import time
 
     from rich.live import Live
 
     from .. import launch, store
 
-    sweep, cells = load_sweep(sweep_file, check_trl=False)
+    # an input moved since (a data set, a model folder) does not stop a command that only looks
+    sweep, cells = load_sweep(sweep_file, check_trl=False, check_inputs=False)
     if not watch:
         states = launch.states(cells, results, check_files=True)
         print_states(states, f"sweep {sweep.name}")
@@ -229,16 +286,26 @@ def cancel(
     artifacts.check_results(results)
     from .. import launch
 
-    _, cells = load_sweep(sweep_file, check_trl=False)
+    # an input moved since (a data set, a model folder) never stops a cancel
+    _, cells = load_sweep(sweep_file, check_trl=False, check_inputs=False)
     if cell:
         unknown = [c for c in cell if c not in {x.id for x in cells}]
         if unknown:
             raise ConfigError(f"no cell {unknown[0]!r} in this sweep", file=str(sweep_file), field="--cell")
         cells = [c for c in cells if c.id in cell]
     done = launch.cancel(cells, results)
+    jobs = [s for s in done if s.state != "submitting"]
     console.print(
-        f"cancelled {len(done)} job(s)" + (": " + ", ".join(s.cell.id for s in done) if done else "")
+        f"cancelled {len(jobs)} job(s)" + (": " + ", ".join(s.cell.id for s in jobs) if jobs else "")
     )
+    for s in done:  # claimed by a controller that had not queued its job yet
+        if s.state == "submitting":
+            console.print(
+                f"cleared the claim on cell {s.cell.id} by controller {s.holder}: the cell is cancelled "
+                "(`run` submits it again)",
+                markup=False,
+                highlight=False,
+            )
 
 
 @app.command()
