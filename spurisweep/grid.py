@@ -192,16 +192,20 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def expand(sweep: Sweep) -> list[Cell]:
-    """All cells of a sweep, in grid order. Raises ConfigError (file + field) on any invalid input."""
+def expand(sweep: Sweep, *, check_inputs: bool = True) -> list[Cell]:
+    """All cells of a sweep, in grid order. Raises ConfigError (file + field) on any invalid input.
+    `check_inputs=False`: the local files and folders the cells read (data sets, model_path,
+    SPURISWEEP_DATA_DIR) are not checked, for commands that only look at or stop what was submitted
+    (status, cancel): an input moved since must not stop them. The cells and their ids are the same."""
     with _gc_paused():
-        return _expand(sweep)
+        return _expand(sweep, check_inputs)
 
 
-def _expand(sweep: Sweep) -> list[Cell]:
+def _expand(sweep: Sweep, check_inputs: bool = True) -> list[Cell]:
     spec = sweep.spec
     file = str(sweep.path)
-    data.data_dir()  # a SPURISWEEP_DATA_DIR that is no folder fails here, before any cell is planned
+    if check_inputs:
+        data.data_dir()  # a SPURISWEEP_DATA_DIR that is no folder fails here, before any cell is planned
     axes = list(spec.grid)
     for axis in axes:
         if axis not in NAMED_AXES and not known_path(axis):
@@ -241,7 +245,7 @@ def _expand(sweep: Sweep) -> list[Cell]:
         display = {a: _display(v) for a, v in values.items()}
         if any(_matches(rule, display) or _matches(rule, values) for rule in spec.exclude):
             continue
-        cfg = resolve(sweep, values, bases=bases)
+        cfg = resolve(sweep, values, bases=bases, check_inputs=check_inputs)
         cid = cell_id(cfg)
         cell = Cell(id=cid, config=cfg, axes=display, sweep=spec.name)
         if cid in seen:
@@ -264,7 +268,9 @@ def _expand(sweep: Sweep) -> list[Cell]:
     return cells
 
 
-def resolve(sweep: Sweep, values: dict[str, Any], *, bases: dict[str, Any] | None = None) -> CellConfig:
+def resolve(
+    sweep: Sweep, values: dict[str, Any], *, bases: dict[str, Any] | None = None, check_inputs: bool = True
+) -> CellConfig:
     """One cell's config. `bases`: preset name -> the preset merged with the sweep's settings, the same for
     every cell of that preset; `expand` passes one dict for all its cells so each is merged once."""
     spec = sweep.spec
@@ -304,10 +310,10 @@ def resolve(sweep: Sweep, values: dict[str, Any], *, bases: dict[str, Any] | Non
         top = fld.split(".")[0]
         origin = next((f"grid.{a}" for a in values if a == fld or a.split(".")[0] == top and a == fld), None)
         raise ConfigError(msg, file=file, field=origin or f"settings.{fld}") from None
-    return fill_defaults(cfg, file)
+    return fill_defaults(cfg, file, check_inputs=check_inputs)
 
 
-def fill_defaults(cfg: CellConfig, file: str) -> CellConfig:
+def fill_defaults(cfg: CellConfig, file: str, *, check_inputs: bool = True) -> CellConfig:
     """Check the names that registries define and make every implicit default explicit."""
     if cfg.model not in families.FAMILIES:
         raise ConfigError(suggest(cfg.model, list(families.FAMILIES)), file=file, field="model")
@@ -345,7 +351,8 @@ def fill_defaults(cfg: CellConfig, file: str) -> CellConfig:
             raise ConfigError(
                 suggest(bench, list(data.BENCHMARKS)), file=file, field=f"eval.protocols.{bench}"
             )
-    check_paths(cfg, file)
+    if check_inputs:
+        check_paths(cfg, file)
     return cfg
 
 

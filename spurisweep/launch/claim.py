@@ -8,11 +8,18 @@ that looks pending while its job runs. Three mechanisms, each covering what the 
    the cell states, decides what to submit and claims those cells, so two controllers never both see a
    cell as pending and both choose it.
 2. **The claim**: before a cell's job is queued its status.json says `submitting`, with the claiming
-   controller's host, pid and time. Another controller sees a live claim as active and leaves the cell
-   alone; a claim whose controller died is resolved through the running lock (a job holds it: the cell
-   is running) or else given up (the cell is pending again). The backend then records `queued` with the
-   job id before the job may start: SLURM arrays go out held and are released after the record; a local
-   job waits (`wait_for_record`) while its cell is claimed by a live controller.
+   controller's host, pid, process start time, pid namespace and time, and the name of its heartbeat
+   file. Another controller sees a live claim as active and leaves the cell alone; a claim whose
+   controller died is resolved through the running lock (a job holds it: the cell is running) or else
+   given up (the cell is pending again). A claim made here (same host and pid namespace) is live while its
+   pid is the same process; one made elsewhere (another host: a restarted container has a new host name)
+   cannot be checked by pid, and is live only while its controller's heartbeat
+   (results/<sweep>/.controllers/<file>, rewritten every HEARTBEAT_S by a thread of the controller while it
+   lives, removed when it exits) is younger than CLAIM_EXPIRY_S. `cancel` and `run --retry-failed` clear a
+   live claim of another host (the user knows better); `status` shows who holds a claim and since when.
+   The backend then records `queued` with the job id before the job may start: SLURM arrays go out held
+   and are released after the record; a local job waits (`wait_for_record`) while its cell is claimed by a
+   live controller. A job whose cell was cancelled meanwhile (the CANCELLED marker) does not train.
 3. **The running lock** (results/<sweep>/<cell>/.running.lock, a filelock held for the life of the job by
    rank 0): a job that cannot take it, because another live job holds it, exits without touching the
    cell's files. A job that takes it records itself in the cell's attempts log (attempts.jsonl: job id,
@@ -24,12 +31,16 @@ killed cell can be resubmitted at once; on NFS, Linux emulates flock with the se
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
+import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +52,14 @@ log = logging.getLogger(__name__)
 
 SUBMITTING = "submitting"
 SWEEP_LOCK = ".submit.lock"
-#: a claim made on another host cannot be checked by pid: it counts as live this long
-FOREIGN_CLAIM_TTL_S = 6 * 3600
+#: marker file written by `cancel` in a cell's folder, removed when the cell is submitted again
+CANCELLED = "CANCELLED"
+#: the sweep folder's folder of controller heartbeats (one file per live controller)
+HEARTBEATS = ".controllers"
+#: a controller rewrites its heartbeat this often while it lives
+HEARTBEAT_S = 15.0
+#: a claim that cannot be checked by pid (made on another host) is live while its heartbeat is this fresh
+CLAIM_EXPIRY_S = 120.0
 #: rank 0 waits this long for the running lock: a controller probing it holds it for an instant only
 JOB_LOCK_TIMEOUT_S = 10.0
 #: a local job waits this long for its controller to record `queued` (it takes milliseconds)
@@ -75,9 +92,19 @@ def sweep_lock(results: Path, sweep: str) -> Iterator[None]:
         lock.release()
 
 
-def owner() -> dict[str, Any]:
-    """Who claims: this controller process."""
-    return {"host": socket.gethostname(), "pid": os.getpid(), "time": time.time()}
+def owner(sweep_dir: Path | None = None) -> dict[str, Any]:
+    """Who claims: this controller process. With `sweep_dir`, its heartbeat there starts (or goes on)."""
+    pid = os.getpid()
+    who: dict[str, Any] = {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "start": proc_start(pid),
+        "pidns": _pid_namespace(),
+        "time": time.time(),
+    }
+    if sweep_dir is not None:
+        who["heartbeat"] = _HEARTBEAT.beat(Path(sweep_dir))
+    return who
 
 
 def crash_hook() -> None:
@@ -86,18 +113,154 @@ def crash_hook() -> None:
         os._exit(1)
 
 
-def claim_alive(status: dict[str, Any]) -> bool:
-    """Whether the controller that claimed a cell is still running (see FOREIGN_CLAIM_TTL_S)."""
+@dataclass
+class Holder:
+    """The controller that claimed a cell, and whether it is still there (see the module docstring)."""
+
+    host: str
+    pid: int
+    since: float | None  # when it claimed the cell
+    local: bool  # made here: checked by pid; else by heartbeat
+    alive: bool
+    beat: float | None = None  # its last heartbeat (a claim made elsewhere)
+
+    def __str__(self) -> str:
+        since = f" since {_clock(self.since)}" if self.since else ""
+        text = f"host {self.host} pid {self.pid}{since}"
+        if self.local:
+            return text + ("" if self.alive else ", ended")
+        if self.beat is None:
+            return text + ", no heartbeat"
+        age = max(0.0, time.time() - self.beat)
+        return text + (
+            f", last heartbeat {_age(age)} ago" if self.alive else f", no heartbeat for {_age(age)}"
+        )
+
+
+def holder(status: dict[str, Any], sweep_dir: Path | None = None) -> Holder | None:
+    """Who claimed this cell (its status.json), None without a readable claim. `sweep_dir`: the sweep's
+    folder, where a claim's heartbeat file lives."""
     who = status.get("claim")
     if not isinstance(who, dict):
-        return False
+        return None
     try:
-        pid, when = int(who.get("pid")), float(who.get("time"))
+        pid = int(who.get("pid"))  # type: ignore[arg-type]
     except (TypeError, ValueError):
-        return False
-    if who.get("host") != socket.gethostname():
-        return time.time() - when < FOREIGN_CLAIM_TTL_S
-    return pid_alive(pid)
+        return None
+    since = _number(who.get("time"))
+    host = str(who.get("host"))
+    ns = who.get("pidns")
+    if host == socket.gethostname() and (ns is None or ns == _pid_namespace()):
+        start = who.get("start")
+        alive = pid_alive(pid) and (start is None or proc_start(pid) == start)
+        return Holder(host, pid, since, local=True, alive=alive)
+    beats = [since, _number(who.get("heartbeat"))]  # a number: a heartbeat written into the claim itself
+    name = who.get("heartbeat")
+    if sweep_dir is not None and isinstance(name, str) and name and "/" not in name and name[0] != ".":
+        beat = artifacts.read_json(Path(sweep_dir) / HEARTBEATS / name, {})
+        beats.append(_number(beat.get("time")) if isinstance(beat, dict) else None)
+    last = max((b for b in beats if b is not None), default=None)
+    alive = last is not None and time.time() - last < CLAIM_EXPIRY_S
+    return Holder(host, pid, since, local=False, alive=alive, beat=last)
+
+
+def claim_alive(status: dict[str, Any], sweep_dir: Path | None = None) -> bool:
+    """Whether the controller that claimed a cell is still there (see Holder)."""
+    h = holder(status, sweep_dir)
+    return h is not None and h.alive
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _clock(t: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def proc_start(pid: int) -> int | None:
+    """When a process started (clock ticks since boot, /proc/<pid>/stat field 22): with the pid it names one
+    process, never a later one given the same pid (a restarted container counts pids from 1 again)."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _pid_namespace() -> str | None:
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return None
+
+
+class _Heartbeat:
+    """This controller's heartbeat files (one per sweep folder it claimed cells in), rewritten every
+    HEARTBEAT_S by a daemon thread while the process lives and removed when it exits."""
+
+    def __init__(self) -> None:
+        self.paths: dict[Path, dict[str, Any]] = {}
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+        self.pid = os.getpid()
+
+    def beat(self, sweep_dir: Path) -> str:
+        pid = os.getpid()
+        name = f"{re.sub(r'[^A-Za-z0-9_.-]', '_', socket.gethostname()).lstrip('.')}-{pid}-{proc_start(pid)}.json"
+        path = sweep_dir / HEARTBEATS / name
+        with self.lock:
+            if pid != self.pid:  # a forked child: its parent's files are not its own
+                self.paths.clear()
+                self.thread, self.pid = None, pid
+            if path not in self.paths:
+                self.paths[path] = {"host": socket.gethostname(), "pid": pid}
+                self._write(path)
+            if self.thread is None:
+                atexit.register(self.stop)
+                self.thread = threading.Thread(target=self._loop, name="spurisweep-heartbeat", daemon=True)
+                self.thread.start()
+        return name
+
+    def _write(self, path: Path) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            artifacts.atomic_write_json(path, {**self.paths[path], "time": time.time()}, durable=False)
+        except OSError as exc:  # a full disk: the claim then expires, which is safe
+            log.warning("could not write the heartbeat %s: %s", path, exc)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_S)
+            with self.lock:
+                if os.getpid() != self.pid:
+                    return
+                for path in self.paths:
+                    self._write(path)
+
+    def stop(self) -> None:
+        with self.lock:
+            if os.getpid() != self.pid:
+                return
+            for path in self.paths:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            self.paths.clear()
+
+
+_HEARTBEAT = _Heartbeat()
 
 
 def pid_alive(pid: int) -> bool:
@@ -143,6 +306,10 @@ def hold_cell(cell: artifacts.CellDir, *, rank: int, job_id: str | None) -> Iter
         return
     try:
         wait_for_record(cell)
+        if (cell.root / CANCELLED).exists():  # cancelled while its controller was submitting it
+            log.warning("%s: the cell was cancelled; this job (%s) exits", cell.root, job_id)
+            yield False
+            return
         yield True
     finally:
         lock.release()
@@ -166,7 +333,7 @@ def wait_for_record(cell: artifacts.CellDir, timeout: float = RECORD_WAIT_S) -> 
     deadline = time.time() + timeout
     while time.time() < deadline:
         st = cell.status()
-        if st.get("state") != SUBMITTING or not claim_alive(st):
+        if st.get("state") != SUBMITTING or not claim_alive(st, cell.root.parent):
             return
         time.sleep(0.2)
     log.warning("%s: its controller did not record the job within %.0f s; going ahead", cell.root, timeout)

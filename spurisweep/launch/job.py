@@ -75,7 +75,10 @@ class CellJob(submitit.helpers.Checkpointable):
             name = "error.txt" if rank == 0 else f"error-rank{rank}.txt"
             artifacts.atomic_write_text(cell.root / name, traceback.format_exc())
             where = f" (rank {rank})" if rank else ""
-            cell.set_status("failed", error=f"{type(exc).__name__}{where}: {last}"[:500])
+            if isinstance(exc, KeyboardInterrupt):  # a signal sent to the job: killed, resumed by `run`
+                cell.set_status("killed", error=f"interrupted (SIGINT){where}; `run` resumes it")
+            else:
+                cell.set_status("failed", error=f"{type(exc).__name__}{where}: {last}"[:500])
             raise
         if rank == 0:
             cell.set_status("done", error=None)
@@ -108,7 +111,10 @@ class LabelJob(submitit.helpers.Checkpointable):
                 raise
             last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
             artifacts.atomic_write_text(path.with_suffix(".error.txt"), traceback.format_exc())
-            write_record(path, state="failed", error=f"{type(exc).__name__}: {last}"[:500])
+            if isinstance(exc, KeyboardInterrupt):  # a signal sent to the job: made again by `run`
+                write_record(path, state="killed", error="interrupted (SIGINT)")
+            else:
+                write_record(path, state="failed", error=f"{type(exc).__name__}: {last}"[:500])
             raise
         write_record(path, state="done", error=None)
         return str(out)

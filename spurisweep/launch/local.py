@@ -4,6 +4,12 @@ On a GPU machine every job gets its own GPUs (CUDA_VISIBLE_DEVICES), one per pro
 that many are free; without GPUs at most `max_parallel` (default: cores) jobs run at once. A job's id is
 its controller's pid: it is alive while that process is, and `cancel` stops the process tree.
 
+Every job runs in a session of its own (setsid: its own process group, no controlling terminal) with
+stdin, stdout and stderr away from the terminal: Ctrl-C (a terminal signals its whole foreground process
+group), a closed terminal or a dropped ssh session (SIGHUP) stop `run` only, which detaches, and the
+jobs run on to the end. A signal sent to a job itself (`cancel`, someone's kill) leaves its cell
+`killed` or `cancelled`, which a plain `run` resumes.
+
 Label jobs start first (one process, with the GPUs of one of its cells); a cell that trains on labels
 starts once its label job has ended, so even without --wait `run` returns only after the label jobs.
 One machine: a cell asking for several nodes is a plan-time error.
@@ -15,6 +21,7 @@ import contextlib
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Sequence
@@ -25,10 +32,11 @@ import submitit
 
 from .. import artifacts
 from .backend import Backend, Progress, check_one_machine
-from .claim import crash_hook
+from .claim import CANCELLED, crash_hook
 from .job import CellJob, LabelJob
-from .labeljob import LabelTask, failure, mark_queued
+from .labeljob import LabelTask, failure, mark_queued, read_record
 from .state import cell_dir
+from .submission import critical
 
 if TYPE_CHECKING:
     from ..grid import Cell
@@ -163,9 +171,14 @@ def run_local(
                 continue
             if task is not None and not task.made():
                 pending.pop(i)  # its label job ended without labels: the cell does not start
+                # killed (a plain `run` starts it again) unless the label job itself failed
+                failed = read_record(task.path).get("state") == "failed"
                 artifacts.CellDir(cell_dir(results, sweep, item.id)).set_status(
-                    "failed", executor=LocalBackend.name, error=failure(task)
+                    "failed" if failed else "killed", executor=LocalBackend.name, error=failure(task)
                 )
+                continue
+            if not isinstance(item, LabelTask) and (cell_dir(results, sweep, item.id) / CANCELLED).exists():
+                pending.pop(i)  # cancelled while this controller held its claim (claim.py)
                 continue
             cell = item.cells[0] if isinstance(item, LabelTask) else item
             k = local_processes(cell, gpus)
@@ -207,20 +220,69 @@ def _start(
         setup.append(f"export CUDA_VISIBLE_DEVICES={','.join(mine)}")
     if isinstance(item, LabelTask):  # one process, with the GPUs of one of its cells
         ex.update_parameters(timeout_min=cell.config.slurm.timeout_min, tasks_per_node=1, local_setup=setup)
-        with _detached_stdio():
-            job = ex.submit(LabelJob(), str(results), item.spec_dict())
-        mark_queued(item, str(job.job_id), LocalBackend.name)
+        with critical():  # a Ctrl-C meanwhile waits for the record
+            with _detached_stdio(), _own_session():
+                job = ex.submit(LabelJob(), str(results), item.spec_dict())
+            mark_queued(item, str(job.job_id), LocalBackend.name)
+        _check_session(job)
         return f"labels {item.name}", job
     ex.update_parameters(timeout_min=cell.config.slurm.timeout_min, tasks_per_node=k, local_setup=setup)
     d = cell_dir(results, sweep, cell.id)
-    with _detached_stdio():
-        job = ex.submit(CellJob(), str(d), str(results))
-    crash_hook()
-    # the job waits for this record before it trains (claim.wait_for_record)
-    artifacts.CellDir(d).set_status(
-        "queued", job_id=str(job.job_id), executor=LocalBackend.name, error=None, submitted=time.time()
-    )
+    with critical():  # a Ctrl-C meanwhile waits for the record
+        with _detached_stdio(), _own_session():
+            job = ex.submit(CellJob(), str(d), str(results))
+        crash_hook()
+        # the job waits for this record before it trains (claim.wait_for_record)
+        artifacts.CellDir(d).set_status(
+            "queued", job_id=str(job.job_id), executor=LocalBackend.name, error=None, submitted=time.time()
+        )
+    _check_session(job)
     return cell.id, job
+
+
+class _NewSessions:
+    """submitit's local executor's view of the `subprocess` module while it starts a job (_own_session):
+    the same module, but its Popen starts the job in a session of its own (setsid)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(subprocess, name)
+
+    @staticmethod
+    def Popen(*args: Any, **kwargs: Any) -> subprocess.Popen:  # noqa: N802 (subprocess's name)
+        kwargs["start_new_session"] = True
+        return subprocess.Popen(*args, **kwargs)
+
+
+@contextlib.contextmanager
+def _own_session():
+    """Jobs started inside run in sessions of their own (see the module docstring). submitit starts a local
+    job with `subprocess.Popen` in submitit.local.local.start_controller and offers no hook: its module's
+    `subprocess` is swapped for the span of one submit (this controller's only thread that starts jobs)."""
+    from submitit.local import local as submitit_local
+
+    saved = submitit_local.subprocess
+    submitit_local.subprocess = _NewSessions()  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        submitit_local.subprocess = saved
+
+
+_warned_session = False
+
+
+def _check_session(job: Any) -> None:
+    """A job not in a session of its own (a submitit that starts jobs otherwise) would die with this
+    terminal's Ctrl-C: said once."""
+    global _warned_session
+    pid = int(str(job.job_id).split("_")[0])
+    try:
+        own = os.getsid(pid) == pid
+    except OSError:  # ended already
+        return
+    if not own and not _warned_session:
+        _warned_session = True
+        log.warning("local job %s shares this terminal's session: Ctrl-C or a hang-up would stop it", pid)
 
 
 def _alive(pid: int) -> bool:
@@ -249,19 +311,31 @@ def _descendants(pid: int) -> list[int]:
 
 @contextlib.contextmanager
 def _detached_stdio():
-    """Local jobs outlive this process: they must not inherit its stdout/stderr (a caller reading our
-    output through a pipe would otherwise wait for every job to end). Their output goes to submitit's
-    log files in the sweep's _submitit folder."""
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
+    """Local jobs outlive this process: they must not inherit its stdin/stdout/stderr (a caller reading our
+    output through a pipe would otherwise wait for every job to end; a terminal closed would fail their
+    writes). Their output goes to submitit's log files in the sweep's _submitit folder."""
+    fds = (0, 1, 2)
+    saved = {fd: _dup(fd) for fd in fds}
+    devnull = os.open(os.devnull, os.O_RDWR)
     try:
         sys.stdout.flush()
         sys.stderr.flush()
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
+        for fd in fds:
+            os.dup2(devnull, fd)
         yield
     finally:
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
+        for fd, old in saved.items():
+            if old is None:
+                os.close(fd)
+            else:
+                os.dup2(old, fd)
+                os.close(old)
+        os.close(devnull)
+
+
+def _dup(fd: int) -> int | None:
+    """A copy of fd, None when fd is not open (a controller started with stdin closed)."""
+    try:
+        return os.dup(fd)
+    except OSError:
+        return None

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from .. import artifacts
 from .backend import BACKENDS, Backend, get_backend
-from .claim import SUBMITTING, claim_alive, job_running
+from .claim import CANCELLED, SUBMITTING, Holder, holder, job_running
 from .labeljob import ACTIVE as LABEL_ACTIVE
 from .labeljob import LabelState, LabelTask, label_tasks, labels_needed, made, read_record
 
@@ -26,7 +26,6 @@ log = logging.getLogger(__name__)
 
 #: `submitting`: claimed by a controller that has not yet recorded the job (see launch/claim.py)
 ACTIVE = ("queued", "running", "requeued", SUBMITTING)
-CANCELLED = "CANCELLED"  # marker file written by `cancel`, removed when the cell is submitted again
 #: states `run` submits again without being asked (a killed cell resumes from its last checkpoint)
 RESUBMIT = ("pending", "killed", "cancelled")
 
@@ -48,6 +47,8 @@ class CellState:
     incomplete: list[str] = field(default_factory=list)
     #: cancelled, but its job still holds the running lock (it is winding down after scancel / SIGTERM)
     stopping: bool = False
+    #: the controller that claimed the cell (state `submitting`, or a claim given up: its controller ended)
+    holder: Holder | None = None
 
 
 def cell_dir(results: Path, sweep: str, cell_id: str) -> Path:
@@ -161,12 +162,15 @@ def states(
         return out
     for s in out:
         if s.state == SUBMITTING:
-            if claim_alive(artifacts.CellDir(s.dir).status()):
+            s.holder = h = holder(artifacts.CellDir(s.dir).status(), s.dir.parent)
+            if h is not None and h.alive:
+                s.error = f"claimed by controller {h}"
                 continue
+            who = f" ({h})" if h is not None else ""
             if job_running(s.dir):
-                s.state, s.error = "running", "its controller ended before recording the job"
+                s.state, s.error = "running", f"its controller{who} ended before recording the job"
             else:
-                s.state, s.error = "pending", "its controller ended before submitting it"
+                s.state, s.error = "pending", f"stale claim: its controller{who} ended before submitting it"
     by_executor: dict[str, list[CellState]] = {}
     for s in out:
         if s.state in ACTIVE and s.job_id:
@@ -200,19 +204,32 @@ def states(
 class Plan:
     to_submit: list[Cell]
     skipped: dict[str, list[Cell]]  # reason -> cells
+    #: claims this plan takes over, each with what it says about them: stale ones (their controller
+    #: ended), and with retry_failed live ones made on another host
+    cleared: list[tuple[Cell, str]] = field(default_factory=list)
 
 
 def plan_submission(cells: list[Cell], results: Path, *, retry_failed: bool) -> tuple[Plan, list[CellState]]:
+    """What to submit: pending, killed and cancelled cells (failed ones too with `retry_failed`), and cells
+    whose claim is stale. `retry_failed` also takes over a live claim made on another host (which cannot be
+    checked by pid: its heartbeat may come from a controller that is stuck); never one of a live process
+    here."""
     sts = states(cells, results)
-    to_submit, skipped = [], {}
+    plan = Plan([], {})
     for s in sts:
+        h = s.holder
         if s.stopping:  # a new job would find the cell's lock held and leave: wait for the old one to end
-            skipped.setdefault("stopping", []).append(s.cell)
+            plan.skipped.setdefault("stopping", []).append(s.cell)
         elif s.state in RESUBMIT or (s.state == "failed" and retry_failed):
-            to_submit.append(s.cell)
+            plan.to_submit.append(s.cell)
+            if s.state == "pending" and h is not None:
+                plan.cleared.append((s.cell, f"stale claim by controller {h}"))
+        elif s.state == SUBMITTING and retry_failed and h is not None and not h.local:
+            plan.to_submit.append(s.cell)
+            plan.cleared.append((s.cell, f"live claim by controller {h} (taken over: --retry-failed)"))
         else:
-            skipped.setdefault(s.state, []).append(s.cell)
-    return Plan(to_submit, skipped), sts
+            plan.skipped.setdefault(s.state, []).append(s.cell)
+    return plan, sts
 
 
 def watch(cells: list[Cell], results: Path, *, on_update=None, poll_s: float = 5.0) -> list[CellState]:

@@ -1,14 +1,23 @@
 """Submitting and cancelling the cells of a sweep through a backend, idempotently: each cell's
 config.json and a `submitting` claim are written before its job is queued, and a re-run submits only
 what is not done, claimed, queued or running (see state.plan_submission and plan_and_claim). Labels the
-cells train on that do not exist yet go out first, as label jobs (labeljob.py)."""
+cells train on that do not exist yet go out first, as label jobs (labeljob.py).
+
+A controller told to stop (Ctrl-C, a hang-up, SIGTERM) detaches: inside `detachable` those signals raise
+Detached (the command exits 128 + the signal) and the jobs run on, since local jobs live in sessions of
+their own (local.py) and no terminal signal reaches them; inside `critical` (a job queued and not yet
+recorded) the signal waits until the record is written."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .. import artifacts
 from .backend import BACKENDS, Backend, get_backend
@@ -95,9 +104,15 @@ def submit(
 
 
 def cancel(cells: list[Cell], results: Path) -> list[CellState]:
-    """Cancel queued and running jobs of these cells only. A cell recorded under an executor this
-    version does not know is a ConfigError, raised before anything is cancelled."""
-    active = [s for s in states(cells, results) if s.state in ACTIVE and s.job_id]  # not `stopping` ones
+    """Cancel queued and running jobs of these cells only, and clear the live claims on them (state
+    `submitting`, with the claiming controller in `holder`): each becomes `cancelled` (a later `run`
+    submits it again) and a controller still submitting it leaves it alone (launch/claim.py). Returns
+    their states as they were. A cell recorded under an executor this version does not know is a
+    ConfigError, raised before anything is cancelled."""
+    sts = states(cells, results)
+    claimed = [s for s in sts if s.state == SUBMITTING]
+    # not `stopping` ones (they read cancelled)
+    active = [s for s in sts if s.state in ACTIVE and s.state != SUBMITTING and s.job_id]
     backends: dict[str, Backend] = {}
     for s in active:
         if str(s.executor) not in backends:
@@ -107,13 +122,21 @@ def cancel(cells: list[Cell], results: Path) -> list[CellState]:
         backends[str(s.executor)].cancel(str(s.job_id))
         artifacts.atomic_write_text(s.dir / CANCELLED, f"{time.time()}\n")
         artifacts.CellDir(s.dir).set_status("cancelled", error="cancelled by user")
-    return active
+    for s in claimed:
+        artifacts.atomic_write_text(s.dir / CANCELLED, f"{time.time()}\n")
+        why = (
+            f"cancelled by user (claim by controller {s.holder} cleared)" if s.holder else "cancelled by user"
+        )
+        artifacts.CellDir(s.dir).set_status("cancelled", error=why, claim=None)
+    return [s for s in sts if s in active or s in claimed]
 
 
 def claim_cells(cells: list[Cell], results: Path) -> None:
     """Write each cell's config.json and a `submitting` claim in its status (call under the sweep lock):
     a second controller sees these cells as active (launch/claim.py)."""
-    who = owner()
+    if not cells:
+        return
+    who = owner(Path(results) / cells[0].sweep)  # its heartbeat, for controllers on other hosts
     for c in cells:
         d = write_cell_config(c, results)
         artifacts.CellDir(d).set_status(SUBMITTING, job_id=None, claim=who, error=None, durable=False)
@@ -141,3 +164,95 @@ def release_held(sts: list[CellState]) -> None:
                 held.setdefault(str(s.executor), []).append(str(s.job_id))
     for executor, job_ids in held.items():
         get_backend(executor).release(job_ids)
+
+
+# ---------------------------------------------------------------------------------------------- signals
+#: what detaches a controller: Ctrl-C (the terminal's whole foreground group), a hang-up, `kill`
+DETACH_SIGNALS = (signal.SIGINT, signal.SIGHUP, signal.SIGTERM)
+
+
+class Detached(KeyboardInterrupt):
+    """The controller was told to stop by a signal; its jobs run on. `exit_code`: 128 + the signal."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+        super().__init__(self.name)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+class _Signals:
+    depth = 0  # nested `critical` sections
+    held: list[int] = []  # signals received inside them
+    ttys: list[int] = []  # stdout / stderr when they were a terminal (detachable)
+
+
+@contextlib.contextmanager
+def detachable() -> Iterator[None]:
+    """SIGINT, SIGHUP and SIGTERM raise Detached in this (main) thread while inside; a signal this process
+    was started ignoring (nohup, `&` in a script) stays ignored. The handlers before are restored after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    _Signals.ttys = [fd for fd in (1, 2) if _isatty(fd)]
+
+    def handler(signum: int, frame: Any) -> None:
+        if signum == signal.SIGHUP:
+            _quiet_hung_up(_Signals.ttys)
+        if _Signals.depth:
+            _Signals.held.append(signum)
+            return
+        raise Detached(signum)
+
+    old = {s: signal.getsignal(s) for s in DETACH_SIGNALS}
+    for s, h in old.items():
+        if h is not signal.SIG_IGN:
+            signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            if h is not signal.SIG_IGN:
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def critical() -> Iterator[None]:
+    """A job queued and not yet recorded: a detaching signal received inside is raised on leaving, so the
+    record is always written (claim.py: a job waits for it)."""
+    _Signals.depth += 1
+    try:
+        yield
+    finally:
+        _Signals.depth -= 1
+    if not _Signals.depth and _Signals.held:
+        signum, _Signals.held = _Signals.held[0], []
+        if signum == signal.SIGHUP:  # the section may have put the terminal's descriptors back
+            _quiet_hung_up(_Signals.ttys)
+        raise Detached(signum)
+
+
+def _isatty(fd: int) -> bool:
+    try:
+        return os.isatty(fd)
+    except OSError:
+        return False
+
+
+def _quiet_hung_up(ttys: list[int]) -> None:
+    """After a hang-up: stdout / stderr on the terminal that is gone (a hung-up terminal is no terminal any
+    more, and every write to it fails with EIO) go to /dev/null, so that unwinding (a progress bar drawn one
+    last time) and exiting write nothing that fails."""
+    gone = [fd for fd in ttys if not _isatty(fd)]
+    if not gone:
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        for fd in gone:
+            os.dup2(devnull, fd)
+    finally:
+        os.close(devnull)
