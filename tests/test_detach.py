@@ -192,6 +192,36 @@ def test_a_terminal_signal_detaches_run_and_its_local_jobs_finish(tmp_path, how,
 
 
 @pytest.mark.slow
+def test_cells_not_started_at_ctrl_c_are_left_pending_and_a_plain_run_submits_them(tmp_path):
+    """--max-parallel 1 over two cells: Ctrl-C while the first trains. It finishes; the second, claimed but
+    never started, reads pending at once (its controller ended) and the next `run` trains it."""
+    sweep = tmp_path / "detach.yaml"
+    sweep.write_text(ONE.replace("seed: [0]", "seed: [0, 1]"))
+    res = tmp_path / "res"
+    cells = grid.expand(spec.load_sweep(sweep))
+    term = Terminal(tmp_path, "run", str(sweep), "--results", str(res), "--max-parallel", "1")
+    try:
+        st = running_job(res / "detach" / cells[0].id)
+        ctrl_c(term)
+        assert term.proc.wait(60) == 130, term.text()
+        time.sleep(0.5)
+        assert "1 cell(s) not started yet are left pending" in " ".join(term.text().split()), term.text()
+    finally:
+        term.close()
+        if term.proc.poll() is None:
+            term.proc.kill()
+    sts = launch.states(cells, res)
+    assert sts[1].state == "pending" and "stale claim" in str(sts[1].error), (sts[1].state, sts[1].error)
+    wait_for(lambda: not alive(int(st["pid"])), 600, "the first job to end")
+    assert launch.states(cells, res)[0].state == "done"
+    again = subprocess.run(
+        [*EXE, "run", str(sweep), "--results", str(res)], capture_output=True, text=True, cwd=ROOT
+    )
+    assert again.returncode == 0, again.stdout + again.stderr
+    trained_once(res, "detach", cells)
+
+
+@pytest.mark.slow
 def test_ctrl_c_in_a_pipeline_whose_reader_dies_with_it_still_detaches(tmp_path):
     """`spurisweep run ... | tee log` and Ctrl-C: the reader dies too, and the progress bar's last drawing
     meets a broken pipe. `run` still exits 130 and its job finishes."""

@@ -199,7 +199,19 @@ def run(
             signal_ = signal_.__context__
         if signal_ is None:
             raise
-        detached(f"detached ({signal_.name}): jobs keep running; `spurisweep status` follows them.")
+        text = f"detached ({signal_.name}): jobs keep running; `spurisweep status` follows them."
+        try:  # cells this controller claimed and had not started yet (--max-parallel, labels): pending now
+            mine = [
+                s
+                for s in launch.states(cells, results, live=False)
+                if s.state == "submitting"
+                and (artifacts.CellDir(s.dir).status().get("claim") or {}).get("pid") == os.getpid()
+            ]
+        except Exception:  # a message only: never in the way of exiting
+            mine = []
+        if mine:
+            text += f" {len(mine)} cell(s) not started yet are left pending: `spurisweep run` submits them."
+        detached(text)
         raise typer.Exit(signal_.exit_code) from None
     except KeyboardInterrupt:  # not the main thread: no handlers of ours
         detached("detached: jobs keep running; `spurisweep status` follows them.")
