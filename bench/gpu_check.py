@@ -106,6 +106,19 @@ def planner_check(folder: Path) -> None:
             torch.cuda.empty_cache()
 
 
+def random_task(tok, n: int):
+    """`n` prompts of 48 random words of the tokenizer's vocabulary, and a reward of 1 with probability 1/2
+    (seeded): a GRPO step's inputs that need no data set."""
+    rng = random.Random(0)
+    words = [w for w in tok.get_vocab() if not w.startswith("<")]
+    prompts = [" ".join(rng.choices(words, k=48)) for _ in range(n)]
+
+    def random_reward(completions, **kwargs) -> list[float]:
+        return [float(rng.random() < 0.5) for _ in completions]
+
+    return prompts, random_reward
+
+
 def grpo_check(folder: Path, steps: int) -> None:
     """A few bf16 GRPO steps through TRL on this GPU; time per step and peak memory."""
     from datasets import Dataset
@@ -115,13 +128,8 @@ def grpo_check(folder: Path, steps: int) -> None:
     from spurisweep import memory
 
     tok = AutoTokenizer.from_pretrained(folder)
-    rng = random.Random(0)
-    words = [w for w in tok.get_vocab() if not w.startswith("<")]
-    prompts = [" ".join(rng.choices(words, k=48)) for _ in range(32)]
+    prompts, random_reward = random_task(tok, 32)
     micro, gens, completion = (8, 8, 256) if DEVICE == "cuda" else (2, 2, 8)
-
-    def random_reward(completions, **kwargs) -> list[float]:
-        return [float(rng.random() < 0.5) for _ in completions]
 
     with tempfile.TemporaryDirectory() as out:
         args = GRPOConfig(
@@ -189,13 +197,8 @@ def fsdp_check(folder: Path) -> None:
     if DEVICE == "cpu":
         sharding.enable_cpu_fsdp()
     tok = AutoTokenizer.from_pretrained(folder)
-    rng = random.Random(0)
-    words = [w for w in tok.get_vocab() if not w.startswith("<")]
-    prompts = [" ".join(rng.choices(words, k=48)) for _ in range(16)]
+    prompts, random_reward = random_task(tok, 16)
     micro, completion = (8, 256) if DEVICE == "cuda" else (2, 8)
-
-    def random_reward(completions, **kwargs) -> list[float]:
-        return [float(rng.random() < 0.5) for _ in completions]
 
     with tempfile.TemporaryDirectory() as out:
         kw = dict(
