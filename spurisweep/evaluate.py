@@ -360,6 +360,7 @@ def generate_share(
     rank: int = 0,
     world: int = 1,
     vllm_memory: float | None = None,
+    engine: Any = None,
 ) -> Share:
     """Generate and grade this process's share of an evaluation: problem i belongs to rank i % world.
 
@@ -403,6 +404,7 @@ def generate_share(
                 prompt_ids=prompt_ids,
                 on_batch=on_batch,
                 keys=indices,
+                engine=engine,
             )
         else:
             gens = generate_transformers(
@@ -480,12 +482,19 @@ def run_eval_parallel(
     barrier: Callable[[], None],
     vllm_memory: float | None = None,
     grading_workers: int | None = None,
+    engine: Any = None,
+    writer: bool | None = None,
+    write_share: bool = True,
 ) -> dict[str, Any] | None:
     """One evaluation split across `world` processes (collective: every rank calls it, and the caller has
     agreed that it is missing). Rank r generates and grades problems r, r + world, ... and writes its
     share atomically to <folder>/.shards/<eval_id>/rank<r>.json; after `barrier()` rank 0 merges the
     shares in problem order and writes the evaluation as run_eval would (same id, same rows); all ranks
-    wait for it. Returns the metadata on rank 0, None on the others."""
+    wait for it. Returns the metadata on rank 0, None on the others.
+
+    `engine`: a running vLLM engine to generate on (TRL's colocated one). `writer` (default: rank 0) merges;
+    `write_share` False for a process that generated a share another process of its tensor-parallel group
+    writes."""
     import json
     import shutil
 
@@ -504,13 +513,14 @@ def run_eval_parallel(
         rank=rank,
         world=world,
         vllm_memory=vllm_memory,
+        engine=engine,
     )
     parts = Path(folder) / ".shards" / eval_id
-    # json.dumps without sort_keys: the rows keep their field order through the merge
-    artifacts.atomic_write_text(parts / f"rank{rank}.json", json.dumps(share.as_dict(), default=str))
+    if write_share:  # json.dumps without sort_keys: the rows keep their field order through the merge
+        artifacts.atomic_write_text(parts / f"rank{rank}.json", json.dumps(share.as_dict(), default=str))
     barrier()
     out = None
-    if rank == 0:
+    if rank == 0 if writer is None else writer:
         shares = [Share(**json.loads((parts / f"rank{r}.json").read_text())) for r in range(world)]
         out = write_evaluation(
             Path(folder),

@@ -118,18 +118,10 @@ def vllm_available() -> bool:
     return vllm_platform() is not None
 
 
-#: why TRL's colocated vLLM cannot train on vLLM's CPU build (tests/test_vllm_engine.py shows it happen)
-CPU_COLOCATE_LIMIT = (
-    "TRL's colocated vLLM cannot train on vLLM's CPU build: its CPU linear layers keep pre-packed weights "
-    "without the weight_loader that TRL's weight sync needs (AttributeError at the first sync); on a CPU "
-    "use train.generation_backend: transformers (vLLM still serves evaluation, labels and probes)"
-)
-
-
-def choose_backend(requested: str = "auto", *, training: bool = False) -> str:
+def choose_backend(requested: str = "auto") -> str:
     """The generation backend for `requested`: "auto" takes vLLM on a CUDA GPU and transformers elsewhere
-    (a CPU rehearsal keeps the backend its tests cover); "vllm" also runs on vLLM's CPU build, except for
-    TRL's colocated rollouts (`training`), which that build cannot serve (CPU_COLOCATE_LIMIT)."""
+    (a CPU rehearsal keeps the backend its tests cover); "vllm" also runs on vLLM's CPU build, TRL's
+    colocated rollouts included (training/engine.py gives that build a weight sync it can run)."""
     from . import versions
     from .errors import ConfigError
 
@@ -146,8 +138,6 @@ def choose_backend(requested: str = "auto", *, training: bool = False) -> str:
                 "(make test-vllm's environment); use 'transformers' or 'auto'",
                 field="backend",
             )
-        if training and where == "cpu":
-            raise ConfigError(CPU_COLOCATE_LIMIT, field="train.generation_backend")
         return "vllm"
     if requested == "transformers":
         return "transformers"
@@ -656,8 +646,10 @@ def generate_vllm(
     prompt_ids: list[list[int]] | None = None,
     on_batch: BatchCallback | None = None,
     keys: Sequence[int] | None = None,
+    engine: Any = None,
 ) -> list[list[Generation]]:
-    """One offline LLM.generate call with all prompts and n samples each.
+    """One offline LLM.generate call with all prompts and n samples each, on `engine` (a running LLM, e.g.
+    TRL's colocated engine in a training rank) or this process's engine for `model_path`.
 
     Prompts go in as token ids from `encode_prompts` (with `tokenizer`, else vLLM's own HF tokenizer), so
     both backends see the same tokens. Each prompt's new tokens are capped within the model's context, and
@@ -677,10 +669,11 @@ def generate_vllm(
                 prompt_ids=prompt_ids,
                 on_batch=_replicating(on_batch, sampling.n),
                 keys=keys,
+                engine=engine,
             ),
             sampling.n,
         )
-    llm = vllm_engine(model_path, sampling.seed, gpu_memory_utilization)
+    llm = engine if engine is not None else vllm_engine(model_path, sampling.seed, gpu_memory_utilization)
     if prompt_ids is None:
         prompt_ids = encode_prompts(tokenizer if tokenizer is not None else llm.get_tokenizer(), prompts)
     row_keys = list(keys) if keys is not None else list(range(len(prompt_ids)))

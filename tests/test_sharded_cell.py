@@ -328,3 +328,44 @@ def test_a_ranks_vllm_engine_gets_its_share_and_the_memory_training_left(tmp_pat
     assert len(inputs) == 2
     generate.release_vllm()
     assert generate._ENGINE == {}
+
+
+# ---------------------------------------------------------------------------------------------- colocated
+#: the sharded cell with TRL's colocated vLLM engine (vLLM's CPU build) serving rollouts and evaluations
+COLOCATED = {
+    **SHARDED,
+    "name": "sh",
+    "settings": {
+        **SHARDED["settings"],
+        "train": {**SHARDED["settings"]["train"], "steps": 3, "generation_backend": "vllm"},
+        "eval": {**SHARDED["settings"]["eval"], "baseline": True},
+    },
+}
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_a_sharded_cell_evaluates_on_its_colocated_engines_and_its_group_survives(tmp_path):
+    """2 gloo processes, FSDP, TRL's colocated vLLM engine in each (real vLLM, CPU build, its weights synced
+    by training.engine's reload): the baseline at step 0 and every step's evaluation run on those engines,
+    the problems split across both ranks, with no export and no other engine; the process group survives
+    every evaluation, the final one included (the cell finishes with every evaluation written). Each
+    evaluation's samples differ from the baseline's once the weights moved (the engine got the synced
+    weights, not the ones it was built with)."""
+    sweep = write_sweep(tmp_path / "sh.yaml", COLOCATED)
+    results = tmp_path / "res"
+    proc = cli("run", str(sweep), "--executor", "local", "--results", str(results))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    d = cell_dir(results)
+    done = json.loads((d / "DONE").read_text())
+    assert done["backend"] == "vllm" and done["world_size"] == 2 and not list(d.glob("error*.txt"))
+    evals = artifacts.CellDir(d).completed_evals()
+    assert sorted(m["step"] for m in evals) == [1, 2, 3]
+    (base,) = [artifacts.read_json(p) for p in (results / "_baselines").glob("*.json")]
+    for meta in [*evals, base]:
+        assert meta["engine"] == "trl-colocated-vllm" and meta["backend"] == "vllm", meta
+        assert meta["processes"] == 2 and meta["n_problems"] == 4
+    assert not (d / "eval-export").exists() and not (d / "evals" / ".shards").exists()
+    responses = {m["step"]: [r["response"] for r in rows_of(d / "evals", m["eval_id"])] for m in evals}
+    base_rows = [r["response"] for r in rows_of(results / "_baselines", base["eval_id"])]
+    assert responses[3] != base_rows

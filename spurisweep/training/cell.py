@@ -19,19 +19,26 @@ state (TRL/transformers' sharded model and optimizer, scheduler, per-rank RNG, d
 every save, an HF export in `checkpoint-N/hf` (config, bf16 safetensors, tokenizer), written by all ranks
 before rank 0's COMPLETE marker; pruning a checkpoint removes its export.
 
-Evaluation under sharding, and why this way: the live sharded model is never evaluated (one rank alone
-would deadlock the others, and each rank holds only a shard). At each evaluation point, between training
-phases in the same job, every rank loads the HF export (a checkpoint's, or a scratch export for an
-evaluation between saves) in the baseline's dtype (bf16 on GPU, fp32 on CPU) and evaluates its share of
-the problems (problem i on rank i % world; vLLM, an engine per rank on the export, when installed, else
-transformers); each rank writes its share atomically, rank 0 merges them in problem order and writes the
-evaluation exactly as one process would (same ids, same rows: each problem's samples depend on its index
-and the seed only), and the evaluation model is freed before training resumes. Baselines are evaluated
-the same way. In the same job rather than a follow-up job: the export is already on local/shared disk,
-the allocation is held anyway, and the evaluation cadence (eval_every, down to every step) would make a
-job per evaluation point queue for hours; the cost is that the sharded training state (~1/world of the
-fp32 weights, gradients and Adam states) stays resident while the evaluation model is loaded. Unsharded
-(single-process and DDP) cells keep evaluating on rank 0 with the live model, which writes the same rows.
+Evaluation with vLLM rollouts (`train.generation_backend: vllm`, what a GPU cluster runs), and why this
+way: every rank already holds TRL's colocated engine, so evaluations run on it (engine.py). At an
+evaluation point its weights are synced to the training step (the sync TRL would run before the next
+rollout anyway, so it is not repeated), the evaluation's problems are split across the ranks' engines
+(problem i on rank i % world; a tensor-parallel group counts as one), rank 0 merges the shares in problem
+order, and training goes on. No export, no checkpoint load and no second engine inside a training
+process (an engine started there would join, move or, on release, destroy the training process group);
+the baseline runs on the same engines before the first update (they hold the untrained weights), so the
+baseline and every checkpoint are evaluated by one engine, in one dtype. The trainer (and its engine) is
+kept until the final evaluation is written. In the same job rather than a follow-up job: the engine
+is already awake between rollouts, and at the paper's cadence (every step) a follow-up job per
+evaluation point would queue for hours.
+
+Evaluation without vLLM (the CPU rehearsal's transformers backend). Sharded: the live sharded model is
+never evaluated (one rank alone would deadlock the others, and each rank holds only a shard); every rank
+loads the HF export (a checkpoint's, or a scratch export between saves) in the baseline's dtype (bf16 on
+GPU, fp32 on CPU) and evaluates its share, rank 0 merges them exactly as one process would (same ids,
+same rows: each problem's samples depend on its index and the seed only); baselines the same way.
+Unsharded (single-process and DDP) cells evaluate on rank 0 with the live model, which writes the same
+rows.
 """
 
 from __future__ import annotations
@@ -54,8 +61,9 @@ from transformers import AutoTokenizer
 from .. import artifacts, evaluate, families, health, rewards, sharding
 from ..distributed import local_device_index, rank, world_size
 from ..errors import ShardingError
-from ..generate import choose_backend, release_vllm
+from ..generate import choose_backend, release_vllm, vllm_platform
 from ..spec import CellConfig
+from . import engine
 from .callback import EXPORT_DIR, CellCallback
 from .checkpoints import checkpoint_number, latest_complete_checkpoint, preserved_rng, prune_checkpoints
 from .config import DDP_TIMEOUT_S, eval_interval, grpo_kwargs, sharded_grpo_kwargs, updates_per_rollout
@@ -147,7 +155,11 @@ class CellRun:
                     "needs 2 or more (slurm.tasks_per_node or slurm.gpus_per_node)"
                 )
             sharding.enable_cpu_fsdp()  # before any GRPOConfig/trainer: CPU processes shard over gloo
-        self.backend = choose_backend(cfg.train.generation_backend, training=True)
+        self.backend = choose_backend(cfg.train.generation_backend)
+        if self.backend == "vllm" and vllm_platform() == "cpu":  # the CPU build would claim most of the RAM
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB per rank's colocated engine
+        self.trainer: Any = None  # the GRPOTrainer while it trains: its colocated engine evaluates
+        self.engine_baselines: list[tuple[Any, Path, str, int, bool]] = []  # for the engine, at step 0
         check_trackers_installed(cfg)
         self.source = families.model_source(cfg.model, cfg.model_path)
         self.t_start = time.time()
@@ -203,6 +215,16 @@ class CellRun:
             return model
         folder = artifacts.baselines_dir(self.results)
         folder.mkdir(parents=True, exist_ok=True)
+        if (
+            self.backend == "vllm"
+            and latest_complete_checkpoint(self.cell.checkpoints_dir, clean=False) is None
+        ):
+            # a fresh start: on TRL's colocated engine before the first update (on_begin), as checkpoints are
+            for proto in self.protos:
+                eid = evaluate.baseline_eval_id(cfg.model, cfg.model_path, cfg.prompt or "", proto)
+                self.baselines[proto.benchmark] = eid
+                self.engine_baselines.append((proto, folder, eid, 0, True))
+            return model
         if self.sharded:  # every rank evaluates its share; rank 0 holds the shared baselines' locks
             jobs = []
             for proto in self.protos:
@@ -234,7 +256,16 @@ class CellRun:
     def evaluate_at(self, mdl: Any, step: int, checkpoint: Path | None = None) -> None:
         """Evaluate the cell's model at a rollout step (evaluations on disk are skipped). Unsharded: rank 0
         evaluates the live model. Sharded (collective: every rank calls it): the checkpoint's HF export,
-        or, between saves, a scratch export of the live model, evaluated data-parallel."""
+        or, between saves, a scratch export of the live model, evaluated data-parallel. With TRL's colocated
+        engine (collective): on that engine, every rank its share."""
+        if engine.colocated(self.trainer) is not None:
+            jobs = [
+                (p, self.cell.evals_dir, e, step, False)
+                for p, e in zip(self.protos, self.eval_ids(step), strict=True)
+            ]
+            with preserved_rng():
+                self.evaluate_on_engine(jobs)
+            return
         if not self.sharded:
             if not self.writer:
                 return
@@ -259,6 +290,54 @@ class CellRun:
             finally:
                 if self.writer:
                     shutil.rmtree(scratch, ignore_errors=True)
+
+    def evaluate_on_engine(self, jobs: list[tuple[Any, Path, str, int, bool]]) -> None:
+        """Each missing evaluation on TRL's colocated engines, which hold the training step's weights (synced
+        once, as for a rollout): the problems split across the ranks' engines, rank 0 merges and writes.
+        Collective; no export, no other engine, nothing released."""
+        import torch.distributed as dist
+
+        group = dist.is_available() and dist.is_initialized()
+        todo = self.missing(jobs) if group else [j for j in jobs if not artifacts.eval_complete(j[1], j[2])]
+        if not todo:
+            return
+        share, shares, writes = engine.eval_placement(self.trainer, rank(), self.world)
+        with engine.awake(self.trainer) as llm:
+            for proto, folder, eid, step, baseline in todo:
+                evaluate.run_eval_parallel(
+                    model=None,
+                    tokenizer=self.tok,
+                    model_source=self.source,
+                    prompt_template=self.cfg.prompt or "",
+                    proto=proto,
+                    seed=self.cfg.seed,
+                    folder=folder,
+                    eval_id=eid,
+                    meta={**self.eval_meta(step, proto, baseline), "engine": engine.COLOCATED},
+                    backend="vllm",
+                    batch_size=None,
+                    rank=share,
+                    world=shares,
+                    barrier=dist.barrier if group else (lambda: None),
+                    engine=llm,
+                    writer=self.writer,
+                    write_share=writes,
+                )
+
+    def on_begin(self, model: Any) -> None:
+        """Training starts: record the sharding; on a fresh start, the baselines on the colocated engine
+        (it holds the untrained weights; rank 0 holds the shared baselines' locks, as evaluate_baselines)."""
+        if self.sharded:
+            self.record_sharding(model)
+        if not self.engine_baselines:
+            return
+        jobs, self.engine_baselines = self.engine_baselines, []
+        with contextlib.ExitStack() as locks:
+            if self.writer:  # concurrent cells of one model: evaluated once
+                for _, folder, eid, _, _ in jobs:
+                    locks.enter_context(FileLock(str(folder / f"{eid}.lock")))
+            with preserved_rng():
+                self.evaluate_on_engine(jobs)
 
     def missing(self, jobs: list[tuple[Any, Path, str, int, bool]]) -> list[tuple[Any, Path, str, int, bool]]:
         """The evaluations not on disk, as rank 0 sees them (broadcast, so every rank takes the same path)."""
@@ -422,7 +501,7 @@ class CellRun:
             metric_rows=sched.metric_rows,
             evaluate_at=self.evaluate_at,
             export=self.export if self.sharded else None,
-            on_sharded=self.record_sharding if self.sharded else None,
+            on_sharded=self.on_begin,
         )
 
     def export(self, model: Any, folder: Path) -> None:
@@ -442,10 +521,13 @@ class CellRun:
                 token_whitening=self.cfg.train.token_whitening,
                 sharded=self.sharded,
             )
+            self.trainer = trainer
             trainer.train(resume_from_checkpoint=str(sched.resume) if sched.resume else None)
         updates = trainer.state.global_step
         # the final model's evaluation: a no-op when the final checkpoint was evaluated in on_save
-        if self.sharded:  # its export, once training's memory is freed
+        if engine.colocated(trainer) is not None:  # on the engine, trainer kept: releasing it ends the group
+            self.evaluate_at(trainer.model, sched.final_step)
+        elif self.sharded:  # its export, once training's memory is freed
             del trainer
             gc.collect()
             if not self.cpu:

@@ -2,7 +2,8 @@
 GRPOConfig/trainer construction that works around what TRL's batch arithmetic does not count.
 
 Overridden private methods (TRL 1.16): GRPOTrainer._generate, _generate_and_score_completions,
-_get_per_token_logps_and_entropies and the `_metrics` dict; TrainingArguments._n_gpu. A TRL upgrade that
+_prepare_inputs, _get_per_token_logps_and_entropies and the `_metrics` dict; TrainingArguments._n_gpu
+(engine.py: the colocated engine's internals). A TRL upgrade that
 renames them breaks here and nowhere else.
 """
 
@@ -18,6 +19,7 @@ from transformers.trainer_callback import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from .. import sharding
+from . import engine
 from .whitening import token_whiten
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,13 @@ class SpuriTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         if getattr(self.args, "use_vllm", False) and getattr(self.args, "vllm_mode", None) == "colocate":
             reseed_rollouts(self.args.seed, self.accelerator.process_index)
+            from ..generate import vllm_platform
+
+            if vllm_platform() == "cpu":  # the CPU build's weights are repacked: its own in-place reload
+                engine.install_cpu_sync(self.vllm_generation)
+
+    def _prepare_inputs(self, generation_batch):
+        return trim_completion_padding(super()._prepare_inputs(generation_batch), self.pad_to_multiple_of)
 
     def _generate(self, prompts):
         t0 = time.perf_counter()
@@ -86,6 +95,45 @@ class SpuriTrainer(GRPOTrainer):
         p = float((logps.exp() * m).sum() / m.sum().clamp(min=1.0))
         self._metrics["train" if self.model.training else "eval"]["token_prob/mean"].append(p)
         return out
+
+
+#: a micro-batch's per-completion-token tensors (batch x completion length), trimmed together
+PER_TOKEN_KEYS = (
+    "completion_ids",
+    "completion_mask",
+    "old_per_token_logps",
+    "ref_per_token_logps",
+    "sampling_per_token_logps",
+    "importance_sampling_ratio",
+    "tool_mask",
+    "advantages",
+)
+
+
+def trim_completion_padding(inputs: dict[str, Any], multiple: int | None = None) -> dict[str, Any]:
+    """One micro-batch without the completion columns no row of it uses.
+
+    TRL pads a rollout's completions to its longest one and cuts the rollout into micro-batches, so every
+    micro-batch is as wide as the longest response of the whole rollout (3,072 tokens at the paper's
+    shape, most of it padding). Completions are right-padded and masked, and attention is causal, so
+    columns after a micro-batch's longest response change no logit, no mask and no loss term: they are
+    cut (to a multiple of `multiple`, TRL's pad_to_multiple_of, when set). Prompt padding (left) is kept."""
+    mask = inputs.get("completion_mask")
+    if mask is None or mask.dim() != 2 or mask.size(1) == 0:
+        return inputs
+    width = mask.size(1)
+    used = mask.any(dim=0).nonzero()
+    keep = max(1, int(used[-1]) + 1) if used.numel() else 1
+    if multiple:
+        keep = min(width, -(-keep // multiple) * multiple)
+    if keep >= width:
+        return inputs
+    out = dict(inputs)
+    for key in PER_TOKEN_KEYS:
+        value = out.get(key)
+        if isinstance(value, torch.Tensor) and value.dim() >= 2 and value.size(1) == width:
+            out[key] = value[:, :keep]
+    return out
 
 
 def rollout_seed(seed: int, rank: int) -> int:
