@@ -132,7 +132,12 @@ def use_fp32_reduce(args: Any) -> None:
     GRPOConfig before constructing the trainer. accelerate's own bf16 policy reduces in bf16, and
     transformers forwards no mixed-precision policy from `fsdp_config`; the Trainer builds its FSDP plugin
     from `args.fsdp_plugin_args`, whose `mixed_precision_policy` accelerate keeps (it only fills a
-    missing one from `mixed_precision`)."""
+    missing one from `mixed_precision`).
+
+    The model's outputs (the logits) leave the sharded root in fp32 (`output_dtype`), so TRL's log-probs,
+    entropies, importance ratios and clipped ratios are computed in fp32 from bf16 matmuls, as the official
+    code (OpenRLHF casts the logits to fp32 before its log-softmax); bf16 outputs would round every
+    log-prob to bf16 (~3 significant digits) before the ratio exp(logp - old_logp)."""
     import torch
 
     plugin_args = getattr(args, "fsdp_plugin_args", None)
@@ -141,7 +146,7 @@ def use_fp32_reduce(args: Any) -> None:
     plugin_args["mixed_precision_policy"] = {
         "param_dtype": torch.bfloat16,
         "reduce_dtype": torch.float32,
-        "output_dtype": torch.bfloat16,
+        "output_dtype": torch.float32,
     }
 
 

@@ -73,6 +73,30 @@ def test_training_args_reach_accelerates_fsdp2_plugin(tiny, tmp_path, monkeypatc
     plugin.set_mixed_precision("bf16")  # what AcceleratorState does with bf16=True: our policy must survive
     mp = plugin.mixed_precision_policy
     assert (mp.param_dtype, mp.reduce_dtype) == (torch.bfloat16, torch.float32)
+    assert mp.output_dtype == torch.float32  # log-probs and entropies from fp32 logits
+
+
+def test_the_mixed_precision_policy_gives_fp32_logits_from_bf16_compute(tiny, tmp_path):
+    """FSDP2 with the policy use_fp32_reduce sets (one gloo process, CPU): the tiny model's parameters are
+    cast to bf16 for compute and its logits come out fp32 (bf16 logits would round every log-prob)."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    from transformers import AutoModelForCausalLM
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        args = type("Args", (), {"bf16": True, "fsdp_plugin_args": {"fsdp_version": 2}})()
+        sharding.use_fp32_reduce(args)
+        policy = MixedPrecisionPolicy(**args.fsdp_plugin_args["mixed_precision_policy"])
+        model = AutoModelForCausalLM.from_pretrained(tiny, dtype=torch.float32)
+        fully_shard(model, mp_policy=policy)
+        seen = []
+        model.lm_head.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
+        logits = model(torch.tensor([[1, 2, 3, 4]])).logits
+        assert seen == [torch.bfloat16] and logits.dtype == torch.float32
+    finally:
+        dist.destroy_process_group()
 
 
 def test_checkpointing_is_switched_off_under_the_names_this_transformers_has():
