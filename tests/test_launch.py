@@ -345,8 +345,9 @@ def test_data_parallel_cell_trains_on_two_processes_with_one_writer(tmp_path):
     assert done["updates"] == 2 * upr
     updates = [json.loads(x)["update"] for x in (d / "metrics.jsonl").read_text().splitlines()]
     assert updates == list(range(1, 2 * upr + 1))
-    steps = sorted(json.loads(p.read_text())["step"] for p in (d / "evals").glob("*.json"))
-    assert steps == [1, 2]
+    metas = [json.loads(p.read_text()) for p in (d / "evals").glob("*.json")]
+    assert sorted(m["step"] for m in metas) == [1, 2]
+    assert all(m["processes"] == 2 for m in metas)  # both ranks evaluated their share (data-parallel)
 
 
 @pytest.mark.slow

@@ -104,3 +104,23 @@ def test_the_loss_of_a_trimmed_micro_batch_equals_the_padded_one(tiny_trainer, l
         for k, v in batch.items()
     }
     assert not torch.allclose(loss_and_grad(cut)[0], padded, atol=1e-7, rtol=0)
+
+
+def test_evaluation_copies_the_live_model_into_the_baselines_dtype_and_frees_it():
+    """CellRun.eval_copy: a live fp32 model (training's master weights) is evaluated as a copy in the
+    baseline's dtype (bf16 here, as on a GPU); a model already in that dtype is evaluated as it is."""
+    from transformers import AutoModelForCausalLM
+
+    from spurisweep import families
+    from spurisweep.training.cell import CellRun
+
+    live = AutoModelForCausalLM.from_pretrained(families.model_source("tiny"), dtype=torch.float32)
+    run = CellRun.__new__(CellRun)  # only the two fields eval_copy reads
+    run.cpu, run.dtype = True, "bf16"
+    with run.eval_copy(live) as model:
+        assert model is not live and next(model.parameters()).dtype == torch.bfloat16
+        assert torch.equal(model.lm_head.weight, live.lm_head.weight.to(torch.bfloat16))
+    assert next(live.parameters()).dtype == torch.float32
+    run.dtype = None  # the device's default: fp32 on a CPU
+    with run.eval_copy(live) as model:
+        assert model is live

@@ -61,12 +61,19 @@ from transformers import AutoTokenizer
 from .. import artifacts, evaluate, families, health, rewards, sharding
 from ..distributed import local_device_index, rank, world_size
 from ..errors import ShardingError
-from ..generate import choose_backend, release_vllm, vllm_platform
+from ..generate import choose_backend, vllm_platform
 from ..spec import CellConfig
 from . import engine
 from .callback import EXPORT_DIR, CellCallback
 from .checkpoints import checkpoint_number, latest_complete_checkpoint, preserved_rng, prune_checkpoints
-from .config import DDP_TIMEOUT_S, eval_interval, grpo_kwargs, sharded_grpo_kwargs, updates_per_rollout
+from .config import (
+    DDP_TIMEOUT_S,
+    eval_interval,
+    grpo_kwargs,
+    sharded_grpo_kwargs,
+    training_stops,
+    updates_per_rollout,
+)
 from .data import training_problems, training_rows
 from .trackers import check_trackers_installed, tracker_env
 from .trainer import grpo_config, make_trainer
@@ -83,7 +90,7 @@ def run_cell(cell_dir: Path, results: Path) -> dict[str, Any]:
     # training data, rendered with the cell's prompt template (the same text evaluation uses)
     dataset = Dataset.from_list(training_rows(run.cfg, run.tok, training_problems(run.cfg, results)))
     sched = run.schedule()  # GRPOConfig arguments, updates per rollout, the checkpoint to resume from
-    reward_fn = build_reward(run.cfg)
+    reward_fn = build_reward(run.cfg, run.tok)
     del model  # the trainer loads its own copy of the policy
     run.announce(sched)
     if sched.resumed_update >= sched.max_updates:  # killed after the last save: evaluate if missing
@@ -101,7 +108,29 @@ def threads() -> None:
         torch.set_num_threads(int(n))
 
 
-def build_reward(cfg: CellConfig) -> Any:
+def build_reward(cfg: CellConfig, tokenizer: Any = None) -> Any:
+    """The cell's reward callable for TRL; under train.reward_text "raw" it reads each rollout decoded with
+    its special tokens (an EOS, a chat turn's end), as the official reward does, instead of TRL's text."""
+    fn = _reward(cfg)
+    if cfg.train.reward_text != "raw" or tokenizer is None:
+        return fn
+    return raw_text_reward(fn, tokenizer)
+
+
+def raw_text_reward(fn: Any, tokenizer: Any) -> Any:
+    """`fn` reading the decode of `completion_ids` with special tokens kept (TRL passes both)."""
+    import functools
+
+    @functools.wraps(fn)
+    def reward(completions: list[Any], completion_ids: list[list[int]] | None = None, **kw: Any) -> Any:
+        if completion_ids is not None:
+            completions = tokenizer.batch_decode(completion_ids, skip_special_tokens=False)
+        return fn(completions, completion_ids=completion_ids, **kw)
+
+    return reward
+
+
+def _reward(cfg: CellConfig) -> Any:
     return rewards.build(
         cfg.reward,
         cfg.reward_params,
@@ -267,11 +296,7 @@ class CellRun:
                 self.evaluate_on_engine(jobs)
             return
         if not self.sharded:
-            if not self.writer:
-                return
-            with preserved_rng():
-                for proto, eid in zip(self.protos, self.eval_ids(step), strict=True):
-                    self.run_eval(mdl, proto, self.cell.evals_dir, eid, step)
+            self.evaluate_replica(mdl, step)
             return
         jobs = [
             (p, self.cell.evals_dir, e, step, False)
@@ -290,6 +315,48 @@ class CellRun:
             finally:
                 if self.writer:
                     shutil.rmtree(scratch, ignore_errors=True)
+
+    def evaluate_replica(self, mdl: Any, step: int) -> None:
+        """Unsharded, without vLLM: every rank holds the whole model, so each evaluates its share of the
+        problems (data-parallel; one process alone evaluates everything) on a copy in the baseline's dtype
+        (bf16 on a GPU, where training keeps fp32 master weights), freed afterwards."""
+        jobs = [
+            (p, self.cell.evals_dir, e, step, False)
+            for p, e in zip(self.protos, self.eval_ids(step), strict=True)
+        ]
+        if self.world > 1:
+            self.process_group()
+            todo = self.missing(jobs)
+        else:
+            todo = [j for j in jobs if not artifacts.eval_complete(j[1], j[2])]
+        if not todo:
+            return
+        with preserved_rng(), self.eval_copy(mdl) as model:
+            if self.world == 1:
+                for proto, folder, eid, step_, _ in todo:
+                    self.run_eval(model, proto, folder, eid, step_)
+                return
+            self.evaluate_shares(model, self.source, todo)
+
+    @contextlib.contextmanager
+    def eval_copy(self, mdl: Any) -> Any:
+        """`mdl` in the dtype evaluations use (the baseline's): itself when it already is, else a copy."""
+        import copy
+
+        want = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
+            self.dtype or ""
+        ) or families.default_dtype(next(mdl.parameters()).device)
+        if next(mdl.parameters()).dtype == want:
+            yield mdl
+            return
+        twin = copy.deepcopy(mdl).to(want)
+        try:
+            yield twin
+        finally:
+            del twin
+            gc.collect()
+            if not self.cpu:
+                torch.cuda.empty_cache()
 
     def evaluate_on_engine(self, jobs: list[tuple[Any, Path, str, int, bool]]) -> None:
         """Each missing evaluation on TRL's colocated engines, which hold the training step's weights (synced
@@ -349,50 +416,44 @@ class CellRun:
         return [j for j in jobs if j[2] in {t[2] for t in box[0]}]
 
     def evaluate_parallel(self, source: str, jobs: list[tuple[Any, Path, str, int, bool]]) -> None:
-        """Every rank loads `source` (an HF folder or hub id) and evaluates its share of each missing
-        evaluation; rank 0 writes them. Collective; the evaluation model is freed afterwards."""
-        import torch.distributed as dist
-
+        """Every rank loads `source` (an HF folder or hub id) in the baseline's dtype and evaluates its share
+        of each missing evaluation with transformers; rank 0 writes them. Collective; the evaluation model
+        is freed afterwards. Never a vLLM engine: the only one a training process holds is TRL's own."""
         self.process_group()
         todo = self.missing(jobs)
         if not todo:
             return
-        backend = choose_backend("auto")  # vLLM, an engine per rank on the export, when installed
-        cuda = not self.cpu
-        device = f"cuda:{local_device_index()}" if cuda else "cpu"
-        mdl = None
-        if backend != "vllm":
-            mdl, _ = families.load_model_and_tokenizer(source, dtype=self.dtype, device=device)
-        vllm_share = None
-        if backend == "vllm":  # what training left free on this GPU, with a margin
-            free, total = torch.cuda.mem_get_info()
-            vllm_share = max(0.05, 0.9 * free / total)
+        device = f"cuda:{local_device_index()}" if not self.cpu else "cpu"
+        mdl, _ = families.load_model_and_tokenizer(source, dtype=self.dtype, device=device)
         try:
-            for proto, folder, eid, step, baseline in todo:
-                meta = self.eval_meta(step, proto, baseline)
-                evaluate.run_eval_parallel(
-                    model=mdl,
-                    tokenizer=self.tok,
-                    model_source=source,
-                    prompt_template=self.cfg.prompt or "",
-                    proto=proto,
-                    seed=self.cfg.seed,
-                    folder=folder,
-                    eval_id=eid,
-                    meta=meta,
-                    backend=backend,
-                    batch_size=self.cfg.eval.batch_size,
-                    rank=dist.get_rank(),
-                    world=dist.get_world_size(),
-                    barrier=dist.barrier,
-                    vllm_memory=vllm_share,
-                )
+            self.evaluate_shares(mdl, source, todo)
         finally:
             del mdl
-            release_vllm()
             gc.collect()
-            if cuda:
+            if not self.cpu:
                 torch.cuda.empty_cache()
+
+    def evaluate_shares(self, mdl: Any, source: str, todo: list[tuple[Any, Path, str, int, bool]]) -> None:
+        """Each evaluation in `todo` data-parallel with transformers on `mdl` (collective)."""
+        import torch.distributed as dist
+
+        for proto, folder, eid, step, baseline in todo:
+            evaluate.run_eval_parallel(
+                model=mdl,
+                tokenizer=self.tok,
+                model_source=source,
+                prompt_template=self.cfg.prompt or "",
+                proto=proto,
+                seed=self.cfg.seed,
+                folder=folder,
+                eval_id=eid,
+                meta=self.eval_meta(step, proto, baseline),
+                backend="transformers",
+                batch_size=self.cfg.eval.batch_size,
+                rank=dist.get_rank(),
+                world=dist.get_world_size(),
+                barrier=dist.barrier,
+            )
 
     def process_group(self) -> None:
         """The cell's process group, for evaluations before the trainer exists (accelerate, which the
@@ -520,6 +581,7 @@ class CellRun:
                 callback=self.callback(sched),
                 token_whitening=self.cfg.train.token_whitening,
                 sharded=self.sharded,
+                stop_strings=training_stops(self.cfg),
             )
             self.trainer = trainer
             trainer.train(resume_from_checkpoint=str(sched.resume) if sched.resume else None)
@@ -543,11 +605,21 @@ class CellRun:
         if self.sharded:  # the checkpoint's export, data-parallel (evaluate_parallel skips what is on disk)
             self.evaluate_at(None, step, sched.resume)
             return sched.resumed_update
-        if self.writer and not all(
-            artifacts.eval_complete(self.cell.evals_dir, e) for e in self.eval_ids(step)
-        ):
-            final_model, _ = families.load_model_and_tokenizer(str(sched.resume), dtype=self.dtype)
-            self.evaluate_at(final_model, step)
+        jobs = [
+            (p, self.cell.evals_dir, e, step, False)
+            for p, e in zip(self.protos, self.eval_ids(step), strict=True)
+        ]
+        if self.world > 1:
+            self.process_group()
+            missing = bool(self.missing(jobs))  # every rank takes the same path
+        else:
+            missing = not all(artifacts.eval_complete(j[1], j[2]) for j in jobs)
+        if missing:  # every rank: the evaluation is data-parallel
+            device = f"cuda:{local_device_index()}" if not self.cpu else "cpu"
+            final_model, _ = families.load_model_and_tokenizer(
+                str(sched.resume), dtype=self.dtype, device=device
+            )
+            self.evaluate_replica(final_model, step)
         return sched.resumed_update
 
     # ------------------------------------------------------------------------------------------ DONE
