@@ -63,6 +63,7 @@ class ResolvedProtocol:
     prompt: str | None  # None: the cell's / family's template
     path: str | None
     limit: int | None
+    double_bos: bool = False  # a second BOS before a chat template's own (the official Llama evaluation)
 
     def sampling(self, seed: int) -> Sampling:
         return Sampling(self.samples, self.temperature, self.top_p, self.max_new_tokens, seed)
@@ -86,6 +87,7 @@ def protocol_for(settings: EvalSettings, bench: str) -> ResolvedProtocol:
         prompt=pick("prompt", None),
         path=pick("path", None),
         limit=pick("limit", settings.limit),
+        double_bos=settings.double_bos,
     )
     if proto.prompt is not None and proto.prompt not in families.PROMPTS:
         from .errors import suggest
@@ -147,6 +149,8 @@ def _identity(prompt: str, proto: ResolvedProtocol) -> dict[str, Any]:
     """What makes two evaluations the same: the template actually used and the protocol without it."""
     p = asdict(proto)
     p.pop("prompt")
+    if not p["double_bos"]:  # added later: evaluations without it keep the ids they always had
+        p.pop("double_bos")
     return {"prompt": proto.prompt or prompt, "protocol": p}
 
 
@@ -374,7 +378,7 @@ def generate_share(
     template = proto.prompt or prompt_template
     prompts = [families.render_prompt(tokenizer, template, p.problem) for p in mine]
     tpl = families.template(template)
-    prompt_ids = encode_prompts(tokenizer, prompts, add_bos=tpl.add_bos)
+    prompt_ids = encode_prompts(tokenizer, prompts, add_bos=tpl.add_bos, double_bos=proto.double_bos)
     sampling = replace(proto.sampling(seed), stop=tpl.stop)
     grader = OverlappedGrader(
         grading_workers if grading_workers is not None else _grading_workers(),

@@ -165,14 +165,18 @@ def new_token_budget(max_new_tokens: int, prompt_len: int, context: int | None) 
 
 
 # ---------------------------------------------------------------------------------------------- shared
-def encode_prompts(tokenizer: Any, prompts: Sequence[str], *, add_bos: bool = True) -> list[list[int]]:
+def encode_prompts(
+    tokenizer: Any, prompts: Sequence[str], *, add_bos: bool = True, double_bos: bool = False
+) -> list[list[int]]:
     """Token ids of each rendered prompt: the tokenizer's special tokens added (as TRL does for training
     prompts), unless the text already starts with the BOS token (a chat template wrote it) or the template
-    says no BOS (the paper's R1 prompt)."""
+    says no BOS (the paper's R1 prompt). `double_bos`: added even then, so a chat-templated prompt starts
+    with two BOS tokens, as the official evaluation's did (it sent the templated text to vLLM, which adds
+    its own)."""
     bos = getattr(tokenizer, "bos_token", None)
     out = []
     for p in prompts:
-        add = add_bos and not (bos and p.startswith(bos))
+        add = add_bos and (double_bos or not (bos and p.startswith(bos)))
         out.append(list(tokenizer(p, add_special_tokens=add)["input_ids"]))
     return out
 

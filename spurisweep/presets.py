@@ -24,10 +24,16 @@ what a sweep still differs in):
               which is the official token mean over packs of four responses. Remaining difference: none in
               the arithmetic (each pack's mean, averaged over packs, accumulation steps and ranks); a sweep
               that sets another micro_batch changes the pack size, and fidelity reports it
-    evaluation every rollout step (eval.eval_every 1), as the official code
-    prompts   base families whose default is the R1-style template get the official text (r1_paper: no BOS,
-              stops at </answer>, graded after <answer>; FAMILY_PROMPTS); the chat families keep their chat
-              template, as the official code
+    rollouts  end at the template's stop strings, the stop text kept (train.template_stop: OLMo's
+              </answer>); the reward reads the rollout decoded with its special tokens (train.reward_text raw)
+    evaluation every rollout step (eval.eval_every 1), as the official code; a chat-templated prompt that
+              already starts with BOS gets a second one (eval.double_bos), the official evaluation's quirk
+              behind Llama-3.1-8B-Instruct's published numbers
+    prompts   base families whose default is the R1-style template get the official training script's text
+              (r1_paper_literal_newlines: the R1 prompt with each newline a literal backslash-n, as the
+              shell passed it; no BOS, stops at </answer>, graded after <answer>; FAMILY_PROMPTS), in
+              training and in its in-training evaluation, as the official runs; the chat families keep
+              their chat template, as the official code
     labels    the official majority labels (data.labelling paper, on the raw problem, the first 100 prompts
               held out)
 
@@ -69,6 +75,8 @@ PRESETS: dict[str, dict[str, Any]] = {
             "save_every": 50,
             "is_correction": False,
             "token_whitening": True,
+            "template_stop": True,
+            "reward_text": "raw",
         },
         "grader": "paper",
         "data": {
@@ -77,7 +85,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "label_prompt": "raw",
             "label_holdout": 100,
         },
-        "eval": {"benchmarks": ["math500", "aime24", "aime25", "amc"], "eval_every": 1},
+        "eval": {"benchmarks": ["math500", "aime24", "aime25", "amc"], "eval_every": 1, "double_bos": True},
     },
     "smoke": {
         "train": {
@@ -98,7 +106,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 #: per preset, the template that replaces a family's default one (a cell's explicit `prompt` wins): the
 #: official code prompts every base model without a chat template in its own R1-style text
-FAMILY_PROMPTS: dict[str, dict[str, str]] = {"paper": {"r1": "r1_paper"}}
+FAMILY_PROMPTS: dict[str, dict[str, str]] = {"paper": {"r1": "r1_paper_literal_newlines"}}
 
 
 def family_prompt(preset: str, default: str) -> str:

@@ -111,6 +111,16 @@ class TrainSettings(Strict):
     vllm_gpu_memory_utilization: float = Field(0.3, gt=0, le=1)
     vllm_sleep: bool = Field(False, description="colocated vLLM sleeps during updates (frees its memory)")
     vllm_tensor_parallel_size: int = Field(1, ge=1, description="GPUs per colocated vLLM engine")
+    template_stop: bool = Field(
+        False,
+        description="end training rollouts at the prompt template's stop strings (r1_paper: </answer>), the "
+        "stop text kept in the response, as the official code's --stop (evaluation always stops there)",
+    )
+    reward_text: Literal["plain", "raw"] = Field(
+        "plain",
+        description="the response text rewards read: 'plain' (TRL's decode, special tokens skipped) or "
+        "'raw' (special tokens kept, as the official reward reads the decoded rollout)",
+    )
 
 
 class DataSettings(Strict):
@@ -167,6 +177,11 @@ class EvalSettings(Strict):
     protocols: dict[str, ProtocolOverride] = Field(default_factory=dict)
     baseline: bool = Field(True, description="evaluate the untrained model too (shared across cells)")
     checkpoints: bool = Field(True, description="evaluate every saved checkpoint, not only the final model")
+    double_bos: bool = Field(
+        False,
+        description="a prompt whose chat template already wrote the BOS token gets a second one, as the "
+        "official evaluation sent them to vLLM (Llama-3.1-8B-Instruct's published numbers)",
+    )
     batch_size: int | None = Field(None, ge=1, description="transformers generation batch (None: auto)")
     eval_every: int | None = Field(
         None,
@@ -285,6 +300,9 @@ LATE_DEFAULTS: dict[str, Any] = {
     "train.vllm_sleep": False,
     "train.sharding": "none",
     "train.vllm_tensor_parallel_size": 1,
+    "train.template_stop": False,
+    "train.reward_text": "plain",
+    "eval.double_bos": False,
 }
 #: dotted settings that never enter the cell id: they change how a run is kept, not what it computes
 NON_IDENTITY_SETTINGS = ("train.resume_every",)

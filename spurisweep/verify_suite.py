@@ -346,6 +346,7 @@ CASES: list[SuiteCase] = [
         note="cannot be decided within the timeout: graded None ('timeout'), never a hang",
     ),
     _case("none/empty_gold", "So \\boxed{5}.", "", None, format=1.0, python=0.0),
+    _case("none/empty_gold_empty_box", "So \\boxed{}.", "", None, format=0.0, python=0.0),
     _case("none/gold_unparseable", "So \\boxed{5}.", "\\frac{^2}{}", None, format=1.0, python=0.0),
 ]
 
@@ -356,6 +357,8 @@ PAPER_EXPECTED: dict[str, dict[str, float | None]] = {
     "good/set_any_order": {"grader": 0.0},  # tuples compare element by element, in order
     "none/power_tower": {"grader": 0.0},  # an ungradable answer scores 0, never None
     "none/gold_unparseable": {"grader": 0.0},  # likewise
+    "none/empty_gold": {"grader": 0.0},  # an empty gold is graded: another answer does not match it
+    "none/empty_gold_empty_box": {"grader": 1.0},  # ... and an empty box does (the official rule)
     "bad/truncated_box": {"format": 1.0},  # an unclosed \boxed{ counts and runs to the end of the text
 }
 #: grader name -> its expectation overrides

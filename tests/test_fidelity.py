@@ -68,11 +68,14 @@ def test_paper_preset_resolves_to_the_official_switches():
         d = cfg.data
         assert (d.labelling, d.label_prompt, d.label_holdout) == ("paper", "raw", 100)
         # base families prompted R1-style get the official text; the chat families keep their chat template
-        assert cfg.prompt == ("r1_paper" if cfg.model == "olmo2-7b" else "chat"), cfg.model
+        # (the training script's text, literal backslash-n, in training and its in-training evaluation)
+        want = "r1_paper_literal_newlines" if cfg.model == "olmo2-7b" else "chat"
+        assert cfg.prompt == want, cfg.model
+        assert (t.template_stop, t.reward_text, cfg.eval.double_bos) == (True, "raw", True)
 
 
 def test_paper_preset_prompts_llama_base_officially_and_an_explicit_prompt_wins(tmp_path):
-    assert one(tmp_path).prompt == "r1_paper"
+    assert one(tmp_path).prompt == "r1_paper_literal_newlines"
     assert one(tmp_path, settings="{prompt: r1}").prompt == "r1"
     assert one(tmp_path, preset="smoke").prompt == "r1"  # the substitution belongs to the paper preset only
 
@@ -82,10 +85,10 @@ def test_fidelity_of_paper_table_shows_no_objective_grader_or_prompt_difference(
     table = fidelity.sweep_report(cells)
     settings = {r["setting"] for r in table.records}
     assert not settings & OBJECTIVE_GRADER_PROMPT, settings
-    # what remains is stated, not hidden: the training script's newline quirk and the seed count
-    assert settings == {"prompt newlines (training)", "seeds per setting"}
-    row = next(r for r in table.records if r["setting"] == "prompt newlines (training)")
-    assert row["cells"] == "model=olmo2-7b (18 of 72)"
+    # what remains is stated, not hidden: the labels drawn again and the seed count
+    assert settings == {"label samples", "seeds per setting"}
+    row = next(r for r in table.records if r["setting"] == "label samples")
+    assert row["cells"] == "reward=incorrect_label,majority_vote (24 of 72)"
     assert next(r for r in table.records if r["setting"] == "seeds per setting")["ours"] == "3"
 
 
@@ -144,20 +147,19 @@ def test_pack_size_follows_the_micro_batch_and_the_processes(tmp_path):
     assert fidelity.pack_size(cfg) == 16  # a mini-batch of 128 split over 8 processes
 
 
-def test_literal_newline_prompt_is_the_official_training_text_but_not_its_evaluation(tmp_path):
+def test_literal_newline_prompt_is_the_official_text_of_training_and_its_evaluation(tmp_path):
     lit = one(tmp_path, settings="{prompt: r1_paper_literal_newlines}")
     names = {d.setting for d in fidelity.differences(lit)}
-    assert "prompt newlines (training)" not in names and "prompt template" not in names
-    assert "prompt newlines (evaluation)" in names
-    fixed = one(
+    assert "prompt newlines" not in names and "prompt template" not in names
+    assert any("literal backslash-n" in q for q in fidelity.quirks(lit))
+    real = one(tmp_path, settings="{prompt: r1_paper}")
+    assert "prompt newlines" in {d.setting for d in fidelity.differences(real)}
+    real_eval = one(
         tmp_path,
         settings="{prompt: r1_paper_literal_newlines, eval: {benchmarks: [math500], "
         "protocols: {math500: {prompt: r1_paper}}}}",
     )
-    assert not {d.setting for d in fidelity.differences(fixed)} & {
-        "prompt newlines (evaluation)",
-        "prompt template",
-    }
+    assert "prompt newlines" in {d.setting for d in fidelity.differences(real_eval)}
 
 
 # ---------------------------------------------------------------------------------------------- cell ids
@@ -192,7 +194,7 @@ def test_cli_fidelity_json():
     proc = cli("fidelity", "sweeps/paper_table.yaml", "--format", "json")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
-    assert {c["setting"] for c in out["cells"]} == {"prompt newlines (training)", "seeds per setting"}
+    assert {c["setting"] for c in out["cells"]} == {"label samples", "seeds per setting"}
     assert {"setting", "ours", "official", "effect", "cells"} <= set(out["cells"][0])
 
 

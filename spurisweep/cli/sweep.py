@@ -323,19 +323,33 @@ def cancel(
 @app.command()
 def fidelity(
     sweep_file: SweepArg,
-    fmt: Annotated[str, typer.Option("--format", help="table, markdown or json.")] = "table",
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", help="auto (a table from 120 columns, a list below), table, list, markdown or json."
+        ),
+    ] = "auto",
 ) -> None:
     """List every resolved setting of a sweep that differs from the paper's official code (grader, objective
-    switches, prompt, labels, batch layout, evaluation cadence, seeds), each with its expected effect."""
+    switches, prompt, stops, reward text, labels, batch layout, evaluation cadence, seeds), each with its
+    expected effect, and the official quirks the sweep reproduces on purpose."""
+    import shutil
+
     from .. import fidelity as fid
     from .. import grid, spec
     from ..analysis.render import render
 
-    if fmt not in ("table", "markdown", "json"):
-        raise ConfigError(f"unknown {fmt!r}; valid: json, markdown, table", field="--format")
+    if fmt not in ("auto", "table", "list", "markdown", "json"):
+        raise ConfigError(f"unknown {fmt!r}; valid: auto, json, list, markdown, table", field="--format")
     sweep = spec.load_sweep(sweep_file)
-    table = fid.sweep_report(
-        grid.expand(sweep), title=f"sweep {sweep.name}: differences from the paper's code"
-    )
-    rendered = render(table, fmt)
-    emit(rendered)
+    cells = grid.expand(sweep)
+    table = fid.sweep_report(cells, title=f"sweep {sweep.name}: differences from the paper's code")
+    width = shutil.get_terminal_size((80, 24)).columns
+    if fmt == "auto":
+        fmt = "table" if width >= 120 else "list"
+    if fmt == "list":
+        emit(fid.as_list(table, fid.sweep_quirks(cells), width=min(width, 100)))
+        return
+    if fmt == "table":
+        table.notes = [*table.notes, *(f"reproduced on purpose: {q}" for q in fid.sweep_quirks(cells))]
+    emit(render(table, fmt))

@@ -546,12 +546,12 @@ def grade_dict(response: str, gold: str, *, r1: bool = False) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 def _verdict(response: Any, answer: Any, timeout: float, r1: bool) -> Any:
     from .extract import as_text, code_flags
-    from .verify import EMPTY_GOLD, MISMATCH, NO_ANSWER, TIMEOUT, Verdict, with_budget
+    from .verify import MISMATCH, NO_ANSWER, TIMEOUT, Verdict, with_budget
 
     response, answer = as_text(response), as_text(answer)
     has_python, has_block = code_flags(response)
-    if not answer.strip():
-        return Verdict(None, None, EMPTY_GOLD, has_python, has_block)
+    # an empty gold is graded as the official grader grades it: an empty (or emptied) answer matches it
+    # (1), any other answer does not (0); math-verify leaves it unscored (None)
     timed_out, out = with_budget(lambda: grade_dict(response, answer, r1=r1), timeout)
     if timed_out:
         return Verdict(None, None, TIMEOUT, has_python, has_block)

@@ -203,6 +203,9 @@ def grpo_kwargs(
             vllm_tensor_parallel_size=t.vllm_tensor_parallel_size,
             vllm_max_model_length=t.max_prompt_length + t.max_completion_length,
         )
+    stops = training_stops(cfg)
+    if stops and backend == "vllm":  # vLLM stops there itself; the transformers backend: SpuriTrainer cuts
+        kw["generation_kwargs"] = {"stop": list(stops), "include_stop_str_in_output": True}
     kw.update(cfg.trl)
     if "steps_per_generation" in cfg.trl and "generation_batch_size" not in cfg.trl:
         kw.pop("generation_batch_size")  # TRL takes one of the two; the user's choice wins
@@ -221,6 +224,15 @@ def grpo_kwargs(
     if "save_steps" not in cfg.trl:  # every resume point is a checkpoint; evaluations: eval_interval
         kw["save_steps"] = (t.resume_every or t.save_every) * upr
     return kw
+
+
+def training_stops(cfg: CellConfig) -> tuple[str, ...]:
+    """The strings that end a training rollout besides EOS: the prompt template's stops under
+    train.template_stop (the official OLMo script's `--stop </answer>`), none otherwise."""
+    if not cfg.train.template_stop:
+        return ()
+    name = cfg.prompt or (families.FAMILIES[cfg.model].prompt if cfg.model in families.FAMILIES else "")
+    return families.template(name).stop if name else ()
 
 
 def sharded_grpo_kwargs(kw: dict[str, Any], cfg: CellConfig, model: Any) -> dict[str, Any]:

@@ -48,6 +48,8 @@ class SpuriTrainer(GRPOTrainer):
     """
 
     token_whitening: bool = False
+    #: strings that end a rollout (config.training_stops); vLLM stops there itself, transformers is cut here
+    stop_strings: tuple[str, ...] = ()
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,6 +62,13 @@ class SpuriTrainer(GRPOTrainer):
 
     def _prepare_inputs(self, generation_batch):
         return trim_completion_padding(super()._prepare_inputs(generation_batch), self.pad_to_multiple_of)
+
+    def _generate_single_turn(self, prompt_ids, *args, **kwargs):
+        completion_ids, logprobs = super()._generate_single_turn(prompt_ids, *args, **kwargs)
+        if self.stop_strings and not self.use_vllm:  # HF generate takes stop strings only with a tokenizer
+            tok = self.processing_class
+            completion_ids = [cut_at_stops(ids, tok, self.stop_strings) for ids in completion_ids]
+        return completion_ids, logprobs
 
     def _generate(self, prompts):
         t0 = time.perf_counter()
@@ -95,6 +104,27 @@ class SpuriTrainer(GRPOTrainer):
         p = float((logps.exp() * m).sum() / m.sum().clamp(min=1.0))
         self._metrics["train" if self.model.training else "eval"]["token_prob/mean"].append(p)
         return out
+
+
+def cut_at_stops(ids: list[int], tokenizer: Any, stops: tuple[str, ...]) -> list[int]:
+    """`ids` up to and including the token that completes the first stop string (vLLM's stop with the stop
+    text kept); unchanged when no stop string occurs. A binary search over prefixes: once a prefix's text
+    holds a stop string, every longer one does."""
+
+    def has_stop(n: int) -> bool:
+        text = tokenizer.decode(ids[:n], skip_special_tokens=False)
+        return any(s in text for s in stops)
+
+    if not ids or not has_stop(len(ids)):
+        return ids
+    lo, hi = 1, len(ids)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if has_stop(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return ids[:lo]
 
 
 #: a micro-batch's per-completion-token tensors (batch x completion length), trimmed together
@@ -182,6 +212,7 @@ def make_trainer(
     callback: TrainerCallback,
     token_whitening: bool = False,
     sharded: bool = False,
+    stop_strings: tuple[str, ...] = (),
 ) -> SpuriTrainer:
     """The cell's trainer. `sharded`: fail now (ShardingError) if accelerate dropped FSDP, and again when
     training starts unless every parameter is sharded (the check runs before the cell's callback)."""
@@ -194,6 +225,7 @@ def make_trainer(
         callbacks=([sharding.sharding_check_callback()] if sharded else []) + [callback],
     )
     trainer.token_whitening = token_whitening
+    trainer.stop_strings = tuple(stop_strings)
     trainer.remove_callback(PrinterCallback)  # metrics go to metrics.jsonl, not as dicts to stdout
     if sharded:
         sharding.assert_sharded(trainer)
