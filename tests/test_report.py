@@ -322,17 +322,62 @@ def test_html_escapes_stored_text(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- paper
-def test_paper_numbers_ship_as_package_data():
-    values, bases, names, rewards = paper.paper_values()
+def test_paper_numbers_ship_per_version_with_their_source_and_reading_rule():
+    values, bases, names, rewards = paper.paper_values("v1")
     assert set(bases) == {"qwen2.5-math-7b", "qwen2.5-7b", "llama3.1-8b-instruct", "olmo2-7b"}
     assert bases["qwen2.5-math-7b"] == 49.4 and bases["olmo2-7b"] == 9.0
     assert rewards == ["ground_truth", "majority_vote", "one_shot", "incorrect_label", "random", "format"]
-    assert values[("qwen2.5-math-7b", "random")] == paper.PaperValue(21.4, False, None)
-    assert values[("qwen2.5-7b", "random")] == paper.PaperValue(0.4, True, None)
-    assert values[("llama3.1-8b-instruct", "incorrect_label")] == paper.PaperValue(-8.3, True, None)
-    assert values[("olmo2-7b", "format")].bound == "upper" and str(values[("olmo2-7b", "format")]) == "<=0"
-    assert str(values[("qwen2.5-7b", "ground_truth")]) == "~+34.4"
-    assert len(values) == 24
+    assert values[("qwen2.5-math-7b", "random")] == paper.PaperValue(21.4)
+    assert values[("qwen2.5-7b", "random")] == paper.PaperValue(7.7)
+    assert values[("llama3.1-8b-instruct", "incorrect_label")] == paper.PaperValue(1.3)
+    assert values[("olmo2-7b", "format")] == paper.PaperValue(0.0)
+    assert len(values) == 24 and not any(v.approx or v.bound for v in values.values())
+    v2, v2_bases, _, _ = paper.paper_values("v2")
+    assert set(v2) == {("qwen2.5-math-7b", r) for r in rewards}  # the other families: no source, absent
+    assert v2[("qwen2.5-math-7b", "ground_truth")].value == 29.1 and v2_bases == {}
+    for version in paper.VERSIONS:
+        entry = paper.version_entry(version)
+        assert entry["source"] and entry["reading"]["rule"]
+    assert str(paper.reading_step("v1")) == "150, mean of steps 141-150" and paper.reading_step("v2") == 300
+
+
+def test_paper_numbers_match_research_md():
+    doc = Path(__file__).resolve().parents[2] / "shared" / "RESEARCH.md"
+    if not doc.exists():
+        pytest.skip("../shared/RESEARCH.md is not on this machine")
+    section = doc.read_text().split("## The paper's numbers", 1)[1].split("\n## ", 1)[0]
+    values, bases, names, _ = paper.paper_values("v1")
+    for model, name in names.items():
+        (line,) = [ln for ln in section.splitlines() if ln.startswith(f"| {name} (")]
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert float(cells[0].split("(")[1].rstrip(")")) == bases[model]
+        order = ["ground_truth", "majority_vote", "one_shot", "format", "incorrect_label", "random"]
+        assert [float(c) for c in cells[1:]] == [values[(model, r)].value for r in order], model
+    for reward, value in ((r, v.value) for (m, r), v in paper.paper_values("v2")[0].items()):
+        assert f"+{value}" in section, (reward, value)
+
+
+def test_v1_reads_each_run_as_the_10_step_mean_at_step_150(tmp_path):
+    """A stored curve: the v1 reading is each run's mean over steps 141-150 (not step 150 alone, not the
+    final step), v2's the value at 300."""
+    with StoreBuilder(tmp_path / "v.duckdb") as b:
+        b.baseline("qwen2.5-math-7b", "math500", outcomes(0.5, 100))
+        cid = b.cell("qwen2.5-math-7b", "random", reward_name="random")
+        for step in range(131, 151):
+            b.evaluation(
+                cid, step, "math500", outcomes(0.60 if step <= 140 else (0.70 + (step % 2) * 0.02), 100)
+            )
+        b.evaluation(cid, 300, "math500", outcomes(0.90, 100))
+    with store.connect(tmp_path / "v.duckdb") as con:
+        v1 = paper.compare(con, version="v1")
+        v2 = paper.compare(con, version="v2")
+        one_step = paper.compare(con, version="v1", step=150)
+    assert v1.ours[("qwen2.5-math-7b", "random")]["delta"] == pytest.approx(21.0)  # mean of .70/.72 - .50
+    assert one_step.ours[("qwen2.5-math-7b", "random")]["delta"] == pytest.approx(20.0)
+    assert v2.ours[("qwen2.5-math-7b", "random")]["delta"] == pytest.approx(40.0)
+    text = paper.render(v1, "markdown")
+    assert "step 150, mean of steps 141-150" in text and "v1" in text
+    assert ("qwen2.5-7b", "random") not in v2.paper  # no sourced v2 number: nothing printed
 
 
 def test_paper_reward_matching():
@@ -351,7 +396,7 @@ def test_paper_comparison_sits_next_to_stored_results(tmp_path):
         cid = b.cell("qwen2.5-math-7b", "random(gamma=0.3)", reward_name="random")
         b.evaluation(cid, 300, "math500", outcomes(0.6, 100))
     with store.connect(tmp_path / "p.duckdb") as con:
-        c = paper.compare(con)
+        c = paper.compare(con, version="v2")
     ours = c.ours[("qwen2.5-math-7b", "random")]
     assert ours["delta"] == pytest.approx(21.0) and ours["n"] == 2
     assert c.ours_base["qwen2.5-math-7b"] == pytest.approx(50.0)
@@ -359,14 +404,11 @@ def test_paper_comparison_sits_next_to_stored_results(tmp_path):
     recs = {(r["model"], r["reward"]): r for r in paper.to_records(c)}
     assert recs[("qwen2.5-math-7b", "random")]["paper_delta"] == 21.4
     assert recs[("qwen2.5-math-7b", "random")]["ours_minus_paper"] == pytest.approx(-0.4)
-    assert (
-        "ours_delta" not in recs[("olmo2-7b", "random")]
-        and recs[("olmo2-7b", "random")]["paper_bound"] == "upper"
-    )
+    assert ("olmo2-7b", "random") not in recs  # v2 has no sourced OLMo number: no row, no estimate
     md = paper.render(c, "markdown")
     assert "| qwen2.5-math-7b | ours | 50.0 | - | - | - | - | +21.0 ± 1.4 (n=2) | - |" in md
-    assert "| Qwen2.5-Math-7B | paper | 49.4 | +29.1 | +27.1 | +26.0 | +24.1 | +21.4 | +13.8 |" in md
-    assert "| OLMo2-7B | paper | 9.0 | ~+16.7 | <=0 |" in md
+    assert "| Qwen2.5-Math-7B | paper |  | +29.1 | +27.1 | +26.0 | +24.1 | +21.4 | +13.8 |" in md
+    assert "OLMo2-7B" not in md
 
 
 # ---------------------------------------------------------------------------------------------- the smoke store
@@ -421,7 +463,18 @@ def test_cli_report_formats_and_paper_on_the_smoke_store(smoke_results):
     )
     assert {c["step"] for c in data["cells"]} == {0, 2, 4}
     assert all(c["n"] == 4 and math.isfinite(c["mean"]) for c in data["cells"])
-    md = run_cli("report", "--paper", "--benchmark", "arith", "--results", res, "--format", "markdown").stdout
+    md = run_cli(
+        "report",
+        "--paper",
+        "--benchmark",
+        "arith",
+        "--step",
+        "final",
+        "--results",
+        res,
+        "--format",
+        "markdown",
+    ).stdout
     assert "| tiny | ours |" in md and "| Qwen2.5-Math-7B | paper | 49.4 |" in md
     assert "ours are on arith" in md
 
@@ -447,3 +500,32 @@ def test_one_store_reports_either_grader(tmp_path):
     assert out == {"math_verify": pytest.approx(75.0), "paper": pytest.approx(25.0)}
     bad = run_cli("report", "--grader", "nosuch", "--results", str(res), check=False)
     assert bad.returncode == 2 and "--grader" in bad.stderr
+
+
+def test_any_report_reads_a_smoothed_window(tmp_path):
+    """`--step N --smooth K`: each run's value is the mean of its evaluations at steps N-K+1..N; --smooth
+    without a step number is one line naming --smooth."""
+    from spurisweep.analysis import query
+    from spurisweep.analysis.request import Request
+    from spurisweep.errors import ConfigError
+
+    with StoreBuilder(tmp_path / "w.duckdb") as b:
+        b.baseline("m", "math500", outcomes(0.5, 10))
+        cid = b.cell("m", "random")
+        for step, acc in ((1, 0.1), (2, 0.6), (3, 0.8), (4, 0.2)):
+            b.evaluation(cid, step, "math500", outcomes(acc, 10))
+    with store.connect(tmp_path / "w.duckdb") as con:
+        win = rep.pivot(con, sweep="t", rows="model", cols="reward", step=query.window(3, 2))
+        one = rep.pivot(con, sweep="t", rows="model", cols="reward", step=query.window(3, 1))
+    assert win.cells[("m", "random")]["mean"] == pytest.approx(70.0)  # steps 2 and 3
+    assert one.cells[("m", "random")]["mean"] == pytest.approx(80.0)
+    assert "mean of steps 2-3" in rep.render(win, "markdown")
+    req = Request("model,reward", "pass@1", None, None, [], "table", "std", False, None, None, None, smooth=5)
+    with pytest.raises(ConfigError, match="--smooth needs --step N") as info:
+        req.check()
+    assert info.value.field == "--smooth"
+    with pytest.raises(ConfigError) as info:
+        Request(
+            "model,reward", "pass@1", None, None, [], "table", "std", True, None, None, None, "v3"
+        ).check()
+    assert info.value.field == "--paper-version"

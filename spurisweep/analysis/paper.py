@@ -1,11 +1,13 @@
 """`report --paper`: the paper's Figure 1 layout (models x rewards, MATH-500 change) for the stored
 results, side by side with the published numbers.
 
-The published numbers ship as package data (spurisweep/resources/paper_results.json, transcribed from
-RESEARCH.md's headline table): per model family the base accuracy and the change per reward, where
-"~" values (read off the figure) carry `approx: true` and "<= 0" entries are upper bounds
-(`bound: "upper"`, value 0). Stored rewards match a paper column by name; a reward with parameters
-(e.g. `random(gamma=0.3)`) matches only when the parameters are the paper's (random: gamma 0.5).
+The published numbers ship as package data (spurisweep/resources/paper_results.json, from RESEARCH.md's
+"The paper's numbers"), one entry per version of the paper with its source and its reading rule: v1 (the
+PDF the official repository shipped) reads Figure 1 after 150 steps as a 10-step mean; v2 (arXiv) after 300
+steps. A number no source confirms is absent, never estimated. Our cells are read where the chosen version
+reads (`version`), and the paper's number is printed only where that version has one. Stored rewards
+match a paper column by name; a reward with parameters (e.g. `random(gamma=0.3)`) matches only when the
+parameters are the paper's (random: gamma 0.5).
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Comparison:
     paper_names: dict[str, str]
     spread: str = "std"
     notes: list[str] = field(default_factory=list)
+    version: str = "v1"
 
 
 @lru_cache(maxsize=1)
@@ -58,14 +61,38 @@ def load_paper_results() -> dict[str, Any]:
     return json.loads(text)
 
 
-def paper_values() -> tuple[dict[tuple[str, str], PaperValue], dict[str, float], dict[str, str], list[str]]:
+VERSIONS = ("v1", "v2")
+
+
+def version_entry(version: str = "v1") -> dict[str, Any]:
+    """One version's numbers, source and reading rule (step, smoothing window)."""
+    versions = load_paper_results()["versions"]
+    if version not in versions:
+        raise ConfigError(suggest(version, list(versions)), field="--paper-version")
+    return versions[version]
+
+
+def reading_step(version: str = "v1") -> Any:
+    """Where `version` reads each run: step 150 smoothed over 10 steps (v1), step 300 (v2)."""
+    from .query import window
+
+    r = version_entry(version)["reading"]
+    return window(int(r["step"]), int(r.get("smooth") or 1))
+
+
+def paper_values(
+    version: str = "v1",
+) -> tuple[dict[tuple[str, str], PaperValue], dict[str, float], dict[str, str], list[str]]:
+    """(model, reward) -> the published change, model -> its published base (where the version has one),
+    model -> the paper's name for it, and the paper's reward columns."""
     raw = load_paper_results()
     values, bases, names = {}, {}, {}
-    for model, entry in raw["models"].items():
-        bases[model] = float(entry["base"])
+    for model, entry in version_entry(version)["models"].items():
+        if entry.get("base") is not None:
+            bases[model] = float(entry["base"])
         names[model] = entry["paper_name"]
         for reward, v in entry["deltas"].items():
-            values[(model, reward)] = PaperValue(float(v["value"]), bool(v.get("approx")), v.get("bound"))
+            values[(model, reward)] = PaperValue(float(v))
     return values, bases, names, list(raw["rewards"])
 
 
@@ -95,10 +122,13 @@ def compare(
     step: str | None = None,
     spread: str = "std",
     where: list[str] | tuple[str, ...] = (),
+    version: str = "v1",
 ) -> Comparison:
-    """Our models x rewards change on MATH-500 (or `benchmark`), next to the paper's."""
-    paper, paper_base, names, paper_rewards = paper_values()
+    """Our models x rewards change on MATH-500 (or `benchmark`), next to the paper's `version`, read where
+    that version reads (unless `step` says otherwise)."""
+    paper, paper_base, names, paper_rewards = paper_values(version)
     raw = load_paper_results()
+    entry = version_entry(version)
     notes: list[str] = []
     bench = benchmark or raw["benchmark"]
     stored = [r[0] for r in con.execute("SELECT DISTINCT benchmark FROM evals").fetchall()]
@@ -122,11 +152,15 @@ def compare(
             cols="reward",
             metric="pass@1",
             benchmark=bench,
-            step=step or "final",
+            step=step or reading_step(version),
             where=where,
             spread=spread,
         )
         notes += p.notes
+    if p is not None and not p.cells:
+        notes.append(
+            f"no stored run has an evaluation at step {p.step}: --step final reads each run's last one"
+        )
     ours: dict[tuple[str, str], dict[str, Any]] = {}
     extra_rewards: list[str] = []
     if p is not None:
@@ -138,15 +172,13 @@ def compare(
             if (model, col) in ours:
                 notes.append(f"{model}: several stored rewards map to the paper's {col!r}; showing {label!r}")
             ours[(str(model), col)] = cell
-    paper_models = list(raw["models"])
+    paper_models = list(entry["models"])
     models = paper_models + sorted({m for m, _ in ours} - set(paper_models))
     ours_base = {str(m): b for m, b in (p.baselines.items() if p else [])}
-    notes.append(
-        f"paper: {raw['steps']}; ~ = read off the figure, <=0 = the paper reports no gain (an upper bound)"
-    )
+    notes.append(f"paper {version}: {entry['reading']['rule']} ({entry['source']}); blank: no sourced number")
     return Comparison(
         bench,
-        str(p.step if p else (step or "final")),
+        str(p.step if p else (step or reading_step(version))),
         paper_rewards + sorted(extra_rewards),
         models,
         ours,
@@ -156,6 +188,7 @@ def compare(
         names,
         spread,
         notes,
+        version,
     )
 
 
@@ -177,7 +210,7 @@ def table_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
     hdr = ["model", "source", "base", *c.rewards]
     body = []
     for m in c.models:
-        has_paper = m in c.paper_base
+        has_paper = m in c.paper_names
         has_ours = any((m, r) in c.ours for r in c.rewards) or c.ours_base.get(m) is not None
         if has_ours or has_paper:
             b = c.ours_base.get(m)
@@ -194,7 +227,7 @@ def table_rows(c: Comparison) -> tuple[list[str], list[list[str]]]:
                 [
                     c.paper_names[m],
                     "paper",
-                    f"{c.paper_base[m]:.1f}",
+                    f"{c.paper_base[m]:.1f}" if m in c.paper_base else "",
                     *[str(c.paper[(m, r)]) if (m, r) in c.paper else "" for r in c.rewards],
                 ]
             )
@@ -238,8 +271,9 @@ def to_records(c: Comparison) -> list[dict[str, Any]]:
 
 def render(c: Comparison, fmt: str = "table") -> str | Any:
     head = (
-        f"Figure 1 layout: change in {c.benchmark} pass@1 (points) after training ({c.step} step), "
-        f"ours (mean {'[95% CI]' if c.spread == 'ci' else '± std'} over runs) vs the paper"
+        f"Figure 1 layout: change in {c.benchmark} pass@1 (points) "
+        f"{f'at the {c.step} step' if c.step in ('final', 'best') else f'at step {c.step}'}, "
+        f"ours (mean {'[95% CI]' if c.spread == 'ci' else '± std'} over runs) vs the paper's {c.version}"
     )
     hdr, body = table_rows(c)
     t = rnd.Table(

@@ -8,6 +8,7 @@ parameter.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError, suggest
@@ -137,8 +138,27 @@ def default_benchmark(con: Any, sweep: str | None = None) -> str | None:
     return "math500" if "math500" in benches else benches[0]
 
 
-def parse_step(step: str | int | None) -> str | int | None:
-    if step is None or step in ("final", "best", "all"):
+@dataclass(frozen=True)
+class Window:
+    """A reading point smoothed over the evaluations before it: each run's value is the mean of its
+    evaluations at steps step-smooth+1 .. step (the paper's v1 reads Figure 1 as the 10-step mean at 150)."""
+
+    step: int
+    smooth: int
+
+    def __str__(self) -> str:
+        return f"{self.step}, mean of steps {max(1, self.step - self.smooth + 1)}-{self.step}"
+
+
+def window(step: int, smooth: int | None) -> int | Window:
+    """`--step N --smooth K`: step N itself for K of 1 (or none), else the K-step window ending at N."""
+    if smooth is not None and smooth < 1:
+        raise ConfigError(f"a smoothing window is >= 1 evaluation, got {smooth}", field="--smooth")
+    return step if not smooth or smooth == 1 else Window(step, smooth)
+
+
+def parse_step(step: str | int | Window | None) -> str | int | Window | None:
+    if step is None or step in ("final", "best", "all") or isinstance(step, Window):
         return step
     try:
         n = int(step)
@@ -254,6 +274,10 @@ def _selection(
         conds.append("e.step = e.last_step")
     elif isinstance(step, int):
         conds.append(f"e.step = {p.add(step)}")
+    elif isinstance(step, Window):  # the run's evaluations in the window; the pivot takes their mean
+        conds.append(
+            f"e.step > {p.add(step.step - step.smooth)} AND e.step <= {p.add(step.step)} AND e.step > 0"
+        )
     elif step == "best":
         conds.append("e.step > 0")
     select_dims = "".join(f", {expr[d]} AS d{i}" for i, d in enumerate(dims))

@@ -26,6 +26,8 @@ class Request:
     plot: str | None
     out: Path | None
     sweep: str | None
+    paper_version: str = "v1"
+    smooth: int | None = None
 
     @property
     def dims(self) -> list[str]:
@@ -42,6 +44,17 @@ class Request:
             raise ConfigError("--plot needs --out DIR (where the PNG and HTML files go)", field="--out")
         if self.plot is not None and self.out is not None:
             artifacts.check_folder(self.out, option="--out")
+        if self.paper:
+            paper.version_entry(self.paper_version)  # an unknown version: one line
+        if self.smooth is not None and self.smooth > 1:
+            if not isinstance(query.parse_step(self.step), int):
+                raise ConfigError("--smooth needs --step N, the step the window ends at", field="--smooth")
+
+    @property
+    def reading(self) -> Any:
+        """The step (or smoothed window) each run is read at."""
+        step = query.parse_step(self.step)
+        return query.window(step, self.smooth) if isinstance(step, int) and self.smooth else step
 
 
 def answer(con: Any, req: Request, *, grader: str) -> Any:
@@ -55,7 +68,13 @@ def answer(con: Any, req: Request, *, grader: str) -> Any:
         return "wrote " + ", ".join(str(w) for w in written)
     if req.paper:
         cmp = paper.compare(
-            con, sweep=req.sweep, benchmark=req.benchmark, step=req.step, spread=req.spread, where=req.where
+            con,
+            sweep=req.sweep,
+            benchmark=req.benchmark,
+            step=req.reading,
+            spread=req.spread,
+            where=req.where,
+            version=req.paper_version,
         )
         return paper.render(cmp, req.fmt)
     rows, cols = req.dims
@@ -66,7 +85,7 @@ def answer(con: Any, req: Request, *, grader: str) -> Any:
         cols=cols,
         metric=req.metric,
         benchmark=req.benchmark,
-        step=req.step,
+        step=req.reading,
         where=req.where,
         spread=req.spread,
     )

@@ -84,6 +84,22 @@ def report(
             "MATH-500 change) next to its published numbers.",
         ),
     ] = False,
+    paper_version: Annotated[
+        str,
+        typer.Option(
+            "--paper-version",
+            help="With --paper: v1 (the PDF the official repository shipped: step 150, 10-step mean) or v2 "
+            "(arXiv: step 300); ours are read at the same point unless --step says otherwise.",
+        ),
+    ] = "v1",
+    smooth: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=10_000,
+            help="With --step N: each run's value is the mean of its evaluations at steps N-K+1..N.",
+        ),
+    ] = None,
     plot: Annotated[
         str | None, typer.Option(help="Write figures instead: curves, code or clip (PNG + HTML, into --out).")
     ] = None,
@@ -96,7 +112,21 @@ def report(
     from .. import store
     from ..analysis import request as rep
 
-    req = rep.Request(pivot, metric, benchmark, step, where or [], fmt, spread, paper, plot, out, sweep)
+    req = rep.Request(
+        pivot,
+        metric,
+        benchmark,
+        step,
+        where or [],
+        fmt,
+        spread,
+        paper,
+        plot,
+        out,
+        sweep,
+        paper_version,
+        smooth,
+    )
     req.check()
     with store.reading(results) as con:
         _warn_incomplete(results, sweep)
