@@ -68,6 +68,9 @@ PAPER = {
     "scale_rewards": "group",
     "is_correction": False,
     "token_whitening": True,
+    # the official code's rollouts end at the template's stop (kept) and its reward reads the raw decode
+    "template_stop": True,
+    "reward_text": "raw",
 }
 
 
