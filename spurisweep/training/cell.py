@@ -63,7 +63,6 @@ from ..distributed import local_device_index, rank, world_size
 from ..errors import ShardingError
 from ..generate import choose_backend, vllm_platform
 from ..spec import CellConfig
-from . import engine
 from .callback import EXPORT_DIR, CellCallback
 from .checkpoints import checkpoint_number, latest_complete_checkpoint, preserved_rng, prune_checkpoints
 from .config import (
@@ -75,6 +74,7 @@ from .config import (
     updates_per_rollout,
 )
 from .data import training_problems, training_rows
+from .engine import COLOCATED, awake, colocated, eval_placement
 from .trackers import check_trackers_installed, tracker_env
 from .trainer import grpo_config, make_trainer
 
@@ -287,7 +287,7 @@ class CellRun:
         evaluates the live model. Sharded (collective: every rank calls it): the checkpoint's HF export,
         or, between saves, a scratch export of the live model, evaluated data-parallel. With TRL's colocated
         engine (collective): on that engine, every rank its share."""
-        if engine.colocated(self.trainer) is not None:
+        if colocated(self.trainer) is not None:
             jobs = [
                 (p, self.cell.evals_dir, e, step, False)
                 for p, e in zip(self.protos, self.eval_ids(step), strict=True)
@@ -368,8 +368,8 @@ class CellRun:
         todo = self.missing(jobs) if group else [j for j in jobs if not artifacts.eval_complete(j[1], j[2])]
         if not todo:
             return
-        share, shares, writes = engine.eval_placement(self.trainer, rank(), self.world)
-        with engine.awake(self.trainer) as llm:
+        share, shares, writes = eval_placement(self.trainer, rank(), self.world)
+        with awake(self.trainer) as llm:
             for proto, folder, eid, step, baseline in todo:
                 evaluate.run_eval_parallel(
                     model=None,
@@ -380,7 +380,7 @@ class CellRun:
                     seed=self.cfg.seed,
                     folder=folder,
                     eval_id=eid,
-                    meta={**self.eval_meta(step, proto, baseline), "engine": engine.COLOCATED},
+                    meta={**self.eval_meta(step, proto, baseline), "engine": COLOCATED},
                     backend="vllm",
                     batch_size=None,
                     rank=share,
@@ -587,7 +587,7 @@ class CellRun:
             trainer.train(resume_from_checkpoint=str(sched.resume) if sched.resume else None)
         updates = trainer.state.global_step
         # the final model's evaluation: a no-op when the final checkpoint was evaluated in on_save
-        if engine.colocated(trainer) is not None:  # on the engine, trainer kept: releasing it ends the group
+        if colocated(trainer) is not None:  # on the engine, trainer kept: releasing it ends the group
             self.evaluate_at(trainer.model, sched.final_step)
         elif self.sharded:  # its export, once training's memory is freed
             del trainer

@@ -19,7 +19,7 @@ from transformers.trainer_callback import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
 from .. import sharding
-from . import engine
+from .engine import install_cpu_sync
 from .whitening import token_whiten
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class SpuriTrainer(GRPOTrainer):
             from ..generate import vllm_platform
 
             if vllm_platform() == "cpu":  # the CPU build's weights are repacked: its own in-place reload
-                engine.install_cpu_sync(self.vllm_generation)
+                install_cpu_sync(self.vllm_generation)
 
     def _prepare_inputs(self, generation_batch):
         return trim_completion_padding(super()._prepare_inputs(generation_batch), self.pad_to_multiple_of)
