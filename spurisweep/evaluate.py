@@ -632,6 +632,92 @@ def _versions(backend: str) -> dict[str, str]:
     return out
 
 
+def engine_share(job: dict[str, Any]) -> Share:
+    """One engine's share of a standalone evaluation, in that engine's own process (run_eval_engines):
+    generate and grade problems r, r + n, ..., then release the engine."""
+    from transformers import AutoTokenizer
+
+    try:
+        return generate_share(
+            model=None,
+            tokenizer=AutoTokenizer.from_pretrained(job["source"]),
+            model_source=job["source"],
+            prompt_template=job["prompt_template"],
+            proto=job["proto"],
+            seed=job["seed"],
+            eval_id=job["eval_id"],
+            backend="vllm",
+            batch_size=None,
+            rank=job["rank"],
+            world=job["world"],
+        )
+    finally:
+        release_vllm()
+
+
+def run_eval_engines(
+    *,
+    source: str,
+    prompt_template: str,
+    proto: ResolvedProtocol,
+    seed: int,
+    folder: Path,
+    eval_id: str,
+    meta: dict[str, Any],
+    engines: int,
+) -> dict[str, Any]:
+    """One evaluation on `engines` vLLM engines, each in a process of its own pinned to one visible GPU
+    (label_workers' pools): problem i on engine i % n, the shares merged in problem order into the rows one
+    engine writes (a problem's samples are seeded by its index, not its engine). This process holds no
+    engine and no process group; one engine failing stops the others."""
+    from filelock import FileLock
+
+    with FileLock(str(Path(folder) / f"{eval_id}.eval.lock")):  # concurrent callers: generated once
+        stored = _stored_meta(Path(folder), eval_id)
+        if stored is not None:
+            return stored
+        shares, wall = _engine_shares(source, prompt_template, proto, seed, eval_id, engines)
+        return write_evaluation(
+            Path(folder),
+            eval_id,
+            shares,
+            proto=proto,
+            prompt_template=prompt_template,
+            seed=seed,
+            meta={**meta, "engines": engines},
+            backend="vllm",
+            wall_s=wall,
+        )
+
+
+def _engine_shares(
+    source: str, prompt_template: str, proto: ResolvedProtocol, seed: int, eval_id: str, engines: int
+) -> tuple[list[Share], float]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from . import label_workers
+
+    t_start = time.perf_counter()
+    devs = label_workers.engine_devices(engines)
+    base = {"source": source, "prompt_template": prompt_template, "proto": proto, "seed": seed}
+    jobs = [{**base, "eval_id": eval_id, "rank": r, "world": engines} for r in range(engines)]
+    ctx = multiprocessing.get_context("spawn")
+    pools = [
+        ProcessPoolExecutor(1, mp_context=ctx, initializer=label_workers.pin, initargs=(d,)) for d in devs
+    ]
+    try:
+        futures = [pool.submit(engine_share, job) for pool, job in zip(pools, jobs, strict=True)]
+        shares = [f.result() for f in futures]
+    except BaseException:
+        label_workers.stop(pools)
+        raise
+    finally:
+        for pool in pools:
+            pool.shutdown()
+    return shares, time.perf_counter() - t_start
+
+
 def evaluate_standalone(
     *,
     model: str,
@@ -643,11 +729,14 @@ def evaluate_standalone(
     results: Path,
     seed: int = 0,
     backend: str = "auto",
+    engines: int | None = None,
 ) -> list[dict[str, Any]]:
     """`spurisweep eval`: a base model or any checkpoint, recorded in results/_baselines for the store.
 
     Without a checkpoint the evaluation is the model's baseline, with the id a training cell of the same
-    model, prompt and protocol computes, so whichever runs first serves both.
+    model, prompt and protocol computes, so whichever runs first serves both. With vLLM, one engine per
+    visible GPU (`engines`: how many; label_workers.engine_count), data-parallel, each in its own process;
+    one engine runs in this process and is released after the last benchmark.
     """
     fam = families.get(model)
     for b in benchmarks:
@@ -679,6 +768,11 @@ def evaluate_standalone(
             todo.append(p)
         else:
             metas[p.benchmark] = stored
+    n_engines = 1
+    if chosen == "vllm":
+        from . import label_workers
+
+        n_engines = label_workers.engine_count(engines, env=False)
     if todo:  # load the weights only when something is left to generate
         source = checkpoint or families.model_source(model, model_path)
         if chosen == "vllm":  # vLLM loads its own weights; the tokenizer renders and encodes the prompts
@@ -697,6 +791,18 @@ def evaluate_standalone(
                     "step": 0,
                     "is_baseline": checkpoint is None,
                 }
+                if n_engines > 1:
+                    metas[proto.benchmark] = run_eval_engines(
+                        source=source,
+                        prompt_template=template,
+                        proto=proto,
+                        seed=seed,
+                        folder=folder,
+                        eval_id=eval_id(proto),
+                        meta=meta,
+                        engines=n_engines,
+                    )
+                    continue
                 metas[proto.benchmark] = run_eval(
                     model=mdl,
                     tokenizer=tok,

@@ -108,21 +108,22 @@ def digest(texts: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- engines
-def engine_count(requested: int | None = None) -> int:
-    """Engines to start: `requested`, else SPURISWEEP_LABEL_ENGINES, else every visible GPU on CUDA and 1 on
-    vLLM's CPU build; 1 inside a data-parallel training rank. More than the visible GPUs is a ConfigError."""
+def engine_count(requested: int | None = None, *, env: bool = True) -> int:
+    """Engines to start: `requested`, else SPURISWEEP_LABEL_ENGINES (`env`), else every visible GPU on CUDA
+    and 1 on vLLM's CPU build; 1 inside a data-parallel training rank. More than the visible GPUs is a
+    ConfigError."""
     from . import distributed, generate
 
-    n = requested if requested is not None else _env_engines()
+    n = requested if requested is not None else (_env_engines() if env else None)
     if n is not None and n < 1:
-        raise ConfigError(f"label engines must be at least 1, not {n}", field="engines")
+        raise ConfigError(f"vLLM engines must be at least 1, not {n}", field="engines")
     if distributed.world_size() > 1:
         return 1
     if generate.vllm_platform() == "cpu":
         return n or 1
     gpus = len(visible_gpus())
     if n is not None and n > max(gpus, 1):
-        raise ConfigError(f"{n} label engines but this process sees {gpus} GPUs (one engine per GPU)")
+        raise ConfigError(f"{n} vLLM engines but this process sees {gpus} GPUs (one engine per GPU)")
     return n or max(gpus, 1)
 
 
@@ -147,7 +148,7 @@ def visible_gpus() -> list[str]:
     return [str(i) for i in range(count)]
 
 
-def _devices(engines: int) -> list[str | None]:
+def engine_devices(engines: int) -> list[str | None]:
     from . import generate
 
     if generate.vllm_platform() == "cpu":
@@ -155,7 +156,7 @@ def _devices(engines: int) -> list[str | None]:
     return list(visible_gpus()[:engines])  # engine_count: never more engines than GPUs
 
 
-def _pin(device: str | None) -> None:
+def pin(device: str | None) -> None:
     """A worker's initializer: its one GPU, before torch or vLLM start CUDA in this process."""
     if device is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
@@ -198,7 +199,7 @@ def generate_shares(
     import multiprocessing
 
     shares = deal(len(prompts), engines)
-    devs = list(devices) if devices is not None else _devices(len(shares))
+    devs = list(devices) if devices is not None else engine_devices(len(shares))
     if len(devs) < len(shares):
         raise ConfigError(f"{len(shares)} label engines but {len(devs)} devices for them")
     jobs = [
@@ -216,14 +217,14 @@ def generate_shares(
     ]
     ctx = multiprocessing.get_context("spawn")
     with ExitStack() as stack:
-        pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=_pin, initargs=(j.device,)) for j in jobs]
+        pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=pin, initargs=(j.device,)) for j in jobs]
         for pool in pools:
             stack.callback(pool.shutdown)
         futures = [pool.submit(worker, job) for pool, job in zip(pools, jobs, strict=True)]
         try:
             _wait_all(futures, progress)
         except BaseException:
-            _stop(pools)
+            stop(pools)
             raise
         return [f.result() for f in futures]
 
@@ -242,7 +243,7 @@ def _wait_all(futures: list[Future], progress: Callable[[int], None] | None) -> 
                 progress(len(share.indices))
 
 
-def _stop(pools: list[ProcessPoolExecutor]) -> None:
+def stop(pools: list[ProcessPoolExecutor]) -> None:
     """Ends every worker now (SIGTERM, SIGKILL after 30 s): a failed share fails the whole run, without
     waiting hours for the others. (ProcessPoolExecutor.terminate_workers does this from Python 3.14.)"""
     procs = [p for pool in pools for p in (getattr(pool, "_processes", None) or {}).values()]

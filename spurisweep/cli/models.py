@@ -43,6 +43,13 @@ def eval_cmd(
         ),
     ] = None,
     batch_size: Annotated[int | None, count("Sequences per generate() call (default: by memory).")] = None,
+    engines: Annotated[
+        int | None,
+        count(
+            "With vLLM: engines, one per GPU, each in its own process evaluating a share of the problems "
+            "(default: every visible GPU; 1 on vLLM's CPU build). The rows do not depend on the count."
+        ),
+    ] = None,
     seed: Annotated[int, seed_option()] = 0,
     results: ResultsOpt = Path("results"),
 ) -> None:
@@ -72,6 +79,7 @@ def eval_cmd(
         results=results,
         seed=seed,
         backend=backend,
+        engines=engines,
     )
     store.ingest(results)
     for m in metas:
