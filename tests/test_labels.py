@@ -304,7 +304,7 @@ def test_engine_count_and_devices_on_cuda_follow_the_visible_gpus(monkeypatch):
     assert lw.visible_gpus() == ["3", "5", "6", "7"]
     assert lw.engine_count() == 4 and lw.engine_count(2) == 2
     assert lw.engine_devices(2) == ["3", "5"]
-    with pytest.raises(ConfigError, match="5 label engines but this process sees 4 GPUs"):
+    with pytest.raises(ConfigError, match="5 vLLM engines but this process sees 4 GPUs"):
         lw.engine_count(5)
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
     assert lw.visible_gpus() == ["0", "1", "2", "3"]
