@@ -267,3 +267,25 @@ def test_cli_diagnose_on_the_smoke_store(smoke_results):
     assert data["sensitivity"][0]["clip"] == "standard"
     missing = run_cli("diagnose", str(ROOT / "sweeps" / "clip_2x2_tiny.yaml"), "--results", res, check=False)
     assert missing.returncode == 2 and "unknown 'clip_2x2_tiny'" in missing.stderr
+
+
+def test_a_random_reward_gain_is_called_only_when_its_paired_interval_excludes_zero(tmp_path):
+    """Two families with random-reward gains above the sensitivity threshold: one of +10 points on 10
+    problems (one problem flipped: the paired interval over problems reaches 0), one of +20 on 200
+    problems (its interval excludes 0). Only the second is called sensitive; the first says why not."""
+    from spurisweep.analysis import diagnostics as dg
+
+    with StoreBuilder(tmp_path / "s.duckdb") as b:
+        for model, problems, acc in (("few", 10, 0.6), ("many", 200, 0.7)):
+            b.baseline(model, "math500", outcomes(0.5, problems))
+            cid = b.cell(model, "random", reward_name="random")
+            b.evaluation(cid, 2, "math500", outcomes(acc, problems))
+    with store.connect(tmp_path / "s.duckdb") as con:
+        d = dg.diagnose(con, "t")
+    by_model = {s.model: s for s in d.sensitivity}
+    few, many = by_model["few"], by_model["many"]
+    assert few.random.mean == pytest.approx(10.0) and not few.flagged
+    assert "does not exclude 0" in few.note and not few.paired.delta.distinguishable
+    assert many.flagged and many.paired.delta.low > 0 and many.paired.delta.n_problems == 200
+    text = dg.render(d, "markdown")
+    assert "paired bootstrap" in text and "≈+10.0" in text

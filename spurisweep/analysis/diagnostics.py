@@ -136,6 +136,7 @@ class Sensitivity:
     hit_rate: float | None
     flagged: bool
     note: str = ""
+    paired: Any = None  # deltas.Paired: the random runs against their baseline, paired over problems
 
 
 @dataclass
@@ -335,7 +336,11 @@ def _closest_gamma(random_runs: list[Run], hit_rate: float | None) -> float | No
 
 
 # ---------------------------------------------------------------------------------------------- diagnostics
-def sensitivity(runs: list[Run]) -> list[Sensitivity]:
+def sensitivity(runs: list[Run], con: Any = None, benchmark: str | None = None) -> list[Sensitivity]:
+    """Per model: the random reward's gain next to ground truth's. A family is called spurious-reward
+    sensitive only when the random gain exceeds SENSITIVITY_POINTS and its 95% interval excludes 0: the
+    paired interval over problems and seeds (deltas.paired_gain) when the store is given, else the
+    bootstrap over runs (none with one run: not called)."""
     out = []
     for model in sorted({r.model for r in runs}):
         mine = [r for r in runs if r.model == model and r.gain is not None]
@@ -365,9 +370,21 @@ def sensitivity(runs: list[Run]) -> list[Sensitivity]:
             )
         if clip != "standard":
             notes.append(f"compared under clip={clip}")
-        flagged = est_r.mean is not None and est_r.mean > SENSITIVITY_POINTS
-        out.append(Sensitivity(model, clip, est_g, est_r, gamma, hit, flagged, "; ".join(notes)))
+        paired = _paired(con, [r.cell_id for r in chosen], benchmark)
+        low = paired.delta.low if paired is not None else est_r.low
+        flagged = est_r.mean is not None and est_r.mean > SENSITIVITY_POINTS and low is not None and low > 0
+        if est_r.mean is not None and est_r.mean > SENSITIVITY_POINTS and not flagged:
+            notes.append("the random gain's 95% interval does not exclude 0: not called sensitive")
+        out.append(Sensitivity(model, clip, est_g, est_r, gamma, hit, flagged, "; ".join(notes), paired))
     return out
+
+
+def _paired(con: Any, cell_ids: list[str], benchmark: str | None) -> Any:
+    if con is None or benchmark is None or not cell_ids:
+        return None
+    from .deltas import paired_gain
+
+    return paired_gain(con, cell_ids, benchmark)
 
 
 def _reading(gain1: float | None, compression: float | None, capability: float | None) -> str:
@@ -769,7 +786,7 @@ def diagnose(con: Any, sweep: str | None, *, benchmark: str | None = None, k: in
         return d
     if bench is None:
         d.notes.append("no benchmark evaluations stored: gains cannot be computed")
-    d.sensitivity = sensitivity(runs)
+    d.sensitivity = sensitivity(runs, con, bench)
     if not d.sensitivity:
         d.notes.append("spurious-reward sensitivity needs a `random` reward run (and ideally `ground_truth`)")
     d.compression, notes = compression(con, sweep, runs, benchmark, k, runs_benchmark=bench)
@@ -854,11 +871,12 @@ def _sensitivity_table(d: Diagnosis) -> rnd.Table:
             "-" if s.hit_rate is None else f"{s.hit_rate:.2f}",
             "-" if s.gamma is None else f"{s.gamma:g}",
             s.ground_truth.text(),
-            s.random.text(),
+            _paired_text(s) or s.random.text(),
             "SENSITIVE" if s.flagged else "ok",
         ]
         for s in d.sensitivity
     ]
+    methods = dict.fromkeys(f"random gain: {s.paired.delta.method}" for s in d.sensitivity if s.paired)
     return _table(
         f"spurious-reward sensitivity: gain vs the untrained model on {d.benchmark} (points, mean [95% CI])",
         [
@@ -871,8 +889,17 @@ def _sensitivity_table(d: Diagnosis) -> rnd.Table:
             f"random > {SENSITIVITY_POINTS:.0f}?",
         ],
         sens,
-        [f"{s.model}: {s.note}" for s in d.sensitivity if s.note],
+        [*methods, *(f"{s.model}: {s.note}" for s in d.sensitivity if s.note)],
     )
+
+
+def _paired_text(s: Sensitivity) -> str | None:
+    """The random gain with its paired interval (≈: the interval contains 0), when the store had the rows."""
+    if s.paired is None:
+        return None
+    from .. import stats
+
+    return f"{stats.format_delta(s.paired.delta)} (n={s.paired.delta.n_runs})"
 
 
 def _compression_table(d: Diagnosis) -> rnd.Table:
