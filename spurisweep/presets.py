@@ -12,6 +12,8 @@ it equals CellConfig's defaults, so the preset reads as the recipe and a changed
     loss      KL coefficient 0, entropy coefficient 0 (TRL's default), advantage (r - mean) / std within the
               group (TRL scale_rewards "group"; TRL adds 1e-4 to the std where the paper adds 1e-9)
     schedule  300 rollout steps, a checkpoint every 50
+    resume    not a paper setting: a resume point every 10 rollout steps (train.resume_every), the newest
+              one kept (keep_checkpoints 1), so a preempted or timed-out job loses at most 10 steps
     precision bf16 on GPU (train.bf16 None picks it; fp32 on CPU)
 
 and the official code's switches (RESEARCH.md, "The official code's behaviour"; `spurisweep fidelity` lists
@@ -73,6 +75,17 @@ PRESETS: dict[str, dict[str, Any]] = {
             "micro_batch": 4,
             "scale_rewards": "group",
             "save_every": 50,
+            # Resume points (not part of the recipe, nor of the cell id): a preempted or timed-out job
+            # restarts at most 10 rollout steps back instead of 50. Disk stays bounded by keeping only the
+            # newest complete checkpoint, resume point or not: a 7B sharded checkpoint is ~107 GB (30 GB
+            # fp32 weights + 61 GB Adam states + a 15 GB bf16 export; README "Sharded cells"), so a cell
+            # holds ~107 GB, ~214 GB while the next one is written (the older one is pruned only after the
+            # new one's COMPLETE marker). Keeping every 50-step checkpoint as well would need pruning that
+            # knows the cadence, and ~640 GB per cell (6 x 107 GB), ~46 TB for the 72-cell paper table;
+            # nothing reads them (every step is evaluated during training, eval_every 1). Cost: 30 saves
+            # of ~107 GB instead of 6.
+            "resume_every": 10,
+            "keep_checkpoints": 1,
             "is_correction": False,
             "token_whitening": True,
             "template_stop": True,

@@ -161,6 +161,8 @@ def test_the_paper_preset_trains_and_evaluates_base_models_on_the_literal_templa
 #: paper-preset settings whose value changes nothing fidelity compares, each with why
 EXEMPT = {
     "train.save_every": "checkpoint cadence: where a run keeps weights, no number of the table",
+    "train.resume_every": "resume points: where a preempted run restarts, not what it computes",
+    "train.keep_checkpoints": "how many checkpoints stay on disk, no number of the table",
     "eval.benchmarks": "which benchmarks are read: the table's rows, not a setting of a run",
     "data.train": None,  # listed ("training data"): the perturbation below must be a real data set name
 }

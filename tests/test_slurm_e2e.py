@@ -129,6 +129,7 @@ def test_preempted_cell_is_requeued_and_resumes_from_its_checkpoint(slurm_cluste
     )
     st = json.loads((cdir / "status.json").read_text())
     assert st["requeues"] == 1 and st["attempts"] == 2
+    assert not list(cdir.glob("error*.txt"))  # the exit after the requeue was not recorded as a failure
     done = json.loads((cdir / "DONE").read_text())
     assert len(done["resumed_from"]) == 1 and done["resumed_from"][0].startswith("checkpoint-")
     assert "REQUEUED" in slurm_cluster.sacct_history(job)
@@ -217,6 +218,9 @@ def test_preempted_data_parallel_cell_resumes_on_both_ranks(slurm_cluster, tmp_p
     )
     job = json.loads((cdir / "status.json").read_text())["job_id"]
     assert not (cdir / "DONE").exists(), "the cell finished before it could be preempted"
+    # the step ends when one task exits non-zero (--kill-on-bad-exit=1): rank 0 does, after the requeue
+    script = next((cdir.parent / "_submitit").glob("*_submission.sh")).read_text()
+    assert "--kill-on-bad-exit=1" in script
     slurm_cluster.preempt(job)  # every task gets USR2; rank 0 checkpoints and requeues the whole job
     wait_for(
         lambda: (cdir / "DONE").exists(),
@@ -227,6 +231,7 @@ def test_preempted_data_parallel_cell_resumes_on_both_ranks(slurm_cluster, tmp_p
     st = json.loads((cdir / "status.json").read_text())
     done = json.loads((cdir / "DONE").read_text())
     assert st["requeues"] == 1 and st["attempts"] == 2 and done["world_size"] == 2
+    assert not list(cdir.glob("error*.txt"))  # neither rank 0's exit nor rank 1's broken group
     assert len(done["resumed_from"]) == 1
     steps = sorted(json.loads(p.read_text())["step"] for p in (cdir / "evals").glob("*.json"))
     assert steps == list(range(4, 41, 4))  # every evaluation once

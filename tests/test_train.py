@@ -78,7 +78,9 @@ def test_paper_preset_has_the_papers_values(tmp_path):
     (cell,) = resolved(tmp_path, "name: p\npreset: paper\ngrid: {model: [qwen2.5-math-7b]}\n")
     t = cell.config.train
     assert {k: getattr(t, k) for k in PAPER} == PAPER
-    assert presets.PRESETS["paper"]["train"] == {k: PAPER[k] for k in presets.PRESETS["paper"]["train"]}
+    # besides the paper's values, only how a run is kept (resume points, not a paper setting)
+    kept = {"resume_every": 10, "keep_checkpoints": 1}
+    assert presets.PRESETS["paper"]["train"] == {**kept, **{k: PAPER[k] for k in PAPER}}
     assert cell.config.data.train == "agentica-org/DeepScaleR-Preview-Dataset"
     assert spec.DataSettings().train == "agentica-org/DeepScaleR-Preview-Dataset"  # the default, too
     assert cell.config.clip == "standard" and cell.config.clip_params.eps_low == 0.2
@@ -124,7 +126,7 @@ def test_paper_preset_maps_onto_trl_as_8_updates_per_rollout(tmp_path):
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 128  # the mini-batch
     assert args.steps_per_generation == 1024 // 16 and args.num_iterations == 1
     assert training.updates_per_rollout(kw) == 8
-    assert args.max_steps == 300 * 8 and args.save_steps == 50 * 8
+    assert args.max_steps == 300 * 8 and args.save_steps == 10 * 8  # a resume point every 10 steps
     # GRPOTrainer computes the old log-probs (so the ratio can move) only when generations are reused:
     assert args.gradient_accumulation_steps % (args.steps_per_generation * args.num_iterations) != 0
     assert args.vllm_importance_sampling_correction is False

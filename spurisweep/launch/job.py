@@ -5,6 +5,16 @@ failed in the cell's status.json; submitit requeues it on preemption or time lim
 the last complete checkpoint. A job with several tasks trains data-parallel (`distributed_setup`), over
 one node or several (slurm.nodes: world size = nodes x tasks per node).
 
+Preemption (SLURM's USR2 before the time limit or a preemption, to every task): submitit's handler runs in
+each task's main thread, where rank 0 calls `checkpoint` (records `requeued`), runs `scontrol requeue`
+and exits; the other ranks return from it and carry on until the requeue ends them. The handler saves
+nothing and joins no collective, so it cannot deadlock: the job restarts from the newest complete
+checkpoint on disk (a resume point, train.resume_every). A rank blocked inside a collective (rank 0 in
+an evaluation's barrier) runs the handler as soon as the collective returns: Python runs signal handlers
+between bytecodes, never inside a C++ wait, and the other ranks, whose handlers return at once, go on to
+that same collective (tests/test_cluster_behaviour.py). Whatever a rank raises after the signal (rank 0's
+exit, the others' broken collectives) leaves the `requeued` record alone.
+
 `LabelJob(results, spec)` makes one set of majority-vote labels before the cells that train on them
 (see labeljob.py).
 """
@@ -14,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
+import threading
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,6 +34,7 @@ from typing import Any
 import submitit
 
 from .. import artifacts, labels
+from ..distributed import bind_task_gpu
 from .backend import BACKENDS, get_backend
 from .claim import hold_cell, record_attempt
 from .labeljob import write_record
@@ -36,6 +49,7 @@ class CellJob(submitit.helpers.Checkpointable):
         cell = artifacts.CellDir(Path(cell_dir))
         if cell.is_done():
             return artifacts.read_json(cell.done_path, {})
+        note_preemption()
         rank, world = distributed_setup()
         job_id = _current_job_id()
         # one run per cell: a job that finds another live job on its cell leaves its files alone
@@ -65,11 +79,13 @@ class CellJob(submitit.helpers.Checkpointable):
                 held=None,
             )
         try:
+            if world > 1:
+                bind_task_gpu()  # one GPU per task: LOCAL_RANK 0 (before accelerate reads it)
             from ..training import run_cell
 
             summary = run_cell(cell.root, Path(results))
-        except BaseException as exc:  # SystemExit from submitit's requeue passes through `checkpoint`
-            if isinstance(exc, SystemExit) and exc.code in (0, None):
+        except BaseException as exc:  # a clean exit, and submitit's after a requeue, pass through
+            if (isinstance(exc, SystemExit) and exc.code in (0, None)) or requeued(exc, rank):
                 raise
             last = (str(exc).strip().splitlines() or [type(exc).__name__])[-1]
             name = "error.txt" if rank == 0 else f"error-rank{rank}.txt"
@@ -124,12 +140,48 @@ class LabelJob(submitit.helpers.Checkpointable):
         return submitit.helpers.DelayedSubmission(self, results, spec)
 
 
+#: set once this process has received submitit's preemption signal (USR2): the job is being requeued
+PREEMPTED = threading.Event()
+
+
+def note_preemption() -> None:
+    """Have submitit's preemption handler (installed before the job's function runs) first set PREEMPTED,
+    on every rank; nothing outside a submitit job, or off the main thread."""
+    PREEMPTED.clear()  # a job starts unsignalled (the debug executor runs several in one process)
+    sig = submitit.JobEnvironment._usr_sig()
+    inner = signal.getsignal(sig)
+    if not callable(inner) or getattr(inner, "notes_preemption", False):
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        PREEMPTED.set()
+        inner(signum, frame)
+
+    handler.notes_preemption = True  # type: ignore[attr-defined]
+    try:
+        signal.signal(sig, handler)
+    except ValueError:  # not the main thread
+        pass
+
+
+def requeued(exc: BaseException, rank: int) -> bool:
+    """Whether `exc` ends this task because its job is being requeued, so that the cell's `requeued`
+    record stays: rank 0's exit after `scontrol requeue` (submitit's SystemExit), or anything another rank
+    raises after the signal (its collectives break once rank 0 has gone). Rank 0's other errors still
+    count: a job that is not requeued (timed out too often) fails."""
+    if not (PREEMPTED.is_set() and (rank != 0 or isinstance(exc, SystemExit))):
+        return False
+    logging.getLogger(__name__).info("rank %d ends after the preemption signal: %r", rank, exc)
+    return True
+
+
 def distributed_setup() -> tuple[int, int]:
     """(rank, processes) of this task. A job with several tasks (slurm.tasks_per_node, or one per GPU)
     trains data-parallel (over all the job's nodes: submitit's ranks and task count are global):
     export torch.distributed's env:// variables (MASTER_ADDR/PORT, RANK, WORLD_SIZE,
-    LOCAL_RANK) for accelerate, which TRL's trainer initialises from them. Every task keeps seeing all the
-    job's GPUs and accelerate puts rank r on cuda:LOCAL_RANK."""
+    LOCAL_RANK) for accelerate, which TRL's trainer initialises from them, and accelerate puts rank r on
+    cuda:LOCAL_RANK: the task's index on its node where every task sees all of the node's GPUs, 0 where
+    the site binds one GPU per task (distributed.bind_task_gpu, run by CellJob before training)."""
     try:
         env = submitit.JobEnvironment()
     except RuntimeError:  # not inside a submitit job (tests calling run_cell directly)

@@ -4,7 +4,13 @@ resource profile; job states come from one sacct call for many jobs; `cancel` is
 Label jobs go out first, one plain job each on the resources of one of its cells (one task with the
 node's CPUs); the cells that train on those labels form arrays of their own that depend on it
 (`--dependency=afterok:<label job>`, `--kill-on-invalid-dep=yes`: if labelling fails, SLURM cancels
-them instead of keeping them pending forever)."""
+them instead of keeping them pending forever).
+
+A cell of several tasks (data-parallel or sharded ranks) runs its srun step with `--kill-on-bad-exit=1`:
+one rank that dies ends the step, instead of the others waiting in their next collective (up to the
+process group's timeout, hours) on GPUs that do nothing. The preemption path is unaffected: rank 0 runs
+`scontrol requeue` before it exits (submitit's handler), so the job is already requeued when its non-zero
+exit ends the step."""
 
 from __future__ import annotations
 
@@ -179,11 +185,26 @@ def slurm_parameters(cells: list[Cell], *, after: str | None = None) -> dict[str
         p["mem_gb"] = s.mem_gb
     for key, value in s.additional.items():
         p[key if key.startswith("slurm_") else f"slurm_{key}"] = value
+    if s.world_size > 1:
+        p["slurm_srun_args"] = kill_on_bad_exit(p.get("slurm_srun_args"))
     if after is not None:
         extra = dict(p.get("slurm_additional_parameters") or {})
         extra.update(dependency=f"afterok:{after}", kill_on_invalid_dep="yes")
         p["slurm_additional_parameters"] = extra
     return p
+
+
+#: srun's option that ends a step when one of its tasks exits non-zero (submitit passes srun_args to srun)
+KILL_ON_BAD_EXIT = "--kill-on-bad-exit=1"
+
+
+def kill_on_bad_exit(srun_args: Sequence[str] | None) -> list[str]:
+    """The user's srun arguments (slurm.additional srun_args) with --kill-on-bad-exit=1 added, unless
+    they already say how a bad exit is handled (-K / --kill-on-bad-exit)."""
+    args = [srun_args] if isinstance(srun_args, str) else list(srun_args or [])
+    if any(a.startswith(("-K", "--kill-on-bad-exit")) for a in args):
+        return args
+    return [*args, KILL_ON_BAD_EXIT]
 
 
 def label_parameters(task: LabelTask) -> dict[str, Any]:
@@ -194,6 +215,9 @@ def label_parameters(task: LabelTask) -> dict[str, Any]:
     p.pop("tasks_per_node", None)
     p.pop("nodes", None)
     p.pop("slurm_array_parallelism", None)
+    srun = [a for a in p.pop("slurm_srun_args", []) if a != KILL_ON_BAD_EXIT]  # ours is for several tasks
+    if srun:
+        p["slurm_srun_args"] = srun
     cpus = node_totals(cfg).cpus
     if cpus is not None:
         p["cpus_per_task"] = cpus
