@@ -1,6 +1,7 @@
 """The sweep YAML and the resolved per-cell configuration, as pydantic models (extra="forbid").
 
-A sweep file has a `name`, a `grid` of axes, shared `settings`, `exclude` rules and `overrides`:
+A sweep file has a `name`, a `grid` of axes, shared `settings`, `exclude` rules, `overrides` and the cost
+model's assumptions (`cost`):
 
     name: smoke
     preset: smoke                   # training preset: smoke | paper
@@ -14,6 +15,7 @@ A sweep file has a `name`, a `grid` of axes, shared `settings`, `exclude` rules 
     settings: {train: {steps: 4}, eval: {benchmarks: [arith]}}
     exclude: [{model: tiny, reward: random, clip: no_clip}]
     overrides: [{when: {model: qwen2.5-math-7b}, set: {slurm.gpus_per_node: 8}}]
+    cost: {decode_tokens_per_s: 2500, train_tflops: 400}   # plan's cost model (spurisweep.cost)
 
 `CellConfig` is what one grid cell resolves to; its canonical JSON (minus launch resources and trackers)
 hashes to the cell id (see grid.py).
@@ -315,6 +317,41 @@ class Override(Strict):
     set: dict[str, Any] = Field(..., description="dotted setting -> value")
 
 
+class CostAssumptions(Strict):
+    """What `plan`'s cost model assumes about the site's GPUs and the responses (spurisweep.cost holds the
+    arithmetic and each default's reasoning). Set under `cost:` in a sweep file, or `plan --assume KEY=VALUE`
+    for one look; part of no cell. The defaults are H100 figures from arithmetic, not yet measured."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    decode_tokens_per_s: float = Field(
+        2500.0,
+        gt=0,
+        description="vLLM decode tokens/s per GPU, bf16, for a 7B model of Qwen2.5-7B's shape at 128 sequences "
+        "of ~1k tokens per GPU, averaged over a whole rollout (its drain tail included); other models, "
+        "batches and KV caches are scaled from it by a memory/compute roofline",
+    )
+    decode_batch: float = Field(
+        128.0,
+        gt=0,
+        description="sequences per GPU at which batched decode turns compute-bound (the GPU's FLOPs per byte "
+        "of memory bandwidth: ~400 achieved TFLOPs / 3.35 TB/s on an H100)",
+    )
+    train_tflops: float = Field(
+        400.0, gt=0, description="achieved training TFLOPs per GPU, bf16, sharded (~40% of an H100's 989)"
+    )
+    pad_factor: float = Field(
+        1.5,
+        ge=1,
+        description="spurisweep's training tokens over the real ones: micro-batches of 4 trimmed to their "
+        "longest response (the official code packs responses: 1)",
+    )
+    prompt_tokens: float = Field(200.0, gt=0, description="mean prompt length, template included")
+    response_tokens: float = Field(700.0, gt=0, description="mean training response length")
+    eval_response_tokens: float = Field(750.0, gt=0, description="mean evaluation response length")
+    label_response_tokens: float = Field(700.0, gt=0, description="mean length of a labelling sample")
+
+
 class SweepFile(Strict):
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
     description: str = ""
@@ -323,6 +360,9 @@ class SweepFile(Strict):
     settings: dict[str, Any] = Field(default_factory=dict)
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     overrides: list[Override] = Field(default_factory=list)
+    cost: CostAssumptions = Field(
+        default_factory=CostAssumptions, description="the cost model's assumptions (`plan`; no cell's id)"
+    )
 
     @field_validator("grid")
     @classmethod
