@@ -20,7 +20,9 @@ may be stale, a read-only connection (`reading`).
 
 Tables
   cells(cell_id, model, reward, clip, seed, preset, prompt, config, summary, health, done_mtime, ingested_at)
-  sweep_cells(sweep, cell_id, axes)             which sweeps a cell belongs to, with its axis values
+  sweep_cells(sweep, cell_id, axes)             a sweep's current cells (its manifest's, replaced whole at each
+                                                ingest), with their axis values; its earlier cells are
+                                                read from its folder (`history`, report --history)
   cell_settings(cell_id, key, value)            every resolved setting, flattened (any swept setting pivots)
   evals(eval_id, cell_id, model, step, benchmark, prompt, is_baseline, baseline_eval_id, samples, ...)
   samples(eval_id, problem_id, sample_idx, prompt, answer, response, extracted, correct, reason,
@@ -554,6 +556,8 @@ class _Unit:
     sample_files: list[Path] = field(default_factory=list)
     probe_files: list[Path] = field(default_factory=list)
     memberships: dict[tuple[str, str], tuple] = field(default_factory=dict)
+    #: sweeps whose memberships are replaced whole by `memberships` (their manifests were read)
+    sweeps: list[str] = field(default_factory=list)
 
 
 def _lineage(model: str) -> str:
@@ -683,7 +687,11 @@ def _probe_row(path: Path, meta: Any) -> tuple:
 
 
 def _memberships(results: Path) -> _Unit:
-    """Every sweep manifest's (sweep, cell, axes); a manifest that is not one is named and left out."""
+    """Every sweep manifest's (sweep, cell, axes): a sweep's members are the cells its manifest lists now
+    (`run` rewrites it from the sweep file), and ingest replaces the sweep's rows whole, so a cell that left
+    the sweep (a setting edited since) is no member of it, before a rebuild as after. A manifest that is not
+    one is named and left out (its sweep's rows stay as they were); one in a folder of another name (a copy
+    of a sweep's folder) is no sweep's."""
     unit = _Unit(label="sweep manifests")
     for m in sorted(results.glob("*/sweep.json")):
         man = artifacts.read_json(m)
@@ -706,8 +714,37 @@ def _memberships(results: Path) -> _Unit:
         except (_Bad, RecursionError) as exc:
             _warn_bad(exc, m, "its sweep's memberships are not updated")
             continue
+        if sweep != m.parent.name:  # a copy of another sweep's folder (cp -r results/A results/A-old)
+            continue
         unit.memberships.update(rows)
+        unit.sweeps.append(sweep)
     return unit
+
+
+def _manifest_cells(results: Path, sweep: str) -> set[str] | None:
+    """The cells a sweep's manifest lists (results/<sweep>/sweep.json), None without a readable one."""
+    man = artifacts.read_json(Path(results) / sweep / "sweep.json")
+    cells = man.get("cells") if isinstance(man, dict) else None
+    return set(cells) if isinstance(cells, dict) else None
+
+
+def history(results: Path, sweep: str, *, axes: bool = True) -> dict[str, dict[str, Any]]:
+    """A sweep's earlier cells: finished cells in its folder that its manifest no longer lists (they ran
+    with settings its file has since changed), each with its axes (from its config.json; empty without
+    `axes`). Kept on disk and in the store; `report --sweep NAME` leaves them out, `--history` shows them."""
+    folder = Path(results) / sweep
+    current = _manifest_cells(results, sweep)
+    if current is None:
+        return {}
+    out: dict[str, dict[str, Any]] = {}
+    for done in sorted(folder.glob("*/DONE")):
+        cid = done.parent.name
+        if cid in current or cid.startswith((".", "_")):
+            continue
+        raw = artifacts.read_json(done.parent / "config.json") if axes else None
+        axes = raw.get("axes") if isinstance(raw, dict) else None
+        out[cid] = axes if isinstance(axes, dict) else {}
+    return out
 
 
 def _warn_bad(exc: BaseException, file: Path, consequence: str) -> None:
@@ -729,7 +766,8 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
     with connect(db) as con:
         units: list[_Unit] = []
         counted = {"cells": [], "baselines": [], "probes": []}
-        for d, mtime in _new_cells(con, results):
+        members = _memberships(results)
+        for d, mtime in _new_cells(con, results, members):
             try:
                 unit = _read_cell(d, mtime)
             except (_Bad, RecursionError) as exc:
@@ -756,35 +794,82 @@ def ingest(results: Path, *, db: Path | None = None) -> dict[str, int]:
                     unit.sample_files.append(p.with_suffix(".jsonl"))
                 units.append(unit)
                 counted[kind].append(unit)
-        members = _memberships(results)
-        written = _commit(con, db, [*units, members] if members.memberships else units)
+        written = _commit(con, db, [*units, members] if members.sweeps else units)
     done = {id(u) for u in written}
     return {k: sum(id(u) in done for u in us) for k, us in counted.items()}
 
 
-def _new_cells(con: Any, results: Path) -> list[tuple[Path, float]]:
-    """Finished cell folders whose DONE is new or changed since their last ingest. A cell finished in
-    several sweeps' folders (a copied folder) is read from the first one only."""
+def _new_cells(con: Any, results: Path, members: _Unit) -> list[tuple[Path, float]]:
+    """Finished cell folders whose DONE is new or changed since their last ingest. A cell is read once
+    whatever the number of folders it is finished in: a link to a cell's folder (a sweep sharing the cell)
+    is that folder; two folders of one cell (a copy of a sweep's folder, or a cell two sweeps trained
+    before cells were linked) are read from the one `_choose` picks, and one warning line per set of
+    folders names them."""
     known = dict(con.execute("SELECT cell_id, done_mtime FROM cells").fetchall())
+    listed = {(sweep, cid) for sweep, cid in members.memberships}
     todo = []
-    seen: set[str] = set()
+    dups: dict[tuple[tuple[str, ...], str], list[str]] = {}
+    for cid, found in _finished_folders(results).items():
+        ranked = sorted(found, key=lambda f: _choose(f, cid, listed))
+        if len(ranked) > 1:
+            folders = tuple(sorted(str(d.parent) for d, _ in ranked))
+            dups.setdefault((folders, str(ranked[0][0].parent)), []).append(cid)
+        for d, mtime in ranked:
+            if known.get(cid) == mtime:
+                break
+            if artifacts.read_json(d / "config.json") is None:  # a folder someone tampered with
+                log.warning("skipping %s: DONE but no readable config.json", d)
+                continue
+            todo.append((d, mtime))
+            break
+    for (folders, chosen), ids in sorted(dups.items()):
+        _warn_copies(folders, chosen, ids)
+    return todo
+
+
+def _finished_folders(results: Path) -> dict[str, list[tuple[Path, float]]]:
+    """cell id -> its finished folders, each with its DONE's mtime; a link to a folder found already (or
+    found later) is that folder, named by its real place."""
+    by_real: dict[str, tuple[Path, float]] = {}
+    sweeps: dict[Path, str] = {}  # each sweep folder's real path, resolved once
     for p in sorted(results.glob("*/*/DONE")):
         d = p.parent
-        if d.parent.name.startswith("_") or d.name in seen:
+        if d.parent.name.startswith("_"):
+            continue
+        linked = os.path.islink(d)
+        if d.parent not in sweeps:
+            sweeps[d.parent] = os.path.realpath(d.parent)
+        real = os.path.realpath(d) if linked else os.path.join(sweeps[d.parent], d.name)
+        if real in by_real and (linked or not os.path.islink(by_real[real][0])):
             continue
         try:
             mtime = p.stat().st_mtime
         except OSError:  # removed meanwhile
             continue
-        if known.get(d.name) == mtime:
-            seen.add(d.name)
-            continue
-        if artifacts.read_json(d / "config.json") is None:  # a folder someone tampered with
-            log.warning("skipping %s: DONE but no readable config.json", d)
-            continue
-        seen.add(d.name)
-        todo.append((d, mtime))
-    return todo
+        by_real[real] = (d, mtime)
+    out: dict[str, list[tuple[Path, float]]] = {}
+    for d, mtime in by_real.values():
+        out.setdefault(d.name, []).append((d, mtime))
+    return out
+
+
+def _choose(found: tuple[Path, float], cid: str, listed: set[tuple[str, str]]) -> tuple[int, float, str]:
+    """The rule among a cell's finished folders: one in a folder of a sweep whose manifest lists the cell
+    (not a copy), then the first finished (the oldest DONE), then the folder's name."""
+    d, mtime = found
+    return (0 if (d.parent.name, cid) in listed else 1, mtime, str(d))
+
+
+def _warn_copies(folders: tuple[str, ...], chosen: str, ids: list[str]) -> None:
+    shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+    log.warning(
+        "%d cell(s) (%s) are finished in several folders: %s; each is read once, from %s (a folder of a "
+        "sweep that lists the cell before a copy, then the first finished)",
+        len(ids),
+        shown,
+        ", ".join(folders),
+        chosen,
+    )
 
 
 def _new_metas(folder: Path, known_sql: str, con: Any) -> list[tuple[Path, Any]]:
@@ -884,8 +969,13 @@ class _Batch:
         self.evals = {k: v for u in units for k, v in u.evals.items()}
         self.probes = {k: v for u in units for k, v in u.probes.items()}
         self.memberships = {k: v for u in units for k, v in u.memberships.items()}
+        self.sweeps = [w for u in units for w in u.sweeps]
 
     def write(self, con: Any) -> None:
+        if self.sweeps:  # a sweep's members are its manifest's cells now: its rows are replaced whole
+            _insert_frame(con, "_sweeps", [(w,) for w in self.sweeps], ["sweep"], temp=True)
+            con.execute("DELETE FROM sweep_cells WHERE sweep IN (SELECT sweep FROM _sweeps)")
+            con.execute("DROP TABLE _sweeps")
         if self.cell_ids:  # a re-ingested cell replaces all of its rows
             _insert_frame(con, "_ids", [(c,) for c in self.cell_ids], ["cell_id"], temp=True)
             con.execute(

@@ -63,6 +63,25 @@ def use_grader(con: Any, grader: str) -> None:
     )
 
 
+def use_history(con: Any, sweep: str, earlier: dict[str, dict[str, Any]]) -> None:
+    """Make every query of this connection count a sweep's earlier cells (`earlier`: cell id -> axes, from
+    store.history) as its members: a temporary view named `sweep_cells` shadows the table with those rows
+    added, so no query changes (the same way as use_grader)."""
+    import json
+
+    con.execute("CREATE OR REPLACE TEMP TABLE _earlier(sweep VARCHAR, cell_id VARCHAR, axes JSON)")
+    if earlier:  # one statement for every row (bound lists, unnested)
+        con.execute(
+            "INSERT INTO _earlier SELECT $sweep, unnest($ids), unnest($axes)",
+            {"sweep": sweep, "ids": list(earlier), "axes": [json.dumps(a) for a in earlier.values()]},
+        )
+    db = con.execute("SELECT current_database()").fetchone()[0]
+    con.execute(
+        f'CREATE OR REPLACE TEMP VIEW sweep_cells AS SELECT sweep, cell_id, axes FROM "{db}".main.sweep_cells '
+        "UNION ALL SELECT sweep, cell_id, axes FROM _earlier"
+    )
+
+
 def known_dimensions(con: Any) -> list[str]:
     keys = [r[0] for r in con.execute("SELECT DISTINCT key FROM cell_settings ORDER BY key").fetchall()]
     return list(DIMENSIONS) + [k for k in keys if k not in DIMENSIONS]

@@ -182,6 +182,8 @@ def state_rows(states, show_error: bool) -> tuple[list[str], list[list[str]]]:
             detail = (detail + " health: " + ",".join(s.health)).strip()
         if s.incomplete:
             detail = (detail + " incomplete: " + "; ".join(s.incomplete)).strip()
+        if s.shared:  # a cell another sweep runs or ran (one folder per cell)
+            detail = (detail + " " + s.shared).strip()
         row = [s.cell.id, *[str(s.cell.axes.get(a, "")) for a in axes], s.state]
         if show_error:
             row.append(detail)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -104,13 +105,29 @@ def report(
         str | None, typer.Option(help="Write figures instead: curves, code or clip (PNG + HTML, into --out).")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for --plot output.")] = None,
+    history: Annotated[
+        bool,
+        typer.Option(
+            "--history",
+            help="With --sweep: also the sweep's earlier cells (run with settings its file has changed "
+            "since), which are kept but not shown by default.",
+        ),
+    ] = False,
     grader: GraderOpt = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
-    """The comparison table: mean over seeds, spread, and the change against each model's baseline."""
+    """The comparison table: mean over seeds, spread, and the change against each model's baseline. With
+    --sweep, the sweep as its file is now: its current cells (--history adds its earlier ones)."""
     artifacts.check_results(results, write=False)  # a folder this user cannot write is read as it stands
     from .. import store
+    from ..analysis import query
     from ..analysis import request as rep
+    from ..errors import ConfigError
+
+    if history and sweep is None:
+        raise ConfigError(
+            "--history shows a sweep's earlier cells: give the sweep (--sweep NAME)", field="--history"
+        )
 
     req = rep.Request(
         pivot,
@@ -130,15 +147,29 @@ def report(
     req.check()
     with store.reading(results) as con:
         _warn_incomplete(results, sweep)
+        earlier = store.history(results, sweep, axes=history) if sweep else {}
+        if history:
+            query.use_history(con, str(sweep), earlier)
         rendered = rep.answer(con, req, grader=grader or ("paper" if paper else "math_verify"))
     emit(rendered)
+    if earlier and not history:
+        err.print(
+            f"{len(earlier)} earlier cell(s) of sweep {sweep} (other settings) are not shown; --history shows them",
+            markup=False,
+            highlight=False,
+        )
 
 
 def _warn_incomplete(results: Path, sweep: str | None) -> None:
     """Finished cells whose files are partly missing or damaged load partly or not at all: say which."""
     from .. import artifacts
 
+    seen: set[str] = set()
     for d, what in artifacts.incomplete_cells(results, sweep=sweep).items():
+        real = os.path.realpath(d)  # a sweep sharing the cell links to its one folder: named once
+        if real in seen:
+            continue
+        seen.add(real)
         err.print(
             f"[yellow]incomplete[/] {d.parent.name}/{d.name}: {'; '.join(what)} (its rows are partial or absent)",
             highlight=False,

@@ -11,7 +11,8 @@ killed and is picked up again by the next `run`.
 Modules: backend (the Backend interface and the registry of executors), local / debug / slurm (one per
 backend), job (what runs inside a job: a cell, or a label job), labeljob (labels made as their own job before the
 cells that train on them), state (cell states), submission (submit and cancel), claim (one run per cell: the
-sweep lock, the controller's claims and the job's running lock).
+submit lock, the controller's claims and the job's running lock; one folder per cell id, linked from every
+sweep that shares the cell).
 """
 
 from __future__ import annotations
@@ -26,8 +27,10 @@ from .state import (
     CellState,
     Plan,
     cell_dir,
+    earlier_cells,
     folder_state,
     label_states,
+    link_shared,
     pending_labels,
     plan_submission,
     read_state,
@@ -51,10 +54,12 @@ __all__ = [
     "cancel",
     "cell_dir",
     "distributed_setup",
+    "earlier_cells",
     "folder_state",
     "get_backend",
     "label_states",
     "label_tasks",
+    "link_shared",
     "pending_labels",
     "plan_and_claim",
     "plan_submission",

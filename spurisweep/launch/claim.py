@@ -1,26 +1,30 @@
 """One run per cell, whatever runs at once: the controller's claims and the job's running lock.
 
-Two controllers (`spurisweep run` started twice on one sweep and results folder) must never train a
-cell twice, and a controller that crashes between queueing a job and recording it must not leave a cell
-that looks pending while its job runs. Three mechanisms, each covering what the one before cannot:
+Two controllers (`spurisweep run` started twice, on one sweep or on two sweeps that share cells, in one
+results folder) must never train a cell twice, and a controller that crashes between queueing a job and
+recording it must not leave a cell that looks pending while its job runs. A cell has one folder in the
+whole results folder: the first sweep to run it holds it (results/A/<cell>), and every other sweep that
+has the same cell (the same id: the same config) links to it (results/B/<cell> -> ../A/<cell>, made by
+state.link_shared), so the claim, the running lock, the attempts log and the results below are per cell
+id, not per sweep. Three mechanisms, each covering what the one before cannot:
 
-1. **The sweep lock** (results/<sweep>/.submit.lock, a filelock): a controller holds it while it reads
-   the cell states, decides what to submit and claims those cells, so two controllers never both see a
-   cell as pending and both choose it.
+1. **The submit lock** (results/.submit.lock, a filelock for the whole results folder): a controller holds
+   it while it links shared cells, reads the cell states, decides what to submit and claims those cells,
+   so two controllers (of one sweep or of two) never both see a cell as pending and both choose it.
 2. **The claim**: before a cell's job is queued its status.json says `submitting`, with the claiming
-   controller's host, pid, process start time, pid namespace and time, and the name of its heartbeat
+   controller's host, pid, process start time, pid namespace, sweep and time, and the name of its heartbeat
    file. Another controller sees a live claim as active and leaves the cell alone; a claim whose
    controller died is resolved through the running lock (a job holds it: the cell is running) or else
    given up (the cell is pending again). A claim made here (same host and pid namespace) is live while its
    pid is the same process; one made elsewhere (another host: a restarted container has a new host name)
    cannot be checked by pid, and is live only while its controller's heartbeat
-   (results/<sweep>/.controllers/<file>, rewritten every HEARTBEAT_S by a thread of the controller while it
-   lives, removed when it exits) is younger than CLAIM_EXPIRY_S. `cancel` and `run --retry-failed` clear a
-   live claim of another host (the user knows better); `status` shows who holds a claim and since when.
+   (results/<its sweep>/.controllers/<file>, rewritten every HEARTBEAT_S by a thread of the controller while
+   it lives, removed when it exits) is younger than CLAIM_EXPIRY_S. `cancel` and `run --retry-failed` clear
+   a live claim of another host (the user knows better); `status` shows who holds a claim and since when.
    The backend then records `queued` with the job id before the job may start: SLURM arrays go out held
    and are released after the record; a local job waits (`wait_for_record`) while its cell is claimed by a
    live controller. A job whose cell was cancelled meanwhile (the CANCELLED marker) does not train.
-3. **The running lock** (results/<sweep>/<cell>/.running.lock, a filelock held for the life of the job by
+3. **The running lock** (<the cell's folder>/.running.lock, a filelock held for the life of the job by
    rank 0): a job that cannot take it, because another live job holds it, exits without touching the
    cell's files. A job that takes it records itself in the cell's attempts log (attempts.jsonl: job id,
    pid, host, time) before it trains, so every start of training leaves one line.
@@ -51,7 +55,8 @@ from .. import artifacts
 log = logging.getLogger(__name__)
 
 SUBMITTING = "submitting"
-SWEEP_LOCK = ".submit.lock"
+#: the results folder's submit lock (one for every sweep in it: sweeps share cells)
+SUBMIT_LOCK = ".submit.lock"
 #: marker file written by `cancel` in a cell's folder, removed when the cell is submitted again
 CANCELLED = "CANCELLED"
 #: the sweep folder's folder of controller heartbeats (one file per live controller)
@@ -72,28 +77,31 @@ CRASH_AFTER_SUBMIT = "SPURISWEEP_TEST_CRASH_AFTER_SUBMIT"
 
 # ---------------------------------------------------------------------------------------------- controller
 @contextlib.contextmanager
-def sweep_lock(results: Path, sweep: str) -> Iterator[None]:
-    """Held while a controller decides what to submit and claims it (see the module docstring)."""
-    folder = Path(results) / sweep
-    folder.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(folder / SWEEP_LOCK))
+def submit_lock(results: Path) -> Iterator[None]:
+    """Held while a controller links shared cells, decides what to submit and claims it (see the module
+    docstring): one lock for the whole results folder, since two sweeps may share cells."""
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    path = results / SUBMIT_LOCK
+    lock = FileLock(str(path))
     t0 = time.time()
     while True:
         try:
             lock.acquire(timeout=10)
             break
         except Timeout:
-            log.warning("waiting for %s (another `run` of this sweep is submitting)", folder / SWEEP_LOCK)
+            log.warning("waiting for %s (another `run` in this results folder is choosing its cells)", path)
     try:
         if time.time() - t0 > 1:
-            log.info("took %s after %.0f s", folder / SWEEP_LOCK, time.time() - t0)
+            log.info("took %s after %.0f s", path, time.time() - t0)
         yield
     finally:
         lock.release()
 
 
 def owner(sweep_dir: Path | None = None) -> dict[str, Any]:
-    """Who claims: this controller process. With `sweep_dir`, its heartbeat there starts (or goes on)."""
+    """Who claims: this controller process. With `sweep_dir` (the folder of the sweep it claims for), its
+    heartbeat there starts (or goes on), and the claim names that sweep."""
     pid = os.getpid()
     who: dict[str, Any] = {
         "host": socket.gethostname(),
@@ -104,6 +112,7 @@ def owner(sweep_dir: Path | None = None) -> dict[str, Any]:
     }
     if sweep_dir is not None:
         who["heartbeat"] = _HEARTBEAT.beat(Path(sweep_dir))
+        who["sweep"] = Path(sweep_dir).name
     return who
 
 
@@ -138,8 +147,9 @@ class Holder:
 
 
 def holder(status: dict[str, Any], sweep_dir: Path | None = None) -> Holder | None:
-    """Who claimed this cell (its status.json), None without a readable claim. `sweep_dir`: the sweep's
-    folder, where a claim's heartbeat file lives."""
+    """Who claimed this cell (its status.json), None without a readable claim. `sweep_dir`: the folder of the
+    sweep the cell was read in; a claim's heartbeat file lives in the folder of the sweep it names (a cell
+    two sweeps share may be claimed for either), else in `sweep_dir`."""
     who = status.get("claim")
     if not isinstance(who, dict):
         return None
@@ -156,12 +166,19 @@ def holder(status: dict[str, Any], sweep_dir: Path | None = None) -> Holder | No
         return Holder(host, pid, since, local=True, alive=alive)
     beats = [since, _number(who.get("heartbeat"))]  # a number: a heartbeat written into the claim itself
     name = who.get("heartbeat")
-    if sweep_dir is not None and isinstance(name, str) and name and "/" not in name and name[0] != ".":
-        beat = artifacts.read_json(Path(sweep_dir) / HEARTBEATS / name, {})
+    if sweep_dir is not None and _plain_name(name):
+        sweep = who.get("sweep")
+        folder = Path(sweep_dir).parent / sweep if _plain_name(sweep) else Path(sweep_dir)
+        beat = artifacts.read_json(folder / HEARTBEATS / str(name), {})
         beats.append(_number(beat.get("time")) if isinstance(beat, dict) else None)
     last = max((b for b in beats if b is not None), default=None)
     alive = last is not None and time.time() - last < CLAIM_EXPIRY_S
     return Holder(host, pid, since, local=False, alive=alive, beat=last)
+
+
+def _plain_name(name: object) -> bool:
+    """A file or folder name read from a status file that names nothing outside its folder."""
+    return isinstance(name, str) and bool(name) and "/" not in name and name[0] != "."
 
 
 def claim_alive(status: dict[str, Any], sweep_dir: Path | None = None) -> bool:

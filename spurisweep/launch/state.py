@@ -1,10 +1,17 @@
 """Cell states: read from a cell's folder first (DONE, status.json, the CANCELLED marker), then from the
 scheduler for cells that claim to be queued or running, so a job that died without a word (kill -9,
 node failure) shows as killed and is picked up again by the next `run`. Label jobs the same way: their
-labels file first, then their record, then the scheduler."""
+labels file first, then their record, then the scheduler.
+
+A cell has one folder in the results folder, whatever the number of sweeps that have it: a sweep that
+finds its cell in another sweep's folder links to it (`link_shared`: results/B/<cell> -> ../A/<cell>) and
+reads its state there; a cell done, queued or running for another sweep says which (`elsewhere`). Cells
+of a sweep's folder that its file no longer has (a setting edited since) are its earlier cells
+(`earlier_cells`): kept, never shown as the sweep's."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -49,6 +56,16 @@ class CellState:
     stopping: bool = False
     #: the controller that claimed the cell (state `submitting`, or a claim given up: its controller ended)
     holder: Holder | None = None
+    #: the other sweep this cell's job was claimed or submitted for (an active cell), or whose folder holds
+    #: its result (a done cell): a cell two sweeps share runs once, for one of them
+    elsewhere: str | None = None
+
+    @property
+    def shared(self) -> str:
+        """What the state table says of a cell another sweep runs or ran ('' for a cell of this sweep's)."""
+        if not self.elsewhere:
+            return ""
+        return f"(in sweep {self.elsewhere})" if self.state == "done" else f"(for sweep {self.elsewhere})"
 
 
 def cell_dir(results: Path, sweep: str, cell_id: str) -> Path:
@@ -63,12 +80,17 @@ def folder_state(cell: Cell, results: Path, *, listing: Listing | None = None) -
     """A cell's state from its folder alone (no scheduler query). A damaged status.json or DONE (stray
     bytes, not JSON) is warned about, naming the file, and read as empty: it never stops a command over
     the other cells. `listing`: the results folder's sweep folders and their entries, read once by the
-    caller (see `listing`), so a cell without a folder costs no file system call."""
+    caller (see `listing`), so a cell without a folder costs no file system call. A cell with no folder in
+    its sweep's but one in another sweep's (not linked yet) is read there."""
+    if listing is None:
+        listing = _listing(results)
     sweep_dir = _sweep_dir(str(results), cell.sweep)
     d = sweep_dir / cell.id
-    if listing is not None and cell.id not in listing.get(sweep_dir, ()):
-        if _find_done(results, cell.id, listing) is None:
+    if cell.id not in listing.get(sweep_dir, ()):
+        other = _other_folder(cell.id, listing, sweep_dir)
+        if other is None:
             return CellState(cell, d, "pending")
+        d = other
     cd = artifacts.CellDir(d)
     st = cd.status()
     damaged = "status.json is damaged (state unknown)" if not st and cd.status_path.exists() else None
@@ -84,13 +106,38 @@ def folder_state(cell: Cell, results: Path, *, listing: Listing | None = None) -
         summary = artifacts.read_json(done_in / "DONE", {})
         health = summary.get("health") if isinstance(summary, dict) else None
         health = [str(h) for h in health] if isinstance(health, list) else []
-        return CellState(cell, d, "done", done_in=done_in, health=health, **base)
+        where = _holding_sweep(done_in)
+        return CellState(
+            cell, d, "done", done_in=done_in, health=health, elsewhere=_other(where, cell), **base
+        )
     state = st.get("state") if isinstance(st.get("state"), str) else "pending"
+    if state != "pending":  # whom its claim or job is for (recorded since claims name it; else its folder's)
+        owner = st.get("sweep")
+        base["elsewhere"] = _other(owner if isinstance(owner, str) else _holding_sweep(d), cell)
     if (d / CANCELLED).exists():  # sticky: a job still winding down after scancel may rewrite status.json
         return CellState(cell, d, "cancelled", error=_text(st.get("error")) or "cancelled by user", **base)
     if state == "done":  # status says done but no marker: the job died right at the end
         state = "failed"
     return CellState(cell, d, state, error=damaged or _text(st.get("error")), **base)
+
+
+def _other(sweep: object, cell: Cell) -> str | None:
+    return sweep if isinstance(sweep, str) and sweep and sweep != cell.sweep else None
+
+
+def _holding_sweep(folder: Path) -> str:
+    """The sweep whose folder really holds a cell's folder (a link's target's)."""
+    if os.path.islink(folder):
+        return Path(os.path.realpath(folder)).parent.name
+    return folder.parent.name
+
+
+def _other_folder(cell_id: str, listing: Listing, sweep_dir: Path) -> Path | None:
+    """This cell's folder in another sweep's folder: a finished one first (see _find_done)."""
+    found = [s / cell_id for s, names in listing.items() if s != sweep_dir and cell_id in names]
+    if len(found) > 1:
+        return next((f for f in found if (f / "DONE").exists()), found[0])
+    return found[0] if found else None
 
 
 @functools.lru_cache(maxsize=64)
@@ -118,6 +165,9 @@ def listing(results: Path) -> Listing:
         except OSError:  # a file, or unreadable
             continue
     return out
+
+
+_listing = listing  # for functions whose `listing` argument hides this one
 
 
 def _find_done(results: Path, cell_id: str, listing: Listing | None) -> Path | None:
@@ -171,6 +221,7 @@ def states(
                 s.state, s.error = "running", f"its controller{who} ended before recording the job"
             else:
                 s.state, s.error = "pending", f"stale claim: its controller{who} ended before submitting it"
+                s.elsewhere = None
     by_executor: dict[str, list[CellState]] = {}
     for s in out:
         if s.state in ACTIVE and s.job_id:
@@ -213,13 +264,17 @@ def plan_submission(cells: list[Cell], results: Path, *, retry_failed: bool) -> 
     """What to submit: pending, killed and cancelled cells (failed ones too with `retry_failed`), and cells
     whose claim is stale. `retry_failed` also takes over a live claim made on another host (which cannot be
     checked by pid: its heartbeat may come from a controller that is stuck); never one of a live process
-    here."""
+    here. A cell claimed, queued or running for another sweep is left to it (`<state> for sweep <name>`),
+    also when that sweep runs it in a folder of its own (two copies of one cell, from before cells were
+    linked)."""
     sts = states(cells, results)
     plan = Plan([], {})
     for s in sts:
         h = s.holder
         if s.stopping:  # a new job would find the cell's lock held and leave: wait for the old one to end
             plan.skipped.setdefault("stopping", []).append(s.cell)
+        elif s.state in ACTIVE and s.elsewhere:
+            plan.skipped.setdefault(f"{s.state} for sweep {s.elsewhere}", []).append(s.cell)
         elif s.state in RESUBMIT or (s.state == "failed" and retry_failed):
             plan.to_submit.append(s.cell)
             if s.state == "pending" and h is not None:
@@ -229,7 +284,73 @@ def plan_submission(cells: list[Cell], results: Path, *, retry_failed: bool) -> 
             plan.cleared.append((s.cell, f"live claim by controller {h} (taken over: --retry-failed)"))
         else:
             plan.skipped.setdefault(s.state, []).append(s.cell)
+    _leave_copies_running(plan, sts, results)
     return plan, sts
+
+
+def _leave_copies_running(plan: Plan, sts: list[CellState], results: Path) -> None:
+    """Take out of `plan.to_submit` the cells another sweep's folder holds a second copy of (not a link to
+    this one) that is claimed, queued or running there."""
+    names = listing(results)
+    by_id = {s.cell.id: s for s in sts}
+    copies: list[Cell] = []
+    for c in plan.to_submit:
+        mine = os.path.realpath(by_id[c.id].dir)
+        for sweep_dir, entries in names.items():
+            if c.id in entries and sweep_dir.name != c.sweep:
+                if os.path.realpath(sweep_dir / c.id) != mine:
+                    copies.append(dataclasses.replace(c, sweep=sweep_dir.name))
+    if not copies:
+        return
+    busy = {s.cell.id: s for s in states(copies, results) if s.state in ACTIVE or s.stopping}
+    for c in list(plan.to_submit):
+        if c.id in busy:
+            plan.to_submit.remove(c)
+            key = f"{busy[c.id].state} for sweep {busy[c.id].cell.sweep}"
+            plan.skipped.setdefault(key, []).append(c)
+
+
+def link_shared(cells: list[Cell], results: Path) -> int:
+    """Link each cell with no folder in its sweep's to its folder in another sweep's (results/B/<cell> ->
+    ../A/<cell>, a relative link): one folder per cell id, so one claim, one running lock, one attempts log
+    and one result, read by every sweep that has the cell. A link whose folder is gone is removed first.
+    Call under the submit lock (claim.submit_lock). Returns how many links it made."""
+    if not cells:
+        return 0
+    names = listing(results)
+    sweep_dir = _sweep_dir(str(results), cells[0].sweep)
+    own = names.get(sweep_dir, frozenset())
+    made = 0
+    for c in cells:
+        link = sweep_dir / c.id
+        if c.id in own:
+            if not (os.path.islink(link) and not link.exists()):
+                continue
+            link.unlink()  # its target was removed: link again below, or start afresh
+        other = _other_folder(c.id, names, sweep_dir)
+        if other is None:
+            continue
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        target = os.path.relpath(os.path.realpath(other), os.path.realpath(sweep_dir))
+        os.symlink(target, link, target_is_directory=True)
+        made += 1
+    return made
+
+
+def earlier_cells(sweep: str, cells: list[Cell], results: Path) -> list[Path]:
+    """The folders in a sweep's folder of cells its file no longer has (a setting edited since they ran):
+    its history, kept on disk and in the store, shown by `report --history`."""
+    current = {c.id for c in cells}
+    folder = Path(results) / sweep
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    return [
+        folder / e
+        for e in entries
+        if e not in current and not e.startswith((".", "_")) and (folder / e / "config.json").exists()
+    ]
 
 
 def watch(cells: list[Cell], results: Path, *, on_update=None, poll_s: float = 5.0) -> list[CellState]:

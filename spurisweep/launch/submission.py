@@ -11,6 +11,7 @@ recorded) the signal waits until the record is written."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import threading
@@ -21,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from .. import artifacts
 from .backend import BACKENDS, Backend, get_backend
-from .claim import SUBMITTING, owner, sweep_lock
+from .claim import SUBMITTING, owner, submit_lock
 from .state import (
     ACTIVE,
     CANCELLED,
     CellState,
     Plan,
     cell_dir,
+    link_shared,
     pending_labels,
     plan_submission,
     states,
@@ -36,6 +38,8 @@ from .state import (
 
 if TYPE_CHECKING:
     from ..grid import Cell
+
+log = logging.getLogger(__name__)
 
 
 def write_cell_config(cell: Cell, results: Path) -> Path:
@@ -80,7 +84,8 @@ def submit(
     folder = artifacts.submitit_dir(results, cells[0].sweep)
     folder.mkdir(parents=True, exist_ok=True)
     if not claimed:
-        with sweep_lock(results, cells[0].sweep):
+        with submit_lock(results):
+            link_shared(cells, results)
             claim_cells(cells, results)
 
     def progress(live: bool) -> None:
@@ -106,13 +111,24 @@ def submit(
 def cancel(cells: list[Cell], results: Path) -> list[CellState]:
     """Cancel queued and running jobs of these cells only, and clear the live claims on them (state
     `submitting`, with the claiming controller in `holder`): each becomes `cancelled` (a later `run`
-    submits it again) and a controller still submitting it leaves it alone (launch/claim.py). Returns
-    their states as they were. A cell recorded under an executor this version does not know is a
-    ConfigError, raised before anything is cancelled."""
+    submits it again) and a controller still submitting it leaves it alone (launch/claim.py). A cell this
+    sweep shares with another, whose job was submitted for the other sweep, is left running (a warning says
+    so: cancel it from that sweep). Returns their states as they were. A cell recorded under an executor
+    this version does not know is a ConfigError, raised before anything is cancelled."""
     sts = states(cells, results)
-    claimed = [s for s in sts if s.state == SUBMITTING]
+    for s in sts:
+        if s.elsewhere and s.state in ACTIVE:
+            log.warning(
+                "cell %s (%s) is %s for sweep %s, which shares it: not cancelled (cancel it from that sweep)",
+                s.cell.id,
+                s.cell.label,
+                s.state,
+                s.elsewhere,
+            )
+    mine = [s for s in sts if not s.elsewhere]
+    claimed = [s for s in mine if s.state == SUBMITTING]
     # not `stopping` ones (they read cancelled)
-    active = [s for s in sts if s.state in ACTIVE and s.state != SUBMITTING and s.job_id]
+    active = [s for s in mine if s.state in ACTIVE and s.state != SUBMITTING and s.job_id]
     backends: dict[str, Backend] = {}
     for s in active:
         if str(s.executor) not in backends:
@@ -132,23 +148,28 @@ def cancel(cells: list[Cell], results: Path) -> list[CellState]:
 
 
 def claim_cells(cells: list[Cell], results: Path) -> None:
-    """Write each cell's config.json and a `submitting` claim in its status (call under the sweep lock):
-    a second controller sees these cells as active (launch/claim.py)."""
+    """Write each cell's config.json and a `submitting` claim in its status, naming the sweep it is claimed
+    for (call under the submit lock, after link_shared): a second controller, of this sweep or of another
+    that shares the cell, sees these cells as active (launch/claim.py)."""
     if not cells:
         return
     who = owner(Path(results) / cells[0].sweep)  # its heartbeat, for controllers on other hosts
     for c in cells:
         d = write_cell_config(c, results)
-        artifacts.CellDir(d).set_status(SUBMITTING, job_id=None, claim=who, error=None, durable=False)
+        artifacts.CellDir(d).set_status(
+            SUBMITTING, job_id=None, claim=who, sweep=c.sweep, error=None, durable=False
+        )
 
 
 def plan_and_claim(cells: list[Cell], results: Path, *, retry_failed: bool) -> tuple[Plan, list[CellState]]:
-    """Under the sweep lock: read the states, choose what to submit and claim it, so two `run`s of one
-    sweep never both choose a cell. Queued jobs left held by a controller that died before releasing
-    them are released here."""
+    """Under the results folder's submit lock: link the cells other sweeps already have (link_shared), read
+    the states, choose what to submit and claim it, so two `run`s, of one sweep or of two that share cells,
+    never both choose a cell. Queued jobs left held by a controller that died before releasing them are
+    released here."""
     if not cells:
         return plan_submission(cells, results, retry_failed=retry_failed)
-    with sweep_lock(results, cells[0].sweep):
+    with submit_lock(results):
+        link_shared(cells, results)
         plan, sts = plan_submission(cells, results, retry_failed=retry_failed)
         release_held(sts)
         claim_cells(plan.to_submit, results)
