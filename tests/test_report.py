@@ -529,3 +529,37 @@ def test_any_report_reads_a_smoothed_window(tmp_path):
             "model,reward", "pass@1", None, None, [], "table", "std", True, None, None, None, "v3"
         ).check()
     assert info.value.field == "--paper-version"
+
+
+def test_every_delta_is_paired_with_an_interval_and_a_mark_when_it_contains_zero(tmp_path):
+    """Pass@1 deltas: the paired difference over the same problems and samples, with stats.paired_delta's
+    interval (problems and seeds); a cell whose interval contains 0 is marked ≈; --spread ci prints the
+    interval; JSON records carry it."""
+    from spurisweep import stats
+
+    with StoreBuilder(tmp_path / "d.duckdb") as b:
+        base = b.baseline("m", "math500", outcomes(0.5, 200))
+        ids = {}
+        for reward, accs in (("big", (0.70, 0.72, 0.68)), ("tiny", (0.505, 0.5, 0.51))):
+            for seed, acc in enumerate(accs):
+                cid = b.cell("m", reward, seed=seed)
+                ids.setdefault(reward, []).append(cid)
+                b.evaluation(cid, 3, "math500", outcomes(acc, 200))
+    with store.connect(tmp_path / "d.duckdb") as con:
+        p = rep.pivot(con, sweep="t", rows="model", cols="reward")
+        ci = rep.pivot(con, sweep="t", rows="model", cols="reward", spread="ci")
+    big, tiny = p.cells[("m", "big")]["paired"], p.cells[("m", "tiny")]["paired"]
+    assert big.distinguishable and big.estimate == pytest.approx(20.0) and big.n_runs == 3
+    assert not tiny.distinguishable and tiny.low < 0 < tiny.high
+    as_rows = {f"math500-{i}": [float(i < 100)] for i in range(200)}
+    runs = [{f"math500-{i}": [float(i < round(a * 200))] for i in range(200)} for a in (0.70, 0.72, 0.68)]
+    want = stats.paired_delta(as_rows, runs, seed=0)
+    assert (big.low, big.high) == pytest.approx((want.low, want.high))
+    md = rep.render(p, "markdown")
+    assert "Δ+20.0" in md and "Δ≈+0.5" in md and "≈: its paired 95% interval contains 0" in md
+    md_ci = rep.render(ci, "markdown")
+    assert f"Δ{stats.format_delta(big)}" in md_ci and "[paired 95% interval]" in md_ci
+    rec = {r["reward"]: r for r in json.loads(rep.render(p, "json"))["cells"]}
+    assert rec["big"]["delta_distinguishable"] is True and rec["tiny"]["delta_distinguishable"] is False
+    assert rec["big"]["delta_problems"] == 200 and "paired bootstrap" in rec["big"]["delta_method"]
+    assert base

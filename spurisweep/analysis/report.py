@@ -66,29 +66,91 @@ def _sort_key(v: Any) -> tuple[int, Any]:
         return (1, str(v))
 
 
-def _pooled_axes(con: Any, rows: list[dict[str, Any]], fixed: set[str]) -> dict[str, list[str]]:
-    """Sweep axes (other than seed and the pivoted ones) whose values differ between runs of one cell."""
+def _groups(rows: list[dict[str, Any]]) -> dict[tuple[Any, Any], set[str]]:
+    """Pivot cell -> the runs (cell ids) it pools."""
     groups: dict[tuple[Any, Any], set[str]] = {}
     for r in rows:
         groups.setdefault((r["d0"], r["d1"]), set()).add(r["cell_id"])
-    ids = sorted({c for g in groups.values() for c in g})
-    if not ids or all(len(g) < 2 for g in groups.values()):
-        return {}
+    return groups
+
+
+def _run_axes(con: Any, rows: list[dict[str, Any]], ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Each run's sweep axes (merged over the sweeps that have it); cells ingested without a sweep manifest
+    fall back to the named columns."""
     axes: dict[str, dict[str, Any]] = {}
     for cid, raw in con.execute(
         "SELECT cell_id, axes FROM sweep_cells WHERE list_contains($ids, cell_id)", {"ids": ids}
     ).fetchall():
         axes.setdefault(cid, {}).update(json.loads(raw) if isinstance(raw, str) else (raw or {}))
-    for r in rows:  # cells ingested without a sweep manifest: fall back to the named columns
+    for r in rows:
         axes.setdefault(r["cell_id"], {"model": r["_model"], "reward": r["_reward"], "clip": r["_clip"]})
+    return axes
+
+
+def _pooled(
+    con: Any, rows: list[dict[str, Any]], fixed: set[str]
+) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """What the runs of one pivot cell differ in besides their seed: sweep axes (other than the pivoted and
+    filtered ones), and settings that are no axis (runs with the same axis values but other configurations:
+    a setting edited between two runs of a sweep, or two sweeps' cells)."""
+    groups = [g for g in _groups(rows).values() if len(g) > 1]
+    if not groups:
+        return {}, {}
+    ids = sorted({c for g in groups for c in g})
+    axes = _run_axes(con, rows, ids)
     pooled: dict[str, set[str]] = {}
-    for members in groups.values():
+    for members in groups:
         keys = {k for c in members for k in axes.get(c, {})} - fixed - {"seed"}
         for k in keys:
             values = {str(axes.get(c, {}).get(k)) for c in members}
             if len(values) > 1:
                 pooled.setdefault(k, set()).update(values)
-    return {k: sorted(v) for k, v in sorted(pooled.items())}
+    settings = _pooled_settings(con, groups, axes, ids, fixed)
+    return {k: sorted(v) for k, v in sorted(pooled.items())}, settings
+
+
+def _pooled_settings(
+    con: Any, groups: list[set[str]], axes: dict[str, dict[str, Any]], ids: list[str], fixed: set[str]
+) -> dict[str, list[str]]:
+    """Settings whose values differ between runs of one pivot cell that have the same axis values (other
+    than seed). Launch resources and settings that change nothing a run computes are left out."""
+    settings: dict[str, dict[str, str]] = {}
+    for cid, key, value in con.execute(
+        "SELECT cell_id, key, value FROM cell_settings WHERE list_contains($ids, cell_id)", {"ids": ids}
+    ).fetchall():
+        if not _ignored_setting(key) and key not in fixed:
+            settings.setdefault(cid, {})[key] = value
+    out: dict[str, set[str]] = {}
+    for members in groups:
+        alike: dict[str, list[str]] = {}
+        for c in members:
+            same = json.dumps({k: str(v) for k, v in axes.get(c, {}).items() if k != "seed"}, sort_keys=True)
+            alike.setdefault(same, []).append(c)
+        for runs in alike.values():
+            for k in {k for c in runs for k in settings.get(c, {})}:
+                values = {str(settings.get(c, {}).get(k)) for c in runs}
+                if len(values) > 1:
+                    out.setdefault(k, set()).update(values)
+    return {k: sorted(v) for k, v in sorted(out.items())}
+
+
+def _ignored_setting(key: str) -> bool:
+    """The seed, launch resources and settings outside a cell's identity (grid.identity)."""
+    from ..grid import NON_IDENTITY_EVAL_KEYS
+    from ..spec import NON_IDENTITY_KEYS, NON_IDENTITY_SETTINGS
+
+    if key == "seed" or key in NON_IDENTITY_SETTINGS:
+        return True
+    return key.split(".")[0] in NON_IDENTITY_KEYS or key in {f"eval.{k}" for k in NON_IDENTITY_EVAL_KEYS}
+
+
+def _listed(pooled: dict[str, list[str]], keys: int = 6, values: int = 3) -> str:
+    """`key (v1, v2)` for the first keys, each value cut to 40 characters."""
+    cut = [
+        f"{k} ({', '.join(v[:40] for v in vs[:values])}{', ...' if len(vs) > values else ''})"
+        for k, vs in list(pooled.items())[:keys]
+    ]
+    return "; ".join(cut) + (f"; and {len(pooled) - keys} more settings" if len(pooled) > keys else "")
 
 
 def pivot(
@@ -132,6 +194,8 @@ def pivot(
         groups.setdefault((r["d0"], r["d1"]), []).append(r)
     out = {key: summarize_runs(rs, scale, spread) for key, rs in groups.items()}
     out = {k: v for k, v in out.items() if v["n"]}
+    if m.name == "pass@1":
+        _add_paired(con, out, groups, (rows, cols), benchmark, step)
     row_values = sorted({k[0] for k in out}, key=_sort_key)
     col_values = sorted({k[1] for k in out}, key=_sort_key)
     baselines: dict[Any, float | None] = {}
@@ -156,6 +220,35 @@ def pivot(
         percent=m.percent,
         unit=m.unit,
     )
+
+
+def _add_paired(
+    con: Any,
+    cells: dict[tuple[Any, Any], dict[str, Any]],
+    groups: dict[tuple[Any, Any], list[dict[str, Any]]],
+    dims: tuple[str, str],
+    benchmark: str | None,
+    step: Any,
+) -> None:
+    """Each cell's change against its baseline as a paired difference with its 95% interval over problems
+    and seeds (analysis/deltas.py), in cell["paired"]: at the final step or a step number, on one
+    benchmark (fixed, or a pivoted dimension)."""
+    from .deltas import paired_gain
+
+    if not (step == "final" or (isinstance(step, int) and step > 0)):
+        return
+    for key, cell in cells.items():
+        bench = (
+            benchmark
+            if benchmark is not None
+            else next((v for d, v in zip(dims, key, strict=True) if d == "benchmark"), None)
+        )
+        if cell.get("delta") is None or bench is None:
+            continue
+        ids = sorted({r["cell_id"] for r in groups[key]})
+        paired = paired_gain(con, ids, str(bench), step=step)
+        if paired is not None:
+            cell["paired"] = paired.delta
 
 
 def _probe_defaults(
@@ -231,13 +324,20 @@ def _pivot_notes(
         return notes
     if not data:
         notes.append("no finished cells match (run `spurisweep status` to see where the sweep stands)")
-    pooled = _pooled_axes(con, data, fixed)
+    pooled, settings = _pooled(con, data, fixed)
     if pooled:
         notes.append(
             "each cell pools runs that differ in "
             + "; ".join(f"{k} ({', '.join(v)})" for k, v in pooled.items())
             + ": n counts runs, not only seeds "
             "(pivot or --where on those to separate them)"
+        )
+    if settings:
+        notes.append(
+            "each cell pools runs of the same axes whose settings differ: "
+            + _listed(settings)
+            + ": other configurations averaged as if they were seeds (pivot or --where on those; "
+            "`--sweep NAME` shows a sweep's current cells only)"
         )
     if step == "best":
         notes.append("step=best picks each run's best checkpoint on this metric: an optimistic estimate")
@@ -260,6 +360,13 @@ def fmt_cell(c: dict[str, Any] | None, spread: str = "std", p: Pivot | None = No
     elif spread == "std" and c.get("std") is not None:
         s += f" ± {_num(c['std'], p)}"
     s += f" (n={c['n']})"
+    paired = c.get("paired")
+    if paired is not None:
+        from .. import stats
+
+        if spread == "ci":
+            return s + f" Δ{stats.format_delta(paired)}"
+        return s + f" Δ{'' if paired.distinguishable else '≈'}{stats.signed(c['delta'])}"
     if c.get("delta") is not None:
         s += (
             f" Δ{c['delta']:+.1f}"
@@ -277,6 +384,12 @@ def title(p: Pivot) -> str:
         if any(c.get("delta") is not None for c in p.cells.values())
         else ""
     )
+    if any(c.get("paired") is not None for c in p.cells.values()):
+        delta += (
+            " [paired 95% interval]; ≈: not distinguishable from no change"
+            if p.spread == "ci"
+            else "; ≈: its paired 95% interval contains 0 (--spread ci shows it)"
+        )
     step = {"final": "final step", "best": "best step", "all": "all steps"}.get(p.step, f"step {p.step}")
     return f"{p.metric}{unit} on {p.benchmark}, {step}: mean over runs {spread}, n = runs{delta}"
 
@@ -287,9 +400,18 @@ def to_records(p: Pivot) -> list[dict[str, Any]]:
         rec = {p.rows: r, p.cols: c}
         for k, v in (("metric", p.metric), ("benchmark", p.benchmark), ("step", p.step)):
             rec.setdefault(k, v)  # a pivoted dimension keeps its own value
-        rec.update({k: v for k, v in cell.items() if k not in ("ci", "values")})
+        rec.update({k: v for k, v in cell.items() if k not in ("ci", "values", "paired")})
         if cell.get("ci"):
             rec["ci_low"], rec["ci_high"] = cell["ci"]
+        if cell.get("paired") is not None:
+            d = cell["paired"]
+            rec.update(
+                delta_low=d.low,
+                delta_high=d.high,
+                delta_distinguishable=d.distinguishable,
+                delta_problems=d.n_problems,
+                delta_method=d.method,
+            )
         recs.append(rec)
     return recs
 
