@@ -44,22 +44,35 @@ def plan(
             "sharded cell's FSDP arguments included (no GPU, no model weights).",
         ),
     ] = False,
+    assume: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--assume",
+            metavar="KEY=VALUE",
+            help="A cost-model assumption for this look, over the sweep's `cost:` section (repeatable), e.g. "
+            "decode_tokens_per_s=3000; the keys are listed under the cost block.",
+        ),
+    ] = None,
 ) -> None:
-    """Expand a sweep into its cells and show each one's axes, id and whether it is already done, and the
-    memory planner's per-GPU estimate for each resource profile (a cell that cannot fit is an error)."""
+    """Expand a sweep into its cells and show each one's axes, id and whether it is already done, the
+    memory planner's per-GPU estimate for each resource profile (a cell that cannot fit is an error), and
+    the cost model's hours per cell beside the official layout's, with the assumptions behind them."""
     artifacts.check_results(results, write=False)
-    from .. import launch, resources
+    from .. import cost, launch, resources
     from ..analysis.render import render
 
     # --check: every training setup afresh, each with the GRPOConfig its cells train with (a sharded
     # cell's FSDP arguments included: training.validate); an error names the file, the cell and TRL's words
     sweep, cells = load_sweep(sweep_file, cached=not check)
+    assumed = cost.assumptions(sweep.spec.cost, assume or [])
     estimates = resources.check_cells(cells, file=str(sweep_file))
+    costs = cost.estimate(cells, assumed)
     states = launch.states(cells, results, live=False)
     if as_json:
         payload = {
             "sweep": sweep.name,
             "count": len(cells),
+            "cost": {"assumptions": assumed.model_dump(), **cost.totals(costs)},
             "cells": [
                 {
                     "id": s.cell.id,
@@ -68,6 +81,7 @@ def plan(
                     "config": s.cell.config.model_dump(mode="json"),
                     "node": resources.node_totals(s.cell.config).as_dict(),
                     "memory": (est.as_dict() if (est := estimates.get(s.cell.id)) is not None else None),
+                    "cost": (c.as_dict() if (c := costs.get(s.cell.id)) is not None else None),
                 }
                 for s in states
             ],
@@ -77,6 +91,8 @@ def plan(
     print_states(states, f"sweep {sweep.name}: {len(cells)} cells", show_error=False)
     console.print(summary(states))
     console.print(render(resources.planner_table(cells, estimates), "table"))
+    for line in cost.summary_lines(cells, costs, assumed):
+        console.print(line, markup=False, highlight=False, crop=False)
 
 
 @app.command(epilog=exit_codes("run"))
@@ -270,6 +286,7 @@ def status(
 
     # an input moved since (a data set, a model folder) does not stop a command that only looks
     sweep, cells = load_sweep(sweep_file, check_trl=False, check_inputs=False)
+    _refresh_manifest(sweep.name, str(sweep_file), cells, results)
     if not watch:
         states = launch.states(cells, results, check_files=True)
         print_states(states, f"sweep {sweep.name}")
@@ -277,6 +294,7 @@ def status(
         for line in launch.label_states(cells, results):
             console.print(str(line), markup=False)
         store.ingest(results)
+        _say_earlier(sweep.name, cells, results)
         return
     with Live(console=console, refresh_per_second=1) as live:
         while True:
@@ -286,6 +304,33 @@ def status(
                 break
             time.sleep(interval)
     store.ingest(results)
+    _say_earlier(sweep.name, cells, results)
+
+
+def _refresh_manifest(name: str, source: str, cells, results: Path) -> None:
+    """The sweep's membership is its file as it is now: a sweep that has run here gets its manifest
+    rewritten (a folder this user cannot write is left as it stands)."""
+    from .. import launch
+
+    folder = results / name
+    if (folder / "sweep.json").exists() and os.access(folder, os.W_OK):
+        try:
+            launch.write_manifest(name, source, cells, results)
+        except OSError:  # a full disk: the next `run` writes it
+            pass
+
+
+def _say_earlier(name: str, cells, results: Path) -> None:
+    """One line: the cells of this sweep's folder its file no longer has (a setting edited since)."""
+    from .. import launch
+
+    if earlier := launch.earlier_cells(name, cells, results):
+        err.print(
+            f"{len(earlier)} earlier cell(s) of this sweep (other settings) are not shown; "
+            f"`spurisweep report --sweep {name} --history` shows the finished ones",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command(epilog=exit_codes("cancel"))
