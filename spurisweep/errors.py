@@ -7,6 +7,8 @@ Exit codes (the same for every command; README "Exit codes"):
     2    bad input: an unknown option, a missing argument, a file or folder that is missing, unreadable or
          not what it should be, an invalid setting; nothing was submitted
     130  interrupted (Ctrl-C / SIGINT)
+    129  `run` only: the terminal closed (SIGHUP); it detaches, its jobs keep running
+    143  `run` only: stopped by SIGTERM; it detaches the same way
 """
 
 from __future__ import annotations

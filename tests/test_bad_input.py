@@ -513,6 +513,7 @@ def test_help_lists_the_exit_codes(command):
         assert fragment in text, text
     if command == ["run"]:
         assert "1 a cell failed or was killed" in text
+        assert "129 the terminal closed (SIGHUP)" in text and "143 stopped (SIGTERM)" in text
     if command == ["verify-rewards"]:
         assert "1 a checker's coverage is below --floor" in text
 
@@ -520,7 +521,7 @@ def test_help_lists_the_exit_codes(command):
 def test_readme_documents_the_exit_codes():
     readme = (ROOT / "README.md").read_text()
     section = readme.split("### Exit codes", 1)[1].split("\n## ", 1)[0]
-    for code in ("| 0 |", "| 1 |", "| 2 |", "| 130 |"):
+    for code in ("| 0 |", "| 1 |", "| 2 |", "| 130 |", "| 129 |", "| 143 |"):
         assert code in section
 
 

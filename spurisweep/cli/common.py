@@ -107,7 +107,8 @@ def top_p_option(help: str) -> Any:
     return number(help + " More than 0, at most 1.", above=0.0, max=1.0)
 
 
-#: what exit code 1 means for each command that has one (errors.py: 0 well, 1 failed, 2 bad input, 130 Ctrl-C)
+#: what exit code 1 means for each command that has one (errors.py: 0 well, 1 failed, 2 bad input, 130 Ctrl-C;
+#: run also 129 SIGHUP and 143 SIGTERM)
 _FAILED_MEANS = {
     "run": "a cell failed or was killed",
     "verify-rewards": "a checker's coverage is below --floor",
@@ -118,7 +119,10 @@ def exit_codes(command: str) -> str:
     """The --help epilog: this command's exit codes."""
     failed = _FAILED_MEANS.get(command, "the machine refused (a full disk, an I/O error)")
     interrupted = (
-        "interrupted (Ctrl-C); running jobs keep running" if command == "run" else "interrupted (Ctrl-C)"
+        "interrupted (Ctrl-C); 129 the terminal closed (SIGHUP); 143 stopped (SIGTERM): run detaches and "
+        "the jobs it started keep running"
+        if command == "run"
+        else "interrupted (Ctrl-C)"
     )
     return (
         f"Exit codes: 0 all well; 1 {failed}; 2 bad input (an unknown option, a missing argument, a missing "
