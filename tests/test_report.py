@@ -377,6 +377,9 @@ def test_v1_reads_each_run_as_the_10_step_mean_at_step_150(tmp_path):
     assert v2.ours[("qwen2.5-math-7b", "random")]["delta"] == pytest.approx(40.0)
     text = paper.render(v1, "markdown")
     assert "step 150, mean of steps 141-150" in text and "v1" in text
+    paired = v1.ours[("qwen2.5-math-7b", "random")]["paired"]  # over the window's pooled samples
+    assert paired.estimate == pytest.approx(21.0) and paired.low < 21.0 < paired.high
+    assert f"{paired.estimate:+.1f} [" in text
     assert ("qwen2.5-7b", "random") not in v2.paper  # no sourced v2 number: nothing printed
 
 
@@ -406,7 +409,8 @@ def test_paper_comparison_sits_next_to_stored_results(tmp_path):
     assert recs[("qwen2.5-math-7b", "random")]["ours_minus_paper"] == pytest.approx(-0.4)
     assert ("olmo2-7b", "random") not in recs  # v2 has no sourced OLMo number: no row, no estimate
     md = paper.render(c, "markdown")
-    assert "| qwen2.5-math-7b | ours | 50.0 | - | - | - | - | +21.0 ± 1.4 (n=2) | - |" in md
+    # the paired change with its interval over problems and seeds (2 seeds: wide, t-scaled)
+    assert "| qwen2.5-math-7b | ours | 50.0 | - | - | - | - | +21.0 [+9.8, +33.1] (n=2) | - |" in md
     assert "| Qwen2.5-Math-7B | paper |  | +29.1 | +27.1 | +26.0 | +24.1 | +21.4 | +13.8 |" in md
     assert "OLMo2-7B" not in md
 

@@ -196,6 +196,10 @@ def compare(
 def _ours_text(cell: dict[str, Any] | None, spread: str) -> str:
     if not cell or cell.get("delta") is None:
         return "-" if not cell else f"{cell['mean']:.1f} (no base)"
+    if cell.get("paired") is not None:  # the paired change with its interval over problems and seeds
+        from .. import stats
+
+        return f"{stats.format_delta(cell['paired'])} (n={cell['n']})"
     s = f"{cell['delta']:+.1f}"
     if spread == "ci" and cell.get("ci"):
         lo, hi = cell["ci"][0] - cell["mean"] + cell["delta"], cell["ci"][1] - cell["mean"] + cell["delta"]
@@ -273,7 +277,7 @@ def render(c: Comparison, fmt: str = "table") -> str | Any:
     head = (
         f"Figure 1 layout: change in {c.benchmark} pass@1 (points) "
         f"{f'at the {c.step} step' if c.step in ('final', 'best') else f'at step {c.step}'}, "
-        f"ours (mean {'[95% CI]' if c.spread == 'ci' else '± std'} over runs) vs the paper's {c.version}"
+        f"ours (paired change [95% interval over problems and seeds]; ≈: contains 0) vs the paper's {c.version}"
     )
     hdr, body = table_rows(c)
     t = rnd.Table(

@@ -234,8 +234,9 @@ def _add_paired(
     and seeds (analysis/deltas.py), in cell["paired"]: at the final step or a step number, on one
     benchmark (fixed, or a pivoted dimension)."""
     from .deltas import paired_gain
+    from .query import Window
 
-    if not (step == "final" or (isinstance(step, int) and step > 0)):
+    if not (step == "final" or (isinstance(step, int) and step > 0) or isinstance(step, Window)):
         return
     for key, cell in cells.items():
         bench = (
