@@ -28,6 +28,7 @@ class Request:
     sweep: str | None
     paper_version: str = "v1"
     smooth: int | None = None
+    results: Path | None = None  # the results folder: noise floors measured there are printed
 
     @property
     def dims(self) -> list[str]:
@@ -76,6 +77,7 @@ def answer(con: Any, req: Request, *, grader: str) -> Any:
             where=req.where,
             version=req.paper_version,
         )
+        cmp.notes += _noise_notes(req, cmp.benchmark, set(cmp.models))
         return paper.render(cmp, req.fmt)
     rows, cols = req.dims
     p = report.pivot(
@@ -89,4 +91,15 @@ def answer(con: Any, req: Request, *, grader: str) -> Any:
         where=req.where,
         spread=req.spread,
     )
+    models = p.row_values if p.rows == "model" else p.col_values if p.cols == "model" else []
+    p.notes += _noise_notes(req, p.benchmark, {str(m) for m in models})
     return report.render(p, req.fmt, req.spread)
+
+
+def _noise_notes(req: Request, benchmark: str, models: set[str]) -> list[str]:
+    """The noise floors measured for these models on this benchmark (`spurisweep noise-floor`)."""
+    if req.results is None or not models:
+        return []
+    from .. import noise
+
+    return noise.notes(req.results, benchmark, models)

@@ -213,3 +213,51 @@ def probe(
     store.ingest(results)
     rendered = render.render(probe_run.table(metas), fmt)
     emit(rendered)
+
+
+@app.command(name="noise-floor", epilog=exit_codes("noise-floor"))
+def noise_floor(
+    model: Annotated[str, typer.Option(help="Model family (its prompt template and weights).")],
+    benchmark: Annotated[str, typer.Option(help="A greedy benchmark.")] = "math500",
+    batch_sizes: Annotated[
+        str, typer.Option(help="Two generation batch sizes, comma-separated: the same weights at each.")
+    ] = "1,32",
+    checkpoint: Annotated[str | None, typer.Option(help="Weights to measure instead of the family's.")] = None,
+    model_path: Annotated[
+        str | None, typer.Option(help="Local folder or hub id for the family's weights.")
+    ] = None,
+    limit: Annotated[int | None, count("Only the first N problems.")] = None,
+    results: ResultsOpt = Path("results"),
+) -> None:
+    """The noise floor of a greedy benchmark: the same weights evaluated twice at two batch sizes (greedy is
+    exact only on paper: batch composition changes the arithmetic). `report` prints the floor next to the
+    model's greedy deltas; a delta within it says nothing about training."""
+    artifacts.check_results(results)
+    from .. import data, families, noise
+
+    families.get(model)  # an unknown family: one line
+    if benchmark not in data.BENCHMARKS:
+        from ..errors import suggest
+
+        raise ConfigError(suggest(benchmark, list(data.BENCHMARKS)), field="--benchmark")
+    sizes = _two_sizes(batch_sizes)
+    rec = noise.measure(
+        model=model,
+        model_path=model_path,
+        checkpoint=checkpoint,
+        benchmark=benchmark,
+        batch_sizes=sizes,
+        limit=limit,
+        results=results,
+    )
+    console.print(noise.notes(results, benchmark, {model})[-1] if rec else "")
+
+
+def _two_sizes(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(x) for x in text.split(","))
+    except ValueError:
+        raise ConfigError(f"expected two batch sizes like 1,32, got {text!r}", field="--batch-sizes") from None
+    if min(a, b) < 1 or max(a, b) > 4096 or a == b:
+        raise ConfigError(f"two different batch sizes from 1 to 4096, got {text!r}", field="--batch-sizes")
+    return a, b

@@ -143,6 +143,7 @@ def report(
         sweep,
         paper_version,
         smooth,
+        results,
     )
     req.check()
     with store.reading(results) as con:
