@@ -205,3 +205,20 @@ def test_one_bad_file_never_blocks_the_commands_over_the_other_cells(smoke_resul
 def _flat(text: str) -> str:
     """Text without whitespace or table rules: a rich table's detail column folds long text over lines."""
     return "".join(text.split()).replace("│", "")
+
+
+def test_a_run_with_nothing_to_submit_never_imports_trl(smoke_results, tmp_path):
+    """TRL's rules are checked for the cells a run will submit: a run of a finished sweep loads no TRL
+    (nor torch), which is what made such a run take seconds."""
+    res = tmp_path / "res"
+    shutil.copytree(smoke_results, res)
+    code = (
+        "import sys\n"
+        "from spurisweep.cli import main\n"
+        f"sys.argv = ['spurisweep', 'run', {str(ROOT / 'sweeps' / 'smoke.yaml')!r}, '--results', {str(res)!r}]\n"
+        "try:\n    main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print('EXIT', code, 'trl' in sys.modules, 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert "nothing to submit (4 done)" in proc.stdout, proc.stdout + proc.stderr
+    assert "EXIT 0 False False" in proc.stdout, proc.stdout

@@ -116,11 +116,13 @@ def run(
     from .. import launch, resources, store
 
     backend = launch.get_backend(executor, field="--executor")
-    # a dry run previews, as `plan` does: setups this installation validated before are not validated
-    # again (the real run validates every one afresh)
-    sweep, cells = load_sweep(sweep_file, cached=dry_run)
+    sweep, cells = load_sweep(sweep_file, check_trl=False)
     backend.check(cells, file=str(sweep_file))  # e.g. several nodes on an executor of this machine only
     resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
+    # TRL's rules for the cells this run would submit, before anything is claimed or queued (a sweep with
+    # nothing left to submit never imports TRL); a dry run previews, as `plan` does: setups this
+    # installation validated before are not validated again (the real run validates every one afresh)
+    validated = _validate_pending(cells, results, sweep_file, retry_failed=retry_failed, cached=dry_run)
 
     def say_claims(cleared, verb: str) -> None:
         for cell, why in cleared:
@@ -147,6 +149,9 @@ def run(
     def submit_and_report() -> None:
         # under the sweep's lock, the chosen cells claimed: a second `run` leaves them alone
         plan_, _ = launch.plan_and_claim(cells, results, retry_failed=retry_failed)
+        late = [c for c in plan_.to_submit if c.id not in validated]  # freed since the check above
+        if late:
+            _validate(late, sweep_file, cached=True)
         say_claims(plan_.cleared, "cleared")
         skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
         launch.write_manifest(sweep.name, str(sweep_file), cells, results)
@@ -262,6 +267,24 @@ class _Progress:
     def update(self, states) -> None:
         finished = sum(s.state in ("done", "failed", "killed", "cancelled") for s in states)
         self.progress.update(self.task, completed=finished, description=summary(states))
+
+
+def _validate_pending(cells, results: Path, sweep_file: Path, *, retry_failed: bool, cached: bool) -> set[str]:
+    """TRL's cross-field rules for the cells a run would submit now (read-only: nothing is claimed); the
+    ids of the cells checked."""
+    from .. import launch
+
+    pending = launch.plan_submission(cells, results, retry_failed=retry_failed)[0].to_submit
+    if pending:
+        _validate(pending, sweep_file, cached=cached)
+    return {c.id for c in pending}
+
+
+def _validate(cells, sweep_file: Path, *, cached: bool) -> None:
+    from .. import training, versions  # TRL: only when something will be submitted
+
+    versions.check()  # a library outside the tested set: refused before anything is queued
+    training.validate_all(cells, file=str(sweep_file), cached=cached)
 
 
 @app.command(epilog=exit_codes("status"))
