@@ -222,7 +222,9 @@ def noise_floor(
     batch_sizes: Annotated[
         str, typer.Option(help="Two generation batch sizes, comma-separated: the same weights at each.")
     ] = "1,32",
-    checkpoint: Annotated[str | None, typer.Option(help="Weights to measure instead of the family's.")] = None,
+    checkpoint: Annotated[
+        str | None, typer.Option(help="Weights to measure instead of the family's.")
+    ] = None,
     model_path: Annotated[
         str | None, typer.Option(help="Local folder or hub id for the family's weights.")
     ] = None,
@@ -257,7 +259,9 @@ def _two_sizes(text: str) -> tuple[int, int]:
     try:
         a, b = (int(x) for x in text.split(","))
     except ValueError:
-        raise ConfigError(f"expected two batch sizes like 1,32, got {text!r}", field="--batch-sizes") from None
+        raise ConfigError(
+            f"expected two batch sizes like 1,32, got {text!r}", field="--batch-sizes"
+        ) from None
     if min(a, b) < 1 or max(a, b) > 4096 or a == b:
         raise ConfigError(f"two different batch sizes from 1 to 4096, got {text!r}", field="--batch-sizes")
     return a, b

@@ -269,7 +269,9 @@ class _Progress:
         self.progress.update(self.task, completed=finished, description=summary(states))
 
 
-def _validate_pending(cells, results: Path, sweep_file: Path, *, retry_failed: bool, cached: bool) -> set[str]:
+def _validate_pending(
+    cells, results: Path, sweep_file: Path, *, retry_failed: bool, cached: bool
+) -> set[str]:
     """TRL's cross-field rules for the cells a run would submit now (read-only: nothing is claimed); the
     ids of the cells checked."""
     from .. import launch
