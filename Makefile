@@ -12,7 +12,7 @@ VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_STAMP := $(VLLM_VENV)/.installed
 # what test-vllm runs under the GPU set: every real-engine test (marker vllm) and the training, sharding
 # and resume tests
-VLLM_TESTS ?= tests/test_versions.py tests/test_train.py tests/test_sharding.py \
+VLLM_TESTS ?= tests/test_versions.py tests/test_train.py tests/test_trainer.py tests/test_sharding.py \
 	tests/test_sharded_cell.py tests/test_plan_check.py
 
 .PHONY: install install-vllm lock demo test test-vllm test-fast test-toy test-gpu lint toy bench gpu-check \
