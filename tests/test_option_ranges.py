@@ -55,6 +55,7 @@ RANGES = [
     ),
     Range("diagnose", "--k", ("sweep",), COUNT_BAD, ("1", "64")),
     Range("report", "--smooth", ("--step", "5"), COUNT_BAD, ("1", "10")),
+    Range("noise-floor", "--limit", ("--model", "tiny"), COUNT_BAD, ("1",)),
     Range("eval", "--limit", EVAL, COUNT_BAD, ("1",)),
     Range("eval", "--batch-size", EVAL, COUNT_BAD, ("1",)),
     Range("eval", "--engines", EVAL, COUNT_BAD, ("1", "8")),
