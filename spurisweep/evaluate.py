@@ -249,9 +249,32 @@ def run_eval(
     `model` may be None with backend "vllm" (vLLM loads `model_source` itself). The check for an existing
     evaluation and the generation happen under a file lock, so concurrent callers generate it once.
     """
+    return _once(
+        Path(folder),
+        eval_id,
+        lambda: _generate_and_write(
+            model=model,
+            tokenizer=tokenizer,
+            model_source=model_source,
+            prompt_template=prompt_template,
+            proto=proto,
+            seed=seed,
+            folder=Path(folder),
+            eval_id=eval_id,
+            meta=meta,
+            backend=backend,
+            batch_size=batch_size,
+            progress=progress,
+            grading_workers=grading_workers,
+        ),
+    )
+
+
+def _once(folder: Path, eval_id: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The stored evaluation `eval_id`, else `make()`'s, under a file lock: concurrent callers generate it
+    once."""
     from filelock import FileLock
 
-    folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     stored = _stored_meta(folder, eval_id)
     if stored is not None:
@@ -262,21 +285,7 @@ def run_eval(
         stored = _stored_meta(folder, eval_id)
         if stored is not None:
             return stored
-        return _generate_and_write(
-            model=model,
-            tokenizer=tokenizer,
-            model_source=model_source,
-            prompt_template=prompt_template,
-            proto=proto,
-            seed=seed,
-            folder=folder,
-            eval_id=eval_id,
-            meta=meta,
-            backend=backend,
-            batch_size=batch_size,
-            progress=progress,
-            grading_workers=grading_workers,
-        )
+        return make()
 
 
 def _stored_meta(folder: Path, eval_id: str) -> dict[str, Any] | None:
@@ -670,12 +679,8 @@ def run_eval_engines(
     (label_workers' pools): problem i on engine i % n, the shares merged in problem order into the rows one
     engine writes (a problem's samples are seeded by its index, not its engine). This process holds no
     engine and no process group; one engine failing stops the others."""
-    from filelock import FileLock
 
-    with FileLock(str(Path(folder) / f"{eval_id}.eval.lock")):  # concurrent callers: generated once
-        stored = _stored_meta(Path(folder), eval_id)
-        if stored is not None:
-            return stored
+    def make() -> dict[str, Any]:
         shares, wall = _engine_shares(source, prompt_template, proto, seed, eval_id, engines)
         return write_evaluation(
             Path(folder),
@@ -688,6 +693,8 @@ def run_eval_engines(
             backend="vllm",
             wall_s=wall,
         )
+
+    return _once(Path(folder), eval_id, make)
 
 
 def _engine_shares(
@@ -781,40 +788,29 @@ def evaluate_standalone(
             mdl, tok = None, AutoTokenizer.from_pretrained(source)
         else:
             mdl, tok = families.load_model_and_tokenizer(source)
+        meta = {
+            "model": model,
+            "model_path": model_path,
+            "checkpoint": checkpoint,
+            "cell_id": None,
+            "step": 0,
+            "is_baseline": checkpoint is None,
+        }
         try:
             for proto in todo:
-                meta = {
-                    "model": model,
-                    "model_path": model_path,
-                    "checkpoint": checkpoint,
-                    "cell_id": None,
-                    "step": 0,
-                    "is_baseline": checkpoint is None,
-                }
-                if n_engines > 1:
-                    metas[proto.benchmark] = run_eval_engines(
-                        source=source,
-                        prompt_template=template,
-                        proto=proto,
-                        seed=seed,
-                        folder=folder,
-                        eval_id=eval_id(proto),
-                        meta=meta,
-                        engines=n_engines,
+                job = dict(prompt_template=template, proto=proto, seed=seed, folder=folder, meta=meta)
+                job["eval_id"] = eval_id(proto)
+                metas[proto.benchmark] = (
+                    run_eval_engines(source=source, engines=n_engines, **job)
+                    if n_engines > 1
+                    else run_eval(
+                        model=mdl,
+                        tokenizer=tok,
+                        model_source=source,
+                        backend=chosen,
+                        batch_size=settings.batch_size,
+                        **job,
                     )
-                    continue
-                metas[proto.benchmark] = run_eval(
-                    model=mdl,
-                    tokenizer=tok,
-                    model_source=source,
-                    prompt_template=template,
-                    proto=proto,
-                    seed=seed,
-                    folder=folder,
-                    eval_id=eval_id(proto),
-                    meta=meta,
-                    backend=chosen,
-                    batch_size=settings.batch_size,
                 )
         finally:
             if chosen == "vllm":

@@ -288,20 +288,14 @@ class CellRun:
         or, between saves, a scratch export of the live model, evaluated data-parallel. With TRL's colocated
         engine (collective): on that engine, every rank its share."""
         if colocated(self.trainer) is not None:
-            jobs = [
-                (p, self.cell.evals_dir, e, step, False)
-                for p, e in zip(self.protos, self.eval_ids(step), strict=True)
-            ]
+            jobs = self.step_jobs(step)
             with preserved_rng():
                 self.evaluate_on_engine(jobs)
             return
         if not self.sharded:
             self.evaluate_replica(mdl, step)
             return
-        jobs = [
-            (p, self.cell.evals_dir, e, step, False)
-            for p, e in zip(self.protos, self.eval_ids(step), strict=True)
-        ]
+        jobs = self.step_jobs(step)
         with preserved_rng():
             if checkpoint is not None:
                 self.evaluate_parallel(str(checkpoint / EXPORT_DIR), jobs)
@@ -320,15 +314,7 @@ class CellRun:
         """Unsharded, without vLLM: every rank holds the whole model, so each evaluates its share of the
         problems (data-parallel; one process alone evaluates everything) on a copy in the baseline's dtype
         (bf16 on a GPU, where training keeps fp32 master weights), freed afterwards."""
-        jobs = [
-            (p, self.cell.evals_dir, e, step, False)
-            for p, e in zip(self.protos, self.eval_ids(step), strict=True)
-        ]
-        if self.world > 1:
-            self.process_group()
-            todo = self.missing(jobs)
-        else:
-            todo = [j for j in jobs if not artifacts.eval_complete(j[1], j[2])]
+        todo = self.todo(self.step_jobs(step))
         if not todo:
             return
         with preserved_rng(), self.eval_copy(mdl) as model:
@@ -364,8 +350,7 @@ class CellRun:
         Collective; no export, no other engine, nothing released."""
         import torch.distributed as dist
 
-        group = dist.is_available() and dist.is_initialized()
-        todo = self.missing(jobs) if group else [j for j in jobs if not artifacts.eval_complete(j[1], j[2])]
+        todo = self.todo(jobs)
         if not todo:
             return
         share, shares, writes = eval_placement(self.trainer, rank(), self.world)
@@ -385,7 +370,7 @@ class CellRun:
                     batch_size=None,
                     rank=share,
                     world=shares,
-                    barrier=dist.barrier if group else (lambda: None),
+                    barrier=dist.barrier if self.world > 1 else (lambda: None),
                     engine=llm,
                     writer=self.writer,
                     write_share=writes,
@@ -406,6 +391,25 @@ class CellRun:
             with preserved_rng():
                 self.evaluate_on_engine(jobs)
 
+    def step_jobs(self, step: int) -> list[tuple[Any, Path, str, int, bool]]:
+        """The cell's evaluations at a rollout step, one per benchmark, as evaluation jobs."""
+        return [
+            (p, self.cell.evals_dir, e, step, False)
+            for p, e in zip(self.protos, self.eval_ids(step), strict=True)
+        ]
+
+    def todo(self, jobs: list[tuple[Any, Path, str, int, bool]]) -> list[tuple[Any, Path, str, int, bool]]:
+        """The jobs not on disk; with several processes as rank 0 sees them (`missing`, collective)."""
+        if self.world > 1:
+            self.process_group()
+            return self.missing(jobs)
+        return [j for j in jobs if not artifacts.eval_complete(j[1], j[2])]
+
+    @property
+    def device(self) -> str:
+        """This process's device: its own GPU, or the CPU."""
+        return f"cuda:{local_device_index()}" if not self.cpu else "cpu"
+
     def missing(self, jobs: list[tuple[Any, Path, str, int, bool]]) -> list[tuple[Any, Path, str, int, bool]]:
         """The evaluations not on disk, as rank 0 sees them (broadcast, so every rank takes the same path)."""
         import torch.distributed as dist
@@ -419,12 +423,10 @@ class CellRun:
         """Every rank loads `source` (an HF folder or hub id) in the baseline's dtype and evaluates its share
         of each missing evaluation with transformers; rank 0 writes them. Collective; the evaluation model
         is freed afterwards. Never a vLLM engine: the only one a training process holds is TRL's own."""
-        self.process_group()
-        todo = self.missing(jobs)
+        todo = self.todo(jobs)
         if not todo:
             return
-        device = f"cuda:{local_device_index()}" if not self.cpu else "cpu"
-        mdl, _ = families.load_model_and_tokenizer(source, dtype=self.dtype, device=device)
+        mdl, _ = families.load_model_and_tokenizer(source, dtype=self.dtype, device=self.device)
         try:
             self.evaluate_shares(mdl, source, todo)
         finally:
@@ -605,19 +607,9 @@ class CellRun:
         if self.sharded:  # the checkpoint's export, data-parallel (evaluate_parallel skips what is on disk)
             self.evaluate_at(None, step, sched.resume)
             return sched.resumed_update
-        jobs = [
-            (p, self.cell.evals_dir, e, step, False)
-            for p, e in zip(self.protos, self.eval_ids(step), strict=True)
-        ]
-        if self.world > 1:
-            self.process_group()
-            missing = bool(self.missing(jobs))  # every rank takes the same path
-        else:
-            missing = not all(artifacts.eval_complete(j[1], j[2]) for j in jobs)
-        if missing:  # every rank: the evaluation is data-parallel
-            device = f"cuda:{local_device_index()}" if not self.cpu else "cpu"
+        if self.todo(self.step_jobs(step)):  # every rank: the evaluation is data-parallel
             final_model, _ = families.load_model_and_tokenizer(
-                str(sched.resume), dtype=self.dtype, device=device
+                str(sched.resume), dtype=self.dtype, device=self.device
             )
             self.evaluate_replica(final_model, step)
         return sched.resumed_update
