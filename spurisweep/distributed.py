@@ -49,6 +49,20 @@ def visible_gpus(environ: MutableMapping[str, str] | None = None) -> int:
     return count
 
 
+def gpu_names() -> list[str]:
+    """The GPUs this process may hand to children, as CUDA_VISIBLE_DEVICES entries in this process's order
+    (its own restriction kept); [] without CUDA."""
+    try:
+        import torch
+
+        count = torch.cuda.device_count()
+    except Exception:  # no torch, or a CUDA driver that will not answer: no GPU to hand out
+        count = 0
+    if "CUDA_VISIBLE_DEVICES" in os.environ:
+        return [d.strip() for d in os.environ["CUDA_VISIBLE_DEVICES"].split(",") if d.strip()][:count]
+    return [str(i) for i in range(count)]
+
+
 def device_index(local: int, visible: int) -> int:
     """The CUDA device index of the task with node-local index `local` that sees `visible` GPUs: `local`
     among all of the node's GPUs, 0 where it sees one GPU (its own); any other count is an error."""

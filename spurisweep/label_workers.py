@@ -33,6 +33,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from .distributed import gpu_names as visible_gpus  # the GPUs children may be given
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -135,17 +136,6 @@ def _env_engines() -> int | None:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{ENGINES_ENV}={raw!r} is not a whole number", field=ENGINES_ENV) from None
-
-
-def visible_gpus() -> list[str]:
-    """This process's GPUs as a child's CUDA_VISIBLE_DEVICES names them (the parent's list, in its order)."""
-    import torch
-
-    count = torch.cuda.device_count()
-    listed = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    if "CUDA_VISIBLE_DEVICES" in os.environ:
-        return listed[:count]
-    return [str(i) for i in range(count)]
 
 
 def engine_devices(engines: int) -> list[str | None]:

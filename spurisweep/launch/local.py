@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import submitit
 
 from .. import artifacts
+from ..distributed import gpu_names
 from .backend import Backend, Progress, check_one_machine
 from .claim import CANCELLED, crash_hook
 from .job import CellJob, LabelJob
@@ -99,20 +100,6 @@ class LocalBackend(Backend):
                 time.sleep(0.1)
 
 
-def local_gpus() -> list[str]:
-    """The GPUs local jobs may use, as CUDA_VISIBLE_DEVICES entries (this process's own restriction kept)."""
-    try:
-        import torch
-
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    except Exception:
-        count = 0
-    if not count:
-        return []
-    visible = [d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()]
-    return visible[:count] if visible else [str(i) for i in range(count)]
-
-
 def local_processes(cell: Cell, gpus: list[str]) -> int:
     """Processes of one cell on this machine: one per GPU it asks for, at most the GPUs there are; on a
     machine without GPUs only an explicit slurm.tasks_per_node starts several (CPU processes, gloo)."""
@@ -144,7 +131,7 @@ def run_local(
 ) -> None:
     """Cells as local processes, each with its own GPUs from one free pool (see the module docstring).
     Without `wait` every cell starts at once (once its labels are made) and GPUs are shared round-robin."""
-    gpus = local_gpus() if gpus is None else list(gpus)
+    gpus = gpu_names() if gpus is None else list(gpus)
     n = max_parallel or (len(gpus) or max(1, os.cpu_count() or 1))
     if not wait:
         n = len(cells) + len(labels)
