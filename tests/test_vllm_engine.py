@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
+
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -238,7 +239,7 @@ def test_an_engine_per_rank_keeps_the_process_group_and_splits_like_one_engine(t
     from spurisweep import generate
 
     src, tok = tiny
-    port = _free_port()
+    port = free_port()
     procs = [
         subprocess.Popen(
             [
@@ -272,14 +273,8 @@ def test_an_engine_per_rank_keeps_the_process_group_and_splits_like_one_engine(t
 
 
 # ---------------------------------------------------------------------------------------------- TRL colocate
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _colocate(tmp: Path, model_dir: str, seed: int) -> subprocess.Popen:
-    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port())}
+    env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
     out = tmp / f"seed{seed}-{len(list(tmp.iterdir()))}.json"
     return subprocess.Popen(
         [sys.executable, "-m", "tests.colocate_worker", model_dir, str(out), str(seed)],
