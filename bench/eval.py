@@ -38,9 +38,12 @@ sys.path.insert(0, str(ROOT))
 
 from qwen2_shapes import QWEN2_VOCAB, SHAPES  # noqa: E402  (bench/ is on sys.path)
 
-from spurisweep import data, evaluate, families, generate  # noqa: E402
-from spurisweep.generate import Sampling  # noqa: E402
-from spurisweep.spec import EvalSettings, ProtocolOverride  # noqa: E402
+from spurisweep.data import sets as data  # noqa: E402
+from spurisweep.evaluation import generate  # noqa: E402
+from spurisweep.evaluation import run as evaluate  # noqa: E402
+from spurisweep.evaluation.generate import Sampling  # noqa: E402
+from spurisweep.models import families  # noqa: E402
+from spurisweep.plan.spec import EvalSettings, ProtocolOverride  # noqa: E402
 
 
 def problems_dir() -> Path | None:

@@ -5,7 +5,7 @@ is Qwen2-0.5B-shaped (bench/qwen2_shapes.py) with random weights, built from its
 tokenizer covering its vocabulary (bench/train_step.build_large), so nothing is downloaded.
 
   1. planner   one training step (bf16 autocast over fp32 master weights, TRL's fused LM head, AdamW) at a
-               few micro-batch / length / checkpointing settings: spurisweep.memory's estimate against
+               few micro-batch / length / checkpointing settings: spurisweep.plan.memory's estimate against
                torch.cuda.max_memory_allocated (which leaves out the CUDA context, so overhead_gb=0).
   2. GRPO      TRL's GRPOTrainer on this GPU, bf16, transformers generation, a random reward over a tiny
                random data set: seconds per step and its memory peak next to the planner's rollout and
@@ -64,7 +64,7 @@ def planner_check(folder: Path) -> None:
     from transformers import AutoModelForCausalLM
     from trl.trainer.utils import add_fused_lm_head
 
-    from spurisweep import memory
+    from spurisweep.plan import memory
 
     shape = memory.model_shape(memory.load_config(folder), "qwen2-shaped")
     print(f"\n[planner] {shape.params / 1e6:.0f}M parameters; GB = 1e9 bytes")
@@ -125,7 +125,7 @@ def grpo_check(folder: Path, steps: int) -> None:
     from transformers import AutoTokenizer
     from trl import GRPOConfig, GRPOTrainer
 
-    from spurisweep import memory
+    from spurisweep.plan import memory
 
     tok = AutoTokenizer.from_pretrained(folder)
     prompts, random_reward = random_task(tok, 32)
@@ -188,7 +188,7 @@ def fsdp_check(folder: Path) -> None:
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from spurisweep import sharding
+    from spurisweep.training import sharding
     from spurisweep.training.trainer import SpuriTrainer, grpo_config
 
     for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):

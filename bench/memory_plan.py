@@ -7,7 +7,7 @@ given micro-batch and lengths. Measured two ways: torch's CPU allocator peak dur
 "Total Allocated" the profiler records with profile_memory, which counts from zero at the step's start)
 and the growth of peak RSS (which adds allocator fragmentation and library scratch). The matching
 estimate is what the step adds to weights already in memory (compute copy, gradients, AdamW states,
-activations, LM head), from spurisweep.memory with compute_dtype fp32 and no runtime overhead.
+activations, LM head), from spurisweep.plan.memory with compute_dtype fp32 and no runtime overhead.
 Inputs are unpadded (attention mask all ones), prompt positions masked out of the labels as TRL does.
 
 Usage: python bench/memory_plan.py [--configs 8x256+768,8x256+768+ckpt,...]
@@ -61,7 +61,8 @@ def measure(cfg: dict) -> dict:
     from torch.profiler import ProfilerActivity, profile
     from trl.trainer.utils import add_fused_lm_head
 
-    from spurisweep import families, memory
+    from spurisweep.models import families
+    from spurisweep.plan import memory
 
     torch.manual_seed(0)
     torch.set_num_threads(

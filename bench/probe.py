@@ -1,6 +1,6 @@
 """Memorisation-probe throughput against evaluation throughput on the same model and problems.
 
-The probe (spurisweep.probe_run) should cost about what an evaluation of the same prompts costs: it uses
+The probe (spurisweep.evaluation.probe_run) should cost about what an evaluation of the same prompts costs: it uses
 the same batched generation (generate.generate_transformers here; vLLM on a GPU) and overlaps grading the
 same way. This prints, for the built-in `tiny` model on the CPU:
 
@@ -28,8 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from spurisweep import evaluate, families, probe_run  # noqa: E402
-from spurisweep.spec import EvalSettings, ProtocolOverride  # noqa: E402
+from spurisweep.evaluation import probe_run  # noqa: E402
+from spurisweep.evaluation import run as evaluate  # noqa: E402
+from spurisweep.models import families  # noqa: E402
+from spurisweep.plan.spec import EvalSettings, ProtocolOverride  # noqa: E402
 
 
 def main() -> None:

@@ -47,7 +47,8 @@ def slurm_up() -> bool:
 
 
 def bench_submit(n: int, tmp: Path) -> None:
-    from spurisweep import grid, launch, spec, training
+    from spurisweep import launch
+    from spurisweep.plan import grid, grpo, spec
 
     sweep_file = tmp / "bench.yaml"
     sweep_file.write_text(SWEEP.format(n=n, seeds=list(range(n))))
@@ -57,9 +58,9 @@ def bench_submit(n: int, tmp: Path) -> None:
     cells = grid.expand(sweep)
     keys = {}
     for c in cells:
-        keys.setdefault(training.validation_key(c.config), c)
+        keys.setdefault(grpo.validation_key(c.config), c)
     for c in keys.values():
-        training.validate(c.config, file=str(sweep_file))
+        grpo.validate(c.config, file=str(sweep_file))
     plan, _ = launch.plan_submission(cells, res, retry_failed=False)
     t_plan = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -165,7 +166,9 @@ def bench_plan(n: int, tmp: Path) -> None:
     the validation cache; then the per-cell steps timed in this process."""
     import gc
 
-    from spurisweep import grid, launch, resources, spec, training
+    from spurisweep import launch
+    from spurisweep.plan import grid, grpo, spec
+    from spurisweep.plan import node as resources
 
     per = 2 * 5 * 10
     lrs = [round(1e-7 * (i + 1), 12) for i in range(max(1, n // per))]
@@ -192,7 +195,7 @@ def bench_plan(n: int, tmp: Path) -> None:
     cells = grid.expand(sweep)
     t_expand = time.perf_counter() - t
     t = time.perf_counter()
-    training.validate_all((c.config for c in cells), file=str(sweep_file), cached=True)
+    grpo.validate_all((c.config for c in cells), file=str(sweep_file), cached=True)
     t_valid = time.perf_counter() - t
     t = time.perf_counter()
     resources.check_cells(cells, file=str(sweep_file))

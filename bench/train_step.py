@@ -1,6 +1,6 @@
 """Seconds per GRPO rollout step and generated tokens per second, through spurisweep's own training path.
 
-Each measurement trains one cell with training.run_cell (TRL's GRPOTrainer, transformers generation, the
+Each measurement trains one cell with training.cell.run_cell (TRL's GRPOTrainer, transformers generation, the
 random reward, no evaluation) and reads the cell's metrics.jsonl: a rollout step's wall time is the time
 between the last logged updates of consecutive rollouts (the first rollout is warm-up and not counted), and
 generation throughput is the completion tokens over the time spent in TRL's generate call (both logged by
@@ -36,7 +36,7 @@ def build_large(out: Path, shape: str, layers: int | None = None) -> Path:
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
 
-    from spurisweep import families
+    from spurisweep.models import families
 
     specials = ["<unk>", "<s>", "</s>", "<pad>"]
     words = sorted({w for line in families.tokenizer_corpus() for w in line.split()})
@@ -73,7 +73,9 @@ def build_large(out: Path, shape: str, layers: int | None = None) -> Path:
 
 
 def run(results: Path, name: str, settings: dict, model_path: str | None = None) -> dict:
-    from spurisweep import grid, launch, spec, training
+    from spurisweep import launch
+    from spurisweep.plan import grid, grpo, spec
+    from spurisweep.training.cell import run_cell
 
     sweep = {
         "name": name,
@@ -86,10 +88,10 @@ def run(results: Path, name: str, settings: dict, model_path: str | None = None)
     path = results / f"{name}.yaml"
     path.write_text(yaml.safe_dump(sweep))
     (cell,) = grid.expand(spec.load_sweep(path))
-    training.validate(cell.config, str(path))
+    grpo.validate(cell.config, str(path))
     d = launch.write_cell_config(cell, results)
     t0 = time.time()
-    done = training.run_cell(d, results)
+    done = run_cell(d, results)
     wall = time.time() - t0
     rows = [json.loads(x) for x in (d / "metrics.jsonl").read_text().splitlines() if x.strip()]
     last = {}

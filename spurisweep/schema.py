@@ -72,7 +72,7 @@ EVAL_COLUMNS: dict[str, str] = {
     "meta": "JSON",
 }
 
-#: one memorisation probe (spurisweep.probe_run): a model (or checkpoint) on one benchmark at one fraction
+#: one memorisation probe (spurisweep.evaluation.probe_run): a model (or checkpoint) on one benchmark at one fraction
 PROBE_COLUMNS: dict[str, str] = {
     "probe_id": "VARCHAR PRIMARY KEY",
     "model": "VARCHAR",

@@ -561,7 +561,7 @@ class _Unit:
 
 
 def _lineage(model: str) -> str:
-    from . import families
+    from .models import families
 
     fam = families.FAMILIES.get(model)
     return (fam.lineage if fam else "") or model

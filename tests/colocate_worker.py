@@ -1,6 +1,6 @@
 """Two GRPO steps of the tiny model with TRL's colocated vLLM engine (real vLLM, CPU build), in its own
 process: the engine's external launcher initialises torch.distributed in the process that builds it, which
-must not leak into the test process. Used by tests/test_vllm_engine.py.
+must not leak into the test process. Used by tests/evaluation/test_vllm_engine.py.
 
     python -m tests.colocate_worker MODEL_DIR OUT_JSON SEED
 

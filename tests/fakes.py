@@ -1,5 +1,5 @@
 """Stand-ins for what the CPU suite cannot run, shared by the tests that need them: vLLM on a CUDA GPU
-(the real engine runs on this CPU in tests/test_vllm_engine.py, under `make test-vllm`; the stand-in lets
+(the real engine runs on this CPU in tests/evaluation/test_vllm_engine.py, under `make test-vllm`; the stand-in lets
 the CPU suite check what spurisweep hands a GPU engine: its arguments, one call, the output order)."""
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ from typing import Any
 
 import yaml
 
-from spurisweep import artifacts, grid, launch, spec, training
+from spurisweep import artifacts, launch
+from spurisweep.plan import grid, grpo, spec
 
 
 def make_cell(
@@ -27,9 +28,16 @@ def make_cell(
         yaml.safe_dump({"name": name, "preset": preset, "grid": grid_axes, "settings": settings or {}})
     )
     (cell,) = grid.expand(spec.load_sweep(path))
-    training.validate(cell.config, str(path))
+    grpo.validate(cell.config, str(path))
     return launch.write_cell_config(cell, results)
 
 
 def metrics(cell_dir: Path) -> list[dict[str, Any]]:
     return artifacts.read_jsonl(cell_dir / "metrics.jsonl")
+
+
+def run_cell(cell_dir: Path, results: Path) -> dict:
+    """training.cell.run_cell, imported when called (it loads torch and TRL)."""
+    from spurisweep.training.cell import run_cell as run
+
+    return run(cell_dir, results)

@@ -1,7 +1,7 @@
 """One task of a 2-task SLURM job, run the way srun runs it: submitit's own entry point (process_job: its
 signal handlers, its checkpoint-and-requeue) on a pickled CellJob, with SLURM's per-task variables set by
-tests/test_cluster_behaviour.py. Two things are stood in for: `scontrol requeue` (SlurmJobEnvironment._requeue
-writes the file $REQUEUE_MARKER instead) and the cell's training (training.run_cell), which is a real gloo
+tests/launch/test_job.py. Two things are stood in for: `scontrol requeue` (SlurmJobEnvironment._requeue
+writes the file $REQUEUE_MARKER instead) and the cell's training (training.cell.run_cell), which is a real gloo
 process group doing the following:
 
     rank 0  enters a barrier, where it sits when the test sends USR2 to both tasks
@@ -46,12 +46,14 @@ def record_requeue(self: Any, countdown: int) -> None:
 
 
 def main(folder: str) -> None:
+    import types
+
     from submitit.core.submission import process_job
     from submitit.slurm.slurm import SlurmJobEnvironment
 
-    import spurisweep.training
-
-    spurisweep.training.run_cell = fake_run_cell  # CellJob._run imports it from there when it runs
+    # CellJob._run imports run_cell from spurisweep.training.cell when it runs; this stands in for that
+    # module (the real one loads torch and TRL, which this worker does not need)
+    sys.modules["spurisweep.training.cell"] = types.SimpleNamespace(run_cell=fake_run_cell)  # type: ignore[assignment]
     SlurmJobEnvironment._requeue = record_requeue  # type: ignore[method-assign]
     process_job(folder)
 

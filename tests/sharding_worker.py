@@ -1,4 +1,4 @@
-"""One process of a 2-process gloo GRPO run of the tiny model, for tests/test_sharding.py.
+"""One process of a 2-process gloo GRPO run of the tiny model, for tests/training/test_sharding.py.
 
 Started once per rank with torch.distributed's env:// variables (as launch.distributed_setup exports
 them). Modes: `fsdp` (sharded, CPU gate lifted), `ddp` (the unsharded reference), `nogate` (configured
@@ -19,8 +19,9 @@ from datasets import Dataset
 from transformers import AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from spurisweep import families, sharding
 from spurisweep.errors import ShardingError
+from spurisweep.models import families
+from spurisweep.training import sharding
 
 PROMPTS = ["1+1=", "2+3=", "4+4=", "5+2="]
 

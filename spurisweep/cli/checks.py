@@ -10,14 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
-from .common import (
-    MAX_SECONDS,
-    MAX_WORKERS,
-    app,
-    console,
-    exit_codes,
-    number,
-)
+from .common import MAX_SECONDS, MAX_WORKERS, app, console, exit_codes, number
 
 
 @app.command(name="verify-rewards", epilog=exit_codes("verify-rewards"))

@@ -48,7 +48,7 @@ GraderOpt = Annotated[
 SweepArg = Annotated[Path, typer.Argument(help="A sweep YAML file (see sweeps/).", show_default=False)]
 
 # ---------------------------------------------------------------------------------------------- numbers
-# Every numeric option has a range (tests/test_option_ranges.py fails on one without): a value outside it is
+# Every numeric option has a range (tests/cli/test_option_ranges.py fails on one without): a value outside it is
 # a usage error (exit 2, the option named), never a hang (`--max-parallel -1`) or a traceback further on.
 
 #: the largest count any option takes: more is never meant, and overflows the C ints of the libraries below
@@ -138,7 +138,7 @@ def load_sweep(sweep_file: Path, *, check_trl: bool = True, cached: bool = False
     """The sweep and its cells. `check_inputs=False` (status, cancel: commands that submit nothing): the
     data sets and model folders the cells read are not checked, so an input moved since the cells were
     submitted never stops a command that looks at or stops them; only the commands that submit check."""
-    from .. import grid, spec
+    from ..plan import grid, spec
 
     sweep = spec.load_sweep(sweep_file)
     cells = grid.expand(sweep, check_inputs=check_inputs)
@@ -148,11 +148,12 @@ def load_sweep(sweep_file: Path, *, check_trl: bool = True, cached: bool = False
         # bench/submit.py). Reference counting still frees what is frozen; only cycle detection skips it.
         gc.freeze()
     if check_trl:  # TRL's cross-field rules, once per distinct training setup, before anything is queued
-        from .. import training, versions  # TRL (when not remembered): only once the sweep itself is valid
+        from .. import versions  # TRL (when not remembered): only once the sweep itself is valid
+        from ..plan import grpo
 
         versions.check()  # a library outside the tested set: refused before anything is queued
 
-        training.validate_all(cells, file=str(sweep_file), cached=cached)
+        grpo.validate_all(cells, file=str(sweep_file), cached=cached)
     return sweep, cells
 
 

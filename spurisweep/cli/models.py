@@ -55,8 +55,10 @@ def eval_cmd(
 ) -> None:
     """Evaluate a base model or any checkpoint and record it in the same store."""
     artifacts.check_results(results)
-    from .. import data, evaluate, store
-    from ..spec import EvalSettings
+    from .. import store
+    from ..data import sets as data
+    from ..evaluation import run as evaluate
+    from ..plan.spec import EvalSettings
 
     names = [b.strip() for b in benchmarks.split(",") if b.strip()]
     for b in names:
@@ -131,8 +133,10 @@ def label(
 ) -> None:
     """Make majority-vote labels (for the majority_vote and incorrect_label rewards) with the base model."""
     artifacts.check_results(results)
-    from .. import data, families, labels
+    from ..data import sets as data
     from ..errors import suggest
+    from ..evaluation import labels
+    from ..models import families
 
     if model not in families.FAMILIES:
         raise ConfigError(suggest(model, list(families.FAMILIES)), field="--model")
@@ -196,8 +200,9 @@ def probe(
 ) -> None:
     """Memorisation probe: show the first part of each problem, decode greedily, and measure how often the
     model writes the rest word for word (exact match, ROUGE-L) and still answers correctly."""
-    from .. import probe_run, store
+    from .. import store
     from ..analysis import render
+    from ..evaluation import probe_run
 
     metas = probe_run.run_probes(
         model=model,
@@ -235,7 +240,9 @@ def noise_floor(
     exact only on paper: batch composition changes the arithmetic). `report` prints the floor next to the
     model's greedy deltas; a delta within it says nothing about training."""
     artifacts.check_results(results)
-    from .. import data, families, noise
+    from ..data import sets as data
+    from ..evaluation import noise
+    from ..models import families
 
     families.get(model)  # an unknown family: one line
     if benchmark not in data.BENCHMARKS:

@@ -10,16 +10,7 @@ import typer
 
 from .. import artifacts
 from ..analysis.metric_registry import metric_help
-from .common import (
-    GraderOpt,
-    ResultsOpt,
-    app,
-    console,
-    count,
-    emit,
-    err,
-    exit_codes,
-)
+from .common import GraderOpt, ResultsOpt, app, console, count, emit, err, exit_codes
 
 
 @app.command(epilog=exit_codes("ingest"))
@@ -202,7 +193,7 @@ def diagnose(
 
     name = sweep
     if sweep.endswith((".yaml", ".yml")) or Path(sweep).is_file():
-        from .. import spec
+        from ..plan import spec
 
         name = spec.load_sweep(sweep).name
     with store.reading(results) as con:

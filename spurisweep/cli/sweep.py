@@ -58,11 +58,13 @@ def plan(
     memory planner's per-GPU estimate for each resource profile (a cell that cannot fit is an error), and
     the cost model's hours per cell beside the official layout's, with the assumptions behind them."""
     artifacts.check_results(results, write=False)
-    from .. import cost, launch, resources
+    from .. import launch
     from ..analysis.render import render
+    from ..plan import cost
+    from ..plan import node as resources
 
     # --check: every training setup afresh, each with the GRPOConfig its cells train with (a sharded
-    # cell's FSDP arguments included: training.validate); an error names the file, the cell and TRL's words
+    # cell's FSDP arguments included: grpo.validate); an error names the file, the cell and TRL's words
     sweep, cells = load_sweep(sweep_file, cached=not check)
     assumed = cost.assumptions(sweep.spec.cost, assume or [])
     estimates = resources.check_cells(cells, file=str(sweep_file))
@@ -113,7 +115,8 @@ def run(
 ) -> None:
     """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
     artifacts.check_results(results, write=not dry_run)
-    from .. import launch, resources, store
+    from .. import launch, store
+    from ..plan import node as resources
 
     backend = launch.get_backend(executor, field="--executor")
     sweep, cells = load_sweep(sweep_file, check_trl=False)
@@ -283,10 +286,11 @@ def _validate_pending(
 
 
 def _validate(cells, sweep_file: Path, *, cached: bool) -> None:
-    from .. import training, versions  # TRL: only when something will be submitted
+    from .. import versions  # TRL: only when something will be submitted
+    from ..plan import grpo
 
     versions.check()  # a library outside the tested set: refused before anything is queued
-    training.validate_all(cells, file=str(sweep_file), cached=cached)
+    grpo.validate_all(cells, file=str(sweep_file), cached=cached)
 
 
 @app.command(epilog=exit_codes("status"))
@@ -405,9 +409,9 @@ def fidelity(
     expected effect, and the official quirks the sweep reproduces on purpose."""
     import shutil
 
-    from .. import fidelity as fid
-    from .. import grid, spec
     from ..analysis.render import render
+    from ..plan import fidelity as fid
+    from ..plan import grid, spec
 
     if fmt not in ("auto", "table", "list", "markdown", "json"):
         raise ConfigError(f"unknown {fmt!r}; valid: auto, json, list, markdown, table", field="--format")

@@ -6,11 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import (
-    app,
-    console,
-    exit_codes,
-)
+from .common import app, console, exit_codes
 
 toy_app = typer.Typer(
     help="The toy laboratory: two tiny model families pretrained on this CPU (docs/toy.md).",
@@ -32,7 +28,7 @@ def toy_build(
     frequency and accuracy with / without code on the held-out problems, sampled at temperature 1 and greedy."""
     from rich.table import Table
 
-    from ..toy import build as toy
+    from ..models import toy
 
     names = family or list(toy.FAMILY_CONFIGS)
     t = Table(title="toy families: the prior on 200 held-out problems (sampled = 4 samples at temperature 1)")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
-    from ..grid import Cell
+    from ..plan.grid import Cell
     from .labeljob import LabelTask
 
 #: executor name -> "module:class". Named rather than imported, as the family registry names its builders:

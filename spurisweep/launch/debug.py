@@ -17,7 +17,7 @@ from .labeljob import LabelTask, failure, write_record
 from .state import cell_dir
 
 if TYPE_CHECKING:
-    from ..grid import Cell
+    from ..plan.grid import Cell
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ nothing and joins no collective, so it cannot deadlock: the job restarts from th
 checkpoint on disk (a resume point, train.resume_every). A rank blocked inside a collective (rank 0 in
 an evaluation's barrier) runs the handler as soon as the collective returns: Python runs signal handlers
 between bytecodes, never inside a C++ wait, and the other ranks, whose handlers return at once, go on to
-that same collective (tests/test_cluster_behaviour.py). Whatever a rank raises after the signal (rank 0's
+that same collective (tests/launch/test_job.py). Whatever a rank raises after the signal (rank 0's
 exit, the others' broken collectives) leaves the `requeued` record alone.
 
 `LabelJob(results, spec)` makes one set of majority-vote labels before the cells that train on them
@@ -33,8 +33,9 @@ from typing import Any
 
 import submitit
 
-from .. import artifacts, labels
+from .. import artifacts
 from ..distributed import bind_task_gpu
+from ..evaluation import labels
 from .backend import BACKENDS, get_backend
 from .claim import hold_cell, record_attempt
 from .labeljob import write_record
@@ -81,7 +82,7 @@ class CellJob(submitit.helpers.Checkpointable):
         try:
             if world > 1:
                 bind_task_gpu()  # one GPU per task: LOCAL_RANK 0 (before accelerate reads it)
-            from ..training import run_cell
+            from ..training.cell import run_cell
 
             summary = run_cell(cell.root, Path(results))
         except BaseException as exc:  # a clean exit, and submitit's after a requeue, pass through

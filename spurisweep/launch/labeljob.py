@@ -20,10 +20,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .. import artifacts, labels
+from .. import artifacts
+from ..evaluation import labels
 
 if TYPE_CHECKING:
-    from ..grid import Cell
+    from ..plan.grid import Cell
 
 ACTIVE = ("queued", "running", "requeued")
 

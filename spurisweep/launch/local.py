@@ -40,7 +40,7 @@ from .state import cell_dir
 from .submission import critical
 
 if TYPE_CHECKING:
-    from ..grid import Cell
+    from ..plan.grid import Cell
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ import submitit
 
 from .. import artifacts
 from ..errors import SubmissionError
-from ..resources import node_totals
+from ..plan.node import node_totals
 from .backend import Backend, Progress
 from .claim import crash_hook
 from .job import CellJob, LabelJob
@@ -33,7 +33,7 @@ from .labeljob import LabelTask, mark_queued
 from .state import cell_dir
 
 if TYPE_CHECKING:
-    from ..grid import Cell
+    from ..plan.grid import Cell
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from .labeljob import ACTIVE as LABEL_ACTIVE
 from .labeljob import LabelState, LabelTask, label_tasks, labels_needed, made, read_record
 
 if TYPE_CHECKING:
-    from ..grid import Cell
+    from ..plan.grid import Cell
 
 log = logging.getLogger(__name__)
 

@@ -37,7 +37,7 @@ from .state import (
 )
 
 if TYPE_CHECKING:
-    from ..grid import Cell
+    from ..plan.grid import Cell
 
 log = logging.getLogger(__name__)
 

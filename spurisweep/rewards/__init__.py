@@ -3,7 +3,7 @@
 A reward is a plain TRL-compatible callable `f(completions, **kwargs) -> list[float | None]` (None =
 could not grade, which is not 0). Rewards that compare against a reference all read the `answer`
 column: for `ground_truth` it holds the gold answer, for `majority_vote` / `incorrect_label` the
-training set is swapped for a labelled one (see spurisweep.labels), for `one_shot` for one problem
+training set is swapped for a labelled one (see spurisweep.evaluation.labels), for `one_shot` for one problem
 repeated. So the *checker* is shared and the *data* differs, exactly as in the paper.
 
 Names compose: `A_AND_B` (both hold) and `inverse_A` (1 - r), e.g. `format_AND_inverse_python`.

@@ -35,7 +35,7 @@ def majority_vote(params: dict[str, Any], ctx: RewardContext):
     return _checker(ctx)
 
 
-@register("incorrect_label", data="incorrect", description="the check against a wrong majority answer")
+@register("incorrect_label", data="incorrect", spurious=True, description="the check against a wrong majority answer")
 def incorrect_label(params: dict[str, Any], ctx: RewardContext):
     return _checker(ctx)
 

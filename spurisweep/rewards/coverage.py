@@ -1,4 +1,4 @@
-"""Verifier coverage: every reward and the grader against the adversarial suite (spurisweep.verify_suite).
+"""Verifier coverage: every reward and the grader against the adversarial suite (spurisweep.rewards.verify_suite).
 
 The suite's cases carry hand-labelled expectations for the grader and the `format` / `python` rewards.
 The rewards that run the grader's check against the `answer` column (ground_truth, majority_vote,
@@ -40,7 +40,7 @@ def _expected(expr: Expr, exp: dict[str, Any]) -> Any:
 
 
 def cases(names: Sequence[str], grader: str = "math_verify") -> list[Any]:
-    from ..verify_suite import SuiteCase, cases_for, extend_cases
+    from .verify_suite import SuiteCase, cases_for, extend_cases
 
     loop = "Let me compute. " + "so the answer is 5, " * 12 + "\\boxed{5}"
     extra = [
@@ -85,7 +85,7 @@ def verify(names: Sequence[str] | None = None, grader: str = "math_verify"):
     from functools import partial
 
     from ..grading import grade_batch
-    from ..verify_suite import run_suite
+    from .verify_suite import run_suite
 
     if grader not in GRADERS:
         raise ValueError(f"unknown grader {grader!r}; valid: {', '.join(GRADERS)}")

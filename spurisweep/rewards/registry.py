@@ -20,6 +20,9 @@ class RewardDef:
     #: checks resolved params against their domains (ValueError naming reward and parameter); run at plan
     #: time by rewards.resolve_params and again by the factory
     check: Callable[[dict[str, Any]], None] | None = None
+    #: carries no information about the correct answer (random, format, a wrong label, ...): `diagnose`
+    #: treats a gain under it as spurious
+    spurious: bool = False
 
 
 @dataclass
@@ -48,9 +51,10 @@ def register(
     data: str = "train",
     description: str = "",
     check: Callable[[dict[str, Any]], None] | None = None,
+    spurious: bool = False,
 ):
     def deco(factory: Callable[[dict[str, Any], RewardContext], RewardFn]):
-        REGISTRY[name] = RewardDef(name, factory, dict(params or {}), data, description, check)
+        REGISTRY[name] = RewardDef(name, factory, dict(params or {}), data, description, check, spurious)
         return factory
 
     return deco

@@ -24,8 +24,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from .. import artifacts, health
+from .. import artifacts
 from ..artifacts import follow_umask
+from . import health
 from .checkpoints import prune_checkpoints
 
 #: the HF export inside a checkpoint folder (config.json, bf16 safetensors, tokenizer): what is evaluated

@@ -12,7 +12,7 @@ so the resumed trajectory equals the uninterrupted one. Checkpoints (resume poin
 `train.resume_every` rollout steps, evaluations every `eval.eval_every` (default: `save_every`); see
 callback.py.
 
-Sharded cells (`train.sharding: fsdp`, spurisweep.sharding): FSDP2 through TRL/transformers' own FSDP
+Sharded cells (`train.sharding: fsdp`, spurisweep.training.sharding): FSDP2 through TRL/transformers' own FSDP
 support, with accelerate's CPU gate lifted so 2 CPU processes over gloo run the cluster's configuration.
 The cell fails at start (ShardingError) if the backend did not shard. A checkpoint holds the sharded
 state (TRL/transformers' sharded model and optimizer, scheduler, per-rank RNG, data position) and, at
@@ -58,14 +58,13 @@ from datasets import Dataset
 from filelock import FileLock
 from transformers import AutoTokenizer
 
-from .. import artifacts, evaluate, families, health, rewards, sharding
+from .. import artifacts, rewards
 from ..distributed import local_device_index, rank, world_size
 from ..errors import ShardingError
-from ..generate import choose_backend, vllm_platform
-from ..spec import CellConfig
-from .callback import EXPORT_DIR, CellCallback
-from .checkpoints import checkpoint_number, latest_complete_checkpoint, preserved_rng, prune_checkpoints
-from .config import (
+from ..evaluation import run as evaluate
+from ..evaluation.generate import choose_backend, vllm_platform
+from ..models import families
+from ..plan.grpo import (
     DDP_TIMEOUT_S,
     eval_interval,
     grpo_kwargs,
@@ -73,6 +72,10 @@ from .config import (
     training_stops,
     updates_per_rollout,
 )
+from ..plan.spec import CellConfig
+from . import health, sharding
+from .callback import EXPORT_DIR, CellCallback
+from .checkpoints import checkpoint_number, latest_complete_checkpoint, preserved_rng, prune_checkpoints
 from .data import training_problems, training_rows
 from .engine import COLOCATED, awake, colocated, eval_placement
 from .trackers import check_trackers_installed, tracker_env
@@ -223,7 +226,7 @@ class CellRun:
         cfg = self.cfg
         if not cfg.eval.probe or rank() != 0:
             return
-        from .. import probe_run
+        from ..evaluation import probe_run
 
         probe_run.ensure_probe(
             cfg.model,

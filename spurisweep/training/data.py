@@ -10,9 +10,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from .. import data, families, rewards
+from .. import rewards
+from ..data import sets as data
 from ..errors import DataError
-from ..spec import CellConfig
+from ..models import families
+from ..plan.spec import CellConfig
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +35,7 @@ def training_problems(cfg: CellConfig, results: Path) -> list[data.Problem]:
             one = match[0]
         return [one] * d.one_shot_repeat
     if kind in ("majority", "incorrect"):
-        from .. import labels
+        from ..evaluation import labels
 
         return labels.labelled_problems(cfg, results, incorrect=kind == "incorrect")
     return data.load_problems(
@@ -47,7 +49,7 @@ def for_trl(tokenizer: Any, text: str) -> str:
     TRL tokenizes string prompts with the tokenizer's special tokens; a chat template that already wrote
     the BOS (Llama 3) would then start with two. Evaluation (generate.encode_prompts) adds no second BOS,
     so here the written one is dropped whenever that makes the two token sequences identical."""
-    from ..generate import encode_prompts
+    from ..evaluation.generate import encode_prompts
 
     bos = getattr(tokenizer, "bos_token", None)
     if not bos or not text.startswith(bos):

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..spec import CellConfig
+from ..plan.spec import CellConfig
 
 
 @contextlib.contextmanager

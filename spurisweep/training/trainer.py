@@ -18,7 +18,7 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback
 from trl import GRPOConfig, GRPOTrainer
 
-from .. import sharding
+from . import sharding
 from .engine import install_cpu_sync
 from .whitening import token_whiten
 
@@ -55,7 +55,7 @@ class SpuriTrainer(GRPOTrainer):
         super().__init__(*args, **kwargs)
         if getattr(self.args, "use_vllm", False) and getattr(self.args, "vllm_mode", None) == "colocate":
             reseed_rollouts(self.args.seed, self.accelerator.process_index)
-            from ..generate import vllm_platform
+            from ..evaluation.generate import vllm_platform
 
             if vllm_platform() == "cpu":  # the CPU build's weights are repacked: its own in-place reload
                 install_cpu_sync(self.vllm_generation)

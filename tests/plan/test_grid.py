@@ -1,0 +1,228 @@
+"""Sweep files -> cells: expansion order, stable ids, overrides, excludes, reward params, duplicates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from spurisweep.errors import ConfigError
+from spurisweep.plan import grid, spec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+BASE = """
+name: t
+preset: smoke
+grid:
+  model: [tiny]
+  reward: [ground_truth, random]
+  clip: [standard, clip_higher]
+  seed: [0, 1]
+"""
+
+
+def expand(tmp_path: Path, text: str, name: str = "s.yaml") -> list[grid.Cell]:
+    p = tmp_path / name
+    p.write_text(text)
+    return grid.expand(spec.load_sweep(p))
+
+
+def test_expansion_is_the_product_in_grid_order(tmp_path):
+    cells = expand(tmp_path, BASE)
+    assert len(cells) == 8
+    assert [c.axes for c in cells[:3]] == [
+        {"model": "tiny", "reward": "ground_truth", "clip": "standard", "seed": 0},
+        {"model": "tiny", "reward": "ground_truth", "clip": "standard", "seed": 1},
+        {"model": "tiny", "reward": "ground_truth", "clip": "clip_higher", "seed": 0},
+    ]
+    assert len({c.id for c in cells}) == 8
+
+
+def test_ids_are_stable_across_files_and_runs(tmp_path):
+    a = expand(tmp_path, BASE, "a.yaml")
+    # the same cells declared differently (other name, other axis order, explicit defaults) keep their ids
+    b = expand(
+        tmp_path,
+        BASE.replace("name: t", "name: other").replace(
+            "  seed: [0, 1]\n", "  seed: [1, 0]\nsettings: {train: {adam_beta2: 0.95}}\n"
+        ),
+        "b.yaml",
+    )
+    assert {c.id for c in a} == {c.id for c in b}
+    again = expand(tmp_path, BASE, "c.yaml")
+    assert [c.id for c in a] == [c.id for c in again]
+
+
+def test_any_setting_change_changes_the_id(tmp_path):
+    a = {c.label: c.id for c in expand(tmp_path, BASE, "a.yaml")}
+    b = {
+        c.label: c.id
+        for c in expand(tmp_path, BASE + "settings: {train: {learning_rate: 0.001}}\n", "b.yaml")
+    }
+    assert a.keys() == b.keys()
+    assert all(a[k] != b[k] for k in a)
+
+
+def test_launch_resources_do_not_change_the_id(tmp_path):
+    a = [c.id for c in expand(tmp_path, BASE, "a.yaml")]
+    b = [
+        c.id
+        for c in expand(tmp_path, BASE + "settings: {slurm: {partition: gpu, gpus_per_node: 8}}\n", "b.yaml")
+    ]
+    assert a == b
+
+
+def test_dotted_axis_and_reward_params_are_sweepable(tmp_path):
+    cells = expand(
+        tmp_path,
+        """
+name: t
+preset: smoke
+grid:
+  model: [tiny]
+  reward: [random]
+  reward_params.random.gamma: [0.3, 0.7]
+  train.learning_rate: [1.0e-4, 5.0e-4]
+""",
+    )
+    assert len(cells) == 4
+    assert sorted({c.config.reward_params["random"]["gamma"] for c in cells}) == [0.3, 0.7]
+    assert sorted({c.config.train.learning_rate for c in cells}) == [1e-4, 5e-4]
+
+
+def test_reward_given_as_mapping_sets_its_params(tmp_path):
+    cells = expand(
+        tmp_path,
+        """
+name: t
+preset: smoke
+grid:
+  model: [tiny]
+  reward: [ground_truth, {name: random, gamma: 0.001}]
+""",
+    )
+    assert [c.axes["reward"] for c in cells] == ["ground_truth", "random(gamma=0.001)"]
+    assert cells[1].config.reward_params == {"random": {"gamma": 0.001}}
+    assert cells[0].config.reward_params == {}  # params of unused rewards never reach the id
+
+
+def test_excludes_and_overrides(tmp_path):
+    cells = expand(
+        tmp_path,
+        BASE
+        + """
+exclude:
+  - {reward: random, clip: clip_higher}
+overrides:
+  - when: {clip: clip_higher}
+    set: {train.learning_rate: 0.01, clip_params.eps_high: 0.3}
+""",
+    )
+    assert len(cells) == 6
+    assert not any(c.axes["reward"] == "random" and c.axes["clip"] == "clip_higher" for c in cells)
+    higher = [c for c in cells if c.axes["clip"] == "clip_higher"]
+    assert higher and all(c.config.train.learning_rate == 0.01 for c in higher)
+    assert all(c.config.clip_params.eps_high == 0.3 for c in higher)
+    assert all(c.config.train.learning_rate != 0.01 for c in cells if c not in higher)
+
+
+def test_defaults_are_made_explicit(tmp_path):
+    cells = expand(tmp_path, BASE)
+    c = cells[2]
+    assert c.config.prompt == "chat"  # the family's default prompt is part of the id
+    assert (c.config.clip_params.eps_low, c.config.clip_params.eps_high) == (0.2, 0.28)
+
+
+def test_irrelevant_swept_value_is_a_duplicate_error(tmp_path):
+    with pytest.raises(ConfigError, match="same config"):
+        expand(
+            tmp_path,
+            """
+name: t
+grid:
+  model: [tiny]
+  reward: [ground_truth]
+  reward_params.random.gamma: [0.3, 0.7]
+""",
+        )
+
+
+@pytest.mark.parametrize(
+    "text, field, fragment",
+    [
+        ("name: t\ngrid: {model: [tiny], bogus: [1]}\n", "grid.bogus", "unknown 'bogus'"),
+        ("name: t\ngrid: {model: [tiny], train.learnin_rate: [1]}\n", "grid.train.learnin_rate", "unknown"),
+        ("name: t\ngrid: {model: [gpt5]}\n", "model", "valid:"),
+        ("name: t\ngrid: {model: [tiny], reward: [gold]}\n", "reward", "valid:"),
+        ("name: t\ngrid: {model: [tiny], reward: [format_AND_]}\n", "reward", "malformed"),
+        ("name: t\ngrid: {model: [tiny], clip: [sometimes]}\n", "clip", "no_clip"),
+        ("name: t\ngrid: {model: [tiny]}\nsettings: {train: {lr: 1}}\n", "settings.train", "unknown setting"),
+        (
+            "name: t\ngrid: {model: [tiny]}\nsettings: {train: {steps: 0}}\n",
+            "settings.train.steps",
+            "greater",
+        ),
+        (
+            "name: t\ngrid: {model: [tiny]}\nsettings: {eval: {benchmarks: [gsm9k]}}\n",
+            "eval.benchmarks[0]",
+            "math500",
+        ),
+        ("name: t\ngrid: {model: []}\n", "grid", "non-empty"),
+        ("name: t\ngrid: {reward: [random]}\n", "grid", "model"),
+        ("grid: {model: [tiny]}\n", "name", "missing"),
+        ("name: t\ngrid: {model: [tiny]}\nfoo: 1\n", "foo", "unknown setting"),
+        ("name: t\npreset: fast\ngrid: {model: [tiny]}\n", "preset", "paper"),
+        ("name: t\ngrid: {model: [tiny], seed: [0]}\nexclude: [{seed: 0}]\n", "grid", "empty"),
+        ("name: t\ngrid: {model: [tiny]}\nexclude: [{colour: red}]\n", "exclude[0].colour", "unknown"),
+        (
+            "name: t\ngrid: {model: [tiny], reward: [random]}\nsettings: {reward_params: {random: {gama: 1}}}\n",
+            "reward_params",
+            "gamma",
+        ),
+        ("name: t\ngrid: {model: [tiny]\n", "line", "malformed YAML"),
+        ("- just\n- a list\n", "(top level)", "mapping"),
+    ],
+)
+def test_bad_input_names_file_and_field(tmp_path, text, field, fragment):
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        grid.expand(spec.load_sweep(p))
+    msg = str(info.value)
+    assert str(p) in msg
+    assert field in msg, msg
+    assert fragment in msg, msg
+    assert "\n" not in msg
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="file not found"):
+        spec.load_sweep(tmp_path / "nope.yaml")
+
+
+def test_shipped_paper_table_expands_to_72_cells():
+    cells = grid.expand(spec.load_sweep(ROOT / "sweeps" / "paper_table.yaml"))
+    assert len(cells) == 72
+    models = {c.config.model for c in cells}
+    assert models == {"qwen2.5-math-7b", "qwen2.5-7b", "llama3.1-8b-instruct", "olmo2-7b"}
+    assert {c.config.reward for c in cells} == {
+        "ground_truth",
+        "majority_vote",
+        "one_shot",
+        "incorrect_label",
+        "random",
+        "format",
+    }
+    c = cells[0].config
+    assert (
+        c.train.learning_rate,
+        c.train.prompts_per_step,
+        c.train.samples_per_prompt,
+        c.train.mini_batch,
+    ) == (5e-7, 64, 16, 128)
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_sweep_expands(path):
+    assert grid.expand(spec.load_sweep(path))

@@ -1,0 +1,164 @@
+"""`spurisweep verify-rewards` (coverage of every reward on the adversarial suite) and
+`spurisweep grade FILE.jsonl` (grading another framework's outputs), through the real CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spurisweep import rewards
+from spurisweep.rewards import RewardDef, coverage
+
+ROOT = Path(__file__).resolve().parents[2]
+EXE = [sys.executable, "-m", "spurisweep.cli"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([*EXE, *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
+
+
+def test_every_reward_meets_the_suite():
+    result = coverage.verify()
+    assert result.failures == []
+    names = set(result.coverage)
+    assert {
+        "grader",
+        "ground_truth",
+        "format",
+        "python",
+        "majority_vote",
+        "incorrect_label",
+        "one_shot",
+        "no_repetition",
+        "format_AND_inverse_python",
+    } <= names
+    assert all(c == 1.0 for c in result.coverage.values())
+    assert result.counts["grader"][1] >= 40  # the suite is not trivially small
+
+
+def test_every_reward_meets_the_suite_under_the_paper_grader():
+    """The same suite for cells with `grader: paper`: the official rules, where they differ from
+    math-verify's expectations on a case, are the documented ones (verify_suite.PAPER_EXPECTED)."""
+    from spurisweep.rewards.verify_suite import PAPER_EXPECTED
+
+    result = coverage.verify(grader="paper")
+    assert result.failures == []
+    assert all(c == 1.0 for c in result.coverage.values()) and result.counts["grader"][1] >= 40
+    got = {(o.case_id, o.checker): o.got for o in result.outcomes}
+    for case_id, expected in PAPER_EXPECTED.items():
+        for name, value in expected.items():
+            assert got[(case_id, name)] == value, (case_id, name)
+    assert got[("good/set_any_order", "ground_truth")] == 0.0  # the rewards follow the grader
+    # and the math-verify suite would not pass the paper grader: the expectations really differ
+    mv = coverage.verify(["format"], grader="math_verify")
+    assert mv.coverage["format"] == 1.0 and result.coverage["format"] == 1.0
+    assert {o.case_id for o in mv.outcomes if o.checker == "grader" and o.got == 0.0} != {
+        o.case_id for o in result.outcomes if o.checker == "grader" and o.got == 0.0
+    }
+
+
+def test_a_broken_reward_is_caught(monkeypatch):
+    """A format reward that ignores empty boxes must lose coverage (the suite can fail)."""
+    good = rewards.REGISTRY["format"]
+
+    def lax(params, ctx):
+        return lambda completions, **kw: [float("boxed" in c) for c in completions]
+
+    monkeypatch.setitem(rewards.REGISTRY, "format", RewardDef("format", lax, {}, good.data, good.description))
+    result = coverage.verify(["format"])
+    assert result.coverage["format"] < 1.0
+    assert any(f.checker == "format" and "empty" in f.case_id for f in result.failures)
+
+
+def test_verify_rewards_cli():
+    proc = cli("verify-rewards", "--reward", "format", "--reward", "python")
+    assert proc.returncode == 0, proc.stderr
+    assert "format" in proc.stdout and "100.0%" in proc.stdout
+    assert "grader math_verify" in proc.stdout and "grader paper" in proc.stdout  # both graders' suites
+    proc = cli("verify-rewards", "--reward", "gold")
+    assert proc.returncode == 2 and "valid:" in proc.stderr and "Traceback" not in proc.stderr
+    proc = cli("verify-rewards", "--reward", "format", "--grader", "papr")
+    assert proc.returncode == 2 and "--grader" in proc.stderr and "paper" in proc.stderr
+    proc = cli("verify-rewards", "--reward", "ground_truth", "--json")
+    out = json.loads(proc.stdout)
+    assert set(out) == {"math_verify", "paper"}
+    assert out["math_verify"]["coverage"]["ground_truth"] == out["paper"]["coverage"]["ground_truth"] == 1.0
+    proc = cli("verify-rewards", "--reward", "format", "--grader", "paper", "--json")
+    assert set(json.loads(proc.stdout)) == {"paper"}
+
+
+def test_the_floor_applies_to_each_grader(monkeypatch):
+    """A checker that meets the math-verify suite but not the paper one must fail the command."""
+    from typer.testing import CliRunner
+
+    from spurisweep.cli import app
+    from spurisweep.rewards.verify_suite import GRADER_EXPECTED
+
+    # a paper expectation no grader meets: the paper grader's coverage falls below a floor of 1.0
+    monkeypatch.setitem(GRADER_EXPECTED, "paper", {"good/boxed_int": {"format": 0.0}})
+    res = CliRunner().invoke(app, ["verify-rewards", "--reward", "format", "--floor", "1.0"])
+    assert res.exit_code == 1 and "FAIL paper: format good/boxed_int" in res.stdout
+    res = CliRunner().invoke(
+        app, ["verify-rewards", "--reward", "format", "--floor", "1.0", "--grader", "math_verify"]
+    )
+    assert res.exit_code == 0, res.stdout
+
+
+def test_grade_cli(tmp_path):
+    rows = [
+        {"id": 1, "response": "so \\boxed{070}", "answer": "70"},
+        {"id": 2, "response": "```python\nprint(1)\n```\n\\boxed{3}", "answer": "4"},
+        {"id": 3, "response": "so \\boxed{5}", "answer": "\\frac{"},  # unparseable reference: ungradable
+    ]
+    f = tmp_path / "outs.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = cli("grade", str(f))
+    assert proc.returncode == 0, proc.stderr
+    assert "graded 3 responses: 1 correct" in proc.stdout and "1 with code reasoning" in proc.stdout
+    out = [json.loads(x) for x in (tmp_path / "outs.graded.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in out] == [1, 2, 3]  # the input fields are kept
+    assert [r["correct"] for r in out] == [True, False, None]
+    assert out[0]["extracted"] == "070" and out[1]["has_python"] and out[1]["has_code_block"]
+    assert out[2]["reason"]
+
+
+def test_grade_cli_with_the_paper_grader(tmp_path):
+    """The same verdict fields; the official rules decide (an unclosed box counts, an ungradable reference
+    scores 0 rather than None, and tuples compare in order)."""
+    rows = [
+        {"id": 1, "response": "so \\boxed{070", "answer": "70"},
+        {"id": 2, "response": "so \\boxed{5}", "answer": "\\frac{^2}{}"},
+        {"id": 3, "response": "so \\boxed{7, 5}", "answer": "5, 7"},
+    ]
+    f = tmp_path / "outs.jsonl"
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    proc = cli("grade", str(f), "--grader", "paper", "--out", str(tmp_path / "p.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    assert "graded 3 responses: 1 correct" in proc.stdout
+    paper = [json.loads(x) for x in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [r["correct"] for r in paper] == [True, False, False]
+    assert cli("grade", str(f), "--out", str(tmp_path / "m.jsonl")).returncode == 0
+    mv = [json.loads(x) for x in (tmp_path / "m.jsonl").read_text().splitlines()]
+    assert [set(r) for r in paper] == [set(r) for r in mv]  # the same verdict fields
+    assert [r["correct"] for r in mv] != [r["correct"] for r in paper]
+    proc = cli("grade", str(f), "--grader", "papers")
+    assert proc.returncode == 2 and "--grader" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ('{"response": "x", "answer": "1"}\nnot json\n', "line 2: not JSON"),
+        ('{"response": "x"}\n', "line 1: expected an object with 'response' and 'answer'"),
+    ],
+)
+def test_grade_malformed_file_exits_2_with_the_line(tmp_path, text, fragment):
+    f = tmp_path / "bad.jsonl"
+    f.write_text(text)
+    proc = cli("grade", str(f))
+    assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "bad.graded.jsonl").exists()
