@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registry import RewardContext, completion_text, register
+from .registry import GRADER, RewardContext, completion_text, register
 
 
 def _checker(ctx: RewardContext):
@@ -25,21 +25,39 @@ def _checker(ctx: RewardContext):
     return check
 
 
-@register("ground_truth", description="1 if the extracted answer equals the reference answer")
+@register(
+    "ground_truth", expected=GRADER, description="1 if the extracted answer equals the reference answer"
+)
 def ground_truth(params: dict[str, Any], ctx: RewardContext):
     return _checker(ctx)
 
 
-@register("majority_vote", data="majority", description="the check against the base model's majority answer")
+@register(
+    "majority_vote",
+    data="majority",
+    expected=GRADER,
+    description="the check against the base model's majority answer",
+)
 def majority_vote(params: dict[str, Any], ctx: RewardContext):
     return _checker(ctx)
 
 
-@register("incorrect_label", data="incorrect", spurious=True, description="the check against a wrong majority answer")
+@register(
+    "incorrect_label",
+    data="incorrect",
+    spurious=True,
+    expected=GRADER,
+    description="the check against a wrong majority answer",
+)
 def incorrect_label(params: dict[str, Any], ctx: RewardContext):
     return _checker(ctx)
 
 
-@register("one_shot", data="one_shot", description="ground truth on one problem repeated (pi1 by default)")
+@register(
+    "one_shot",
+    data="one_shot",
+    expected=GRADER,
+    description="ground truth on one problem repeated (pi1 by default)",
+)
 def one_shot(params: dict[str, Any], ctx: RewardContext):
     return _checker(ctx)

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 RewardFn = Callable[..., list[float | None]]
+
+#: `expected=` forms (what a reward must score on the adversarial suite, rewards/verify_suite.yaml):
+GRADER = "grader"  # the grader's verdict on every case: the reward runs the grader's check on `answer`
+SUITE = "suite"  # its own values, under its name in the suite file's cases
+UNSCORED = "unscored"  # nothing to expect case by case (random draws); left out of verify-rewards
+#: one of the three names above, or {case_id: 1.0 | 0.0 | None} on the suite's cases, written inline
+Expected = str | Mapping[str, float | None]
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,9 @@ class RewardDef:
     #: carries no information about the correct answer (random, format, a wrong label, ...): `diagnose`
     #: treats a gain under it as spurious
     spurious: bool = False
+    #: what it must score on the adversarial suite (GRADER, SUITE, UNSCORED or {case_id: value});
+    #: None = not declared, which `verify-rewards` refuses, naming the reward
+    expected: Expected | None = None
 
 
 @dataclass
@@ -52,12 +62,36 @@ def register(
     description: str = "",
     check: Callable[[dict[str, Any]], None] | None = None,
     spurious: bool = False,
+    expected: Expected | None = None,
 ):
+    """Register a reward factory under `name`. `spurious` and `expected` are its two declarations: whether a
+    gain under it is spurious (diagnose), and what it must score on the adversarial suite (verify-rewards)."""
+    check_expected(name, expected)
+
     def deco(factory: Callable[[dict[str, Any], RewardContext], RewardFn]):
-        REGISTRY[name] = RewardDef(name, factory, dict(params or {}), data, description, check, spurious)
+        REGISTRY[name] = RewardDef(
+            name, factory, dict(params or {}), data, description, check, spurious, expected
+        )
         return factory
 
     return deco
+
+
+def check_expected(name: str, expected: Expected | None) -> None:
+    """A malformed `expected=` is a programming error, refused where the reward registers."""
+    if expected is None or expected in (GRADER, SUITE, UNSCORED):
+        return
+    if isinstance(expected, Mapping) and not isinstance(expected, str):
+        for case_id, value in expected.items():
+            if value not in (0.0, 1.0, None) or isinstance(value, bool):
+                raise ValueError(
+                    f"reward {name!r}: expected[{case_id!r}] must be 1.0, 0.0 or None, got {value!r}"
+                )
+        return
+    raise ValueError(
+        f"reward {name!r}: expected must be {GRADER!r}, {SUITE!r}, {UNSCORED!r} or {{case_id: value}}, "
+        f"got {expected!r}"
+    )
 
 
 def number(

@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from ..distributed import rank
-from .registry import RewardContext, completion_text, number, register
+from .registry import SUITE, UNSCORED, RewardContext, completion_text, number, register
 
 
 def check_random(params: dict[str, Any]) -> None:
@@ -17,6 +17,7 @@ def check_random(params: dict[str, Any]) -> None:
 @register(
     "random",
     spurious=True,
+    expected=UNSCORED,  # it draws: no value to expect of one response
     params={"gamma": 0.5},
     description="1 with probability gamma, independently per completion",
     check=check_random,
@@ -47,7 +48,12 @@ def random_reward(params: dict[str, Any], ctx: RewardContext):
 _BOX = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
-@register("format", spurious=True, description="1 if the last \\boxed{} is present and non-empty, correctness ignored")
+@register(
+    "format",
+    spurious=True,
+    expected=SUITE,
+    description="1 if the last \\boxed{} is present and non-empty, correctness ignored",
+)
 def format_reward(params: dict[str, Any], ctx: RewardContext):
     """Under the paper grader, the official rule (grading.paper.format_ok: an unclosed box counts, \\fbox
     does not, a box of only unit words is empty; with an <answer> template, text after the last <answer>)."""
@@ -65,7 +71,12 @@ def format_reward(params: dict[str, Any], ctx: RewardContext):
     return fmt_paper if ctx.grader == "paper" else fmt
 
 
-@register("python", spurious=True, description="1 if the lower-cased response contains 'python' (code reasoning)")
+@register(
+    "python",
+    spurious=True,
+    expected=SUITE,
+    description="1 if the lower-cased response contains 'python' (code reasoning)",
+)
 def python_reward(params: dict[str, Any], ctx: RewardContext):
     def python(completions, **kwargs) -> list[float | None]:
         return [float("python" in completion_text(c).lower()) for c in completions]
@@ -86,6 +97,7 @@ def check_no_repetition(params: dict[str, Any]) -> None:
 @register(
     "no_repetition",
     spurious=True,
+    expected=SUITE,
     params={"min_length": 10, "max_length": 256, "repeats": 10},
     description="0 if one pattern of min_length..max_length characters repeats at least `repeats` times "
     "in a row (the paper's detector), else 1",

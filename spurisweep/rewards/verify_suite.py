@@ -1,5 +1,8 @@
 """An adversarial verifier suite: known-good and known-bad model outputs, as data, and a runner.
 
+The cases are package data, `verify_suite.yaml` beside this module (loaded once, into :data:`CASES`), with
+the per-grader overrides (:data:`GRADER_EXPECTED`); adding a case or a reward's expectations edits that file.
+
 Every :class:`SuiteCase` carries ``expected``: a mapping from a *checker name* to the value that checker
 must return for the case (``1.0`` / ``0.0``, or ``None`` for "ungradable"). The answer grader is the
 checker ``"grader"`` (its Verdict.correct True/False/None maps to 1.0/0.0/None); reward functions are
@@ -21,8 +24,12 @@ import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from importlib import resources
 from typing import Any
 
+import yaml
+
+from spurisweep.errors import ConfigError
 from spurisweep.grading import Verdict, grade_batch
 
 logger = logging.getLogger(__name__)
@@ -38,6 +45,7 @@ __all__ = [
     "cases_for",
     "extend_cases",
     "grader_checker",
+    "load_suite",
     "run_suite",
     "with_expectations",
 ]
@@ -62,307 +70,68 @@ class SuiteCase:
         return {1.0: "good", 0.0: "bad", None: "ungradable"}.get(g, "n/a")  # type: ignore[arg-type]
 
 
-def _case(
-    id: str,
-    response: str,
-    gold: str,
-    grader: bool | None,
-    *,
-    format: float | None | str,
-    python: float | None | str,
-    tags: Sequence[str] = (),
-    note: str = "",
-) -> SuiteCase:
-    """A case; ``format``/``python`` are hand-labelled with the paper's definitions ("skip" = no
-    expectation for that checker on this case)."""
-    expected: dict[str, float | None] = {"grader": None if grader is None else float(grader)}
-    for name, value in (("format", format), ("python", python)):
-        if value != "skip":
-            expected[name] = value  # type: ignore[assignment]
-    return SuiteCase(id, response, gold, expected, tuple(tags), note)
+SUITE_FILE = "verify_suite.yaml"  # package data beside this module
+_WHERE = f"spurisweep/rewards/{SUITE_FILE}"  # how errors name it
 
 
-_REASONING = (
-    "Let's think step by step. First we set up the equation $3x + 4 = 40$, so $3x = 36$. "
-    "Dividing both sides by 3 gives the value we need.\n\n"
-)
-
-# format: 1.0 iff the response's LAST \boxed{...} is present and non-empty (the paper's format reward).
-# python: 1.0 iff "python" occurs in the lower-cased response (the paper's code-reasoning reward).
-CASES: list[SuiteCase] = [
-    # ---- known-correct outputs in varied formats -------------------------------------------------
-    _case("good/boxed_int", _REASONING + "Therefore $x = \\boxed{12}$.", "12", True, format=1.0, python=0.0),
-    _case(
-        "good/boxed_nested_braces",
-        "The height is $\\boxed{\\frac{\\sqrt{3}}{2}}$.",
-        "\\frac{\\sqrt3}{2}",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    _case("good/nested_boxed", "So the result is \\boxed{\\boxed{7}}.", "7", True, format=1.0, python=0.0),
-    _case("good/dfrac", "We get \\boxed{\\dfrac{3}{4}}", "\\frac{3}{4}", True, format=1.0, python=0.0),
-    _case(
-        "good/decimal_vs_fraction", "This equals \\boxed{0.75}.", "\\frac{3}{4}", True, format=1.0, python=0.0
-    ),
-    _case("good/fraction_vs_decimal", "This equals \\boxed{3/4}.", "0.75", True, format=1.0, python=0.0),
-    _case(
-        "good/half_three_ways", "The probability is $\\boxed{\\frac12}$.", "0.5", True, format=1.0, python=0.0
-    ),
-    _case(
-        "good/tuple_left_right",
-        "In polar coordinates the point is \\boxed{(3, \\pi/2)}.",
-        "\\left( 3, \\frac{\\pi}{2} \\right)",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    _case("good/degrees_pred", "The angle measures \\boxed{90^\\circ}.", "90", True, format=1.0, python=0.0),
-    _case("good/degrees_gold", "The angle measures \\boxed{75}.", "75^\\circ", True, format=1.0, python=0.0),
-    _case("good/answer_is", _REASONING + "So the answer is 12.", "12", True, format=0.0, python=0.0),
-    _case(
-        "good/answer_is_latex",
-        "Putting it together, the answer is $\\frac{1}{2}$.",
-        "0.5",
-        True,
-        format=0.0,
-        python=0.0,
-    ),
-    _case("good/zero_padded_gold", "The remainder is \\boxed{70}.", "070", True, format=1.0, python=0.0),
-    _case("good/zero_padded_pred", "The remainder is \\boxed{025}.", "25", True, format=1.0, python=0.0),
-    _case("good/float_gold", "There are \\boxed{142} ways.", "142.0", True, format=1.0, python=0.0),
-    _case("good/float_pred", "There are \\boxed{142.0} ways.", "142", True, format=1.0, python=0.0),
-    _case(
-        "good/text_around",
-        "We have $x=5$ and $y=7$, so the final answer is $\\boxed{x = 5}$ and we are done; 9 checks passed.",
-        "5",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    _case("good/fbox", "Result: \\fbox{42}", "42", True, format="skip", python=0.0),
-    _case("good/last_number", "Adding the two parts gives 3 + 4 = 7", "7", True, format=0.0, python=0.0),
-    _case(
-        "good/thousands_separator", "The total is \\boxed{10,080}.", "10,\\!080", True, format=1.0, python=0.0
-    ),
-    _case(
-        "good/text_answer",
-        "So \\boxed{\\text{Evelyn}} has the highest speed.",
-        "\\text{Evelyn}",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    _case(
-        "good/text_answer_bare",
-        "So \\boxed{Evelyn} has the highest speed.",
-        "\\text{Evelyn}",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    _case(
-        "good/choice_letter", "The correct option is \\boxed{C}.", "\\text{(C)}", True, format=1.0, python=0.0
-    ),
-    _case(
-        "good/interval_union",
-        "The domain is $\\boxed{(-\\infty,2)\\cup(3,\\infty)}$.",
-        "(-\\infty, 2) \\cup (3, \\infty)",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    _case(
-        "good/matrix",
-        "Hence $\\mathbf{M} = \\boxed{\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}}$.",
-        "\\begin{pmatrix} -1 & 0 \\\\ 0 & -1 \\end{pmatrix}",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    _case(
-        "good/set_any_order", "The solutions are \\boxed{7, 5, 3}.", "3, 5, 7", True, format=1.0, python=0.0
-    ),
-    _case(
-        "good/sqrt_forms",
-        "So $\\cos 45^\\circ = \\boxed{\\sqrt{2}/2}$.",
-        "\\frac{\\sqrt{2}}{2}",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    _case("good/dollars", "She pays \\boxed{\\$36}.", "36", True, format=1.0, python=0.0),
-    _case(
-        "good/unsimplified",
-        "The sum is \\boxed{\\frac{1}{3}+\\frac{1}{3}}.",
-        "\\frac{2}{3}",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    _case("good/period_in_box", "Thus \\boxed{5.}", "5", True, format=1.0, python=0.0),
-    _case(
-        "good/box_then_prose_number",
-        "\\boxed{12}\n\nI hope it is correct; it took me 15 minutes.",
-        "12",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    _case(
-        "good/python_code_block",
-        "Let me verify with Python.\n```python\nprint(2 + 3)\n```\n```output\n5\n```\nSo the sum is \\boxed{5}.",
-        "5",
-        True,
-        format=1.0,
-        python=1.0,
-    ),
-    _case("good/equation_form", "The line is \\boxed{y = 2x + 3}.", "y=2x+3", True, format=1.0, python=0.0),
-    _case("good/percent", "The rate is \\boxed{15\\%}.", "15", True, format=1.0, python=0.0),
-    _case("good/negative_last_number", "so the minimum value is -4", "-4.0", True, format=0.0, python=0.0),
-    _case("good/one_shot_pi1", "The required value is \\boxed{12.8}", "12.8", True, format=1.0, python=0.0),
-    _case(
-        "good/fraction_of_pi1",
-        "The required value is \\boxed{\\frac{64}{5}}",
-        "12.8",
-        True,
-        format=1.0,
-        python=0.0,
-    ),
-    # ---- known-wrong outputs that look right -----------------------------------------------------
-    _case(
-        "bad/wrong_number_boxed",
-        _REASONING + "Therefore $x = \\boxed{13}$.",
-        "12",
-        False,
-        format=1.0,
-        python=0.0,
-    ),
-    _case(
-        "bad/prose_other_last_number",
-        "We find that x equals 12, and it is confirmed by checking 3 cases.",
-        "12",
-        False,
-        format=0.0,
-        python=0.0,
-        note="no box, no 'answer is': the last number (3) is the answer",
-    ),
-    _case(
-        "bad/two_boxes_last_wrong",
-        "First I got \\boxed{12}. Wait, that is wrong; recomputing gives \\boxed{13}.",
-        "12",
-        False,
-        format=1.0,
-        python=0.0,
-    ),
-    _case(
-        "bad/empty_box",
-        "Let me compute 3 + 4 first.\n\n\\boxed{}",
-        "12",
-        False,
-        format=0.0,
-        python=0.0,
-        note="an empty last box is no box; the fallback (last number, 4) is wrong",
-    ),
-    _case("bad/hedged_prose", "The answer is either 3 or 5.", "5", False, format=0.0, python=0.0),
-    _case("bad/hedged_box", "So $x$ is \\boxed{3 \\text{ or } 5}.", "5", False, format=1.0, python=0.0),
-    _case(
-        "bad/correct_in_reasoning_wrong_box",
-        "The first step gives 12, which we then double: \\boxed{24}.",
-        "12",
-        False,
-        format=1.0,
-        python=0.0,
-    ),
-    _case("bad/no_answer", "I am not sure how to solve this problem.", "12", False, format=0.0, python=0.0),
-    _case("bad/sign_error", "So \\boxed{-12}.", "12", False, format=1.0, python=0.0),
-    _case(
-        "bad/tuple_order",
-        "The point is \\boxed{\\left(\\frac{\\pi}{2}, 3\\right)}.",
-        "\\left( 3, \\frac{\\pi}{2} \\right)",
-        False,
-        format=1.0,
-        python=0.0,
-    ),
-    _case("bad/partial_set", "The solutions are \\boxed{3, 5}.", "3, 5, 7", False, format=1.0, python=0.0),
-    _case("bad/rounded", "Approximately \\boxed{0.33}.", "\\frac{1}{3}", False, format=1.0, python=0.0),
-    _case(
-        "bad/prompt_echo_box",
-        "Please reason step by step, and put your final answer within \\boxed{}.",
-        "12",
-        False,
-        format=0.0,
-        python=0.0,
-    ),
-    _case(
-        "bad/truncated_box",
-        _REASONING + "So the final value is \\boxed{1",
-        "12",
-        False,
-        format=0.0,
-        python=0.0,
-        note="an unclosed last box is no box; the fallback (last number, 1) is wrong",
-    ),
-    _case(
-        "bad/python_mention_wrong",
-        "I would use Python for this, but by hand: \\boxed{11}",
-        "12",
-        False,
-        format=1.0,
-        python=1.0,
-    ),
-    _case(
-        "bad/wrong_choice", "The correct option is \\boxed{D}.", "\\text{(C)}", False, format=1.0, python=0.0
-    ),
-    _case(
-        "bad/wrong_text", "So \\boxed{\\text{Navin}} wins.", "\\text{Evelyn}", False, format=1.0, python=0.0
-    ),
-    _case(
-        "bad/too_long_box",
-        "\\boxed{" + " + ".join(["1"] * 300) + "}",
-        "300",
-        False,
-        format=1.0,
-        python=0.0,
-        note="extracted answers over MAX_ANSWER_CHARS are rejected unparsed",
-    ),
-    _case(
-        "bad/answer_in_code_only",
-        "```python\nx = 12\nprint(x)\n```\nThe code prints the value; I computed 7 by hand.",
-        "12",
-        False,
-        format=0.0,
-        python=1.0,
-    ),
-    # ---- ungradable ------------------------------------------------------------------------------
-    _case(
-        "none/power_tower",
-        "Clearly the value is \\boxed{9^{9^{9}}}",
-        "5",
-        None,
-        format=1.0,
-        python=0.0,
-        tags=("slow",),
-        note="cannot be decided within the timeout: graded None ('timeout'), never a hang",
-    ),
-    _case("none/empty_gold", "So \\boxed{5}.", "", None, format=1.0, python=0.0),
-    _case("none/empty_gold_empty_box", "So \\boxed{}.", "", None, format=0.0, python=0.0),
-    _case("none/gold_unparseable", "So \\boxed{5}.", "\\frac{^2}{}", None, format=1.0, python=0.0),
-]
+def _value(where: str, value: Any) -> float | None:
+    if value is None or (not isinstance(value, bool) and value in (0, 1)):
+        return None if value is None else float(value)
+    raise ConfigError(f"must be 1.0, 0.0 or null, got {value!r}", file=_WHERE, field=where)
 
 
-#: where the paper's official grader (grading/paper.py) must differ from the expectations above, each a
-#: documented official rule (RESEARCH.md, "The official code's behaviour"); every other case holds for both
-PAPER_EXPECTED: dict[str, dict[str, float | None]] = {
-    "good/set_any_order": {"grader": 0.0},  # tuples compare element by element, in order
-    "none/power_tower": {"grader": 0.0},  # an ungradable answer scores 0, never None
-    "none/gold_unparseable": {"grader": 0.0},  # likewise
-    "none/empty_gold": {"grader": 0.0},  # an empty gold is graded: another answer does not match it
-    "none/empty_gold_empty_box": {"grader": 1.0},  # ... and an empty box does (the official rule)
-    "bad/truncated_box": {"format": 1.0},  # an unclosed \boxed{ counts and runs to the end of the text
-}
-#: grader name -> its expectation overrides
-GRADER_EXPECTED: dict[str, dict[str, dict[str, float | None]]] = {"math_verify": {}, "paper": PAPER_EXPECTED}
+def _expectations(where: str, raw: Any) -> dict[str, float | None]:
+    if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
+        raise ConfigError("must map checker names to 1.0, 0.0 or null", file=_WHERE, field=where)
+    return {k: _value(f"{where}.{k}", v) for k, v in raw.items()}
+
+
+def _suite_case(i: int, raw: Any) -> SuiteCase:
+    where = f"cases[{i}]"
+    if not isinstance(raw, dict):
+        raise ConfigError("must be a mapping with id, response, gold, expected", file=_WHERE, field=where)
+    for key in ("id", "response", "gold"):
+        if not isinstance(raw.get(key), str):
+            raise ConfigError("missing, or not text", file=_WHERE, field=f"{where}.{key}")
+    unknown = set(raw) - {"id", "response", "gold", "expected", "tags", "note"}
+    if unknown:
+        raise ConfigError(f"unknown key {sorted(unknown)[0]!r}", file=_WHERE, field=where)
+    expected = _expectations(f"{where}.expected", raw.get("expected"))
+    return SuiteCase(
+        raw["id"], raw["response"], raw["gold"], expected, tuple(raw.get("tags") or ()), raw.get("note", "")
+    )
+
+
+def load_suite(
+    text: str | None = None,
+) -> tuple[list[SuiteCase], dict[str, dict[str, dict[str, float | None]]]]:
+    """The suite file's cases and per-grader overrides (`text`: the file's text, default the shipped one).
+    A malformed file is a ConfigError naming the file and the field."""
+    if text is None:
+        text = resources.files(__package__).joinpath(SUITE_FILE).read_text(encoding="utf-8")
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({str(exc).splitlines()[0]})", file=_WHERE) from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("cases"), list):
+        raise ConfigError("expected a mapping with a `cases` list", file=_WHERE)
+    cases = [_suite_case(i, c) for i, c in enumerate(doc["cases"])]
+    ids: set[str] = set()
+    for i, case in enumerate(cases):
+        if case.id in ids:
+            raise ConfigError(f"duplicate case id {case.id!r}", file=_WHERE, field=f"cases[{i}].id")
+        ids.add(case.id)
+    graders: dict[str, dict[str, dict[str, float | None]]] = {}
+    for grader, overrides in (doc.get("graders") or {}).items():
+        if not isinstance(overrides, dict):
+            raise ConfigError("must map case ids to expectations", file=_WHERE, field=f"graders.{grader}")
+        for case_id in overrides:
+            if case_id not in ids:
+                raise ConfigError(f"no case {case_id!r}", file=_WHERE, field=f"graders.{grader}")
+        graders[str(grader)] = {
+            cid: _expectations(f"graders.{grader}.{cid}", exp) for cid, exp in overrides.items()
+        }
+    return cases, graders
 
 
 def cases_for(grader: str) -> list[SuiteCase]:
@@ -396,6 +165,11 @@ def with_expectations(
     return [
         dataclasses.replace(c, expected={**c.expected, **extra[c.id]}) if c.id in extra else c for c in cases
     ]
+
+
+CASES, GRADER_EXPECTED = load_suite()
+#: where the paper's official grader (grading/paper.py) must differ from the cases' expectations
+PAPER_EXPECTED = GRADER_EXPECTED["paper"]
 
 
 def grader_checker(grader: Callable[[list[tuple[str, str]]], list[Verdict]] = grade_batch) -> Checker:

@@ -158,6 +158,38 @@ def test_the_paper_preset_trains_and_evaluates_base_models_on_the_literal_templa
     assert families.render_prompt(tok, "r1_paper", "What is 1 + 1?").count("\n") > 0
 
 
+# ---------------------------------------------------------------------------------------------- the recipe file
+def test_the_paper_preset_is_the_recipe_file_and_every_value_reaches_the_cell(tmp_path):
+    """resources/paper_recipe.yaml is the one place the recipe is written (fidelity reads it too); every value
+    of its `preset` section reaches a resolved cell as written (a float stays a float: YAML reads `5e-7` as
+    text, so the file writes 5.0e-7)."""
+    recipe = presets.paper_recipe()
+    assert presets.PRESETS["paper"] == recipe["preset"]
+    cfg = cell(tmp_path, model="qwen2.5-math-7b")
+    for path, value in _leaves(recipe["preset"]):
+        got: object = cfg
+        for part in path.split("."):
+            got = getattr(got, part)
+        assert got == value and type(got) is type(value), (path, got, value)
+    # besides the paper's values, only how a run is kept (resume points, not a paper setting)
+    assert (
+        recipe["preset"]["train"]["resume_every"] == 10 and recipe["preset"]["train"]["keep_checkpoints"] == 1
+    )
+    assert cfg.clip == "standard" and cfg.clip_params.eps_low == 0.2
+    assert cfg.train.bf16 is None  # bf16 on GPU, as the paper; fp32 on CPU
+
+
+def test_the_recipes_official_values_are_the_defaults_a_paper_cell_keeps(tmp_path):
+    """The `official` section names what the preset leaves at CellConfig's defaults: a paper cell holds each."""
+    official = presets.paper_recipe()["official"]["data"]
+    d = cell(tmp_path, reward="majority_vote").data
+    for key, value in official.items():
+        got = getattr(d, key)
+        if key == "label_max_new_tokens" and got is None:  # None: the training response limit
+            got = cell(tmp_path).train.max_completion_length
+        assert got == value, key
+
+
 # ---------------------------------------------------------------------------------------------- completeness
 #: paper-preset settings whose value changes nothing fidelity compares, each with why
 EXEMPT = {
@@ -237,7 +269,9 @@ def test_every_paper_setting_is_covered_or_exempt_with_a_reason():
 def test_fidelity_lists_fit_80_columns_and_never_cut_a_word():
     cells = grid.expand(spec.load_sweep(ROOT / "sweeps" / "smoke.yaml"))
     table = fidelity.sweep_report(cells, title="smoke")
-    text = fidelity.as_list(table, ["a quirk " * 20], width=80)
+    from spurisweep.analysis import render
+
+    text = render.to_list(table, 80)
     words = {w for r in table.records for v in r.values() for w in str(v).split()}
     lines = text.splitlines()
     assert lines and max(len(ln) for ln in lines) <= 80

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from spurisweep import rewards
-from spurisweep.rewards import RewardDef, coverage
+from spurisweep.rewards import coverage
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = [sys.executable, "-m", "spurisweep.cli"]
@@ -61,6 +62,65 @@ def test_every_reward_meets_the_suite_under_the_paper_grader():
     }
 
 
+def test_the_suite_is_the_data_file():
+    """The cases are package data (rewards/verify_suite.yaml); no_repetition's own cases are there too."""
+    from spurisweep.rewards.verify_suite import CASES, GRADER_EXPECTED, load_suite
+
+    ids = [c.id for c in CASES]
+    assert len(ids) == len(set(ids)) >= 60 and ids[-2:] == ["norep/looping", "norep/plain"]
+    assert set(GRADER_EXPECTED) == set(coverage.GRADERS)
+    long_box = next(c for c in CASES if c.id == "bad/too_long_box")
+    assert (
+        long_box.response == "\\boxed{" + " + ".join(["1"] * 300) + "}"
+    )  # folded YAML lines read back whole
+    assert next(c for c in CASES if c.id == "none/power_tower").tags == ("slow",)
+    assert load_suite()[0] == CASES
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("cases: 3\n", "spurisweep/rewards/verify_suite.yaml: expected a mapping with a `cases` list"),
+        (
+            "cases:\n- {id: a, response: r, gold: '1', expected: {grader: 0.5}}\n",
+            "spurisweep/rewards/verify_suite.yaml: cases[0].expected.grader: must be 1.0, 0.0 or null, got 0.5",
+        ),
+        (
+            "cases:\n- {id: a, gold: '1', expected: {}}\n",
+            "spurisweep/rewards/verify_suite.yaml: cases[0].response: missing",
+        ),
+        (
+            "cases:\n- {id: a, response: r, gold: '1', expected: {}}\ngraders: {paper: {b: {grader: 1.0}}}\n",
+            "spurisweep/rewards/verify_suite.yaml: graders.paper: no case 'b'",
+        ),
+        (
+            "cases:\n- {id: a, response: r, gold: '1', expected: {}}\n- {id: a, response: r, gold: '1', expected: {}}\n",
+            "spurisweep/rewards/verify_suite.yaml: cases[1].id: duplicate case id 'a'",
+        ),
+        ("cases: [\n", "spurisweep/rewards/verify_suite.yaml: not valid YAML"),
+    ],
+)
+def test_a_malformed_suite_file_names_the_field(text, message):
+    from spurisweep.errors import ConfigError
+    from spurisweep.rewards.verify_suite import load_suite
+
+    with pytest.raises(ConfigError) as bad:
+        load_suite(text)
+    assert str(bad.value).startswith(message), str(bad.value)
+
+
+def test_compositions_and_mixtures_derive_their_expectations():
+    """A_AND_B, inverse_A and a weighted mixture are scored against what their parts declare."""
+    mix = "0.5*format+0.5*python"
+    result = coverage.verify(["format_AND_inverse_python", mix])
+    assert (
+        result.failures == [] and result.counts[mix][1] == result.counts["format_AND_inverse_python"][1] >= 60
+    )
+    exp = {c.id: c.expected for c in coverage.cases([mix])}
+    assert exp["good/boxed_int"][mix] == 0.5 and exp["good/python_code_block"][mix] == 1.0
+    assert mix not in exp["good/fbox"]  # format has no expectation there, so neither has the mixture
+
+
 def test_a_broken_reward_is_caught(monkeypatch):
     """A format reward that ignores empty boxes must lose coverage (the suite can fail)."""
     good = rewards.REGISTRY["format"]
@@ -68,7 +128,7 @@ def test_a_broken_reward_is_caught(monkeypatch):
     def lax(params, ctx):
         return lambda completions, **kw: [float("boxed" in c) for c in completions]
 
-    monkeypatch.setitem(rewards.REGISTRY, "format", RewardDef("format", lax, {}, good.data, good.description))
+    monkeypatch.setitem(rewards.REGISTRY, "format", dataclasses.replace(good, factory=lax))
     result = coverage.verify(["format"])
     assert result.coverage["format"] < 1.0
     assert any(f.checker == "format" and "empty" in f.case_id for f in result.failures)
