@@ -2,6 +2,10 @@
 
 The prompt text is the cell's template rendered exactly as evaluation renders it (families.render_prompt),
 so training and evaluation see the same token ids.
+
+`data.train: benchmark:NAME` trains on a benchmark's own problems, as evaluation reads them (TTRL's
+test-time setting, e.g. under online_majority, which reads no answer); the sweep must say
+`data.test_set_training: true` (spec.DataSettings refuses it otherwise), and diagnose and fidelity flag it.
 """
 
 from __future__ import annotations
@@ -26,21 +30,48 @@ def training_problems(cfg: CellConfig, results: Path) -> list[data.Problem]:
         if d.one_shot_id is None:
             one = data.PI1
         else:
-            pool = data.load_problems(
-                d.train, split=d.split, problem_field=d.problem_field, answer_field=d.answer_field
-            )
+            pool = train_set(cfg, limit=None)
             match = [p for p in pool if p.id == d.one_shot_id]
             if not match:
                 raise DataError(f"one_shot_id {d.one_shot_id!r} is not an id in {d.train}")
             one = match[0]
         return [one] * d.one_shot_repeat
     if kind in ("majority", "incorrect"):
+        if test_set_benchmark(cfg) is not None:
+            raise DataError(
+                f"data.train {d.train}: majority labels are made from a data set, not a benchmark"
+            )
         from ..evaluation import labels
 
         return labels.labelled_problems(cfg, results, incorrect=kind == "incorrect")
-    return data.load_problems(
-        d.train, split=d.split, limit=d.limit, problem_field=d.problem_field, answer_field=d.answer_field
-    )
+    return train_set(cfg, limit=d.limit)
+
+
+#: `data.train` naming a benchmark's own problems (test-set training, behind data.test_set_training)
+BENCHMARK_PREFIX = "benchmark:"
+
+
+def test_set_benchmark(cfg: CellConfig) -> str | None:
+    """The benchmark whose own problems the cell trains on (`data.train: benchmark:NAME`), else None."""
+    train = cfg.data.train
+    return train[len(BENCHMARK_PREFIX) :] if train.startswith(BENCHMARK_PREFIX) else None
+
+
+def train_set(cfg: CellConfig, *, limit: int | None) -> list[data.Problem]:
+    """The problems of `data.train`: a data set, or a benchmark's own (refused without
+    data.test_set_training, whatever else let the setting through)."""
+    d = cfg.data
+    bench = test_set_benchmark(cfg)
+    if bench is None:
+        return data.load_problems(
+            d.train, split=d.split, limit=limit, problem_field=d.problem_field, answer_field=d.answer_field
+        )
+    if not d.test_set_training:
+        raise DataError(
+            f"data.train {d.train} trains on a benchmark's prompts: data.test_set_training is not set"
+        )
+    path = cfg.eval.protocols[bench].path if bench in cfg.eval.protocols else None
+    return data.load_benchmark(bench, path=path, limit=limit)
 
 
 def for_trl(tokenizer: Any, text: str) -> str:
