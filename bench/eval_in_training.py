@@ -41,7 +41,7 @@ def sweep(backend: str, steps: int, limit: int, evaluate: bool) -> dict:
                 "eval_every": 1,
                 "protocols": {"arith": {"samples": 2, "temperature": 1.0, "max_new_tokens": 24}},
             },
-            "slurm": {"tasks_per_node": 2},
+            "resources": {"tasks_per_node": 2},
         },
     }
 

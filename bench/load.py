@@ -30,7 +30,7 @@ grid:
 settings:
   train: {{steps: 1, save_every: 1}}
   eval: {{limit: 2, checkpoints: false}}
-  slurm: {{partition: debug, cpus_per_task: 1, mem_gb: 2, timeout_min: 30, array_parallelism: 2}}
+  resources: {{partition: debug, cpus_per_task: 1, mem_gb: 2, timeout_min: 30, array_parallelism: 2}}
 """
 
 

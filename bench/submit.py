@@ -34,7 +34,7 @@ grid:
   reward: [random]
   seed: {seeds}
 settings:
-  slurm: {{partition: debug, cpus_per_task: 1, mem_gb: 1, timeout_min: 20, array_parallelism: 2}}
+  resources: {{partition: debug, cpus_per_task: 1, mem_gb: 1, timeout_min: 20, array_parallelism: 2}}
 """
 
 

@@ -103,10 +103,10 @@ def get_backend(name: str, *, file: str | None = None, field: str | None = None)
 def check_one_machine(cells: list[Cell], executor: str, file: str | None = None) -> None:
     """Executors that run every job on this machine cannot give a cell several nodes."""
     for c in cells:
-        if c.config.slurm.nodes > 1:
+        if c.config.resources.nodes > 1:
             raise ConfigError(
-                f"cell {c.id} ({c.label}) asks for {c.config.slurm.nodes} nodes; the {executor} executor "
+                f"cell {c.id} ({c.label}) asks for {c.config.resources.nodes} nodes; the {executor} executor "
                 "runs on this machine only (several nodes need --executor slurm)",
                 file=file,
-                field="slurm.nodes",
+                field="resources.nodes",
             )

@@ -3,7 +3,7 @@
 `CellJob(cell_dir, results)` trains and evaluates one cell (train.run_cell), recording running / done /
 failed in the cell's status.json; submitit requeues it on preemption or time limit and it resumes from
 the last complete checkpoint. A job with several tasks trains data-parallel (`distributed_setup`), over
-one node or several (slurm.nodes: world size = nodes x tasks per node).
+one node or several (resources.nodes: world size = nodes x tasks per node).
 
 Preemption (SLURM's USR2 before the time limit or a preemption, to every task): submitit's handler runs in
 each task's main thread, where rank 0 calls `checkpoint` (records `requeued`), runs `scontrol requeue`
@@ -177,7 +177,7 @@ def requeued(exc: BaseException, rank: int) -> bool:
 
 
 def distributed_setup() -> tuple[int, int]:
-    """(rank, processes) of this task. A job with several tasks (slurm.tasks_per_node, or one per GPU)
+    """(rank, processes) of this task. A job with several tasks (resources.tasks_per_node, or one per GPU)
     trains data-parallel (over all the job's nodes: submitit's ranks and task count are global):
     export torch.distributed's env:// variables (MASTER_ADDR/PORT, RANK, WORLD_SIZE,
     LOCAL_RANK) for accelerate, which TRL's trainer initialises from them, and accelerate puts rank r on

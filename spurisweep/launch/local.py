@@ -102,8 +102,8 @@ class LocalBackend(Backend):
 
 def local_processes(cell: Cell, gpus: list[str]) -> int:
     """Processes of one cell on this machine: one per GPU it asks for, at most the GPUs there are; on a
-    machine without GPUs only an explicit slurm.tasks_per_node starts several (CPU processes, gloo)."""
-    s = cell.config.slurm
+    machine without GPUs only an explicit resources.tasks_per_node starts several (CPU processes, gloo)."""
+    s = cell.config.resources
     if not gpus:
         return s.tasks_per_node or 1
     if s.processes > len(gpus):
@@ -206,14 +206,16 @@ def _start(
     if mine:  # submitit's local executor hides every GPU unless told which
         setup.append(f"export CUDA_VISIBLE_DEVICES={','.join(mine)}")
     if isinstance(item, LabelTask):  # one process, with the GPUs of one of its cells
-        ex.update_parameters(timeout_min=cell.config.slurm.timeout_min, tasks_per_node=1, local_setup=setup)
+        ex.update_parameters(
+            timeout_min=cell.config.resources.timeout_min, tasks_per_node=1, local_setup=setup
+        )
         with critical():  # a Ctrl-C meanwhile waits for the record
             with _detached_stdio(), _own_session():
                 job = ex.submit(LabelJob(), str(results), item.spec_dict())
             mark_queued(item, str(job.job_id), LocalBackend.name)
         _check_session(job)
         return f"labels {item.name}", job
-    ex.update_parameters(timeout_min=cell.config.slurm.timeout_min, tasks_per_node=k, local_setup=setup)
+    ex.update_parameters(timeout_min=cell.config.resources.timeout_min, tasks_per_node=k, local_setup=setup)
     d = cell_dir(results, sweep, cell.id)
     with critical():  # a Ctrl-C meanwhile waits for the record
         with _detached_stdio(), _own_session():

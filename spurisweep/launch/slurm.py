@@ -161,7 +161,7 @@ def slurm_parameters(cells: list[Cell], *, after: str | None = None) -> dict[str
     """sbatch parameters for one array: resources must agree across its cells (see group_by_resources).
     `after`: a job the array waits for (its label job) to end successfully. `cpus_per_task` is per task,
     as SLURM means it: 8 tasks x 12 CPUs is --ntasks-per-node=8 --cpus-per-task=12."""
-    s = cells[0].config.slurm
+    s = cells[0].config.resources
     p: dict[str, Any] = {
         "timeout_min": s.timeout_min,
         "slurm_array_parallelism": s.array_parallelism,
@@ -199,7 +199,7 @@ KILL_ON_BAD_EXIT = "--kill-on-bad-exit=1"
 
 
 def kill_on_bad_exit(srun_args: Sequence[str] | None) -> list[str]:
-    """The user's srun arguments (slurm.additional srun_args) with --kill-on-bad-exit=1 added, unless
+    """The user's srun arguments (resources.additional srun_args) with --kill-on-bad-exit=1 added, unless
     they already say how a bad exit is handled (-K / --kill-on-bad-exit)."""
     args = [srun_args] if isinstance(srun_args, str) else list(srun_args or [])
     if any(a.startswith(("-K", "--kill-on-bad-exit")) for a in args):
@@ -257,7 +257,7 @@ def group_by_resources(cells: list[Cell]) -> list[list[Cell]]:
     """One array per distinct resource profile (a 1.5B and a 7B model may need different GPUs)."""
     groups: dict[str, list[Cell]] = {}
     for c in cells:
-        groups.setdefault(c.config.slurm.model_dump_json(), []).append(c)
+        groups.setdefault(c.config.resources.model_dump_json(), []).append(c)
     return list(groups.values())
 
 

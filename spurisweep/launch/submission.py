@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import artifacts
+from ..plan.clipping import label as clip_label
 from .backend import BACKENDS, Backend, get_backend
 from .claim import SUBMITTING, owner, submit_lock
 from .state import (
@@ -49,6 +50,8 @@ def write_cell_config(cell: Cell, results: Path) -> Path:
         "sweep": cell.sweep,
         "axes": cell.axes,
         "reward_label": cell.axes.get("reward", cell.config.reward),
+        # the clip as tables show it: the mode, with its epsilons when they are not the mode's defaults
+        "clip_label": clip_label(cell.config.clip, cell.config.clip_params),
         "config": cell.config.model_dump(mode="json"),
     }
     artifacts.atomic_write_json(d / "config.json", payload, durable=False)

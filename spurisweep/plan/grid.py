@@ -24,12 +24,13 @@ from ..data import sets as data
 from ..errors import ConfigError, DataError, suggest
 from ..ids import CELL_ID_LENGTH, short_hash
 from ..models import families
-from . import clipping, presets
+from . import algorithms, clipping, presets
 from .spec import (
     LATE_DEFAULTS,
     NAMED_AXES,
     NON_IDENTITY_KEYS,
     NON_IDENTITY_SETTINGS,
+    RESOURCES,
     CellConfig,
     Sweep,
     first_error,
@@ -144,7 +145,7 @@ def known_path(path: str) -> bool:
         ann = fields[k].annotation
         origin = getattr(ann, "__origin__", None)
         if origin is dict or ann is dict:
-            return True  # trl.*, reward_params.*, eval.protocols.*, slurm.additional.*
+            return True  # trl.*, reward_params.*, eval.protocols.*, resources.additional.*
         inner = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
         model = inner[0] if inner else ann
         if i == len(keys) - 1:
@@ -171,12 +172,30 @@ def _same(a: Any, b: Any) -> bool:
     return a == b or str(a) == str(b)
 
 
-def _display(value: Any) -> Any:
+def _display(value: Any, axis: str = "") -> Any:
+    if axis == "clip" and isinstance(value, dict):
+        with contextlib.suppress(ConfigError):  # resolve() names the bad value
+            return clipping.label(*clipping.normalise(value))
+    if axis == "reward" and isinstance(value, dict) and "mix" in value:
+        with contextlib.suppress(ConfigError):  # resolve() names the bad value
+            return _mix_name(value, "")
     if isinstance(value, dict):
         name = value.get("name", "?")
         params = ",".join(f"{k}={v}" for k, v in value.items() if k != "name")
         return f"{name}({params})" if params else name
     return value
+
+
+def _mix_name(value: dict[str, Any], file: str) -> str:
+    """A grid reward `{mix: [[random, 0.5], [ground_truth, 0.5]]}` as its name, 0.5*random+0.5*ground_truth."""
+    if set(value) != {"mix"}:
+        raise ConfigError(
+            "a reward mixture is a mapping with the one key 'mix'", file=file, field="grid.reward"
+        )
+    try:
+        return rewards.mix_name(value["mix"])
+    except ValueError as exc:
+        raise ConfigError(str(exc), file=file, field="grid.reward") from None
 
 
 # ---------------------------------------------------------------------------------------------- expansion
@@ -245,7 +264,7 @@ def _expand(sweep: Sweep, check_inputs: bool = True) -> list[Cell]:
     bases: dict[str, Any] = {}
     for combo in itertools.product(*(spec.grid[a] for a in axes)):
         values = dict(zip(axes, combo, strict=True))
-        display = {a: _display(v) for a, v in values.items()}
+        display = {a: _display(v, a) for a, v in values.items()}
         if any(_matches(rule, display) or _matches(rule, values) for rule in spec.exclude):
             continue
         cfg = resolve(sweep, values, bases=bases, check_inputs=check_inputs)
@@ -288,8 +307,17 @@ def resolve(
         )
     # a copy of its own: validation keeps references to the values of free-form settings (trl.*, ...)
     raw: dict[str, Any] = _copy(bases[preset_name])
+    explicit = _stated(spec.settings, "settings.")  # what the sweep states (not the preset), and where
     for axis, value in values.items():
-        if axis == "reward" and isinstance(value, dict):
+        explicit.update(_stated({axis: value}, "grid."))
+        if axis == "clip" and isinstance(value, dict):
+            mode, params = clipping.normalise(value, file=file, field="grid.clip")
+            set_dotted(raw, "clip", mode)
+            for k, v in params.model_dump(exclude_none=True).items():
+                set_dotted(raw, f"clip_params.{k}", v)
+        elif axis == "reward" and isinstance(value, dict) and "mix" in value:  # {mix: [[random, 0.5], ...]}
+            set_dotted(raw, "reward", _mix_name(value, file))
+        elif axis == "reward" and isinstance(value, dict):
             params = {k: v for k, v in value.items() if k != "name"}
             if "name" not in value:
                 raise ConfigError(
@@ -301,9 +329,10 @@ def resolve(
         else:
             set_dotted(raw, axis, value)
     # overrides see the axis values and the settings resolved so far
-    for ov in spec.overrides:
-        probe = {**{k: get_dotted(raw, k) for k in ov.when}, **{a: _display(v) for a, v in values.items()}}
+    for i, ov in enumerate(spec.overrides):
+        probe = {**{k: get_dotted(raw, k) for k in ov.when}, **{a: _display(v, a) for a, v in values.items()}}
         if _matches(ov.when, probe):
+            explicit.update(_stated(ov.set, f"overrides[{i}].set."))
             for key, v in ov.set.items():
                 set_dotted(raw, key, v)
     try:
@@ -313,11 +342,28 @@ def resolve(
         top = fld.split(".")[0]
         origin = next((f"grid.{a}" for a in values if a == fld or a.split(".")[0] == top and a == fld), None)
         raise ConfigError(msg, file=file, field=origin or f"settings.{fld}") from None
-    return fill_defaults(cfg, file, check_inputs=check_inputs)
+    return fill_defaults(cfg, file, check_inputs=check_inputs, explicit=explicit)
 
 
-def fill_defaults(cfg: CellConfig, file: str, *, check_inputs: bool = True) -> CellConfig:
-    """Check the names that registries define and make every implicit default explicit."""
+def _stated(settings: dict[str, Any], where: str, prefix: str = "") -> dict[str, str]:
+    """Dotted setting -> where the sweep states it, for every leaf of a settings mapping (nested sections
+    and dotted keys alike): `{train: {loss_type: x}}` under "settings." -> {"train.loss_type":
+    "settings.train.loss_type"}."""
+    out: dict[str, str] = {}
+    for key, value in settings.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            out.update(_stated(value, where, f"{path}."))
+        else:
+            out[path] = f"{where}{path}"
+    return out
+
+
+def fill_defaults(
+    cfg: CellConfig, file: str, *, check_inputs: bool = True, explicit: dict[str, str] | None = None
+) -> CellConfig:
+    """Check the names that registries define and make every implicit default explicit. `explicit`: the
+    settings the sweep states, and where (a setting the train.algorithm fixes may only agree with it)."""
     if cfg.model not in families.FAMILIES:
         raise ConfigError(suggest(cfg.model, list(families.FAMILIES)), file=file, field="model")
     fam = families.FAMILIES[cfg.model]
@@ -336,6 +382,7 @@ def fill_defaults(cfg: CellConfig, file: str, *, check_inputs: bool = True) -> C
         expr = rewards.parse(cfg.reward)
     except ValueError as exc:
         raise ConfigError(str(exc), file=file, field="reward") from None
+    cfg.reward = str(expr)  # one spelling per reward: a mixture's spacing and weights normalised (only those)
     try:
         cfg.reward_params = rewards.resolve_params(expr, cfg.reward_params)
     except ValueError as exc:
@@ -344,6 +391,7 @@ def fill_defaults(cfg: CellConfig, file: str, *, check_inputs: bool = True) -> C
     if cfg.clip not in clipping.CLIP_MODES:
         raise ConfigError(suggest(cfg.clip, list(clipping.CLIP_MODES)), file=file, field="clip")
     cfg.clip_params = clipping.resolve_params(cfg.clip, cfg.clip_params)
+    algorithms.apply(cfg, explicit or {}, file=file)
     check_switches(cfg, expr, file)
 
     for i, bench in enumerate(cfg.eval.benchmarks):
@@ -360,8 +408,8 @@ def fill_defaults(cfg: CellConfig, file: str, *, check_inputs: bool = True) -> C
 
 
 def world_size(cfg: CellConfig) -> int:
-    """The processes a cell trains on: slurm tasks per node (default gpus_per_node) x nodes."""
-    return cfg.slurm.world_size
+    """The processes a cell trains on: tasks per node (default gpus_per_node) x nodes."""
+    return cfg.resources.world_size
 
 
 def check_sharding(cell: Cell, file: str) -> None:
@@ -371,7 +419,7 @@ def check_sharding(cell: Cell, file: str) -> None:
     if cell.config.train.sharding == "fsdp" and world < 2:
         raise ConfigError(
             f"cell {cell.id} ({cell.label}) shards across {world} process: fsdp needs 2 or more "
-            "(slurm.tasks_per_node or slurm.gpus_per_node x nodes), or set train.sharding: none",
+            f"({RESOURCES}.tasks_per_node or {RESOURCES}.gpus_per_node x nodes), or set train.sharding: none",
             file=file,
             field="train.sharding",
         )

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
-import inspect
 import os
 from collections.abc import Iterable
 from importlib import metadata
@@ -37,8 +36,9 @@ from typing import Any
 from .. import artifacts
 from ..errors import ConfigError, ShardingError, suggest
 from ..models import families
+from ..training import sharding as sharding_module
 from ..training.sharding import fsdp_training_args
-from . import clipping
+from . import algorithms, clipping
 from .spec import CellConfig, TrainSettings
 
 #: TRL 1.16 loss types (GRPOConfig.loss_type; TRL itself only rejects an unknown one mid-training)
@@ -218,6 +218,7 @@ def grpo_kwargs(
     except ConfigError as exc:  # with batch-shape overrides, name the override rather than our setting
         who = next((f"trl.{k}" for k in SHAPE_FIELDS if k in cfg.trl), exc.field)
         raise ConfigError(exc.detail, file=file, field=who) from None
+    check_on_policy(cfg, kw, upr, file)
     if world > 1 and "ddp_timeout" not in cfg.trl:
         # rank 0 evaluates (baseline, checkpoints) while the other ranks wait at their next collective
         kw["ddp_timeout"] = DDP_TIMEOUT_S
@@ -228,6 +229,20 @@ def grpo_kwargs(
     if "save_steps" not in cfg.trl:  # every resume point is a checkpoint; evaluations: eval_interval
         kw["save_steps"] = (t.resume_every or t.save_every) * upr
     return kw
+
+
+def check_on_policy(cfg: CellConfig, kw: dict[str, Any], upr: int, file: str | None = None) -> None:
+    """An on-policy train.algorithm (reinforce) makes one update per rollout with the arguments TRL gets,
+    `trl:` batch-shape overrides included (its on-policy clip mode alone guarantees it without them)."""
+    alg = algorithms.get(cfg.train.algorithm, file=file)
+    iterations = int(kw.get("num_iterations", 1))
+    if alg.on_policy and (upr != 1 or iterations != 1):
+        raise ConfigError(
+            f"train.algorithm {alg.name} needs one update per rollout, but these settings make {upr} "
+            f"(num_iterations {iterations}): the ratio would leave 1",
+            file=file,
+            field=next((f"trl.{k}" for k in SHAPE_FIELDS if k in cfg.trl), "clip"),
+        )
 
 
 def training_stops(cfg: CellConfig) -> tuple[str, ...]:
@@ -358,6 +373,7 @@ def validate(cfg: CellConfig, file: str | None = None) -> None:
         raise ConfigError(suggest(str(scale), SCALE_REWARDS), file=file, field=field)
     clipping.check_params(cfg.clip, cfg.clip_params, file=file)
     clipping.check_loss_type(cfg.clip, str(loss_type), cfg.trl, file=file)
+    algorithms.check_trl(cfg, algorithms.get(cfg.train.algorithm, file=file), file=file)
     trackers = known_trackers()
     for i, name in enumerate(cfg.tracking.report_to):
         if name not in trackers:
@@ -365,7 +381,7 @@ def validate(cfg: CellConfig, file: str | None = None) -> None:
     sharded = cfg.train.sharding == "fsdp"
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings(), _environ_kept():
         warnings.simplefilter("ignore")
-        kw = grpo_kwargs(cfg, tmp, cpu=True, world=cfg.slurm.world_size, file=file)
+        kw = grpo_kwargs(cfg, tmp, cpu=True, world=cfg.resources.world_size, file=file)
         kw["report_to"] = "none"  # trackers need not be installed to plan
         fsdp_set: set[str] = set()  # the arguments the sharding adds or changes: an error naming one is its
         if sharded:
@@ -402,7 +418,7 @@ def validation_key(cfg: CellConfig) -> str:
     evaluation settings do not matter; the model does for a sharded cell, whose FSDP unit is its
     decoder layer)."""
     key = cfg.model_dump_json(include={"train", "trl", "clip", "clip_params", "tracking"}) + str(
-        cfg.slurm.world_size
+        cfg.resources.world_size
     )
     if cfg.train.sharding == "fsdp":
         key += f"\0{cfg.model}\0{cfg.model_path or ''}"
@@ -455,7 +471,9 @@ def _cell_name(item: Any) -> str:
 def _code_stamp() -> str:
     """What else validate() depends on: the TRL and transformers versions and the code that checks."""
     parts = [metadata.version("trl"), metadata.version("transformers")]
-    parts += [Path(f).read_text() for f in (__file__, clipping.__file__, inspect.getfile(fsdp_training_args))]
+    # the sharding module's file, not the function's: a test may swap the function for one without a file
+    files = (__file__, clipping.__file__, algorithms.__file__, sharding_module.__file__)
+    parts += [Path(f).read_text() for f in files]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
 
 

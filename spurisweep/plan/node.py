@@ -46,7 +46,7 @@ class NodeTotals:
 
 
 def node_totals(cfg: CellConfig) -> NodeTotals:
-    s = cfg.slurm
+    s = cfg.resources
     tasks = s.processes
     cpus = None if s.cpus_per_task is None else tasks * s.cpus_per_task
     return NodeTotals(s.nodes, tasks, s.gpus_per_node or 0, cpus, s.mem_gb)
@@ -54,16 +54,18 @@ def node_totals(cfg: CellConfig) -> NodeTotals:
 
 def check_node(cfg: CellConfig) -> list[tuple[str, str]]:
     """(field, problem) for every request above the stated node shape."""
-    n, t = cfg.slurm.node, node_totals(cfg)
+    n, t = cfg.resources.node, node_totals(cfg)
     out = []
     for field, asked, has, unit in (
-        ("slurm.gpus_per_node", t.gpus, n.gpus, "GPUs"),
-        ("slurm.cpus_per_task", t.cpus, n.cpus, "CPUs"),
-        ("slurm.mem_gb", t.mem_gb, n.mem_gb, "GB of memory"),
+        ("resources.gpus_per_node", t.gpus, n.gpus, "GPUs"),
+        ("resources.cpus_per_task", t.cpus, n.cpus, "CPUs"),
+        ("resources.mem_gb", t.mem_gb, n.mem_gb, "GB of memory"),
     ):
         if asked is not None and has is not None and asked > has:
             extra = (
-                f" ({t.tasks} tasks x {cfg.slurm.cpus_per_task})" if field == "slurm.cpus_per_task" else ""
+                f" ({t.tasks} tasks x {cfg.resources.cpus_per_task})"
+                if field == "resources.cpus_per_task"
+                else ""
             )
             out.append((field, f"asks {asked:g} {unit} per node{extra}, a node has {has:g}"))
     return out
@@ -83,9 +85,9 @@ def _settings(cfg: CellConfig) -> dict[str, Any]:
     """The planner's settings for a cell. `auto` generation means vLLM wherever the job has GPUs."""
     from .grpo import batch_shape
 
-    t, world = cfg.train, cfg.slurm.world_size
+    t, world = cfg.train, cfg.resources.world_size
     vllm = t.generation_backend == "vllm" or (
-        t.generation_backend == "auto" and bool(cfg.slurm.gpus_per_node)
+        t.generation_backend == "auto" and bool(cfg.resources.gpus_per_node)
     )
     return dict(
         sharding=getattr(t, "sharding", "none"),
@@ -97,7 +99,7 @@ def _settings(cfg: CellConfig) -> dict[str, Any]:
         vllm_gpu_memory_utilization=t.vllm_gpu_memory_utilization if vllm else None,
         vllm_sleep=t.vllm_sleep,
         vllm_tp=t.vllm_tensor_parallel_size,
-        gpu_mem_gb=cfg.slurm.node.gpu_mem_gb,
+        gpu_mem_gb=cfg.resources.node.gpu_mem_gb,
     )
 
 
@@ -119,7 +121,7 @@ def check_cells(cells: list[Any], file: str | None = None) -> dict[str, memory.M
             fixes = "; ".join(_spec_words(s) for s in est.suggestions()[:3]) or "more GPUs or a smaller model"
             raise ConfigError(
                 f"cell {c.id} ({c.label}) needs ~{est.peak / GB:.0f} GB per GPU, above "
-                f"{cfg.slurm.node.gpu_mem_gb:g} GB; would fit with: {fixes}",
+                f"{cfg.resources.node.gpu_mem_gb:g} GB; would fit with: {fixes}",
                 file=file,
                 field="train.sharding"
                 if getattr(cfg.train, "sharding", "none") == "none"
@@ -133,7 +135,7 @@ SPEC_FIELDS = {
     "sharding": "train.sharding",
     "micro_batch": "train.micro_batch",
     "grad_checkpointing": "train.gradient_checkpointing",
-    "world_size": "GPUs (slurm.nodes x slurm.gpus_per_node)",
+    "world_size": "GPUs (resources.nodes x resources.gpus_per_node)",
     "vllm_gpu_memory_utilization": "train.vllm_gpu_memory_utilization",
     "vllm_sleep": "train.vllm_sleep",
     "vllm_tp": "train.vllm_tensor_parallel_size",
@@ -167,9 +169,9 @@ def planner_table(cells: list[Any], estimates: dict[str, memory.MemoryEstimate |
         row = [
             cfg.model,
             getattr(cfg.train, "sharding", "none"),
-            str(cfg.slurm.world_size),
+            str(cfg.resources.world_size),
             f"{t.tasks}/{t.gpus}/{'?' if t.cpus is None else t.cpus}/{'?' if t.mem_gb is None else f'{t.mem_gb:g}'}",
-            "-" if est is None else f"{est.peak / GB:.1f} / {cfg.slurm.node.gpu_mem_gb:g}",
+            "-" if est is None else f"{est.peak / GB:.1f} / {cfg.resources.node.gpu_mem_gb:g}",
             "?" if est is None else ("yes" if est.fits() else "NO"),
         ]
         seen[key] = [row, 1]

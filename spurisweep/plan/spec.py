@@ -14,20 +14,24 @@ model's assumptions (`cost`):
       reward_params.random.gamma: [0.5]      # a reward's own parameters
     settings: {train: {steps: 4}, eval: {benchmarks: [arith]}}
     exclude: [{model: tiny, reward: random, clip: no_clip}]
-    overrides: [{when: {model: qwen2.5-math-7b}, set: {slurm.gpus_per_node: 8}}]
+    overrides: [{when: {model: qwen2.5-math-7b}, set: {resources.gpus_per_node: 8}}]
     cost: {decode_tokens_per_s: 2500, train_tflops: 400}   # plan's cost model (spurisweep.plan.cost)
 
 `CellConfig` is what one grid cell resolves to; its canonical JSON (minus launch resources and trackers)
 hashes to the cell id (see grid.py).
+
+`resources:` (what a cell's job asks for, for every executor) was called `slurm:`; the old name is still
+read, in a sweep file (with a one-line note on stderr, load_sweep) and in a stored config.json (silently).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .. import artifacts
 from ..errors import ConfigError
@@ -36,6 +40,8 @@ from ..errors import ConfigError
 MAX_SWEEP_BYTES = 1 << 20
 #: YAML nodes after aliases are expanded: far above any real sweep, far below what eats memory
 MAX_SWEEP_NODES = 200_000
+#: the launch resources' key, and its old name (still read, with a note)
+RESOURCES, OLD_RESOURCES = "resources", "slurm"
 
 
 class Strict(BaseModel):
@@ -68,6 +74,12 @@ class TrainSettings(Strict):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     beta: float = Field(0.0, ge=0, description="KL coefficient")
+    algorithm: str = Field(
+        "grpo",
+        description="the policy-gradient estimator (spurisweep.plan.algorithms): 'grpo' (loss_type, "
+        "scale_rewards and token_whitening as set), 'dr_grpo', 'rloo' or 'reinforce', which set those three "
+        "themselves (an explicit contradicting value is a plan-time error)",
+    )
     loss_type: str = Field(
         "grpo",
         description="TRL loss_type, i.e. how token losses are aggregated: 'grpo' = token mean within each "
@@ -106,7 +118,7 @@ class TrainSettings(Strict):
     sharding: Literal["none", "fsdp"] = Field(
         "none",
         description="'fsdp': FSDP2 full sharding of weights, gradients and optimizer states across the "
-        "cell's processes (slurm.tasks_per_node x nodes, at least 2), fp32 master weights, one unit per "
+        "cell's processes (resources.tasks_per_node x nodes, at least 2), fp32 master weights, one unit per "
         "decoder layer (spurisweep.training.sharding); 'none': every process holds a full replica (DDP)",
     )
     generation_backend: Literal["auto", "vllm", "transformers"] = "auto"
@@ -161,6 +173,20 @@ class DataSettings(Strict):
         description="the first N labelled prompts are held out and never trained on (None: 100 under "
         "labelling 'paper', as the official code, else 0)",
     )
+    test_set_training: bool = Field(
+        False,
+        description="allow `train: benchmark:NAME`, training on a benchmark's own prompts (the test-time "
+        "setting of TTRL, e.g. with the online_majority reward); `diagnose` and `fidelity` flag such cells",
+    )
+
+    @model_validator(mode="after")
+    def _benchmark_prompts_need_consent(self) -> DataSettings:
+        if self.train.startswith("benchmark:") and not self.test_set_training:
+            raise ValueError(
+                f"train: {self.train} trains on a benchmark's own prompts; set data.test_set_training: true "
+                "to allow it"
+            )
+        return self
 
 
 class ProtocolOverride(Strict):
@@ -224,9 +250,10 @@ class NodeShape(Strict):
     mem_gb: float | None = Field(None, gt=0)
 
 
-class SlurmSettings(Strict):
-    """Resources for a cell's job. Not part of the cell id. SLURM reads all of them; the local executor
-    reads `tasks_per_node`/`gpus_per_node` (processes, each with its own GPU) and `timeout_min`."""
+class ResourceSettings(Strict):
+    """Resources for a cell's job (`resources:`, formerly `slurm:`), read by every executor. Not part of the
+    cell id. SLURM reads all of them; the local executor reads `tasks_per_node`/`gpus_per_node` (processes,
+    each with its own GPU) and `timeout_min`."""
 
     partition: str | None = None
     account: str | None = None
@@ -263,7 +290,7 @@ class TrackingSettings(Strict):
 
 
 class CellConfig(Strict):
-    """Everything one grid cell needs to run; the id hashes all of it but `slurm` and `tracking`."""
+    """Everything one grid cell needs to run; the id hashes all of it but `resources` and `tracking`."""
 
     model: str
     model_path: str | None = Field(None, description="local weights or another hub id for this family")
@@ -283,12 +310,22 @@ class CellConfig(Strict):
     data: DataSettings = Field(default_factory=DataSettings)
     eval: EvalSettings = Field(default_factory=EvalSettings)
     trl: dict[str, Any] = Field(default_factory=dict, description="raw GRPOConfig overrides")
-    slurm: SlurmSettings = Field(default_factory=SlurmSettings)
+    resources: ResourceSettings = Field(default_factory=ResourceSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_resources_name(cls, data: Any) -> Any:
+        """A config.json written before `slurm` became `resources` still loads (a resumed or ingested cell)."""
+        if isinstance(data, dict) and OLD_RESOURCES in data:
+            if RESOURCES in data:
+                raise ValueError(f"both {RESOURCES!r} and its old name {OLD_RESOURCES!r} are given")
+            data = {(RESOURCES if k == OLD_RESOURCES else k): v for k, v in data.items()}
+        return data
 
 
 #: top-level keys that describe where/how a cell runs, not what it computes: excluded from the id
-NON_IDENTITY_KEYS = ("slurm", "tracking")
+NON_IDENTITY_KEYS = (RESOURCES, "tracking")
 #: settings added after cell ids were first written, each with the value that does what the code did before
 #: it existed: grid.identity leaves a setting out of the id while it holds that value, so adding it changed
 #: no existing cell's id (resolved values, after grid.fill_defaults)
@@ -305,6 +342,8 @@ LATE_DEFAULTS: dict[str, Any] = {
     "train.template_stop": False,
     "train.reward_text": "plain",
     "eval.double_bos": False,
+    "train.algorithm": "grpo",
+    "data.test_set_training": False,
 }
 #: dotted settings that never enter the cell id: they change how a run is kept, not what it computes
 NON_IDENTITY_SETTINGS = ("train.resume_every",)
@@ -428,6 +467,7 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ConfigError(
             "expected a mapping with name, grid, settings, ...", file=str(p), field="(top level)"
         )
+    raw = _rename_old_resources(raw, str(p))
     try:
         spec = SweepFile.model_validate(raw)
     except ValidationError as exc:
@@ -442,6 +482,55 @@ def load_sweep(path: str | Path) -> Sweep:
             field="name",
         )
     return Sweep(spec, p)
+
+
+def _renamed(key: Any) -> Any:
+    """`slurm` / `slurm.<setting>` under its new name; any other key as it is."""
+    if isinstance(key, str) and (key == OLD_RESOURCES or key.startswith(OLD_RESOURCES + ".")):
+        return RESOURCES + key[len(OLD_RESOURCES) :]
+    return key
+
+
+def _rename_old_resources(raw: dict[str, Any], file: str) -> dict[str, Any]:
+    """A sweep file that still says `slurm` (settings, grid axes, exclude rules, overrides) read as
+    `resources`, with one note on stderr; one that uses both names is refused (which one would win?)."""
+    places: list[tuple[str, dict[str, Any]]] = []  # (where, mapping whose keys may name the resources)
+    for section in ("settings", "grid"):
+        if isinstance(raw.get(section), dict):
+            places.append((section, raw[section]))
+    for key in ("exclude", "overrides"):
+        rules = raw.get(key)
+        for i, rule in enumerate(rules if isinstance(rules, list) else []):
+            if key == "exclude" and isinstance(rule, dict):
+                places.append((f"exclude[{i}]", rule))
+            elif isinstance(rule, dict):
+                places += [
+                    (f"overrides[{i}].{k}", rule[k]) for k in ("when", "set") if isinstance(rule.get(k), dict)
+                ]
+    old = [f"{where}.{k}" for where, m in places for k in m if _renamed(k) != k]
+    if not old:
+        return raw
+    new = [
+        f"{where}.{k}"
+        for where, m in places
+        for k in m
+        if k == RESOURCES or str(k).startswith(RESOURCES + ".")
+    ]
+    if new:
+        raise ConfigError(
+            f"uses both {RESOURCES!r} ({new[0]}) and its old name {OLD_RESOURCES!r}: use {RESOURCES!r} throughout",
+            file=file,
+            field=old[0],
+        )
+    print(
+        f"{file}: note: {OLD_RESOURCES!r} is now called {RESOURCES!r} ({old[0]}); the old name still works",
+        file=sys.stderr,
+    )
+    for _, mapping in places:
+        renamed = {_renamed(k): v for k, v in mapping.items()}
+        mapping.clear()
+        mapping.update(renamed)
+    return raw
 
 
 def _check_expansion(raw: Any, file: str) -> None:

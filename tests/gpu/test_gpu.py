@@ -22,7 +22,7 @@ grid:
 settings:
   train: {{steps: 1, bf16: true, generation_backend: {backend}, sharding: {sharding}}}
   eval: {{benchmarks: [arith], limit: 8}}
-  slurm: {{gpus_per_node: {gpus}}}
+  resources: {{gpus_per_node: {gpus}}}
 """
 
 

@@ -54,7 +54,7 @@ def cells(tmp_path: Path, *, preset: str = "smoke", model: str = "tiny", setting
 # ------------------------------------------------------------------------------- 1. --kill-on-bad-exit
 def test_several_tasks_run_their_step_with_kill_on_bad_exit(tmp_path):
     def params(resources: str) -> dict:
-        return slurm.slurm_parameters(cells(tmp_path, settings=f"  slurm: {resources}"))
+        return slurm.slurm_parameters(cells(tmp_path, settings=f"  resources: {resources}"))
 
     assert params("{tasks_per_node: 2}")["slurm_srun_args"] == ["--kill-on-bad-exit=1"]
     assert params("{gpus_per_node: 8}")["slurm_srun_args"] == ["--kill-on-bad-exit=1"]  # one task per GPU
@@ -71,7 +71,7 @@ def test_several_tasks_run_their_step_with_kill_on_bad_exit(tmp_path):
 
 
 def test_the_sbatch_script_passes_kill_on_bad_exit_to_srun(tmp_path):
-    group = cells(tmp_path, settings="  slurm: {tasks_per_node: 2, partition: debug}")
+    group = cells(tmp_path, settings="  resources: {tasks_per_node: 2, partition: debug}")
     ex = submitit.AutoExecutor(folder=tmp_path / "sub", cluster="slurm")
     ex.update_parameters(**slurm.slurm_parameters(group))
     script = ex._executor._make_submission_file_text("python -m job", "uid")
@@ -84,7 +84,7 @@ def test_a_label_job_is_one_task_without_kill_on_bad_exit(tmp_path):
     from spurisweep import launch
 
     p = tmp_path / "l.yaml"
-    resources = "  slurm: {tasks_per_node: 2, additional: {srun_args: [--cpu-bind=cores]}}"
+    resources = "  resources: {tasks_per_node: 2, additional: {srun_args: [--cpu-bind=cores]}}"
     p.write_text(
         SWEEP.format(preset="smoke", model="tiny", settings=resources).replace("[random]", "[majority_vote]")
     )
@@ -119,7 +119,7 @@ def test_one_dead_rank_ends_the_whole_job(slurm_cluster, tmp_path):
     """Two tasks: rank 1 raises, rank 0 sleeps. Without --kill-on-bad-exit rank 0 runs on (the job holds
     its node until the time limit); with spurisweep's srun arguments the step ends within seconds and the
     job is FAILED."""
-    srun_args = slurm.slurm_parameters(cells(tmp_path, settings="  slurm: {tasks_per_node: 2}"))[
+    srun_args = slurm.slurm_parameters(cells(tmp_path, settings="  resources: {tasks_per_node: 2}"))[
         "slurm_srun_args"
     ]
     for kill in (False, True):

@@ -70,7 +70,7 @@ def test_paper_sweep_arrays_show_node_totals_and_sharding(tmp_path):
 
 
 def test_dry_run_prints_label_jobs_and_node_totals(tmp_path):
-    sweep, cells = sweep_cells(tmp_path, "  slurm: {cpus_per_task: 2, tasks_per_node: 2, mem_gb: 4}")
+    sweep, cells = sweep_cells(tmp_path, "  resources: {cpus_per_task: 2, tasks_per_node: 2, mem_gb: 4}")
     res = tmp_path / "res"
     out = cli("run", str(sweep), "--executor", "slurm", "--dry-run", "--results", str(res))
     assert out.returncode == 0, out.stdout + out.stderr
@@ -84,11 +84,11 @@ def test_dry_run_prints_label_jobs_and_node_totals(tmp_path):
 
 
 def test_two_nodes_are_submitit_nodes_and_world_size_counts_both(tmp_path):
-    _, cells = sweep_cells(tmp_path, "  slurm: {gpus_per_node: 8, nodes: 2, cpus_per_task: 12}")
+    _, cells = sweep_cells(tmp_path, "  resources: {gpus_per_node: 8, nodes: 2, cpus_per_task: 12}")
     p = slurm.slurm_parameters(cells[:1])
     assert (p["nodes"], p["tasks_per_node"], p["cpus_per_task"]) == (2, 8, 12)
     cfg = cells[0].config
-    assert cfg.slurm.world_size == 16
+    assert cfg.resources.world_size == 16
     assert str(resources.node_totals(cfg)) == "2 nodes x 8 tasks, 8 GPUs, 96 CPUs, ? per node"
     # the label job runs on one node of the cell's shape
     (task,) = launch.label_tasks(cells, tmp_path)
@@ -96,18 +96,18 @@ def test_two_nodes_are_submitit_nodes_and_world_size_counts_both(tmp_path):
 
 
 def test_several_nodes_on_this_machines_executors_is_a_plan_time_error(tmp_path):
-    sweep, cells = sweep_cells(tmp_path, "  slurm: {nodes: 2}")
+    sweep, cells = sweep_cells(tmp_path, "  resources: {nodes: 2}")
     for name in ("local", "debug"):
         with pytest.raises(ConfigError, match="asks for 2 nodes; the .* executor runs on this machine only"):
             launch.get_backend(name).check(cells, file=str(sweep))
-        with pytest.raises(ConfigError, match="slurm.nodes"):
+        with pytest.raises(ConfigError, match="resources.nodes"):
             launch.submit(cells, tmp_path / "lib", executor=name)
     launch.get_backend("slurm").check(cells)  # SLURM can
     res = tmp_path / "res"
     out = cli("run", str(sweep), "--results", str(res))
     assert out.returncode == 2, out.stdout + out.stderr
     (line,) = out.stderr.strip().splitlines()
-    assert str(sweep) in line and "slurm.nodes" in line and cells[0].id in line
+    assert str(sweep) in line and "resources.nodes" in line and cells[0].id in line
     assert not res.exists() and not (tmp_path / "lib").exists()
 
 

@@ -266,7 +266,7 @@ settings:
 def test_one_task_per_gpu_in_the_sbatch_parameters(tmp_path):
     def params(resources: str) -> dict:
         sweep = tmp_path / "p.yaml"
-        sweep.write_text(DP.format(seeds="[0]", extra=f"  slurm: {resources}"))
+        sweep.write_text(DP.format(seeds="[0]", extra=f"  resources: {resources}"))
         return slurm.slurm_parameters(grid.expand(spec.load_sweep(sweep)))
 
     assert params("{gpus_per_node: 8}")["tasks_per_node"] == 8  # data-parallel: one process per GPU
@@ -281,8 +281,8 @@ def test_local_processes_follow_the_gpus_there_are(tmp_path):
         DP.format(
             seeds="[0, 1, 2]",
             extra="""overrides:
-  - {when: {seed: 1}, set: {slurm.gpus_per_node: 8}}
-  - {when: {seed: 2}, set: {slurm.tasks_per_node: 2}}""",
+  - {when: {seed: 1}, set: {resources.gpus_per_node: 8}}
+  - {when: {seed: 2}, set: {resources.tasks_per_node: 2}}""",
         )
     )
     one, eight, two = grid.expand(spec.load_sweep(sweep))
@@ -318,7 +318,7 @@ def test_data_parallel_cell_trains_on_two_processes_with_one_writer(tmp_path):
     import pickle
 
     sweep = tmp_path / "dp.yaml"
-    sweep.write_text(DP.format(seeds="[0]", extra="  slurm: {tasks_per_node: 2}"))
+    sweep.write_text(DP.format(seeds="[0]", extra="  resources: {tasks_per_node: 2}"))
     (cell,) = grid.expand(spec.load_sweep(sweep))
     single = tmp_path / "single.yaml"
     single.write_text(DP.format(seeds="[0]", extra=""))
@@ -359,7 +359,7 @@ def test_local_jobs_get_their_own_gpus(tmp_path):
         DP.format(
             seeds="[0, 1, 2]",
             extra="""overrides:
-  - {when: {seed: 2}, set: {slurm.tasks_per_node: 2}}""",
+  - {when: {seed: 2}, set: {resources.tasks_per_node: 2}}""",
         )
     )
     cells = grid.expand(spec.load_sweep(sweep))

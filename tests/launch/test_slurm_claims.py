@@ -33,7 +33,7 @@ grid:
 settings:
   train: {{steps: 2}}
   eval: {{limit: 4}}
-  slurm: {{partition: debug, cpus_per_task: 1, mem_gb: 3, timeout_min: 20}}
+  resources: {{partition: debug, cpus_per_task: 1, mem_gb: 3, timeout_min: 20}}
 """
 
 

@@ -31,7 +31,7 @@ grid:
 settings:
   train: {{steps: {steps}, save_every: {save_every}}}
   eval: {{limit: {limit}}}
-  slurm: {{partition: debug, cpus_per_task: 1, mem_gb: 3, timeout_min: 20}}
+  resources: {{partition: debug, cpus_per_task: 1, mem_gb: 3, timeout_min: 20}}
 """
 
 

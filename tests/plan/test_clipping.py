@@ -70,6 +70,90 @@ def test_on_policy_is_a_batch_shape_not_an_epsilon(tmp_path):
     assert (s.mini, s.iterations, s.updates_per_rollout) == (32, 1, 1)
 
 
+def test_the_code_reads_a_modes_behaviour_not_its_name(monkeypatch):
+    """A mode that never clips, under another name, behaves as no_clip everywhere; one that is on-policy
+    as on_policy."""
+    from spurisweep.plan.spec import TrainSettings
+
+    monkeypatch.setitem(clipping.CLIP_MODES, "free", clipping.ClipMode("free", 1.0, 1.0, clipped=False))
+    monkeypatch.setitem(clipping.CLIP_MODES, "once", clipping.ClipMode("once", 0.3, 0.3, on_policy=True))
+    assert clipping.grpo_args("free", ClipParams()) == clipping.grpo_args("no_clip", ClipParams())
+    assert clipping.resolve_params("free", ClipParams()) == ClipParams()
+    with pytest.raises(ConfigError, match="free never clips"):
+        clipping.check_params("free", ClipParams(eps_high=0.3))
+    for mode in ("free", "once"):
+        clipping.check_loss_type(mode, "sapo", {})
+    with pytest.raises(ConfigError, match="use clip no_clip or on_policy or free or once"):
+        clipping.check_loss_type("standard", "sapo", {})
+    t = TrainSettings(prompts_per_step=8, samples_per_prompt=4, mini_batch=8, epochs_per_rollout=2)
+    assert grpo.batch_shape(t, "once") == grpo.batch_shape(t, "on_policy")
+
+
+def test_a_mapping_normalises_to_a_mode_and_reads_as_one():
+    assert clipping.normalise({"eps_low": 0.1, "eps_high": 0.28}) == (
+        "standard",
+        ClipParams(eps_low=0.1, eps_high=0.28),
+    )
+    assert clipping.normalise({"eps_high": 0.28}) == ("clip_higher", ClipParams())  # clip_higher's defaults
+    assert clipping.normalise({"name": "clip_higher", "eps_low": 0.2}) == ("clip_higher", ClipParams())
+    assert (
+        clipping.label("standard", ClipParams(eps_low=0.1, eps_high=0.28))
+        == "standard(eps_low=0.1,eps_high=0.28)"
+    )
+    assert clipping.label("clip_higher", ClipParams(eps_low=0.2, eps_high=0.28)) == "clip_higher"
+    assert clipping.label("no_clip", ClipParams()) == "no_clip"
+
+
+DUMMY = """
+from spurisweep.plan import clipping
+clipping.CLIP_MODES["narrow"] = clipping.ClipMode("narrow", 0.05, 0.1, description="a test mode")
+"""
+
+
+def test_a_new_mode_is_one_entry(tmp_path):
+    """A ClipMode added to CLIP_MODES (in the process that runs the real CLI, before it starts) and nothing
+    else: `plan --check` expands the grid with it, TRL builds its GRPOConfig, and its mapping form works."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.plan.test_grpo import ROOT, WRAPPER
+
+    sweep = tmp_path / "narrow.yaml"
+    sweep.write_text(
+        "name: narrow\npreset: smoke\ngrid: {model: [tiny], clip: [standard, narrow, {name: narrow, eps_high: 0.3}]}\n"
+    )
+    env = {**os.environ, "SPURISWEEP_CACHE": str(tmp_path / "cache")}
+    code = WRAPPER.format(patch=DUMMY)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "plan", str(sweep), "--check", "--results", str(tmp_path / "r")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "narrow(eps_low=0.05,eps_high=0.3)" in proc.stdout and proc.stdout.count("narrow") >= 2
+    without = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            WRAPPER.format(patch=""),
+            "plan",
+            str(sweep),
+            "--results",
+            str(tmp_path / "r"),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=300,
+    )
+    assert without.returncode == 2 and "narrow" in without.stderr and "clip" in without.stderr
+
+
 # ---------------------------------------------------------------------------------------------- real TRL runs
 #: 8 prompts x 4 samples per rollout in 4 updates of 8; lr 2e-2 (the smoke preset) moves the tiny policy
 #: enough within a rollout for the ratio to leave [0.8, 1.2]. Seeded: the runs are deterministic.

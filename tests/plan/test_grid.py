@@ -68,7 +68,9 @@ def test_launch_resources_do_not_change_the_id(tmp_path):
     a = [c.id for c in expand(tmp_path, BASE, "a.yaml")]
     b = [
         c.id
-        for c in expand(tmp_path, BASE + "settings: {slurm: {partition: gpu, gpus_per_node: 8}}\n", "b.yaml")
+        for c in expand(
+            tmp_path, BASE + "settings: {resources: {partition: gpu, gpus_per_node: 8}}\n", "b.yaml"
+        )
     ]
     assert a == b
 
@@ -226,3 +228,160 @@ def test_shipped_paper_table_expands_to_72_cells():
 @pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_sweep_expands(path):
     assert grid.expand(spec.load_sweep(path))
+
+
+# ---------------------------------------------------------------------------------------------- resources
+def test_the_old_slurm_key_is_read_as_resources_with_one_note(tmp_path, capsys):
+    new = BASE + "settings: {resources: {partition: gpu, gpus_per_node: 8}}\n"
+    new += "overrides: [{when: {seed: 1}, set: {resources.nodes: 2}}]\n"
+    cells = expand(tmp_path, new, "new.yaml")
+    assert capsys.readouterr().err == ""
+    old = expand(tmp_path, new.replace("resources", "slurm"), "old.yaml")
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "old.yaml" in err and "'resources'" in err and "settings.slurm" in err
+    assert [c.id for c in old] == [c.id for c in cells]
+    assert [c.config.resources for c in old] == [c.config.resources for c in cells]
+    assert {c.config.resources.nodes for c in old} == {1, 2}  # the override's dotted key was renamed too
+
+
+def test_both_resource_names_in_one_sweep_are_refused(tmp_path):
+    text = (
+        BASE
+        + "settings: {resources: {partition: gpu}}\noverrides: [{when: {seed: 1}, set: {slurm.nodes: 2}}]\n"
+    )
+    with pytest.raises(ConfigError, match="both 'resources'") as exc:
+        expand(tmp_path, text)
+    assert exc.value.file.endswith("s.yaml") and exc.value.field == "overrides[0].set.slurm.nodes"
+
+
+def test_a_stored_config_with_the_old_key_still_loads():
+    (cell,) = [
+        c for c in grid.expand(spec.load_sweep(ROOT / "sweeps" / "smoke_sharded.yaml"), check_inputs=False)
+    ]
+    stored = cell.config.model_dump(mode="json")
+    stored["slurm"] = stored.pop("resources")  # a config.json written before the rename
+    again = spec.CellConfig.model_validate(stored)
+    assert again.resources.tasks_per_node == 2 and grid.cell_id(again) == cell.id
+    with pytest.raises(ValueError, match="both"):
+        spec.CellConfig.model_validate({**stored, "resources": {}})
+
+
+# ---------------------------------------------------------------------------------------------- clip mappings
+CLIPS = """
+name: t
+preset: smoke
+grid:
+  model: [tiny]
+  clip: {clips}
+"""
+
+
+def test_a_clip_mapping_is_a_mode_with_its_epsilons(tmp_path):
+    cells = expand(
+        tmp_path, CLIPS.format(clips="[standard, {eps_low: 0.1, eps_high: 0.28}, {eps_high: 0.3}]")
+    )
+    assert [c.axes["clip"] for c in cells] == [
+        "standard",
+        "standard(eps_low=0.1,eps_high=0.28)",
+        "standard(eps_low=0.2,eps_high=0.3)",
+    ]
+    free = cells[1].config
+    assert (free.clip, free.clip_params.eps_low, free.clip_params.eps_high) == ("standard", 0.1, 0.28)
+    # the same cell written as the mode and its clip_params: one id
+    (same,) = expand(
+        tmp_path,
+        CLIPS.format(clips="[standard]") + "settings: {clip_params: {eps_low: 0.1, eps_high: 0.28}}\n",
+        "b.yaml",
+    )
+    assert same.id == cells[1].id
+
+
+def test_a_clip_mapping_equal_to_a_named_mode_is_that_mode(tmp_path):
+    (named,) = expand(tmp_path, CLIPS.format(clips="[clip_higher]"), "a.yaml")
+    (mapped,) = expand(tmp_path, CLIPS.format(clips="[{eps_high: 0.28}]"), "b.yaml")
+    assert mapped.id == named.id and mapped.axes["clip"] == "clip_higher"
+    with pytest.raises(ConfigError, match="same config"):
+        expand(tmp_path, CLIPS.format(clips="[clip_higher, {eps_low: 0.2, eps_high: 0.28}]"), "c.yaml")
+
+
+@pytest.mark.parametrize(
+    ("clips", "field", "message"),
+    [
+        ("[{eps_lo: 0.1}]", "grid.clip", "unknown key 'eps_lo'"),
+        ("[{eps_low: 1.5}]", "grid.clip.eps_low", "less than or equal to 1"),
+        ("[{name: clip_hi, eps_high: 0.3}]", "grid.clip.name", "clip_higher"),
+    ],
+)
+def test_a_bad_clip_mapping_names_its_key(tmp_path, clips, field, message):
+    with pytest.raises(ConfigError, match=message) as exc:
+        expand(tmp_path, CLIPS.format(clips=clips))
+    assert exc.value.field == field and exc.value.file.endswith("s.yaml")
+
+
+# ---------------------------------------------------------------------------------------------- algorithms
+#: the paper preset (loss_type bnpo, group std, token whitening) with budgets that fit the tiny model
+ALGS = """
+name: t
+preset: paper
+grid:
+  model: [tiny]
+  train.algorithm: {algs}
+  clip: [{clip}]
+  train.max_prompt_length: [128]
+  train.max_completion_length: [64]
+  eval.benchmarks: [[arith]]
+"""
+
+
+def test_the_grpo_algorithm_keeps_every_cell_id(tmp_path):
+    plain = expand(tmp_path, BASE, "a.yaml")
+    stated = expand(tmp_path, BASE + "settings: {train: {algorithm: grpo}}\n", "b.yaml")
+    assert [c.id for c in plain] == [c.id for c in stated]
+    assert "algorithm" not in grid.identity(plain[0].config)["train"]
+
+
+def test_an_algorithm_sets_the_estimator_over_the_preset(tmp_path):
+    cells = expand(tmp_path, ALGS.format(algs="[grpo, dr_grpo, rloo]", clip="standard"))
+    got = [
+        (c.config.train.loss_type, c.config.train.scale_rewards, c.config.train.token_whitening)
+        for c in cells
+    ]
+    assert got == [("bnpo", "group", True), ("dr_grpo", "none", False), ("dr_grpo", "none", False)]
+    assert len({c.id for c in cells}) == 3
+
+
+def test_reinforce_needs_an_on_policy_clip_mode(tmp_path):
+    (cell,) = expand(tmp_path, ALGS.format(algs="[reinforce]", clip="on_policy"), "a.yaml")
+    assert cell.config.train.loss_type == "dr_grpo"
+    with pytest.raises(ConfigError, match="updates once per rollout.*on_policy") as exc:
+        expand(tmp_path, ALGS.format(algs="[reinforce]", clip="standard"), "b.yaml")
+    assert exc.value.field == "clip"
+
+
+@pytest.mark.parametrize(
+    ("extra", "field"),
+    [
+        ("settings: {train: {loss_type: bnpo}}\n", "settings.train.loss_type"),
+        ("settings: {train.token_whitening: true}\n", "settings.train.token_whitening"),
+        (
+            "overrides: [{when: {model: tiny}, set: {train.scale_rewards: group}}]\n",
+            "overrides[0].set.train.scale_rewards",
+        ),
+    ],
+)
+def test_a_setting_that_contradicts_the_algorithm_is_refused(tmp_path, extra, field):
+    with pytest.raises(ConfigError, match="contradicts train.algorithm rloo") as exc:
+        expand(tmp_path, ALGS.format(algs="[rloo]", clip="standard") + extra)
+    assert exc.value.field == field and exc.value.file.endswith("s.yaml")
+    # the same value the algorithm sets is no contradiction
+    expand(
+        tmp_path,
+        ALGS.format(algs="[rloo]", clip="standard") + "settings: {train: {loss_type: dr_grpo}}\n",
+        "ok.yaml",
+    )
+
+
+def test_an_unknown_algorithm_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="rlo.*rloo") as exc:
+        expand(tmp_path, ALGS.format(algs="[rlo]", clip="standard"))
+    assert exc.value.field == "train.algorithm"

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from spurisweep import training
 from spurisweep.errors import ConfigError
 from spurisweep.models import families
 from spurisweep.plan import grid, grpo, spec
@@ -29,7 +28,7 @@ SHARDED: dict[str, Any] = {
     "grid": {"model": ["tiny"], "seed": [0, 1]},
     "settings": {
         "train": {"sharding": "fsdp", "gradient_checkpointing": True},
-        "slurm": {"tasks_per_node": 2},
+        "resources": {"tasks_per_node": 2},
     },
 }
 #: run the real CLI entry point after applying `patch` (Python source) in the same process
@@ -140,7 +139,7 @@ def test_validate_builds_the_grpo_config_a_sharded_cell_trains_with(tmp_path, sp
     assert "FSDP_CPU_RAM_EFFICIENT_LOADING" not in os.environ  # GRPOConfig's write was undone
     # the cell's own arguments, as training builds them (grpo_kwargs, then the FSDP arguments over them)
     base = grpo.grpo_kwargs(cell.config, kw["output_dir"], cpu=True, world=2)
-    expect = training.config.sharded_grpo_kwargs(base, cell.config, families.model_source("tiny"))
+    expect = grpo.sharded_grpo_kwargs(base, cell.config, families.model_source("tiny"))
     assert {k: v for k, v in kw.items() if k != "report_to"} == {
         k: v for k, v in expect.items() if k != "report_to"
     }
@@ -159,7 +158,7 @@ def test_a_hub_familys_layer_comes_from_its_shipped_config_without_downloading(t
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     doc = {**SHARDED, "preset": "paper", "grid": {"model": ["qwen2.5-math-7b", "olmo2-7b"]}}
     qwen, olmo = cells_of(write(tmp_path / "hub.yaml", doc))
-    assert type(training.config.plan_model_config(qwen.config)).__name__ == "Qwen2Config"
+    assert type(grpo.plan_model_config(qwen.config)).__name__ == "Qwen2Config"
     grpo.validate_all([qwen, olmo], cached=False)  # the model matters to a sharded setup: both built
     layers = [kw["fsdp_config"]["transformer_layer_cls_to_wrap"] for kw in spy.calls]
     assert layers == [["Qwen2DecoderLayer"], ["Olmo2DecoderLayer"]]
@@ -168,10 +167,10 @@ def test_a_hub_familys_layer_comes_from_its_shipped_config_without_downloading(t
 def test_an_unbuilt_local_family_is_validated_with_a_placeholder_layer(tmp_path, spy, monkeypatch):
     monkeypatch.setenv("SPURISWEEP_CACHE", str(tmp_path / "empty"))
     (cell, _) = cells_of(write(tmp_path / "shc.yaml", SHARDED))
-    assert training.config.plan_model_config(cell.config) is None
+    assert grpo.plan_model_config(cell.config) is None
     grpo.validate(cell.config)
     (kw,) = spy.calls
-    assert kw["fsdp_config"]["transformer_layer_cls_to_wrap"] == list(training.config.UNKNOWN_LAYERS)
+    assert kw["fsdp_config"]["transformer_layer_cls_to_wrap"] == list(grpo.UNKNOWN_LAYERS)
     assert not (tmp_path / "empty" / "models").exists()
 
 
@@ -185,8 +184,8 @@ def test_one_grpo_config_per_sharded_setup_not_per_seed(tmp_path, spy):
 
 def test_a_rejected_sharded_setup_names_the_first_cell_and_the_sharding(tmp_path, monkeypatch):
     real = sharding.fsdp_training_args
-    monkeypatch.setattr(
-        sharding, "fsdp_training_args", lambda *a, **k: {**real(*a, **k), "no_such_training_argument": 1}
+    monkeypatch.setattr(  # where the plan-time mapping reads it
+        grpo, "fsdp_training_args", lambda *a, **k: {**real(*a, **k), "no_such_training_argument": 1}
     )
     cells = cells_of(write(tmp_path / "shc.yaml", SHARDED))
     with pytest.raises(ConfigError) as exc:
@@ -207,7 +206,7 @@ def test_a_model_type_with_no_decoder_layer_class_is_a_plan_time_error(tmp_path,
     )
     doc = {**SHARDED, "grid": {"model": ["tiny"], "model_path": [str(folder)]}}
     (cell,) = cells_of(write(tmp_path / "odd.yaml", doc))
-    assert training.config.plan_model_config(cell.config) is not None
+    assert grpo.plan_model_config(cell.config) is not None
     with pytest.raises(ConfigError, match="no unit") as exc:
         grpo.validate(cell.config, file="odd.yaml")
     assert exc.value.field == "train.sharding"

@@ -18,12 +18,13 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
-from spurisweep import artifacts, training
+from spurisweep import artifacts
 from spurisweep.evaluation import run as evaluate
 from spurisweep.models import families
 from spurisweep.plan import grid, grpo, spec
@@ -46,7 +47,7 @@ SHARDED = {
             "eval_every": 1,
             "protocols": {"arith": {"samples": 2, "temperature": 1.0, "max_new_tokens": 16}},
         },
-        "slurm": {"tasks_per_node": 2},
+        "resources": {"tasks_per_node": 2},
     },
 }
 
@@ -105,7 +106,7 @@ def test_resume_points_and_evaluations_have_their_own_cadence(tmp_path):
     doc = json.loads(json.dumps(SHARDED))
     doc["settings"]["train"].update(sharding="none", steps=6, resume_every=1, save_every=3)
     doc["settings"]["eval"].pop("eval_every")
-    doc["settings"].pop("slurm")
+    doc["settings"].pop("resources")
     (cell,) = grid.expand(spec.load_sweep(write_sweep(tmp_path / "s.yaml", doc)))
     kw = grpo.grpo_kwargs(cell.config, str(tmp_path), cpu=True)
     upr = grpo.updates_per_rollout(kw)
@@ -117,7 +118,7 @@ def test_resume_points_and_evaluations_have_their_own_cadence(tmp_path):
         resume=None,
         keep_checkpoints=1,
         evaluate_checkpoints=True,
-        eval_every=training.config.eval_interval(cell.config),
+        eval_every=grpo.eval_interval(cell.config),
         metric_rows=[],
         evaluate_at=lambda *a: None,
     )
@@ -132,28 +133,13 @@ def test_shares_of_several_ranks_merge_into_the_rows_of_one_process(tmp_path, sh
     model, tok = families.load_model_and_tokenizer(str(families.ensure_built(families.get("tiny"))))
     settings = EvalSettings(limit=5, protocols={"arith": ProtocolOverride(samples=2, temperature=1.0)})
     proto = evaluate.protocol_for(settings, "arith")
-    common = dict(
-        model=model, tokenizer=tok, model_source="tiny", prompt_template="chat", proto=proto, seed=3
+    job = evaluate.EvalJob(
+        "e", tmp_path / "one", proto, "chat", 3, evaluate.Weights("tiny", model=model, tokenizer=tok)
     )
-    one = evaluate.run_eval(**common, folder=tmp_path / "one", eval_id="e", meta={})
-    shares = [
-        evaluate.generate_share(
-            **common, eval_id="e", backend="transformers", batch_size=None, rank=r, world=3
-        )
-        for r in range(3)
-    ]
+    one = evaluate.run(job)
+    shares = [evaluate.generate_share(job, r, 3) for r in range(3)]
     assert [s.indices for s in shares] == [[0, 3], [1, 4], [2]]
-    evaluate.write_evaluation(
-        tmp_path / "three",
-        "e",
-        shares,
-        proto=proto,
-        prompt_template="chat",
-        seed=3,
-        meta={},
-        backend="transformers",
-        wall_s=0.0,
-    )
+    evaluate.write_evaluation(replace(job, folder=tmp_path / "three"), shares, wall_s=0.0)
     assert one["n_samples"] == 10
     assert rows_of(tmp_path / "three", "e") == rows_of(tmp_path / "one", "e")
     assert len({r["response"] for r in rows_of(tmp_path / "one", "e")}) > 1  # really sampled
@@ -211,33 +197,15 @@ def test_the_export_loads_and_one_process_evaluates_it_as_the_two_did(uninterrup
     model, tok = families.load_model_and_tokenizer(str(export))  # fp32 on CPU, as the cell evaluated it
     (final,) = [m for m in artifacts.CellDir(d).completed_evals() if m["step"] == 4]
     proto = evaluate.protocol_for(cfg.eval, "arith")
-    evaluate.run_eval(
-        model=model,
-        tokenizer=tok,
-        model_source=str(export),
-        prompt_template=cfg.prompt,
-        proto=proto,
-        seed=cfg.seed,
-        folder=d.parent / "one",
-        eval_id=final["eval_id"],
-        meta={},
-    )
+    weights = evaluate.Weights(str(export), model=model, tokenizer=tok)
+    evaluate.run(evaluate.EvalJob(final["eval_id"], d.parent / "one", proto, cfg.prompt, cfg.seed, weights))
     ours = rows_of(d.parent / "one", final["eval_id"])
     assert ours == rows_of(d / "evals", final["eval_id"]) and len(ours) == 8
     # the shared baseline, evaluated by both ranks, equals one process's evaluation of the untrained model
     base = json.loads((d / "DONE").read_text())["baselines"]["arith"]
     model, tok = families.load_model_and_tokenizer(str(families.ensure_built(families.get("tiny"))))
-    evaluate.run_eval(
-        model=model,
-        tokenizer=tok,
-        model_source="tiny",
-        prompt_template=cfg.prompt,
-        proto=proto,
-        seed=cfg.seed,
-        folder=d.parent / "one",
-        eval_id=base,
-        meta={},
-    )
+    weights = evaluate.Weights("tiny", model=model, tokenizer=tok)
+    evaluate.run(evaluate.EvalJob(base, d.parent / "one", proto, cfg.prompt, cfg.seed, weights))
     assert rows_of(d.parent / "one", base) == rows_of(uninterrupted / artifacts.BASELINES, base)
 
 
@@ -296,31 +264,18 @@ def test_kill_9_of_the_sharded_job_resumes_to_the_uninterrupted_rows(uninterrupt
 
 
 def test_a_ranks_vllm_engine_gets_its_share_and_the_memory_training_left(tmp_path, shared_data, monkeypatch):
-    """vLLM cannot run here (no GPU): a fake `vllm` module (test_generate.FakeVLLM) records the engine and
+    """vLLM cannot run here (no GPU): a fake `vllm` module (tests/fakes.FakeVLLM) records the engine and
     the prompts; rank 1 of 2 sends problems 1 and 3 to its own engine, which is dropped afterwards."""
     from spurisweep.evaluation import generate
-
-    from .test_generate import FakeVLLM
+    from tests.fakes import FakeVLLM
 
     fake = FakeVLLM()
     monkeypatch.setitem(sys.modules, "vllm", fake.module())
     monkeypatch.setattr(generate, "_ENGINE", {})
     _, tok = families.load_model_and_tokenizer(str(families.ensure_built(families.get("tiny"))))
     proto = evaluate.protocol_for(EvalSettings(limit=4), "arith")
-    share = evaluate.generate_share(
-        model=None,
-        tokenizer=tok,
-        model_source="/export/hf",
-        prompt_template="chat",
-        proto=proto,
-        seed=0,
-        eval_id="e",
-        backend="vllm",
-        batch_size=None,
-        rank=1,
-        world=2,
-        vllm_memory=0.4,
-    )
+    weights = evaluate.Weights("/export/hf", "vllm", tokenizer=tok, vllm_memory=0.4)
+    share = evaluate.generate_share(evaluate.EvalJob("e", tmp_path, proto, "chat", 0, weights), 1, 2)
     assert fake.engines == [{"model": "/export/hf", "seed": 0, "gpu_memory_utilization": 0.4}]
     problems = evaluate.data.load_benchmark("arith", limit=4)
     assert share.indices == [1, 3] and [r["problem_id"] for r in share.rows] == [
