@@ -1,4 +1,4 @@
-# spurisweep: `make demo` runs the smoke sweep end to end; `make test` runs the test suite.
+# spurisweep: `make demo` runs a small sweep end to end and reads it; `make test` runs the test suite.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -44,9 +44,13 @@ test-vllm: install-vllm
 lock:
 	bash scripts/lock.sh
 
+# The demo (sweeps/demo.yaml, ~2 minutes on 2 cores, offline): toy-demo, a tiny model shipped pretrained on toy
+# word problems, trained 20 GRPO steps with the real reward and with a random one; the table shows each
+# against the untrained model, and the line under it reads them (computed from the results).
 demo: install
-	$(BIN)/spurisweep run sweeps/smoke.yaml --executor local
-	$(BIN)/spurisweep report --sweep smoke --pivot model,reward
+	$(BIN)/spurisweep run sweeps/demo.yaml --executor local
+	$(BIN)/spurisweep report --sweep demo --pivot model,reward
+	$(BIN)/spurisweep toy reading --sweep demo
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -73,12 +77,12 @@ TOY_OUT ?= results/toy_figures
 toy: install
 	$(BIN)/spurisweep toy build
 	$(BIN)/spurisweep run sweeps/toy_table.yaml --executor local
-	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward --where clip=standard --spread ci
-	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward --where clip=no_clip --spread ci
-	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward --where clip=standard --metric code_frequency --spread ci
-	$(BIN)/spurisweep report --sweep toy_table --pivot model,reward --where clip=no_clip --metric code_frequency --spread ci
-	$(BIN)/spurisweep report --sweep toy_table --plot code --out $(TOY_OUT)
-	$(BIN)/spurisweep report --sweep toy_table --plot curves --out $(TOY_OUT)
+	$(BIN)/spurisweep report toy_table --pivot model,reward --where clip=standard --spread ci
+	$(BIN)/spurisweep report toy_table --pivot model,reward --where clip=no_clip --spread ci
+	$(BIN)/spurisweep report toy_table --pivot model,reward --where clip=standard --metric code_frequency --spread ci
+	$(BIN)/spurisweep report toy_table --pivot model,reward --where clip=no_clip --metric code_frequency --spread ci
+	$(BIN)/spurisweep report toy_table --plot code --out $(TOY_OUT)
+	$(BIN)/spurisweep report toy_table --plot curves --out $(TOY_OUT)
 	$(BIN)/spurisweep diagnose sweeps/toy_table.yaml
 
 # the 2x2 clipping experiment on the toy families (shares its standard-clip cells with the toy table)

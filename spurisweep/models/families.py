@@ -1,6 +1,6 @@
 """Model families: name -> hub id, prompt template, generation settings; plus locally built models.
 
-Locally built families (`tiny`, and the toy families registered by spurisweep.toy) need no network:
+Locally built families (`tiny`, and the toy families built by spurisweep.models.toy) need no network:
 their builder writes a `from_pretrained` folder into the cache on first use (deterministically, under a
 file lock so concurrent cells build it once), and from then on they load through the same path as a
 hub model. The cache is $SPURISWEEP_CACHE or ~/.cache/spurisweep.
@@ -122,6 +122,9 @@ class Family:
     lineage: str = (
         ""  # pretraining lineage (qwen2.5-math, qwen2.5, llama3, olmo2, ...): what "one family" means
     )
+    # a local family whose weights are fixed (shipped as package data): the sha256 its built folder's
+    # WEIGHTS_FILE must have, checked by ensure_built every time it hands the folder out
+    sha256: str = ""
 
     def build(self, out: Path) -> None:
         """Write this family's from_pretrained folder into `out` (local families only)."""
@@ -188,15 +191,16 @@ def ensure_built(fam: Family) -> Path:
     assert fam.builder is not None
     target = cache_dir() / "models" / f"{fam.name}-v{fam.version}"
     if (target / "config.json").exists():
-        return target
+        return check_weights(fam, target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(target) + ".lock"):
         if (target / "config.json").exists():
-            return target
+            return check_weights(fam, target)
         tmp = Path(tempfile.mkdtemp(prefix=f".{fam.name}-", dir=target.parent))
         try:
             log.info("building model family %s into %s", fam.name, target)
             fam.build(tmp)
+            check_weights(fam, tmp, built=True)  # before it is published: a bad copy never reaches the cache
             from ..artifacts import follow_umask
 
             follow_umask(tmp)  # mkdtemp makes it 0700 and safetensors writes 0600, whatever the umask
@@ -204,6 +208,41 @@ def ensure_built(fam: Family) -> Path:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+#: the weights file of a from_pretrained folder, which a pinned family's sha256 is of
+WEIGHTS_FILE = "model.safetensors"
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def check_weights(fam: Family, folder: Path, *, built: bool = False) -> Path:
+    """`folder` when family `fam` pins no weights or its weights file has the pinned sha256; else one
+    DataError naming the file, both hashes and the fix. `built`: the folder was just built (the builder's
+    source is at fault: damaged package data, or weights rebuilt without a new pin), else it is the cache's
+    copy (delete it to build it again)."""
+    if not fam.sha256:
+        return folder
+    weights = Path(folder) / WEIGHTS_FILE
+    got = file_sha256(weights) if weights.is_file() else "none (no such file)"
+    if got == fam.sha256:
+        return folder
+    fix = (
+        "the shipped weights are damaged, or were rebuilt without their new sha256 in families.py"
+        if built
+        else f"a damaged cached copy: delete {folder} to build it again"
+    )
+    raise DataError(
+        f"model family {fam.name}: {WEIGHTS_FILE} has sha256 {got}, expected {fam.sha256} ({fix})"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- tiny model
@@ -353,6 +392,21 @@ register(
         0.0,
         builder="spurisweep.models.toy:build_toy_memo",
         lineage="toy-memo",
+    )
+)
+# toy-prose's recipe (on one thread) pretrained once and shipped as package data (resources/demo/toy-demo,
+# models.toy.SHIPPED): `make demo`'s model, installed in a second; the pin below is checked whenever the
+# folder is handed out. `spurisweep toy ship` pretrains it again and prints the sha256 to put here.
+register(
+    Family(
+        "toy-demo",
+        "local:toy-demo",
+        "qa",
+        "base",
+        0.0,
+        builder="spurisweep.models.toy:install_toy_demo",
+        lineage="toy-prose",
+        sha256="b15a137afebf432f02a5857a6a8d65f47bb6834eff2fbd99b63064fd22583590",
     )
 )
 

@@ -9,6 +9,8 @@ pretrained from scratch on the toy task's corpus (task.corpus) with different mi
              every batch, learned whole (problem text and answer): a family that has memorised its test
              set, as Qwen2.5-Math appears to have memorised MATH-500 (RESEARCH.md, "Is the gain real?").
              Its corpus also leaves out the `toy-fresh` problems, so toy-fresh stays unseen.
+  toy-demo   toy-prose's recipe on one thread, pretrained once and shipped as package data (SHIPPED):
+             `make demo`'s model, copied into the cache instead of pretrained, its weights' sha256 pinned.
 
 Pretraining is plain next-token prediction on the solution tokens (the prompt is context, not target),
 AdamW with warmup and cosine decay, fresh corpus rows every step. It is deterministic: fixed seeds,
@@ -76,6 +78,14 @@ FAMILY_CONFIGS: dict[str, ToyConfig] = {
     "toy-prose": ToyConfig(code_share=0.0),
     "toy-memo": ToyConfig(code_share=0.65, memorise=16),
 }
+
+#: toy families shipped pretrained as package data (SHIPPED_DIR/<name>), with the recipe they were built by.
+#: `toy-demo` is `make demo`'s model, installed in a second instead of pretrained for minutes: toy-prose's
+#: recipe on one thread (a shared 2-core machine runs one thread several times faster per step than two;
+#: the weights are toy-prose's statistically, not bit for bit). `spurisweep toy ship` pretrains it again and
+#: prints the sha256 families.py pins.
+SHIPPED: dict[str, ToyConfig] = {"toy-demo": dataclasses.replace(FAMILY_CONFIGS["toy-prose"], threads=1)}
+SHIPPED_DIR = "resources/demo"
 
 
 # ---------------------------------------------------------------------------------------------- tokenizer
@@ -292,6 +302,60 @@ def build_toy_memo(out: Path) -> None:
     build(out, FAMILY_CONFIGS["toy-memo"])
 
 
+def shipped_folder(name: str) -> Path:
+    """Where shipped family `name`'s weights are: package data (spurisweep/resources/demo/<name>)."""
+    from importlib import resources
+
+    return Path(str(resources.files("spurisweep").joinpath(SHIPPED_DIR, name)))
+
+
+def install_shipped(name: str, out: Path) -> None:
+    """Copy shipped family `name`'s folder into `out` (families.ensure_built then checks its sha256)."""
+    import shutil
+
+    from ..errors import DataError
+
+    src = shipped_folder(name)
+    if not (src / "config.json").is_file():
+        raise DataError(
+            f"{src}: {name}'s shipped weights are not there (an install without package data?); "
+            f"`spurisweep toy ship --family {name}` pretrains them again"
+        )
+    shutil.copytree(src, out, dirs_exist_ok=True)
+
+
+def install_toy_demo(out: Path) -> None:
+    """The families.Family builder of `toy-demo`: the shipped weights (SHIPPED)."""
+    install_shipped("toy-demo", out)
+
+
+def ship(name: str, out: Path | None = None) -> tuple[Path, str, dict[str, Any]]:
+    """Pretrain shipped family `name` by its recipe (SHIPPED) into its package-data folder, or `out`,
+    replacing what is there only once the build is complete. Returns the folder, the sha256 of its weights
+    (what families.py pins) and the build figures."""
+    import shutil
+    import tempfile
+
+    from ..errors import ConfigError, suggest
+    from . import families
+
+    if name not in SHIPPED:
+        raise ConfigError(suggest(name, list(SHIPPED)), field="--family")
+    folder = Path(out) if out is not None else shipped_folder(name)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=folder.parent))
+    try:
+        stats = build(tmp, SHIPPED[name])
+        from ..artifacts import follow_umask
+
+        follow_umask(tmp)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.replace(folder)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder, families.file_sha256(folder / families.WEIGHTS_FILE), stats
+
+
 def read_stats(folder: Path) -> dict[str, Any]:
     path = Path(folder) / STATS_FILE
     return json.loads(path.read_text()) if path.exists() else {}
@@ -305,10 +369,10 @@ def ensure(name: str, *, force: bool = False) -> tuple[Path, dict[str, Any]]:
 
     from . import families
 
-    if name not in FAMILY_CONFIGS:
+    if name not in FAMILY_CONFIGS and name not in SHIPPED:
         from ..errors import ConfigError, suggest
 
-        raise ConfigError(suggest(name, list(FAMILY_CONFIGS)), field="--family")
+        raise ConfigError(suggest(name, [*FAMILY_CONFIGS, *SHIPPED]), field="--family")
     fam = families.get(name)
     target = families.cache_dir() / "models" / f"{fam.name}-v{fam.version}"  # where ensure_built puts it
     if force and target.exists():

@@ -182,7 +182,7 @@ def test_toy_build_command_builds_into_the_cache_and_shows_the_prior(tmp_path, m
     shim = tmp_path / "shim"
     shim.mkdir()
     (shim / "sitecustomize.py").write_text(
-        "import dataclasses\nfrom spurisweep.toy import build\n"
+        "import dataclasses\nfrom spurisweep.models import toy as build\n"
         "build.FAMILY_CONFIGS['toy-prose'] = dataclasses.replace(build.FAMILY_CONFIGS['toy-prose'], "
         f"**{MICRO_KW!r})\n"
     )
@@ -197,6 +197,7 @@ def test_toy_build_command_builds_into_the_cache_and_shows_the_prior(tmp_path, m
     assert proc.returncode == 0, proc.stdout + proc.stderr
     folder = tmp_path / "cache" / "models" / "toy-prose-v1"
     assert (folder / "config.json").exists() and (folder / build.STATS_FILE).exists()
+    assert build.read_stats(folder)["config"]["steps"] == MICRO.steps  # the shim took: a micro build
     assert "toy-prose" in proc.stdout and "sampled" in proc.stdout and "greedy" in proc.stdout
     stamp = (folder / "config.json").stat().st_mtime_ns
     again = subprocess.run(run, capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
@@ -205,6 +206,62 @@ def test_toy_build_command_builds_into_the_cache_and_shows_the_prior(tmp_path, m
     assert forced.returncode == 0 and (folder / "config.json").stat().st_mtime_ns != stamp  # built again
     bad = subprocess.run([*run[:-1], "nope"], capture_output=True, text=True, cwd=ROOT, env=env, timeout=60)
     assert bad.returncode == 2 and "nope" in bad.stderr
+
+
+# ---------------------------------------------------------------------------------------------- shipped
+def test_toy_demo_is_toy_prose_shipped_pinned_and_installed_through_the_cache(tmp_path, monkeypatch):
+    """toy-demo's package data is toy-prose's recipe (on one thread), pretrained: ensure_built copies it into
+    the cache, checks the pinned sha256, and it loads like any family with a prior the demo can improve on."""
+    monkeypatch.setenv("SPURISWEEP_CACHE", str(tmp_path))
+    fam = families.get("toy-demo")
+    assert fam.prompt == "qa" and fam.lineage == "toy-prose" and len(fam.sha256) == 64
+    folder = families.ensure_built(fam)
+    assert folder.parent == tmp_path / "models"
+    assert families.file_sha256(folder / families.WEIGHTS_FILE) == fam.sha256
+    stats = build.read_stats(folder)
+    recipe = build.SHIPPED["toy-demo"]
+    assert stats["config"] == dataclasses.asdict(recipe)
+    assert (
+        dataclasses.replace(recipe, threads=2) == build.FAMILY_CONFIGS["toy-prose"]
+    )  # toy-prose, one thread
+    assert 0.15 <= stats["prior"]["sampled"]["accuracy"] <= 0.5  # room to gain, and something to build on
+    model, tok = families.load_model_and_tokenizer(str(folder), device="cpu")
+    assert model.config.hidden_size == build.ToyConfig().hidden and tok.eos_token == "</s>"
+    assert families.context_length("toy-demo") == build.MAX_POSITIONS
+
+
+def test_a_pinned_family_refuses_weights_that_differ_from_its_pin(tmp_path, monkeypatch):
+    """A wrong pin fails the build before anything reaches the cache; a cached copy damaged later is named
+    with the fix (delete it) instead of being loaded."""
+    from spurisweep.errors import DataError
+
+    monkeypatch.setenv("SPURISWEEP_CACHE", str(tmp_path))
+    wrong = dataclasses.replace(families.get("toy-demo"), name="toy-demo-wrong-pin", sha256="0" * 64)
+    with pytest.raises(DataError, match="shipped weights are damaged"):
+        families.ensure_built(wrong)
+    assert not (tmp_path / "models" / "toy-demo-wrong-pin-v1").exists()
+    folder = families.ensure_built(families.get("toy-demo"))
+    with open(folder / families.WEIGHTS_FILE, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(DataError, match=f"delete {folder}"):
+        families.ensure_built(families.get("toy-demo"))
+
+
+def test_ship_pretrains_by_the_recipe_and_returns_the_sha256_to_pin(tmp_path, monkeypatch, micro_builds):
+    """`toy ship` at the micro size: the recipe it names is what it builds (the same weights as a plain build
+    of that recipe, so the pin is reproducible), and an unknown family is one ConfigError."""
+    from spurisweep.errors import ConfigError
+
+    (a, _), _ = micro_builds
+    monkeypatch.setitem(build.SHIPPED, "toy-demo", MICRO)
+    folder, digest, stats = build.ship("toy-demo", tmp_path / "shipped")
+    assert folder == tmp_path / "shipped" and (folder / "config.json").is_file()
+    assert digest == families.file_sha256(folder / families.WEIGHTS_FILE)
+    assert digest == families.file_sha256(a / families.WEIGHTS_FILE)
+    assert stats["config"]["steps"] == MICRO.steps
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no build folder left behind
+    with pytest.raises(ConfigError):
+        build.ship("toy-coder", tmp_path / "other")
 
 
 # ---------------------------------------------------------------------------------------------- sweeps
@@ -239,3 +296,14 @@ def test_toy_2x2_expands_and_shares_its_standard_cells_with_the_table():
     assert (high.eps_low, high.eps_high) == (0.2, 0.28)
     shared = {c.id for c in cells} & {c.id for c in _cells("toy_table.yaml")}
     assert len(shared) == 2 * 2 * 5  # standard x {random, ground_truth} x both families x 5 seeds
+
+
+def test_demo_sweep_is_one_seed_of_ground_truth_against_random_on_the_shipped_family():
+    cells = _cells("demo.yaml")
+    assert len(cells) == 2
+    assert {c.axes["reward"] for c in cells} == {"ground_truth", "random"}
+    for c in cells:
+        cfg = c.config
+        assert cfg.model == "toy-demo" and cfg.seed == 0 and cfg.eval.benchmarks == ["toy"]
+        assert cfg.data.train == "builtin:toy" and cfg.eval.limit == 200
+        assert cfg.train.save_every == cfg.train.steps  # evaluated at the end only (and the shared baseline)

@@ -64,7 +64,7 @@ def test_tiny_and_toy_contexts_are_known_without_building(tmp_path, monkeypatch)
 def test_context_is_read_without_torch_or_transformers(tmp_path):
     code = (
         "import sys\n"
-        "from spurisweep import families\n"
+        "from spurisweep.models import families\n"
         "print(families.context_length('tiny'), families.context_length('toy-coder'), "
         "families.context_length('qwen2.5-math-7b'))\n"
         "heavy = [m for m in ('torch', 'transformers') if m in sys.modules]\n"
