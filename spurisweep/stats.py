@@ -35,6 +35,11 @@ rests on one degree of freedom.
 accuracies are, the scale below which a greedy delta means nothing.
 
 `format_delta` / `delta_legend`: a delta as "+12.4 [+8.1, +16.9]" for an 80-column table.
+
+`estimate` / `difference` / `direction`: the statistics of few runs that `diagnose` reads (one value per
+run, e.g. a run's gain): a mean with its percentile bootstrap interval over runs, a difference of two
+group means with each group resampled independently and the bootstrap probability of each sign, and
+whether an effect points the expected way (supported / suggested / not supported / contradicted).
 """
 
 from __future__ import annotations
@@ -46,7 +51,15 @@ from typing import Any
 
 import numpy as np
 
-from spurisweep.metrics import BOOTSTRAP, bootstrap_means
+from spurisweep.metrics import (
+    BOOTSTRAP,
+    bootstrap_ci,
+    bootstrap_difference,
+    bootstrap_means,
+    clean,
+    interval_and_signs,
+    mean_std,
+)
 
 #: per-sample scores (fractions) -> accuracy points
 POINTS = 100.0
@@ -178,6 +191,91 @@ def paired_delta(
     )
 
 
+# ---------------------------------------------------------------------------------------------- runs
+@dataclass
+class Estimate:
+    """A mean over runs with its bootstrap 95% interval (None with fewer than 2 runs)."""
+
+    mean: float | None
+    low: float | None = None
+    high: float | None = None
+    n: int = 0
+    std: float | None = None
+
+    def text(self, signed: bool = True) -> str:
+        """ "+12.0 [+10.0, +14.0] (n=3)"; "-" without runs."""
+        if self.mean is None:
+            return "-"
+        s = number(self.mean, signed=signed)
+        if self.low is not None and self.high is not None:
+            s += f" [{number(self.low, signed=signed)}, {number(self.high, signed=signed)}]"
+        return s + f" (n={self.n})"
+
+
+@dataclass
+class Effect:
+    """A difference of group means with its bootstrap interval, P(effect < 0) and P(effect > 0)."""
+
+    mean: float | None
+    low: float | None = None
+    high: float | None = None
+    p_negative: float | None = None
+    p_positive: float | None = None
+
+    def text(self) -> str:
+        """ "-10.0 [-12.7, -7.3]"; "-" when a group was empty."""
+        if self.mean is None:
+            return "-"
+        s = number(self.mean)
+        if self.low is not None and self.high is not None:
+            s += f" [{number(self.low)}, {number(self.high)}]"
+        return s
+
+
+def estimate(values: Sequence[float | None], *, n_boot: int = BOOTSTRAP, seed: int = 0) -> Estimate:
+    """The mean of the values (None and NaN left out), their std, and the percentile bootstrap 95%
+    interval of the mean over runs (metrics.bootstrap_ci; none with fewer than 2 values)."""
+    xs = clean(list(values))
+    m, sd = mean_std(xs)
+    ci = bootstrap_ci(xs, n=n_boot, seed=seed)
+    return Estimate(m, ci[0] if ci else None, ci[1] if ci else None, len(xs), sd)
+
+
+def difference(
+    a: Sequence[float], b: Sequence[float], *, n_boot: int = BOOTSTRAP, seed: int = 0
+) -> tuple[Effect, Any]:
+    """mean(a) - mean(b) as an Effect, and its bootstrap draws (each group resampled independently;
+    None with fewer than 2 values in a group), so that differences of effects can be bootstrapped too."""
+    mean, draws = bootstrap_difference(list(a), list(b), n_boot, seed)
+    return effect(draws, mean), draws
+
+
+def effect(draws: Any, mean: float | None) -> Effect:
+    """An Effect from its point estimate and bootstrap draws (no interval without draws)."""
+    if draws is None or mean is None:
+        return Effect(mean)
+    return Effect(mean, *interval_and_signs(draws))
+
+
+def direction(e: Effect, *, want_negative: bool, lean: float = 0.8) -> str:
+    """Whether an effect points the expected way: supported (the 95% interval excludes 0 the expected
+    way), contradicted (it excludes 0 the other way), suggested (the expected sign has bootstrap
+    probability >= `lean`, or with no interval the point estimate has it), not supported, or untestable
+    (no estimate)."""
+    if e.mean is None:
+        return "untestable"
+    sign = -1 if want_negative else 1
+    if e.low is None or e.high is None or e.p_negative is None or e.p_positive is None:
+        return "suggested" if sign * e.mean > 0 else "not supported"
+    lo, hi = sorted((sign * e.low, sign * e.high))
+    if lo > 0:
+        return "supported"
+    if hi < 0:
+        return "contradicted"
+    p_expected = e.p_negative if want_negative else e.p_positive
+    return "suggested" if p_expected >= lean else "not supported"
+
+
 # ---------------------------------------------------------------------------------------------- noise floor
 def noise_floor(a: Scores, b: Scores) -> NoiseFloor:
     """Two evaluations of the same checkpoint (e.g. greedy at two batch sizes) on the problems both hold:
@@ -193,8 +291,16 @@ def noise_floor(a: Scores, b: Scores) -> NoiseFloor:
 # ---------------------------------------------------------------------------------------------- formatting
 def signed(x: float, digits: int = 1) -> str:
     """x with its sign, "+0.0" for anything that rounds to zero."""
-    text = f"{x:+.{digits}f}"
-    return "+" + text[1:] if float(text) == 0 else text
+    return number(x, digits)
+
+
+def number(x: float, digits: int = 1, *, signed: bool = True) -> str:
+    """x to `digits` decimals, with its sign when `signed`; never "-0.0" (anything that rounds to zero
+    is "+0.0", or "0.0" unsigned)."""
+    text = f"{x:{'+' if signed else ''}.{digits}f}"
+    if float(text) == 0:
+        text = ("+" if signed else "") + text.lstrip("+-")
+    return text
 
 
 def format_delta(d: Delta, digits: int = 1) -> str:

@@ -41,6 +41,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import sys
 import tempfile
@@ -560,11 +561,17 @@ class _Unit:
     sweeps: list[str] = field(default_factory=list)
 
 
-def _lineage(model: str) -> str:
+def lineage(model: str) -> str:
+    """A model's pretraining lineage as stored in `cells.lineage` and `probes.lineage`: the registered
+    family's (qwen2.5-math, llama3, ...: so Llama-3.1-8B-Instruct and Llama-3.2-3B-Instruct are one family);
+    a model the registry does not know falls back to its name without the size and variant
+    (foo-7b-sft -> foo). `diagnose` reads the stored value and never derives its own."""
     from .models import families
 
     fam = families.FAMILIES.get(model)
-    return (fam.lineage if fam else "") or model
+    if fam is not None and fam.lineage:
+        return fam.lineage
+    return re.split(r"-\d+(?:\.\d+)?[bm](?:-|$)", model, maxsplit=1)[0] or model
 
 
 def _read_cell(d: Path, mtime: float) -> _Unit:
@@ -582,11 +589,11 @@ def _read_cell(d: Path, mtime: float) -> _Unit:
     values = {
         "cell_id": cid,
         "model": model,
-        "lineage": _lineage(model) if isinstance(model, str) else None,
+        "lineage": lineage(model) if isinstance(model, str) else None,
         "reward": raw.get("reward_label", cfg.get("reward")),
         "reward_name": cfg.get("reward"),
         "reward_params": _obj(cfg.get("reward_params"), path, "config.reward_params", empty={}),
-        "clip": cfg.get("clip"),
+        "clip": raw.get("clip_label", cfg.get("clip")),
         "seed": cfg.get("seed"),
         "preset": cfg.get("preset"),
         "prompt": cfg.get("prompt"),
@@ -679,7 +686,7 @@ def _probe_row(path: Path, meta: Any) -> tuple:
     model = meta.get("model")
     values = {
         **{c: meta.get(c) for c in PROBE_COLUMNS if c not in ("meta", "lineage", "max_new_tokens")},
-        "lineage": _lineage(model) if isinstance(model, str) else None,
+        "lineage": lineage(model) if isinstance(model, str) else None,
         "max_new_tokens": proto.get("max_new_tokens"),
         "meta": meta,
     }

@@ -64,21 +64,30 @@ class StoreBuilder:
         health: list[dict[str, Any]] | None = None,
         cell_id: str | None = None,
     ) -> str:
-        """A finished cell. `reward` is the stored label; `reward_name` the raw name (default: the label)."""
+        """A finished cell, its rows as ingest writes them. `reward` is the stored label; `reward_name` the
+        raw name (default: the label). `settings` are dotted config keys (train.learning_rate,
+        reward_params.random.gamma, train.algorithm, ...) merged into the stored config, so they reach
+        `cell_settings` and `cells.config`; `reward_params` is the registry's defaults for the reward,
+        overridden by the settings' reward_params.*, as planning resolves them. The lineage is the one
+        ingest stores (store.lineage)."""
         self._n += 1
         cid = cell_id or f"c{self._n:04d}"
         raw = reward_name or reward
-        cfg = {"model": model, "reward": raw, "clip": clip, "seed": seed, "preset": "smoke"}
+        cfg: dict[str, Any] = {"model": model, "reward": raw, "clip": clip, "seed": seed, "preset": "smoke"}
+        cfg["prompt"] = "chat"
+        for key, value in (settings or {}).items():
+            _set_dotted(cfg, key, value)
+        cfg["reward_params"] = _resolved(raw, cfg.get("reward_params") or {})
         self.con.execute(
             "INSERT INTO cells (cell_id, model, lineage, reward, reward_name, reward_params, clip, seed, preset, "
             "prompt, config, summary, health, done_mtime, ingested_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 cid,
                 model,
-                model,
+                store.lineage(model),
                 reward,
                 raw,
-                json.dumps({}),
+                json.dumps(cfg["reward_params"]),
                 clip,
                 seed,
                 "smoke",
@@ -91,16 +100,12 @@ class StoreBuilder:
             ],
         )
         axes = {"model": model, "reward": reward, "clip": clip, "seed": seed}
-        flat = {
-            **{k: str(v) for k, v in cfg.items()},
-            "prompt": "chat",
-            **{k: str(v) for k, v in (settings or {}).items()},
-        }
         for k, v in (settings or {}).items():
             axes.setdefault(k, v)
         self.con.execute(
             "INSERT INTO sweep_cells VALUES (?, ?, ?)", [sweep or self.sweep, cid, json.dumps(axes)]
         )
+        flat = store.flatten(cfg)
         self._bulk("cell_settings", [(cid, k, v) for k, v in flat.items()], ["cell_id", "key", "value"])
         return cid
 
@@ -266,6 +271,24 @@ class StoreBuilder:
 
     def __exit__(self, *exc: Any) -> None:
         self.con.close()
+
+
+def _set_dotted(cfg: dict[str, Any], key: str, value: Any) -> None:
+    *parents, last = key.split(".")
+    for p in parents:
+        cfg = cfg.setdefault(p, {})
+    cfg[last] = value
+
+
+def _resolved(reward: str, given: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The reward's parameters as planning stores them (rewards.resolve_params); a name the registry does
+    not know keeps what was given."""
+    from spurisweep import rewards
+
+    try:
+        return rewards.resolve_params(rewards.parse(reward), given)
+    except ValueError:
+        return given
 
 
 # ---------------------------------------------------------------------------------------------- real store

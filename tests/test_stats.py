@@ -1,5 +1,6 @@
 """spurisweep.stats: the paired delta and its hierarchical bootstrap interval (a hand-computed case,
-pairing, seeds, coverage on simulated studies), the noise floor, the formatting."""
+pairing, seeds, coverage on simulated studies), the noise floor, the formatting; the statistics of few runs
+that diagnose reads (estimate, difference, direction)."""
 
 from __future__ import annotations
 
@@ -191,6 +192,51 @@ def test_noise_floor_of_a_constructed_pair():
     assert stats.format_floor(floor) == "floor 10.0 (3/10 flipped)"
     # several samples: a problem flips when its score changes, not when its samples are reordered
     assert stats.noise_floor({"p": [1.0, 0.0]}, {"p": [0.0, 1.0]}).flipped == 0
+
+
+# ---------------------------------------------------------------------------------------------- runs
+def test_estimate_is_the_mean_with_a_bootstrap_interval_inside_the_range():
+    e = stats.estimate([20.0, 22.0, 24.0, None], seed=3)
+    assert (e.mean, e.n) == (22.0, 3) and e.std == pytest.approx(2.0)
+    assert 20.0 <= e.low < 22.0 < e.high <= 24.0  # a resampled mean never leaves the values' range
+    assert stats.estimate([20.0, 22.0, 24.0], seed=3) == stats.estimate([20.0, 22.0, 24.0], seed=3)  # seeded
+    one = stats.estimate([5.0])
+    assert (one.mean, one.low, one.high, one.n) == (5.0, None, None, 1) and one.text() == "+5.0 (n=1)"
+    assert stats.estimate([]).text() == "-"
+
+
+def test_difference_resamples_each_group_and_gives_the_sign_probabilities():
+    e, draws = stats.difference([10.0, 12.0, 14.0], [20.0, 22.0, 24.0])
+    assert e.mean == pytest.approx(-10.0) and len(draws) == metrics.BOOTSTRAP
+    assert -14.0 <= e.low <= e.high <= -6.0  # every draw lies in [10 - 24, 14 - 20]
+    assert (e.p_negative, e.p_positive) == (1.0, 0.0)
+    same, _ = stats.difference([3.0, 3.0], [3.0, 3.0])
+    assert (same.p_negative, same.p_positive) == (0.0, 0.0)  # identical groups: neither sign
+    lone, none = stats.difference([1.0], [0.0, 2.0])
+    assert lone.mean == pytest.approx(0.0) and lone.low is None and none is None
+    assert stats.difference([], [1.0])[0].text() == "-"
+
+
+@pytest.mark.parametrize(
+    "effect, want_negative, expected",
+    [
+        (stats.Effect(-10.0, -14.0, -6.0, 1.0, 0.0), True, "supported"),
+        (stats.Effect(-10.0, -14.0, -6.0, 1.0, 0.0), False, "contradicted"),
+        (stats.Effect(1.0, -0.3, 2.3, 0.11, 0.89), False, "suggested"),  # P(>0) >= 0.8, interval reaches 0
+        (stats.Effect(1.0, -1.0, 3.0, 0.3, 0.7), False, "not supported"),
+        (stats.Effect(-2.0), True, "suggested"),  # no interval: the point estimate's sign
+        (stats.Effect(2.0), True, "not supported"),
+        (stats.Effect(None), True, "untestable"),
+    ],
+)
+def test_direction_reads_an_effect_against_the_expected_sign(effect, want_negative, expected):
+    assert stats.direction(effect, want_negative=want_negative) == expected
+
+
+def test_number_never_prints_minus_zero():
+    assert stats.number(-0.04) == "+0.0" and stats.number(-0.04, signed=False) == "0.0"
+    assert stats.number(-0.06) == "-0.1" and stats.number(12.345, 2, signed=False) == "12.35"
+    assert stats.Effect(-10.0, -12.74, -7.26).text() == "-10.0 [-12.7, -7.3]"
 
 
 # ---------------------------------------------------------------------------------------------- formatting

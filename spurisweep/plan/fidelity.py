@@ -6,8 +6,10 @@ direction of its effect on the numbers; `sweep_report(cells)` groups identical d
 cells of a sweep into one table for `spurisweep fidelity`. Pure: configs in, records out (no torch, no
 files).
 
-The official values are written out here rather than read from the `paper` preset, so a change to the
-preset shows up as a difference instead of silently moving the reference.
+The official values are read from the paper's recipe file (resources/paper_recipe.yaml, through
+presets.paper_recipe), the file the `paper` preset is read from: the recipe is written once, and a sweep's
+own settings that move a value away from it show up here. This module parses its own copy at import, so
+nothing that changes presets.PRESETS at run time moves the reference.
 
 Not listed, on purpose: the advantage's std epsilon (TRL adds 1e-4 where the official code adds 1e-9),
 which changes no advantage of a 0/1 reward (a group's std is 0, making every advantage 0 either way, or
@@ -25,46 +27,11 @@ from typing import TYPE_CHECKING, Any
 from ..analysis.render import Table
 from ..models import families
 from . import clipping
+from .presets import paper_recipe
 from .spec import CellConfig
 
 if TYPE_CHECKING:
     from .grid import Cell
-
-#: the official code's training recipe (the Qwen2.5-Math-7B scripts; RESEARCH.md)
-OFFICIAL_TRAIN: dict[str, Any] = {
-    "steps": 300,
-    "learning_rate": 5e-7,
-    "lr_scheduler": "constant",
-    "warmup_steps": 0,
-    "adam_beta1": 0.9,
-    "adam_beta2": 0.95,
-    "weight_decay": 0.0,
-    "max_grad_norm": 1.0,
-    "prompts_per_step": 64,
-    "samples_per_prompt": 16,
-    "mini_batch": 128,
-    "epochs_per_rollout": 1,
-    "max_prompt_length": 1024,
-    "max_completion_length": 3072,
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "beta": 0.0,
-}
-OFFICIAL_UPDATES_PER_ROLLOUT = 8
-OFFICIAL_PACK = 4  # responses per packed row: the official loss is a token mean over each pack
-OFFICIAL_DATA = "agentica-org/DeepScaleR-Preview-Dataset"
-#: the official majority-vote labelling (RESEARCH.md, "Rewards")
-OFFICIAL_LABELS: dict[str, Any] = {
-    "labelling": "paper",
-    "label_prompt": "raw",
-    "label_holdout": 100,
-    "label_samples": 64,
-    "label_temperature": 1.0,
-    "label_top_p": 1.0,
-}
-OFFICIAL_LABEL_TOKENS = 3072
-#: the official evaluation: every benchmark on its own protocol (spurisweep.data.sets.BENCHMARKS holds the same)
-OFFICIAL_PAPER_BENCHMARKS = ("math500", "aime24", "aime25", "amc")
 
 #: per training setting: (what the setting is called in the table, the effect of a value below the official
 #: one, the effect of a value above it)
@@ -108,6 +75,7 @@ _TRAIN_EFFECTS: dict[str, tuple[str, str, str]] = {
         "smaller mini-batches: noisier updates",
         "larger mini-batches: smoother updates",
     ),
+    "epochs_per_rollout": ("epochs_per_rollout", "", ""),
     "max_prompt_length": (
         "max prompt tokens",
         "longer problems dropped from training",
@@ -126,6 +94,27 @@ _TRAIN_EFFECTS: dict[str, tuple[str, str, str]] = {
     "top_p": ("sampling top_p", "truncated sampling: less exploration", ""),
     "beta": ("KL coefficient", "", "a KL penalty: the policy stays closer to the base model, smaller gains"),
 }
+
+
+_RECIPE = paper_recipe()  # this module's own copy (see the module docstring)
+_PRESET, _OFFICIAL = _RECIPE["preset"], _RECIPE["official"]
+#: the official code's training recipe (the Qwen2.5-Math-7B scripts; RESEARCH.md), the settings compared by
+#: value, in the order the table lists them
+OFFICIAL_TRAIN: dict[str, Any] = {k: _PRESET["train"][k] for k in _TRAIN_EFFECTS}
+OFFICIAL_UPDATES_PER_ROLLOUT = (
+    OFFICIAL_TRAIN["prompts_per_step"] * OFFICIAL_TRAIN["samples_per_prompt"] // OFFICIAL_TRAIN["mini_batch"]
+) * OFFICIAL_TRAIN["epochs_per_rollout"]
+#: responses per packed row: the official loss is a token mean over each pack (the preset's micro-batch)
+OFFICIAL_PACK = _PRESET["train"]["micro_batch"]
+OFFICIAL_DATA = _PRESET["data"]["train"]
+#: the official majority-vote labelling (RESEARCH.md, "Rewards")
+OFFICIAL_LABELS: dict[str, Any] = {
+    **{k: _PRESET["data"][k] for k in ("labelling", "label_prompt", "label_holdout")},
+    **{k: v for k, v in _OFFICIAL["data"].items() if k != "label_max_new_tokens"},
+}
+OFFICIAL_LABEL_TOKENS = _OFFICIAL["data"]["label_max_new_tokens"]
+#: the official evaluation: every benchmark on its own protocol (spurisweep.data.sets.BENCHMARKS holds them)
+OFFICIAL_PAPER_BENCHMARKS = tuple(_PRESET["eval"]["benchmarks"])
 
 
 @dataclass(frozen=True)
@@ -161,7 +150,7 @@ def pack_size(cfg: CellConfig) -> int:
     mini = (
         t.prompts_per_step * t.samples_per_prompt if clipping.CLIP_MODES[cfg.clip].on_policy else t.mini_batch
     )
-    world = cfg.slurm.world_size
+    world = cfg.resources.world_size
     if t.micro_batch is not None:
         return min(t.micro_batch, mini)
     return max(1, mini // world) if world > 1 else mini
@@ -345,6 +334,43 @@ def _template_switches(t: families.Template) -> str:
     return f"BOS {'yes' if t.add_bos else 'no'}; stop {stop}; answer tag {'yes' if t.answer_tag else 'no'}"
 
 
+# the rewards the official code implements (RESEARCH.md); later studies' rewards have no official number
+OFFICIAL_REWARDS = frozenset(
+    {
+        "ground_truth",
+        "majority_vote",
+        "incorrect_label",
+        "one_shot",
+        "random",
+        "format",
+        "python",
+        "no_repetition",
+    }
+)
+
+
+def _reward(cfg: CellConfig) -> list[Difference]:
+    from .. import rewards
+
+    try:
+        expr = rewards.parse(cfg.reward)
+    except ValueError:
+        return []
+    outside = [b for b in expr.bases() if b not in OFFICIAL_REWARDS]
+    if not outside and expr.op != "mix":
+        return []
+    what = "a weighted mixture" if expr.op == "mix" else "a reward"
+    return [
+        Difference(
+            "reward",
+            cfg.reward,
+            "one of the paper's rewards",
+            f"{what} the official code does not have ({', '.join(outside) or 'mixture'}): no official number to "
+            "compare with",
+        )
+    ]
+
+
 def _labels(cfg: CellConfig) -> list[Difference]:
     from .. import rewards
 
@@ -453,7 +479,17 @@ def _training(cfg: CellConfig) -> list[Difference]:
 def _data_and_eval(cfg: CellConfig) -> list[Difference]:
     out: list[Difference] = []
     d, e = cfg.data, cfg.eval
-    if d.train != OFFICIAL_DATA:
+    if d.train.startswith("benchmark:"):  # data.test_set_training (the spec refuses it otherwise)
+        name = d.train.split(":", 1)[1]
+        out.append(
+            Difference(
+                "training data",
+                f"{d.train} (test-set training: the benchmark's own prompts)",
+                OFFICIAL_DATA,
+                f"trains on the evaluation prompts: a gain on {name} is not generalisation",
+            )
+        )
+    elif d.train != OFFICIAL_DATA:
         out.append(
             Difference("training data", d.train, OFFICIAL_DATA, "another training set: direction unknown")
         )
@@ -501,6 +537,7 @@ def differences(cfg: CellConfig) -> list[Difference]:
         *_objective(cfg),
         *_prompt(cfg),
         *_switches(cfg),
+        *_reward(cfg),
         *_labels(cfg),
         *_training(cfg),
         *_data_and_eval(cfg),
@@ -565,35 +602,3 @@ def _which(where: Sequence[Cell], cells: Sequence[Cell]) -> str:
 def sweep_quirks(cells: Sequence[Cell]) -> list[str]:
     """The official quirks reproduced by any cell of the sweep, each once."""
     return list(dict.fromkeys(q for c in cells for q in quirks(c.config)))
-
-
-def as_list(table: Table, quirk_lines: Sequence[str] = (), width: int = 80) -> str:
-    """The report as a list for a narrow terminal: one block per difference, lines wrapped at `width`
-    (never inside a word), then the quirks reproduced on purpose."""
-    import textwrap
-
-    def wrap(label: str, text: str) -> list[str]:
-        return textwrap.wrap(
-            text,
-            width=width,
-            initial_indent=f"  {label:<9}",
-            subsequent_indent=" " * 11,
-            break_long_words=False,
-        )
-
-    lines = [table.title, ""]
-    for r in table.records:
-        lines += textwrap.wrap(f"- {r['setting']}", width=width, break_long_words=False)
-        for label, key in (
-            ("ours", "ours"),
-            ("official", "official"),
-            ("effect", "effect"),
-            ("cells", "cells"),
-        ):
-            lines += wrap(label, str(r[key]))
-    if quirk_lines:
-        lines += ["", "official quirks reproduced on purpose:"]
-        for q in quirk_lines:
-            lines += textwrap.wrap(f"- {q}", width=width, subsequent_indent="  ", break_long_words=False)
-    lines += [""] + [ln for n in table.notes for ln in textwrap.wrap(n, width=width, break_long_words=False)]
-    return "\n".join(lines)

@@ -93,6 +93,18 @@ def test_no_flag_when_the_gain_holds_on_fresh_data_or_completion_is_rare(tmp_pat
     assert row.completion == pytest.approx(10.0) and not row.can_complete and not row.flagged
 
 
+@pytest.mark.parametrize(
+    "reward, flagged", [("format_AND_inverse_python", True), ("format_AND_ground_truth", False)]
+)
+def test_spurious_is_the_reward_registrys_flag_for_compositions_too(tmp_path, reward, flagged):
+    """The same memory-like gains under a composition: flagged when every part is registered spurious,
+    not when one part (ground_truth) carries the answer."""
+    gains = {("toy-memo", reward): ([10, 12, 14], [0, 1, -1])}
+    row = _row(diagnose(build(tmp_path / "c.duckdb", gains=gains)), "toy-memo", reward)
+    assert row.can_complete and row.gain.mean == pytest.approx(12.0)
+    assert row.flagged is flagged
+
+
 def test_without_a_fresh_benchmark_or_a_probe_a_note_says_what_to_run(tmp_path):
     d = diagnose(build(tmp_path / "n.duckdb", fresh=None))
     assert not any(c.flagged for c in d.contamination)

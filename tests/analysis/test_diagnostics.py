@@ -1,5 +1,7 @@
 """Diagnostics on hand-built stores with known gains (the 2x2 arithmetic, sensitivity at the matched hit
-rate, compression vs capability, health flags, the single-family warning) and on the smoke sweep's store."""
+rate, compression vs capability, health flags, the single-family warning) and on the smoke sweep's store;
+the registry of analyses, the stored columns they read (lineage, reward parameters, algorithm) and the
+reward registry's spurious flag."""
 
 from __future__ import annotations
 
@@ -24,22 +26,20 @@ def build_2x2(
     base: float = 0.5,
     builder: StoreBuilder | None = None,
     sweep: str = "clip",
+    algorithm: str | None = None,
 ) -> Path:
-    """One cell per (clip, reward, seed) whose final math500 gain over the 50 % baseline is given (points)."""
+    """One cell per (clip, reward, seed) whose final math500 gain over the 50 % baseline is given (points);
+    with `algorithm`, the cells' stored config names it (train.algorithm)."""
     b = builder or StoreBuilder(path, sweep=sweep)
-    b.baseline(model, "math500", outcomes(base, PROBLEMS))
+    if (model, "math500") not in b._baselines:
+        b.baseline(model, "math500", outcomes(base, PROBLEMS))
     for (clip, reward), values in gains.items():
         for seed, g in enumerate(values):
             label = "random(gamma=0.5)" if reward == "random" else reward
-            cid = b.cell(
-                model,
-                label,
-                clip,
-                seed,
-                reward_name=reward,
-                sweep=sweep,
-                settings={"reward_params.random.gamma": 0.5} if reward == "random" else None,
-            )
+            settings = {"reward_params.random.gamma": 0.5} if reward == "random" else {}
+            if algorithm:
+                settings["train.algorithm"] = algorithm
+            cid = b.cell(model, label, clip, seed, reward_name=reward, sweep=sweep, settings=settings)
             b.evaluation(cid, 100, "math500", outcomes(base + g / 100, PROBLEMS))
     if builder is None:
         b.close()
@@ -220,13 +220,27 @@ def test_compression_needs_several_samples_and_health_is_gathered(tmp_path):
     assert data["sensitivity"][0]["random"]["mean"] == pytest.approx(10.0)
 
 
-def test_family_names():
-    assert dg.family_of("qwen2.5-math-7b") == dg.family_of("qwen2.5-math-1.5b") == "qwen2.5-math"
-    assert dg.family_of("qwen2.5-7b") == "qwen2.5"
-    assert dg.family_of("llama3.1-8b-instruct") == dg.family_of("llama3.2-3b-instruct") == "llama3"  # lineage
-    assert dg.family_of("olmo2-7b-sft") == "olmo2"
-    assert dg.family_of("tiny") == "tiny"
-    assert dg.family_of("foo-7b-sft") == "foo"  # not registered: the name without size and variant
+def test_family_names_are_the_stored_lineage(tmp_path):
+    """Ingest stores each model's lineage (store.lineage); diagnose reads that column and derives none."""
+    assert store.lineage("qwen2.5-math-7b") == store.lineage("qwen2.5-math-1.5b") == "qwen2.5-math"
+    assert store.lineage("qwen2.5-7b") == "qwen2.5"
+    assert store.lineage("llama3.1-8b-instruct") == store.lineage("llama3.2-3b-instruct") == "llama3"
+    assert store.lineage("olmo2-7b-sft") == "olmo2"
+    assert store.lineage("tiny") == "tiny"
+    assert store.lineage("foo-7b-sft") == "foo"  # not registered: the name without size and variant
+    with StoreBuilder(tmp_path / "f.duckdb", sweep="clip") as b:
+        build_2x2(tmp_path, BIAS, builder=b)
+        build_2x2(tmp_path, BIAS, model="qwen2.5-math-1.5b", builder=b)
+    d = diagnose(tmp_path / "f.duckdb")
+    assert [(f.lineage, f.models) for f in d.families] == [
+        ("qwen2.5-math", ["qwen2.5-math-1.5b", "qwen2.5-math-7b"])
+    ]
+    assert any("single model family" in w and "qwen2.5-math-1.5b" in w for w in d.warnings)
+    with store.connect(tmp_path / "f.duckdb") as con:
+        con.execute("UPDATE cells SET lineage = 'elsewhere' WHERE model = 'qwen2.5-math-1.5b'")
+    d = diagnose(tmp_path / "f.duckdb")
+    assert [f.lineage for f in d.families] == ["elsewhere", "qwen2.5-math"]
+    assert not any("single model family" in w for w in d.warnings)
 
 
 def test_unknown_sweep_lists_the_stored_ones(tmp_path):
@@ -290,3 +304,170 @@ def test_a_random_reward_gain_is_called_only_when_its_paired_interval_excludes_z
     assert many.flagged and many.paired.delta.low > 0 and many.paired.delta.n_problems == 200
     text = dg.render(d, "markdown")
     assert "paired bootstrap" in text and "≈+10.0" in text
+
+
+# ---------------------------------------------------------------------------------------------- stored columns
+def test_gamma_is_the_stored_reward_parameter_not_the_label(tmp_path):
+    """The random reward's gamma comes from cells.reward_params (the resolved parameters); a label that
+    says otherwise is only a label, and a cell stored without the parameter has the registry's default."""
+    from spurisweep.rewards import REGISTRY
+
+    with StoreBuilder(tmp_path / "g.duckdb") as b:
+        b.baseline("m", "math500", outcomes(0.5, PROBLEMS))
+        cid = b.cell(
+            "m", "random(gamma=0.9)", reward_name="random", settings={"reward_params.random.gamma": 0.2}
+        )
+        b.evaluation(cid, 10, "math500", outcomes(0.6, PROBLEMS))
+        b.baseline("n", "math500", outcomes(0.5, PROBLEMS))
+        cid = b.cell("n", "random(gamma=0.9)", reward_name="random")
+        b.con.execute("UPDATE cells SET reward_params = '{}' WHERE cell_id = ?", [cid])
+        b.evaluation(cid, 10, "math500", outcomes(0.6, PROBLEMS))
+    by_model = {s.model: s for s in diagnose(tmp_path / "g.duckdb", "t").sensitivity}
+    assert by_model["m"].gamma == 0.2
+    assert by_model["n"].gamma == REGISTRY["random"].params["gamma"]
+
+
+def test_an_algorithm_axis_is_not_pooled(tmp_path):
+    """The same model trained with two algorithms (the stored config's train.algorithm; a cell without it is
+    grpo): the 2x2 and the sensitivity give one result per algorithm, each from its own runs."""
+    explore = {
+        ("standard", "random"): [1, 2, 3],
+        ("clip_higher", "random"): [2, 1, 3],
+        ("standard", "ground_truth"): [20, 21, 22],
+        ("clip_higher", "ground_truth"): [28, 29, 30],
+    }
+    with StoreBuilder(tmp_path / "a.duckdb", sweep="clip") as b:
+        build_2x2(tmp_path, BIAS, builder=b)  # no train.algorithm stored: grpo
+        build_2x2(tmp_path, explore, builder=b, algorithm="rloo")
+    d = diagnose(tmp_path / "a.duckdb")
+    by_alg = {x.algorithm: x for x in d.clip2x2}
+    assert set(by_alg) == {"grpo", "rloo"}
+    assert by_alg["grpo"].reading == "clipping bias" and by_alg["rloo"].reading == "rare exploration"
+    assert by_alg["rloo"].cells["standard|random"].mean == pytest.approx(2.0)
+    sens = {s.algorithm: s for s in d.sensitivity}
+    assert sens["grpo"].random.mean == pytest.approx(22.0) and sens["rloo"].random.mean == pytest.approx(2.0)
+    assert sens["grpo"].flagged and not sens["rloo"].flagged
+    md = dg.render(d, "markdown")
+    assert "### clip 2x2 on qwen2.5-math-7b (rloo) (math500 gain" in md
+    assert "| model | algorithm | clip |" in md
+    assert any(w.startswith("qwen2.5-math-7b: the random reward gains +22.0") for w in d.warnings)
+
+
+# ---------------------------------------------------------------------------------------------- registries
+class RunCount(dg.Analysis):
+    """A made-up analysis: the number of runs per reward."""
+
+    name = "run_count"
+
+    def compute(self, ctx):
+        counts = {}
+        for r in ctx.runs:
+            counts[r.reward_name] = counts.get(r.reward_name, 0) + 1
+        return dg.Rows([{"reward": k, "runs": v} for k, v in sorted(counts.items())], notes=["counted runs"])
+
+    def tables(self, result, d):
+        from spurisweep.analysis import render
+
+        return [
+            render.Table(
+                ["reward", "runs"], [[x["reward"], str(x["runs"])] for x in result], "runs per reward"
+            )
+        ]
+
+    def warnings(self, result, d):
+        return [f"{sum(x['runs'] for x in result)} runs counted"]
+
+
+def test_an_analysis_added_to_the_registry_is_in_the_output(tmp_path, monkeypatch):
+    monkeypatch.setattr(dg, "ANALYSES", [*dg.ANALYSES, RunCount()])
+    d = diagnose(build_2x2(tmp_path / "r.duckdb", BIAS))
+    assert d.run_count == [{"reward": "ground_truth", "runs": 6}, {"reward": "random", "runs": 6}]
+    md = dg.render(d, "markdown")
+    assert "### runs per reward" in md and "| random | 6 |" in md
+    assert "_counted runs_" in md and "> **warning:** 12 runs counted" in md
+    assert md.index("### clip 2x2") < md.index("### runs per reward")  # registry order
+    assert json.loads(dg.render(d, "json"))["run_count"][1] == {"reward": "random", "runs": 6}
+
+
+def test_a_reward_registered_spurious_is_diagnosed_as_one(tmp_path, monkeypatch):
+    """A new reward registered with spurious=True gets a sensitivity row (and is flagged for a large gain)
+    with no other list edited; registered without the flag, it gets none."""
+    from spurisweep import rewards
+
+    with StoreBuilder(tmp_path / "l.duckdb") as b:
+        b.baseline("many", "math500", outcomes(0.5, 200))
+        for seed in range(2):
+            cid = b.cell("many", "ground_truth", seed=seed)
+            b.evaluation(cid, 2, "math500", outcomes(0.8, 200))
+            cid = b.cell("many", "lucky", seed=seed)
+            b.evaluation(cid, 2, "math500", outcomes(0.7, 200))
+
+    def lucky(params, ctx):
+        return lambda completions, **kw: [1.0] * len(completions)
+
+    for spurious in (True, False):
+        monkeypatch.setitem(rewards.REGISTRY, "lucky", rewards.RewardDef("lucky", lucky, spurious=spurious))
+        d = diagnose(tmp_path / "l.duckdb", "t")
+        if not spurious:
+            assert d.sensitivity == [] and any("needs a `random` reward run" in n for n in d.notes)
+            continue
+        (s,) = d.sensitivity
+        assert (s.reward, s.gamma) == ("lucky", None)
+        assert s.random.mean == pytest.approx(20.0) and s.ground_truth.mean == pytest.approx(30.0)
+        assert s.flagged and s.paired.delta.low > 0
+        assert any(w.startswith("many: the lucky reward gains +20.0") for w in d.warnings)
+        md = dg.render(d, "markdown")
+        assert (
+            "| model | reward | clip |" in md
+            and "spurious gain" in md
+            and "| many | lucky | standard |" in md
+        )
+
+
+@pytest.mark.parametrize(
+    "name, spurious",
+    [
+        ("random", True),
+        ("ground_truth", False),
+        ("format_AND_inverse_python", True),  # every part carries no information about correctness
+        ("format_AND_ground_truth", False),  # one informative part makes the whole informative
+        ("inverse_ground_truth", False),
+        ("no_such_reward", False),  # unknown to the registry: not called spurious
+    ],
+)
+def test_a_composition_is_spurious_when_every_part_is(name, spurious):
+    assert dg.is_spurious(name) is spurious
+
+
+# ---------------------------------------------------------------------------------------------- test-set training
+def test_runs_trained_on_the_diagnosed_benchmark_are_named_and_kept_out(tmp_path, monkeypatch):
+    """A TTRL-style run trains on math500's own prompts (data.train: benchmark:math500): diagnose warns that
+    its math500 gain is test-set fitting and keeps it out of the other analyses (here: a +40 online-majority
+    gain that would otherwise sit in the runs); a run trained on another benchmark's prompts stays in."""
+    with StoreBuilder(tmp_path / "a.duckdb", sweep="clip") as b:
+        build_2x2(tmp_path, BIAS, builder=b)
+        own = {"data.train": "benchmark:math500", "data.test_set_training": True}
+        cid = b.cell("qwen2.5-math-7b", "online_majority", seed=0, sweep="clip", settings=own)
+        b.evaluation(cid, 100, "math500", outcomes(0.9, PROBLEMS))
+        other = {"data.train": "benchmark:aime24", "data.test_set_training": True}
+        kept = b.cell("qwen2.5-math-7b", "online_majority", seed=1, sweep="clip", settings=other)
+        b.evaluation(kept, 100, "math500", outcomes(0.6, PROBLEMS))
+    monkeypatch.setattr(dg, "ANALYSES", [*dg.ANALYSES, RunCount()])  # what every analysis is given
+    d = diagnose(tmp_path / "a.duckdb")
+    assert d.run_count == [
+        {"reward": "ground_truth", "runs": 6},
+        {"reward": "online_majority", "runs": 1},  # the aime24-trained run only
+        {"reward": "random", "runs": 6},
+    ]
+    rows = d.results["test_set_training"]
+    assert {(r.cell_id, r.trained_on, r.held_out) for r in rows} == {
+        (cid, "math500", True),
+        (kept, "aime24", False),
+    }
+    warned = [w for w in d.warnings if w.startswith("test-set training")]
+    assert len(warned) == 2 and "left out of every analysis below" in next(
+        w for w in warned if "math500's" in w
+    )
+    assert d.runs == 14  # the header counts every run
+    md = dg.render(d, "markdown")
+    assert "test-set training: 1 run(s) trained on math500's own prompts (online_majority)" in md

@@ -4,6 +4,7 @@ lists what a sweep still differs in, bad or contradictory settings are one line 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from spurisweep.models import families
-from spurisweep.plan import fidelity, grid, spec
+from spurisweep.plan import fidelity, grid, presets, spec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXE = [sys.executable, "-m", "spurisweep.cli"]
@@ -73,6 +74,25 @@ def test_paper_preset_resolves_to_the_official_switches():
         want = "r1_paper_literal_newlines" if cfg.model == "olmo2-7b" else "chat"
         assert cfg.prompt == want, cfg.model
         assert (t.template_stop, t.reward_text, cfg.eval.double_bos) == (True, "raw", True)
+
+
+def test_fidelitys_reference_is_the_recipe_file_and_not_the_live_preset(tmp_path, monkeypatch):
+    """Fidelity reads the same recipe file as the `paper` preset, in its own copy: a preset changed at run
+    time is a difference, not a moved reference."""
+    recipe = presets.paper_recipe()
+    train = recipe["preset"]["train"]
+    assert fidelity.OFFICIAL_TRAIN == {k: train[k] for k in fidelity.OFFICIAL_TRAIN}
+    assert (
+        fidelity.OFFICIAL_PACK == train["micro_batch"]
+        and fidelity.OFFICIAL_DATA == recipe["preset"]["data"]["train"]
+    )
+    assert fidelity.OFFICIAL_LABEL_TOKENS == recipe["official"]["data"]["label_max_new_tokens"]
+    assert fidelity.OFFICIAL_PAPER_BENCHMARKS == tuple(recipe["preset"]["eval"]["benchmarks"])
+    moved = copy.deepcopy(presets.PRESETS["paper"])
+    moved["train"]["learning_rate"] = 1e-6
+    monkeypatch.setitem(presets.PRESETS, "paper", moved)
+    (row,) = [d for d in fidelity.differences(one(tmp_path)) if d.setting == "learning rate"]
+    assert (row.ours, row.official) == ("1e-06", "5e-07")
 
 
 def test_paper_preset_prompts_llama_base_officially_and_an_explicit_prompt_wins(tmp_path):
@@ -144,7 +164,7 @@ def test_pack_size_follows_the_micro_batch_and_the_processes(tmp_path):
     assert fidelity.pack_size(cfg) == 16
     loss = next(d for d in fidelity.differences(cfg) if d.setting == "loss aggregation")
     assert loss.ours == "bnpo, over 16 responses per pass"
-    cfg = one(tmp_path, settings="{train: {micro_batch: null}, slurm: {gpus_per_node: 8}}")
+    cfg = one(tmp_path, settings="{train: {micro_batch: null}, resources: {gpus_per_node: 8}}")
     assert fidelity.pack_size(cfg) == 16  # a mini-batch of 128 split over 8 processes
 
 
