@@ -291,5 +291,7 @@ def render(c: Comparison, fmt: str = "table") -> str | Any:
         row_styles=["dim" if r[1] == "paper" else None for r in body],
         end_sections=[r[1] == "paper" for r in body],
         page_title="spurisweep vs the paper",
+        prose=True,  # intervals in every cell: a list, one block per model and source, below 120 columns
+        heading_columns=2,
     )
     return rnd.render(t, fmt)

@@ -327,6 +327,17 @@ def _values_sql(p: _Params, m: Metric) -> str:
                     1.0 - exp(lgamma(n - c + 1) - lgamma(n - c - {k} + 1) - lgamma(n + 1) + lgamma(n - {k} + 1))
                     END) END AS v, min(n) AS nmin
                 FROM pp GROUP BY eval_id)"""
+    if m.kind == "problems":  # metric_registry's per-problem aggregates: {k} and {tau} bound here
+        k = p.add(m.k or 1)
+        agg = (m.sql or "").replace("{k}", k)
+        if "{tau}" in agg:  # bound only where used: DuckDB refuses an unused parameter
+            agg = agg.replace("{tau}", p.add(m.tau or 1.0))
+        return f"""pp AS (
+                SELECT s.eval_id, count(*) AS n, count_if(coalesce(s.correct, false)) AS c FROM samples s
+                WHERE s.eval_id IN (SELECT eval_id FROM need) GROUP BY s.eval_id, s.problem_id
+            ), vals AS (
+                SELECT eval_id, CASE WHEN min(n) >= {k} THEN {agg} END AS v, min(n) AS nmin
+                FROM pp GROUP BY eval_id)"""
     return f"""vals AS (
                 SELECT s.eval_id, {m.sql} AS v, NULL::BIGINT AS nmin FROM samples s
                 WHERE s.eval_id IN (SELECT eval_id FROM need) GROUP BY s.eval_id)"""

@@ -453,4 +453,15 @@ def table(p: Pivot, spread: str = "std") -> rnd.Table:
         records=to_records(p),
         meta={"rows": p.rows, "cols": p.cols, "metric": p.metric, "benchmark": p.benchmark, "step": p.step},
         justify=["left" if h == hdr[0] else "right" for h in hdr],
+        empty=_empty_reason(p),
     )
+
+
+def _empty_reason(p: Pivot) -> str:
+    """The one line an empty pivot prints: why nothing matched (too few samples for pass@k, no finished
+    cell), else what was asked."""
+    for start in (f"{p.metric} needs", "no "):
+        reason = next((n for n in p.notes if n.startswith(start)), None)
+        if reason:
+            return reason
+    return f"{p.metric} on {p.benchmark}: nothing to show"

@@ -10,7 +10,17 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError
-from .common import MAX_SECONDS, MAX_WORKERS, app, console, exit_codes, number
+from .common import (
+    MAX_SECONDS,
+    MAX_WORKERS,
+    TABLE_FORMATS,
+    TableFormatOpt,
+    app,
+    console,
+    emit,
+    exit_codes,
+    number,
+)
 
 
 @app.command(name="verify-rewards", epilog=exit_codes("verify-rewards"))
@@ -39,13 +49,14 @@ def verify_rewards(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the full result as JSON, one object per grader.")
     ] = False,
+    fmt: TableFormatOpt = "table",
 ) -> None:
     """Run each grader and every reward against the adversarial suite; print coverage and failures."""
-    from rich.table import Table
-
     from ..errors import suggest
     from ..rewards import coverage
 
+    if fmt not in TABLE_FORMATS:
+        raise ConfigError(suggest(fmt, list(TABLE_FORMATS)), field="--format")
     graders = list(dict.fromkeys(grader or coverage.GRADERS))
     for g in graders:
         if g not in coverage.GRADERS:
@@ -54,27 +65,39 @@ def verify_rewards(
         results = coverage.verify_graders(reward, graders)
     except ValueError as exc:
         raise ConfigError(str(exc), field="--reward") from None
-    if as_json:
+    if as_json or fmt == "json":
         out = {g: r.to_dict() for g, r in results.items()}
         sys.stdout.write(json.dumps(out, indent=1, default=str) + "\n")
     else:
+        from ..analysis.render import render
+
         for g, result in results.items():
-            t = Table(title=f"verifier coverage on the adversarial suite, grader {g}")
-            for col in ("checker", "as expected", "coverage"):
-                t.add_column(col, justify="left" if col == "checker" else "right")
-            for name, (ok, n) in result.counts.items():
-                cov = result.coverage[name]
-                color = "green" if cov >= 1.0 else ("yellow" if cov >= floor else "red")
-                t.add_row(name, f"{ok}/{n}", f"[{color}]{100 * cov:.1f}%[/]")
-            console.print(t)
+            emit(render(_coverage_table(g, result, floor), fmt))
             for f in result.failures:
-                console.print(
-                    f"[red]FAIL[/] {g}: {f.checker} {f.case_id}: expected {f.expected}, got {f.got}"
-                    + (f" ({f.error})" if f.error else ""),
-                    highlight=False,
+                line = f"FAIL {g}: {f.checker} {f.case_id}: expected {f.expected}, got {f.got}" + (
+                    f" ({f.error})" if f.error else ""
                 )
+                console.print(line, markup=False, highlight=False, style="red")
     if any(c < floor for r in results.values() for c in r.coverage.values()):
         raise typer.Exit(1)
+
+
+def _coverage_table(grader: str, result, floor: float):
+    """One grader's coverage as a render.Table: green at 100%, yellow at or above the floor, red below."""
+    from ..analysis.render import Table
+
+    rows, styles = [], {}
+    for i, (name, (ok, n)) in enumerate(result.counts.items()):
+        cov = result.coverage[name]
+        rows.append([name, f"{ok}/{n}", f"{100 * cov:.1f}%"])
+        styles[(i, 2)] = "green" if cov >= 1.0 else ("yellow" if cov >= floor else "red")
+    return Table(
+        ["checker", "as expected", "coverage"],
+        rows,
+        f"verifier coverage on the adversarial suite, grader {grader}",
+        justify=["left", "right", "right"],
+        cell_styles=styles,
+    )
 
 
 @app.command(epilog=exit_codes("grade"))

@@ -22,7 +22,8 @@ from rich.console import Console
 app = typer.Typer(
     help="Run spurious-reward RLVR studies (GRPO on math) across model families, and compare them.\n\n"
     "Typical use: `spurisweep plan SWEEP.yaml`, `spurisweep run SWEEP.yaml`, "
-    "`spurisweep report --sweep NAME --pivot model,reward`.",
+    "`spurisweep report SWEEP --pivot model,reward`. Every sweep command takes SWEEP, a sweep file or the "
+    "name of a sweep that ran in --results (or --sweep NAME).",
     epilog="Exit codes (every command): 0 all well; 1 the work did not succeed (a cell failed, a check fell "
     "short, a full disk); 2 bad input (nothing was done); 130 interrupted.",
     no_args_is_help=True,
@@ -45,7 +46,28 @@ GraderOpt = Annotated[
         "default with --paper). Every sample keeps both.",
     ),
 ]
-SweepArg = Annotated[Path, typer.Argument(help="A sweep YAML file (see sweeps/).", show_default=False)]
+SweepArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="SWEEP",
+        help="The sweep: its YAML file (see sweeps/), or the name of a sweep that ran in --results.",
+        show_default=False,
+    ),
+]
+SweepOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sweep",
+        metavar="NAME",
+        help="The sweep, as SWEEP (a file or a stored sweep's name).",
+        show_default=False,
+    ),
+]
+#: what --format takes on a command that prints tables of its own
+TABLE_FORMATS = ("table", "markdown", "json")
+TableFormatOpt = Annotated[
+    str, typer.Option("--format", help="table (a list where a terminal is too narrow), markdown or json.")
+]
 
 # ---------------------------------------------------------------------------------------------- numbers
 # Every numeric option has a range (tests/cli/test_option_ranges.py fails on one without): a value outside it is
@@ -157,6 +179,96 @@ def load_sweep(sweep_file: Path, *, check_trl: bool = True, cached: bool = False
     return sweep, cells
 
 
+# ---------------------------------------------------------------------------------------------- the sweep
+# Every sweep command takes the sweep one way: SWEEP, its file or the name of a sweep that ran in the
+# results folder (`--sweep NAME` says the same). A name resolves to the file its manifest
+# (results/NAME/sweep.json) says it last ran from, for the commands that need the file.
+
+#: a SWEEP with one of these endings, or with a folder in it, is a file's path (never a sweep's name)
+SWEEP_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def sweep_given(arg: str | None, option: str | None, *, required: bool = True) -> str | None:
+    """SWEEP or --sweep (the same one when both are given); with `required`, one of them must be."""
+    from ..errors import ConfigError
+
+    if arg is not None and option is not None and arg != option:
+        raise ConfigError(f"SWEEP is {arg!r} but --sweep is {option!r}: give one sweep", field="--sweep")
+    given = arg if arg is not None else option
+    if given is None and required:
+        raise ConfigError(
+            "Missing argument 'SWEEP': a sweep file, or the name of a sweep that ran in --results (--sweep NAME)"
+        )
+    return given
+
+
+def _is_path(given: str) -> bool:
+    p = Path(given)
+    return p.is_file() or p.suffix in SWEEP_SUFFIXES or "/" in given or "\\" in given
+
+
+def stored_sweeps(results: Path) -> dict[str, dict[str, Any]]:
+    """The sweeps that ran in `results`, by name: each one's manifest (results/NAME/sweep.json)."""
+    from .. import artifacts
+
+    out = {}
+    for m in sorted(Path(results).glob("*/sweep.json")):
+        man = artifacts.read_json(m)
+        if isinstance(man, dict) and man.get("sweep", m.parent.name) == m.parent.name:
+            out[m.parent.name] = man
+    return out
+
+
+def resolve_sweep_file(given: str, results: Path) -> Path:
+    """SWEEP as a sweep file: the path given, or the file a stored sweep's manifest says it ran from. A
+    name no sweep in `results` has, and a stored sweep whose file is gone, are one line (exit 2)."""
+    from ..errors import ConfigError
+
+    if _is_path(given):
+        return Path(given)
+    stored = stored_sweeps(results)
+    if given not in stored:
+        if Path(given).exists():  # a folder named like no sweep: spec.load_sweep says what it is
+            return Path(given)
+        raise ConfigError(_unknown_sweep(given, list(stored), results), field="SWEEP")
+    source = stored[given].get("file")
+    for candidate in _candidates(source, results):
+        if candidate.is_file():
+            return candidate
+    raise ConfigError(
+        f"sweep {given!r} ran from {source or 'a file its manifest does not name'}, which is not there any "
+        "more: give the sweep file",
+        field="SWEEP",
+    )
+
+
+def _candidates(source: Any, results: Path) -> list[Path]:
+    """Where a manifest's file may be: as written (absolute, or relative to here), or relative to the
+    folder that holds the results folder (a relative path written by a `run` started there)."""
+    if not isinstance(source, str) or not source:
+        return []
+    p = Path(source)
+    return [p] if p.is_absolute() else [p, Path(results).resolve().parent / p]
+
+
+def _unknown_sweep(given: str, names: list[str], results: Path) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(given, names, n=3)
+    hint = f"; did you mean {', '.join(map(repr, close))}?" if close else ""
+    listed = f"; sweeps that ran there: {', '.join(names)}" if names else "; no sweep has run there yet"
+    return f"{given!r} is no sweep file, nor a sweep that ran in {results}{hint}{listed}"
+
+
+def sweep_name(given: str | None) -> str | None:
+    """SWEEP as a sweep's name (report, diagnose): a file's `name:`, or the name given (the store checks it)."""
+    if given is None or not _is_path(given):
+        return given
+    from ..plan import spec
+
+    return spec.load_sweep(given).name
+
+
 #: a state table longer than this is printed as plain aligned columns: rich lays out every cell of a table
 #: (about 10 ms a row on 2 cores), which for a 20,000-cell sweep took minutes
 PLAIN_ROWS = 500
@@ -173,55 +285,97 @@ STATE_COLORS = {
 
 
 def state_rows(states, show_error: bool) -> tuple[list[str], list[list[str]]]:
-    """The state table's header and rows (the state without colour markup)."""
+    """The state table's header and rows (the state without colour markup); the detail column only where
+    a cell has one."""
     axes = list(states[0].cell.axes) if states else []
+    details = [_detail(s) for s in states] if show_error else []
+    show_error = any(details)
     header = ["cell", *axes, "state"] + (["detail"] if show_error else [])
     rows = []
-    for s in states:
-        detail = s.error or ""
-        if s.state in ("running", "requeued") and s.step is not None:
-            detail = f"step {s.step}"
-        if s.requeues:
-            detail = (detail + f" (requeued {s.requeues}x)").strip()
-        if s.health:
-            detail = (detail + " health: " + ",".join(s.health)).strip()
-        if s.incomplete:
-            detail = (detail + " incomplete: " + "; ".join(s.incomplete)).strip()
-        if s.shared:  # a cell another sweep runs or ran (one folder per cell)
-            detail = (detail + " " + s.shared).strip()
+    for i, s in enumerate(states):
         row = [s.cell.id, *[str(s.cell.axes.get(a, "")) for a in axes], s.state]
         if show_error:
-            row.append(detail)
+            row.append(details[i])
         rows.append(row)
     return header, rows
 
 
-def state_table(states, title: str, show_error: bool = True):
-    from rich.table import Table
+def _detail(s) -> str:
+    """A cell's detail: its error or step, requeues, health flags, missing files, the sweep it shares with."""
+    detail = s.error or ""
+    if s.state in ("running", "requeued") and s.step is not None:
+        detail = f"step {s.step}"
+    if s.requeues:
+        detail = (detail + f" (requeued {s.requeues}x)").strip()
+    if s.health:
+        detail = (detail + " health: " + ", ".join(s.health)).strip()
+    if s.incomplete:
+        detail = (detail + " incomplete: " + "; ".join(s.incomplete)).strip()
+    if s.shared:  # a cell another sweep runs or ran (one folder per cell)
+        detail = (detail + " " + s.shared).strip()
+    return detail
+
+
+def state_records(states) -> list[dict[str, Any]]:
+    """The long form of the state table (json): one record per cell."""
+    return [
+        {
+            "cell": s.cell.id,
+            "axes": s.cell.axes,
+            "state": s.state,
+            "detail": _detail(s),
+            "error": s.error,
+            "step": s.step,
+            "requeues": s.requeues,
+            "health": list(s.health or []),
+            "incomplete": list(s.incomplete or []),
+        }
+        for s in states
+    ]
+
+
+def states_table(states, title: str, show_error: bool = True):
+    """The state table as a render.Table: the detail column is prose (a list below 120 columns)."""
+    from ..analysis.render import Table
 
     header, rows = state_rows(states, show_error)
-    t = Table(title=title)
-    for name in header:
-        if name == "detail":
-            t.add_column(name, overflow="fold", max_width=60)
-        else:
-            t.add_column(name)
     col = header.index("state")
-    for row in rows:
-        row[col] = f"[{STATE_COLORS.get(row[col], 'white')}]{row[col]}[/]"
-        t.add_row(*row)
-    return t
+    return Table(
+        header,
+        rows,
+        title,
+        records=state_records(states),
+        prose="detail" in header,
+        heading_columns=col + 1,
+        cell_styles={(i, col): STATE_COLORS.get(r[col], "white") for i, r in enumerate(rows)},
+        empty=f"{title}: no cells",
+    )
 
 
-def print_states(states, title: str, show_error: bool = True) -> None:
-    """The state table: rich's below PLAIN_ROWS rows, plain aligned columns above (same columns)."""
-    if len(states) <= PLAIN_ROWS:
-        console.print(state_table(states, title, show_error))
+def state_table(states, title: str, show_error: bool = True):
+    """The state table as a renderable laid out at the terminal's width."""
+    from ..analysis.render import rich_table
+
+    return rich_table(states_table(states, title, show_error))
+
+
+def print_states(states, title: str, show_error: bool = True, fmt: str = "table") -> None:
+    """The state table: rich's below PLAIN_ROWS rows, plain aligned columns above (same columns; a list
+    where they would not fit); markdown or json with `fmt`."""
+    from ..analysis import render as rnd
+
+    t = states_table(states, title, show_error)
+    if fmt != "table" or len(states) <= PLAIN_ROWS:
+        emit(rnd.render(t, fmt) if fmt != "table" or not t.rows else rnd.rich_table(t))
         return
-    header, rows = state_rows(states, show_error)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = [title, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    width = console.width
+    if rnd.as_list_layout(t, width):
+        sys.stdout.write(rnd.to_list(t, width) + "\n")
+        sys.stdout.flush()
+        return
+    widths = [max(len(r[i]) for r in [t.header, *t.rows]) for i in range(len(t.header))]
+    lines = [title, "  ".join(h.ljust(w) for h, w in zip(t.header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in t.rows]
     sys.stdout.write("\n".join(lines) + "\n")
     sys.stdout.flush()
 

@@ -10,7 +10,20 @@ import typer
 
 from .. import artifacts
 from ..analysis.metric_registry import metric_help
-from .common import GraderOpt, ResultsOpt, app, console, count, emit, err, exit_codes
+from .common import (
+    GraderOpt,
+    ResultsOpt,
+    SweepArg,
+    SweepOpt,
+    app,
+    console,
+    count,
+    emit,
+    err,
+    exit_codes,
+    sweep_given,
+    sweep_name,
+)
 
 
 @app.command(epilog=exit_codes("ingest"))
@@ -40,7 +53,15 @@ def ingest(
 
 @app.command(epilog=exit_codes("report"))
 def report(
-    sweep: Annotated[str | None, typer.Option(help="Only cells of this sweep (its name).")] = None,
+    sweep_arg: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="SWEEP",
+            help="Only cells of this sweep: its YAML file or its name (default: every stored cell).",
+            show_default=False,
+        ),
+    ] = None,
+    sweep_option: SweepOpt = None,
     pivot: Annotated[
         str,
         typer.Option(
@@ -108,8 +129,9 @@ def report(
     results: ResultsOpt = Path("results"),
 ) -> None:
     """The comparison table: mean over seeds, spread, and the change against each model's baseline. With
-    --sweep, the sweep as its file is now: its current cells (--history adds its earlier ones)."""
+    a sweep, the sweep as its file is now: its current cells (--history adds its earlier ones)."""
     artifacts.check_results(results, write=False)  # a folder this user cannot write is read as it stands
+    sweep = sweep_name(sweep_given(sweep_arg, sweep_option, required=False))
     from .. import store
     from ..analysis import query
     from ..analysis import request as rep
@@ -117,7 +139,8 @@ def report(
 
     if history and sweep is None:
         raise ConfigError(
-            "--history shows a sweep's earlier cells: give the sweep (--sweep NAME)", field="--history"
+            "--history shows a sweep's earlier cells: give the sweep (SWEEP or --sweep NAME)",
+            field="--history",
         )
 
     req = rep.Request(
@@ -170,7 +193,8 @@ def _warn_incomplete(results: Path, sweep: str | None) -> None:
 
 @app.command(epilog=exit_codes("diagnose"))
 def diagnose(
-    sweep: Annotated[str, typer.Argument(help="A sweep YAML file or a sweep name.", show_default=False)],
+    sweep: SweepArg = None,
+    sweep_option: SweepOpt = None,
     benchmark: Annotated[
         str | None, typer.Option(help="Benchmark for gains (default: math500 if present).")
     ] = None,
@@ -191,11 +215,7 @@ def diagnose(
     from .. import store
     from ..analysis import diagnostics, query
 
-    name = sweep
-    if sweep.endswith((".yaml", ".yml")) or Path(sweep).is_file():
-        from ..plan import spec
-
-        name = spec.load_sweep(sweep).name
+    name = sweep_name(sweep_given(sweep, sweep_option))
     with store.reading(results) as con:
         query.use_grader(con, grader or "math_verify")
         d = diagnostics.diagnose(con, name, benchmark=benchmark, k=k)

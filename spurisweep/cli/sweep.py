@@ -1,4 +1,5 @@
-"""Commands over a sweep file: plan, run, status, cancel, fidelity."""
+"""Commands over a sweep (its file, or the name of a sweep that ran in --results): plan, run, status, cancel,
+fidelity."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from typing import Annotated
 import typer
 
 from .. import artifacts
-from ..errors import ConfigError
+from ..errors import ConfigError, suggest
 from .common import (
     MAX_SECONDS,
+    TABLE_FORMATS,
     ResultsOpt,
     SweepArg,
+    SweepOpt,
+    TableFormatOpt,
     app,
     console,
     count,
@@ -25,15 +29,19 @@ from .common import (
     load_sweep,
     number,
     print_states,
+    resolve_sweep_file,
     state_table,
     summary,
+    sweep_given,
 )
 
 
 @app.command(epilog=exit_codes("plan"))
 def plan(
-    sweep_file: SweepArg,
+    sweep: SweepArg = None,
+    sweep_option: SweepOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the cells as JSON (for scripts).")] = False,
+    fmt: TableFormatOpt = "table",
     results: ResultsOpt = Path("results"),
     check: Annotated[
         bool,
@@ -58,6 +66,8 @@ def plan(
     memory planner's per-GPU estimate for each resource profile (a cell that cannot fit is an error), and
     the cost model's hours per cell beside the official layout's, with the assumptions behind them."""
     artifacts.check_results(results, write=False)
+    path = resolve_sweep_file(sweep_given(sweep, sweep_option), results)
+    fmt = _table_format(fmt, as_json)
     from .. import launch
     from ..analysis.render import render
     from ..plan import cost
@@ -65,14 +75,14 @@ def plan(
 
     # --check: every training setup afresh, each with the GRPOConfig its cells train with (a sharded
     # cell's FSDP arguments included: grpo.validate); an error names the file, the cell and TRL's words
-    sweep, cells = load_sweep(sweep_file, cached=not check)
-    assumed = cost.assumptions(sweep.spec.cost, assume or [])
-    estimates = resources.check_cells(cells, file=str(sweep_file))
+    sweep_, cells = load_sweep(path, cached=not check)
+    assumed = cost.assumptions(sweep_.spec.cost, assume or [])
+    estimates = resources.check_cells(cells, file=str(path))
     costs = cost.estimate(cells, assumed)
     states = launch.states(cells, results, live=False)
-    if as_json:
+    if fmt == "json":
         payload = {
-            "sweep": sweep.name,
+            "sweep": sweep_.name,
             "count": len(cells),
             "cost": {"assumptions": assumed.model_dump(), **cost.totals(costs)},
             "cells": [
@@ -90,16 +100,34 @@ def plan(
         }
         sys.stdout.write(json.dumps(payload, indent=1, default=str) + "\n")
         return
-    print_states(states, f"sweep {sweep.name}: {len(cells)} cells", show_error=False)
-    console.print(summary(states))
-    console.print(render(resources.planner_table(cells, estimates), "table"))
+    print_states(states, f"sweep {sweep_.name}: {len(cells)} cells", show_error=False, fmt=fmt)
+    say(summary(states), fmt)
+    emit(render(resources.planner_table(cells, estimates), fmt))
     for line in cost.summary_lines(cells, costs, assumed):
-        console.print(line, markup=False, highlight=False, crop=False)
+        say(line, fmt)
+
+
+def _table_format(fmt: str, as_json: bool = False) -> str:
+    """--format (table, markdown or json; --json is json)."""
+    if as_json:
+        return "json"
+    if fmt not in TABLE_FORMATS:
+        raise ConfigError(suggest(fmt, list(TABLE_FORMATS)), field="--format")
+    return fmt
+
+
+def say(line: str, fmt: str = "table") -> None:
+    """A line below a table: wrapped between words at the terminal's width (markdown: a paragraph)."""
+    if fmt == "markdown":
+        sys.stdout.write(f"\n{line}\n\n")
+    else:
+        console.print(line, markup=False, highlight=False)
 
 
 @app.command(epilog=exit_codes("run"))
 def run(
-    sweep_file: SweepArg,
+    sweep: SweepArg = None,
+    sweep_option: SweepOpt = None,
     executor: Annotated[
         str, typer.Option(help="local (processes here), debug (in this process) or slurm.")
     ] = "local",
@@ -115,11 +143,12 @@ def run(
 ) -> None:
     """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
     artifacts.check_results(results, write=not dry_run)
+    sweep_file = sweep_file_of(sweep, sweep_option, results)
     from .. import launch, store
     from ..plan import node as resources
 
     backend = launch.get_backend(executor, field="--executor")
-    sweep, cells = load_sweep(sweep_file, check_trl=False)
+    sweep_, cells = load_sweep(sweep_file, check_trl=False)
     backend.check(cells, file=str(sweep_file))  # e.g. several nodes on an executor of this machine only
     resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
     # TRL's rules for the cells this run would submit, before anything is claimed or queued (a sweep with
@@ -157,7 +186,7 @@ def run(
             _validate(late, sweep_file, cached=True)
         say_claims(plan_.cleared, "cleared")
         skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
-        launch.write_manifest(sweep.name, str(sweep_file), cells, results)
+        launch.write_manifest(sweep_.name, str(sweep_file.resolve()), cells, results)
         if not plan_.to_submit:
             console.print(f"nothing to submit ({skipped}).")
         else:
@@ -295,18 +324,22 @@ def _validate(cells, sweep_file: Path, *, cached: bool) -> None:
 
 @app.command(epilog=exit_codes("status"))
 def status(
-    sweep_file: SweepArg,
+    sweep: SweepArg = None,
+    sweep_option: SweepOpt = None,
     watch: Annotated[
         bool, typer.Option("--watch", help="Refresh live until no cell is queued or running.")
     ] = False,
     interval: Annotated[
         float, number("Seconds between refreshes with --watch (more than 0).", above=0, max=MAX_SECONDS)
     ] = 5.0,
+    fmt: TableFormatOpt = "table",
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Each cell's state (pending, queued, running, done, failed with its last error, requeues)."""
     # a read-only folder is shown as it stands, not ingested (store.ingest)
     artifacts.check_results(results, write=False)
+    sweep_file = sweep_file_of(sweep, sweep_option, results)
+    fmt = _table_format(fmt)
     import time
 
     from rich.live import Live
@@ -314,26 +347,47 @@ def status(
     from .. import launch, store
 
     # an input moved since (a data set, a model folder) does not stop a command that only looks
-    sweep, cells = load_sweep(sweep_file, check_trl=False, check_inputs=False)
-    _refresh_manifest(sweep.name, str(sweep_file), cells, results)
-    if not watch:
+    sweep_, cells = load_sweep(sweep_file, check_trl=False, check_inputs=False)
+    _refresh_manifest(sweep_.name, str(sweep_file.resolve()), cells, results)
+    if not watch or fmt != "table":
         states = launch.states(cells, results, check_files=True)
-        print_states(states, f"sweep {sweep.name}")
-        console.print(summary(states))
-        for line in launch.label_states(cells, results):
-            console.print(str(line), markup=False)
+        if fmt == "json":
+            _status_json(sweep_.name, states, launch.label_states(cells, results))
+        else:
+            print_states(states, f"sweep {sweep_.name}", fmt=fmt)
+            say(summary(states), fmt)
+            for line in launch.label_states(cells, results):
+                say(str(line), fmt)
         store.ingest(results)
-        _say_earlier(sweep.name, cells, results)
+        _say_earlier(sweep_.name, cells, results)
         return
     with Live(console=console, refresh_per_second=1) as live:
         while True:
             states = launch.states(cells, results, check_files=True)
-            live.update(state_table(states, f"sweep {sweep.name} — {summary(states)}"))
+            live.update(state_table(states, f"sweep {sweep_.name} — {summary(states)}"))
             if not any(s.state in launch.ACTIVE for s in states):
                 break
             time.sleep(interval)
     store.ingest(results)
-    _say_earlier(sweep.name, cells, results)
+    _say_earlier(sweep_.name, cells, results)
+
+
+def sweep_file_of(arg: str | None, option: str | None, results: Path) -> Path:
+    """The sweep file SWEEP or --sweep names: a path, or the file a stored sweep last ran from."""
+    return resolve_sweep_file(sweep_given(arg, option), results)
+
+
+def _status_json(name: str, states, labels) -> None:
+    from ..analysis.render import to_json
+    from .common import state_records
+
+    payload = {
+        "sweep": name,
+        "summary": summary(states),
+        "cells": state_records(states),
+        "labels": [str(x) for x in labels],
+    }
+    sys.stdout.write(to_json(payload) + "\n")
 
 
 def _refresh_manifest(name: str, source: str, cells, results: Path) -> None:
@@ -356,7 +410,7 @@ def _say_earlier(name: str, cells, results: Path) -> None:
     if earlier := launch.earlier_cells(name, cells, results):
         err.print(
             f"{len(earlier)} earlier cell(s) of this sweep (other settings) are not shown; "
-            f"`spurisweep report --sweep {name} --history` shows the finished ones",
+            f"`spurisweep report {name} --history` shows the finished ones",
             markup=False,
             highlight=False,
         )
@@ -364,12 +418,14 @@ def _say_earlier(name: str, cells, results: Path) -> None:
 
 @app.command(epilog=exit_codes("cancel"))
 def cancel(
-    sweep_file: SweepArg,
+    sweep: SweepArg = None,
+    sweep_option: SweepOpt = None,
     cell: Annotated[list[str] | None, typer.Option("--cell", help="Only this cell id (repeatable).")] = None,
     results: ResultsOpt = Path("results"),
 ) -> None:
     """Cancel the queued and running jobs of this sweep only (or of the given cells)."""
     artifacts.check_results(results)
+    sweep_file = sweep_file_of(sweep, sweep_option, results)
     from .. import launch
 
     # an input moved since (a data set, a model folder) never stops a cancel
@@ -396,34 +452,31 @@ def cancel(
 
 @app.command()
 def fidelity(
-    sweep_file: SweepArg,
+    sweep: SweepArg = None,
+    sweep_option: SweepOpt = None,
     fmt: Annotated[
         str,
         typer.Option(
             "--format", help="auto (a table from 120 columns, a list below), table, list, markdown or json."
         ),
     ] = "auto",
+    results: ResultsOpt = Path("results"),
 ) -> None:
     """List every resolved setting of a sweep that differs from the paper's official code (grader, objective
     switches, prompt, stops, reward text, labels, batch layout, evaluation cadence, seeds), each with its
     expected effect, and the official quirks the sweep reproduces on purpose."""
-    import shutil
-
     from ..analysis.render import render
     from ..plan import fidelity as fid
     from ..plan import grid, spec
 
     if fmt not in ("auto", "table", "list", "markdown", "json"):
         raise ConfigError(f"unknown {fmt!r}; valid: auto, json, list, markdown, table", field="--format")
-    sweep = spec.load_sweep(sweep_file)
-    cells = grid.expand(sweep)
-    table = fid.sweep_report(cells, title=f"sweep {sweep.name}: differences from the paper's code")
-    width = shutil.get_terminal_size((80, 24)).columns
-    if fmt == "auto":
-        fmt = "table" if width >= 120 else "list"
-    if fmt == "list":
-        emit(fid.as_list(table, fid.sweep_quirks(cells), width=min(width, 100)))
-        return
-    if fmt == "table":
+    path = sweep_file_of(sweep, sweep_option, results)
+    sweep_ = spec.load_sweep(path)
+    cells = grid.expand(sweep_)
+    table = fid.sweep_report(cells, title=f"sweep {sweep_.name}: differences from the paper's code")
+    # auto: the prose table is a list below 120 columns (render.py); table: a grid wherever one fits
+    table.prose = fmt == "auto"
+    if fmt in ("auto", "table", "list"):
         table.notes = [*table.notes, *(f"reproduced on purpose: {q}" for q in fid.sweep_quirks(cells))]
-    emit(render(table, fmt))
+    emit(render(table, "table" if fmt == "auto" else fmt))

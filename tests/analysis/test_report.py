@@ -567,3 +567,21 @@ def test_every_delta_is_paired_with_an_interval_and_a_mark_when_it_contains_zero
     assert rec["big"]["delta_distinguishable"] is True and rec["tiny"]["delta_distinguishable"] is False
     assert rec["big"]["delta_problems"] == 200 and "paired bootstrap" in rec["big"]["delta_method"]
     assert base
+
+
+# ---------------------------------------------------------------------------------------------- widths
+def test_columns_are_never_narrower_than_their_longest_word_else_a_list():
+    """render.py: a grid keeps every word whole (each column at least its longest word) where one fits;
+    where none fits, the list layout breaks lines between words only, a hyphenated name staying whole."""
+    from spurisweep.analysis import render as rnd
+
+    t = rnd.Table(["model", "gain"], [["llama3.1-8b-instruct", "+1.0 [+0.2, +1.8] (n=2) Δ≈+1.0"]], "gains")
+    widths = rnd.column_widths(t, 40)
+    assert widths is not None and widths[0] == len("llama3.1-8b-instruct") and rnd.table_width(widths) <= 40
+    assert widths[1] >= len("Δ≈+1.0")
+    assert rnd.column_widths(t, 30) is None and rnd.as_list_layout(t, 30)
+    text = rnd.to_list(t, 16)
+    assert "- llama3.1-8b-instruct" in text.splitlines() and "gain: +1.0" in text
+    assert not rnd.as_list_layout(t, 119) and rnd.as_list_layout(rnd.Table(**{**vars(t), "prose": True}), 119)
+    empty = rnd.Table(["model"], [], "pass@1 on math500: mean over runs")
+    assert rnd.to_list(empty, 80) == "pass@1 on math500: nothing to show"

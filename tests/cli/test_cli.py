@@ -139,7 +139,7 @@ BAD = {
     "empty_grid.yaml": "name: x\ngrid: {model: [tiny], seed: [0]}\nexclude: [{seed: 0}]\n",
     "bad_trl.yaml": "name: x\npreset: smoke\ngrid: {model: [tiny]}\nsettings: {trl: {not_a_field: 1}}\n",
     # 8 GPUs = 8 data-parallel processes, which cannot share the smoke preset's mini-batch of 4
-    "gpus.yaml": "name: x\npreset: smoke\ngrid: {model: [tiny]}\nsettings: {slurm: {gpus_per_node: 8}}\n",
+    "gpus.yaml": "name: x\npreset: smoke\ngrid: {model: [tiny]}\nsettings: {resources: {gpus_per_node: 8}}\n",
 }
 
 
