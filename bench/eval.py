@@ -4,10 +4,10 @@ grading adds to the wall time of an evaluation.
 Prints, for each model: problems per second and generated tokens per second of
   naive    one generate() call per problem (its n samples together), as a simple eval script would;
   batched  generate.generate_transformers: problems grouped by token length, left-padded batches sized to
-           memory (the path evaluate.run_eval uses);
+           memory (the path evaluate.run uses);
 for a greedy protocol (MATH-500's: 1 sample) and a sampled one (AIME/AMC's: 8 samples at temperature 0.6),
 with fewer new tokens than the paper's 3072 so it runs in minutes. Greedy outputs of both paths must be
-identical (checked). Then one full evaluate.run_eval (generation + grading overlapped in the background)
+identical (checked). Then one full evaluate.run (generation + grading overlapped in the background)
 against generation alone: grading's share of the wall time (target: adds < 10%), plus the grading cost
 per response for realistic answers (math-verify on \\boxed{} LaTeX answers), with a warm worker pool.
 
@@ -129,21 +129,14 @@ def grading_overhead(model: Any, tok: Any, n_problems: int, max_new_tokens: int)
     probs = data.load_benchmark(bench, limit=n_problems)
     prompts = [families.render_prompt(tok, "chat", p.problem) for p in probs]
     gen_times, eval_times, metas = [], [], []
+    weights = evaluate.Weights("bench", model=model, tokenizer=tok)
     for rep in range(2):  # alternated and repeated: the minimum is the least disturbed by other load
         _, t = timed(lambda: generate.generate_transformers(model, tok, prompts, proto.sampling(0)))
         gen_times.append(t)
         with tempfile.TemporaryDirectory() as tmp:
             meta, t = timed(
-                lambda rep=rep, tmp=tmp: evaluate.run_eval(
-                    model=model,
-                    tokenizer=tok,
-                    model_source="bench",
-                    prompt_template="chat",
-                    proto=proto,
-                    seed=0,
-                    folder=Path(tmp),
-                    eval_id=f"bench{rep}",
-                    meta={},
+                lambda rep=rep, tmp=tmp: evaluate.run(
+                    evaluate.EvalJob(f"bench{rep}", Path(tmp), proto, "chat", 0, weights)
                 )
             )
         eval_times.append(t)

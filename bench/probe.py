@@ -4,7 +4,7 @@ The probe (spurisweep.evaluation.probe_run) should cost about what an evaluation
 the same batched generation (generate.generate_transformers here; vLLM on a GPU) and overlaps grading the
 same way. This prints, for the built-in `tiny` model on the CPU:
 
-  eval   evaluate.run_eval: N problems, greedy, one sample each (MATH-500's protocol);
+  eval   evaluate.run: N problems, greedy, one sample each (MATH-500's protocol);
   probe  probe_run.run_probes: the same N problems cut at 40/60/80% (3N prompts, one batched call),
          greedy, scored (exact match, ROUGE-L) and graded;
 
@@ -59,17 +59,8 @@ def main() -> None:
     for rep in range(args.reps):  # alternated, best of reps: the least disturbed by other load
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
-            meta = evaluate.run_eval(
-                model=model,
-                tokenizer=tok,
-                model_source=source,
-                prompt_template="chat",
-                proto=proto,
-                seed=0,
-                folder=Path(tmp),
-                eval_id=f"bench{rep}",
-                meta={},
-            )
+            weights = evaluate.Weights(source, model=model, tokenizer=tok)
+            meta = evaluate.run(evaluate.EvalJob(f"bench{rep}", Path(tmp), proto, "chat", 0, weights))
             wall = time.perf_counter() - t
             if ev_best is None or wall < ev_best[0]:
                 ev_best = (wall, meta["n_samples"], meta["generated_tokens"])

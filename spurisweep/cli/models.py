@@ -66,7 +66,7 @@ def eval_cmd(
             from ..errors import suggest
 
             raise ConfigError(suggest(b, list(data.BENCHMARKS)), field="--benchmarks")
-    metas = evaluate.evaluate_standalone(
+    jobs = evaluate.standalone_jobs(
         model=model,
         model_path=model_path,
         checkpoint=checkpoint,
@@ -83,6 +83,8 @@ def eval_cmd(
         backend=backend,
         engines=engines,
     )
+    with evaluate.loaded(jobs) as ready:  # the weights load once, and only when an evaluation is missing
+        metas = [evaluate.run(job) for job in ready]
     store.ingest(results)
     for m in metas:
         s = m["summary"]
@@ -166,6 +168,10 @@ def label(
     if force or artifacts.read_json(out.with_suffix(".json")) is None:
         from rich.progress import Progress
 
+        from ..evaluation import reach
+
+        # offline without the model or the data set: one line now, not the hub libraries' retries
+        reach.check(models=[families.model_source(model, model_path)], datasets=[dataset])
         out.parent.mkdir(parents=True, exist_ok=True)
         with Progress(console=console) as prog:
             task = prog.add_task(f"labelling with {model}", total=None)

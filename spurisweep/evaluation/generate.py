@@ -20,10 +20,10 @@ What is kept identical across backends, on purpose:
 transformers path: prompts grouped by token length (longest first, so a batch that does not fit in
 memory fails first and is split), left-padded by hand, batches sized from free GPU memory (a KV-cache
 budget) and halved on out-of-memory. `on_batch` receives each finished batch, so grading can overlap the
-next batch's generation (see evaluate.run_eval). Sampling draws each sequence's tokens from its own
+next batch's generation (see run.generate_graded). Sampling draws each sequence's tokens from its own
 stream (`RowSampler`: a counter-based hash of seed, prompt key, sample index and position), not from
 torch's global generator, so a prompt's samples do not depend on which prompts share its batch or its
-process: an evaluation split across processes (evaluate.generate_share) writes the rows one process
+process: an evaluation split across processes (run.generate_share) writes the rows one process
 writes. (transformers' own sampling draws one multinomial over the whole batch from the global stream.)
 
 vLLM path: one offline `LLM.generate` call with every prompt and `n` samples per prompt, one

@@ -192,9 +192,12 @@ def make_labels(
     same labels, sampled by another engine). On vLLM, `engines` engines (label_workers.engine_count: by
     default one per visible GPU) each sample a share of the prompts in a process of their own; every
     prompt is seeded by its index, not by its engine."""
+    from . import reach
     from .generate import choose_backend
 
     backend = choose_backend(backend)
+    # offline without the model or the data set: one line now, not the hub libraries' retries
+    reach.check(models=[families.model_source(spec.model, spec.model_path)], datasets=[spec.dataset])
     problems = data.load_problems(spec.dataset, split=spec.split, limit=spec.limit)
     t0 = time.time()
     if backend == "vllm":

@@ -38,6 +38,7 @@ def measure(
     """Evaluate the weights greedily at two batch sizes and record how far the two agree."""
     from ..models import families
     from ..plan.spec import EvalSettings
+    from . import reach
     from . import run as evaluate
 
     proto = evaluate.protocol_for(EvalSettings(benchmarks=[benchmark], limit=limit), benchmark)
@@ -48,9 +49,22 @@ def measure(
             field="--benchmark",
         )
     source = checkpoint or families.model_source(model, model_path)
+    reach.check(models=[source], benchmarks=[(benchmark, None)])  # offline: one line, not the hub's retries
     mdl, tok = families.load_model_and_tokenizer(source)
     template = families.FAMILIES[model].prompt if model in families.FAMILIES else "chat"
-    shares = [_greedy(mdl, tok, source, template, proto, size) for size in batch_sizes]
+    # nothing is written: the two evaluations' rows are only compared
+    jobs = [
+        evaluate.EvalJob(
+            f"noise-b{size}",
+            noise_dir(results),
+            proto,
+            template,
+            0,
+            evaluate.Weights(source, model=mdl, tokenizer=tok, batch_size=size),
+        )
+        for size in batch_sizes
+    ]
+    shares = [evaluate.generate_share(job) for job in jobs]
     floor = stats.noise_floor(*(stats.scores_by_problem(sh.rows) for sh in shares))
     record = {
         "model": model,
@@ -67,22 +81,6 @@ def measure(
     key = short_hash({k: record[k] for k in ("model", "model_path", "checkpoint", "benchmark", "limit")})
     artifacts.atomic_write_json(noise_dir(results) / f"{key}.json", record)
     return record
-
-
-def _greedy(mdl: Any, tok: Any, source: str, template: str, proto: Any, batch_size: int) -> Any:
-    from . import run as evaluate
-
-    return evaluate.generate_share(
-        model=mdl,
-        tokenizer=tok,
-        model_source=source,
-        prompt_template=template,
-        proto=proto,
-        seed=0,
-        eval_id=f"noise-b{batch_size}",
-        backend="transformers",
-        batch_size=batch_size,
-    )
 
 
 def floors(results: Path) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ partial-prompt answer accuracy.
 Generation is evaluation's: the same backends (generate.choose_backend: vLLM when installed, else batched
 transformers), prompt encoding and stopping; greedy, one sample, the benchmark protocol's max_new_tokens
 plus EXTRA_TOKENS (the continuation first finishes the problem) unless set. All missing fractions of one
-benchmark generate in one batched call, and grading overlaps generation (evaluate.OverlappedGrader), so a
+benchmark generate in one batched call, and grading overlaps generation (run.generate_graded), so a
 probe costs about what an evaluation of the same prompts does.
 
 Storage. One probe is (model, weights, checkpoint, benchmark, fraction, protocol); its id is "probe-" +
@@ -39,7 +39,7 @@ from ..data import sets as data
 from ..errors import ConfigError, suggest
 from ..ids import short_hash
 from ..models import families
-from . import probe
+from . import probe, reach
 
 log = logging.getLogger(__name__)
 
@@ -183,6 +183,8 @@ def run_probes(
         if todo:
             chosen = choose_backend(backend)
             source = checkpoint or families.model_source(model, model_path)
+            # offline without the weights or a benchmark: one line now, not the hub libraries' retries
+            reach.check(models=[source], benchmarks=[(p.benchmark, p.path) for p in todo])
             mdl, tok = loaded if loaded is not None else _load(source, chosen)
             ident = {"model": model, "model_path": model_path, "checkpoint": checkpoint}
             try:
@@ -242,38 +244,16 @@ def _generate(
     prompt_ids: list[list[int]],
     answers: list[str],
     sampling: Any,
-    mdl: Any,
-    tok: Any,
-    source: str,
-    backend: str,
-    batch_size: int | None,
-) -> tuple[list[list[Any]], dict[int, Any], float, float]:
+    weights: Any,
+) -> Any:
     """Greedy continuations of every prompt, graded as they come (evaluation's batched generation and
-    overlapped grading): (generations, verdicts by prompt index, generation s, grading s)."""
-    from .generate import generate_transformers, generate_vllm
-    from .run import OverlappedGrader, _grading_workers
+    overlapped grading, run.generate_graded): the generations and the verdicts by prompt index."""
+    from .run import generate_graded
 
-    grader = OverlappedGrader(_grading_workers())
+    def pairs(indices: list[int], gens: list[list[Any]]) -> tuple[list[int], list[tuple[str, str]]]:
+        return indices, [(g[0].text, answers[j]) for j, g in zip(indices, gens, strict=True)]
 
-    def on_batch(indices: list[int], gens: list[list[Any]]) -> None:
-        grader.submit(indices, [(g[0].text, answers[j]) for j, g in zip(indices, gens, strict=True)])
-
-    t0 = time.perf_counter()
-    try:
-        if not prompts:
-            gens = []
-        elif backend == "vllm":
-            gens = generate_vllm(
-                source, prompts, sampling, tokenizer=tok, prompt_ids=prompt_ids, on_batch=on_batch
-            )
-        else:
-            gens = generate_transformers(
-                mdl, tok, prompts, sampling, batch_size=batch_size, prompt_ids=prompt_ids, on_batch=on_batch
-            )
-    finally:
-        t_gen = time.perf_counter() - t0
-        verdicts, grade_busy = grader.finish()
-    return gens, verdicts, t_gen, grade_busy
+    return generate_graded(weights, prompts, prompt_ids, sampling, pairs)
 
 
 def _rows(
@@ -317,7 +297,7 @@ def _probe_benchmark(
 ) -> dict[ProbeProtocol, dict[str, Any]]:
     """Every fraction of one benchmark in one batched generation; writes each probe's files."""
     from .generate import Sampling, encode_prompts
-    from .run import _versions
+    from .run import Weights, versions_used
 
     t_start = time.perf_counter()
     first = protos[0]
@@ -336,9 +316,11 @@ def _probe_benchmark(
     prompt_ids = encode_prompts(tok, prompts)
     sampling = Sampling(1, 0.0, 1.0, first.max_new_tokens, seed)
     answers = [problems[i].answer for _, i, _, _ in jobs]
-    gens, verdicts, t_gen, grade_busy = _generate(
-        prompts, prompt_ids, answers, sampling, mdl, tok, source, backend, batch_size
+    weights = Weights(
+        source, backend, model=None if backend == "vllm" else mdl, tokenizer=tok, batch_size=batch_size
     )
+    graded = _generate(prompts, prompt_ids, answers, sampling, weights)
+    gens, verdicts, t_gen, grade_busy = graded.gens, graded.verdicts, graded.generate_s, graded.grade_s
     by_job = {(p, i): (j, prefix, remainder) for j, (p, i, prefix, remainder) in enumerate(jobs)}
     tokens = sum(g[0].n_tokens for g in gens)
     out = {}
@@ -366,7 +348,7 @@ def _probe_benchmark(
             "grade_s": round(grade_busy, 3),
             "wall_s": round(time.perf_counter() - t_start, 3),
             "tokens_per_s": round(tokens / t_gen, 2) if t_gen > 0 else None,
-            "versions": _versions(backend),
+            "versions": versions_used(backend),
             "created": time.time(),
             "summary": summary,
         }

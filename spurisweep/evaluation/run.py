@@ -12,23 +12,34 @@ metadata is computed from the same rows. An evaluation is identified by an `eval
 The sampling seed is recorded in the metadata but is not part of the id: a baseline is shared whatever
 the seed of the cell that happened to run it first.
 
+One entry runs every evaluation: `run(job)`. An `EvalJob` is an immutable value holding everything one
+evaluation needs: its id, folder and metadata, the resolved protocol, prompt template and seed, the
+`Weights` that generate (a source, a backend, optionally a loaded model and tokenizer) and a placement:
+  - `Single`: this process generates everything (transformers, or one vLLM engine here);
+  - `DataParallel(rank, world, barrier)`: collective, each rank its share, one writer merges;
+  - `Colocated(..., engine)`: the same on running vLLM engines (TRL's colocated ones in training ranks);
+  - `Engines(n)`: n vLLM engines, each in a process of its own (engines.py), merged here.
+Constructors build jobs: `cell_job` (a training cell's step or its baseline), `standalone_jobs`
+(`spurisweep eval`); `loaded(jobs)` loads their weights once, only when one is missing. Every placement
+writes the rows one process writes (a problem's samples depend on its index and the seed only).
+
 An evaluation whose files already exist is never generated again (checked under a per-evaluation file
 lock, so two processes asking for the same baseline generate it once). Grading overlaps generation: each
 generated batch goes to the grading worker processes from a background thread while the next batch
-generates; the grading time left after generation ends is recorded as `grade_wait_s`.
+generates (`generate_graded`, which the probe shares); the grading time left after generation ends is
+recorded as `grade_wait_s`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import platform
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +49,8 @@ from ..errors import ConfigError
 from ..ids import short_hash
 from ..metrics import summarize
 from ..models import families
-from ..plan.spec import EvalSettings, ProtocolOverride
+from ..plan.spec import CellConfig, EvalSettings, ProtocolOverride
+from . import reach
 from .generate import (
     Generation,
     Sampling,
@@ -190,7 +202,9 @@ class OverlappedGrader:
     """
 
     def __init__(self, workers: int | None = None, timeout: float = 5.0, paper_grader: str = "paper"):
-        self.workers = workers
+        from ..grading.pool import workers_from_env
+
+        self.workers = workers if workers is not None else workers_from_env()
         self.timeout = timeout
         self.paper_grader = paper_grader
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spurisweep-grade")
@@ -224,124 +238,369 @@ class OverlappedGrader:
         return out, self._busy
 
 
-def _grading_workers() -> int | None:
-    n = os.environ.get("SPURISWEEP_GRADING_WORKERS")
-    return int(n) if n else None
+# ---------------------------------------------------------------------------------------------- the job
+class Meta(Mapping[str, Any]):
+    """An evaluation job's metadata (read-only): what the caller records beside the run's own fields."""
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Mapping[str, Any] | None = None) -> None:
+        object.__setattr__(self, "_items", dict(items or {}))
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("an evaluation job's metadata is read-only")
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._items.items()))
+
+    def __repr__(self) -> str:
+        return f"Meta({self._items!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:  # to an engine's process
+        return (Meta, (self._items,))
 
 
-# ---------------------------------------------------------------------------------------------- running
-def run_eval(
-    *,
-    model: Any,
-    tokenizer: Any,
-    model_source: str,
-    prompt_template: str,
+@dataclass(frozen=True)
+class Weights:
+    """What generates: the weights' `source` (an HF folder or hub id: what vLLM loads, and the tokenizer's
+    when none is given) and the backend; `model` is a loaded transformers model (None: loaded from
+    `source` when needed; always None with vLLM, which loads its own)."""
+
+    source: str
+    backend: str = "transformers"
+    model: Any = field(default=None, compare=False, repr=False)
+    tokenizer: Any = field(default=None, compare=False, repr=False)
+    batch_size: int | None = None  # sequences per transformers generate() call (None: by memory)
+    vllm_memory: float | None = None  # the GPU share of an engine this process starts (None: 0.85)
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("transformers", "vllm"):
+            raise ValueError(
+                f"backend must be transformers or vllm (choose_backend resolves auto), not {self.backend!r}"
+            )
+        if self.backend == "vllm" and self.model is not None:
+            raise ValueError("a vLLM evaluation loads its weights from `source`; model must be None")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, not {self.batch_size}")
+        if not self.source:
+            raise ValueError("an evaluation needs its weights' source (an HF folder or hub id)")
+
+    def loaded(self) -> Weights:
+        """These weights with the tokenizer, and with transformers the model, loaded (a no-op when they
+        are)."""
+        if self.tokenizer is not None and (self.model is not None or self.backend == "vllm"):
+            return self
+        if self.backend == "vllm" or self.model is not None:
+            from transformers import AutoTokenizer
+
+            return replace(self, tokenizer=AutoTokenizer.from_pretrained(self.source))
+        model, tok = families.load_model_and_tokenizer(self.source)
+        return replace(self, model=model, tokenizer=self.tokenizer or tok)
+
+
+@dataclass(frozen=True)
+class Single:
+    """This process generates every problem (transformers, or one vLLM engine in this process)."""
+
+
+@dataclass(frozen=True)
+class DataParallel:
+    """Collective over `world` processes (every rank calls run, having agreed the evaluation is missing):
+    rank r generates problems r, r + world, ..., writes its share to <folder>/.shards/<eval_id>/rank<r>.json,
+    and after `barrier()` the writer (default: rank 0) merges the shares in problem order; all ranks wait.
+    `write_share` False: a process whose share another process of its tensor-parallel group writes."""
+
+    rank: int
+    world: int
+    barrier: Callable[[], None] = field(compare=False, repr=False)
+    writer: bool | None = None
+    write_share: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.rank < self.world:
+            raise ValueError(f"rank {self.rank} is outside 0..{self.world - 1}")
+
+    @property
+    def writes(self) -> bool:
+        return self.rank == 0 if self.writer is None else self.writer
+
+
+@dataclass(frozen=True)
+class Colocated(DataParallel):
+    """DataParallel on running vLLM engines, one per share (TRL's colocated engines in training ranks): no
+    engine is started or released."""
+
+    engine: Any = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.engine is None:
+            raise ValueError("a colocated evaluation needs its running engine")
+
+
+@dataclass(frozen=True)
+class Engines:
+    """`count` vLLM engines, each in a process of its own pinned to one visible GPU (engines.py): problem i
+    on engine i % count. This process holds no engine and no process group; one engine failing stops the
+    others."""
+
+    count: int
+
+    def __post_init__(self) -> None:
+        if self.count < 1:
+            raise ValueError(f"an evaluation needs at least 1 engine, not {self.count}")
+
+
+Placement = Single | DataParallel | Colocated | Engines
+SINGLE = Single()
+#: how an evaluation on a training rank's colocated engine is described in its metadata (`engine`)
+COLOCATED = "trl-colocated-vllm"
+
+
+@dataclass(frozen=True)
+class EvalJob:
+    """Everything one evaluation needs, as one value: which evaluation (`eval_id`, its `folder`, the
+    caller's `meta`), what it measures (the resolved protocol, the prompt template the protocol's own
+    `prompt` overrides, the sampling seed), what generates (`weights`) and where (`placement`). `run(job)`
+    runs it; a job changes only by making another (`placed`)."""
+
+    eval_id: str
+    folder: Path
+    proto: ResolvedProtocol
+    prompt_template: str
+    seed: int
+    weights: Weights
+    meta: Mapping[str, Any] = field(default_factory=Meta)
+    placement: Placement = SINGLE
+    grading_workers: int | None = None  # None: SPURISWEEP_GRADING_WORKERS, else every CPU
+
+    def __post_init__(self) -> None:
+        if not self.eval_id:
+            raise ValueError("an evaluation job needs an eval_id")
+        if not isinstance(self.proto, ResolvedProtocol):
+            raise TypeError(
+                f"proto must be a ResolvedProtocol (protocol_for), not {type(self.proto).__name__}"
+            )
+        if not isinstance(self.placement, (Single, DataParallel, Engines)):
+            raise TypeError(
+                f"placement must be Single, DataParallel, Colocated or Engines, not {self.placement!r}"
+            )
+        if isinstance(self.placement, (Colocated, Engines)) and self.weights.backend != "vllm":
+            raise ValueError(
+                f"{type(self.placement).__name__} placement generates with vLLM, not {self.weights.backend}"
+            )
+        object.__setattr__(self, "folder", Path(self.folder))
+        if not isinstance(self.meta, Meta):
+            object.__setattr__(self, "meta", Meta(self.meta))
+
+    @property
+    def template(self) -> str:
+        """The prompt template actually used."""
+        return self.proto.prompt or self.prompt_template
+
+    def placed(self, placement: Placement, **weights: Any) -> EvalJob:
+        """This evaluation elsewhere, or on other weights (`weights`: Weights fields to change)."""
+        return replace(self, placement=placement, weights=replace(self.weights, **weights))
+
+    def stored(self) -> bool:
+        return artifacts.eval_complete(self.folder, self.eval_id)
+
+
+# ---------------------------------------------------------------------------------------------- constructors
+def cell_job(
+    cfg: CellConfig,
     proto: ResolvedProtocol,
-    seed: int,
+    weights: Weights,
+    *,
     folder: Path,
-    eval_id: str,
-    meta: dict[str, Any],
-    backend: str = "transformers",
-    batch_size: int | None = None,
-    progress: Callable[[int], None] | None = None,
-    grading_workers: int | None = None,
-) -> dict[str, Any]:
-    """Generate, grade and write one evaluation unless it is already complete. Returns its metadata.
-
-    `model` may be None with backend "vllm" (vLLM loads `model_source` itself). The check for an existing
-    evaluation and the generation happen under a file lock, so concurrent callers generate it once.
-    """
-    return _once(
-        Path(folder),
-        eval_id,
-        lambda: _generate_and_write(
-            model=model,
-            tokenizer=tokenizer,
-            model_source=model_source,
-            prompt_template=prompt_template,
-            proto=proto,
-            seed=seed,
-            folder=Path(folder),
-            eval_id=eval_id,
-            meta=meta,
-            backend=backend,
-            batch_size=batch_size,
-            progress=progress,
-            grading_workers=grading_workers,
-        ),
+    step: int,
+    cell_id: str | None = None,
+    baseline_id: str | None = None,
+) -> EvalJob:
+    """A training cell's evaluation at a rollout step (`cell_id`), or without one its untrained model's
+    shared baseline (step 0; the id any cell or `spurisweep eval` of this model, prompt and protocol
+    computes)."""
+    prompt = cfg.prompt or ""
+    meta: dict[str, Any] = {"model": cfg.model, "model_path": cfg.model_path, "step": step}
+    if cell_id is None:
+        eid = baseline_eval_id(cfg.model, cfg.model_path, prompt, proto)
+        meta.update(is_baseline=True, cell_id=None)
+    else:
+        eid = checkpoint_eval_id(cell_id, step, prompt, proto)
+        meta.update(is_baseline=False, cell_id=cell_id, baseline_eval_id=baseline_id)
+    return EvalJob(
+        eid, folder, proto, prompt, cfg.seed, replace(weights, batch_size=cfg.eval.batch_size), meta
     )
 
 
-def _once(folder: Path, eval_id: str, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The stored evaluation `eval_id`, else `make()`'s, under a file lock: concurrent callers generate it
-    once."""
+def standalone_jobs(
+    *,
+    model: str,
+    model_path: str | None,
+    checkpoint: str | None,
+    benchmarks: list[str],
+    settings: EvalSettings,
+    prompt: str | None,
+    results: Path,
+    seed: int = 0,
+    backend: str = "auto",
+    engines: int | None = None,
+) -> list[EvalJob]:
+    """`spurisweep eval`'s jobs, one per benchmark: a base model or any checkpoint, recorded in
+    results/_baselines for the store. Without a checkpoint each is the model's baseline, with the id a
+    training cell of the same model, prompt and protocol computes, so whichever runs first serves both.
+    With vLLM, one engine per visible GPU (`engines`: how many; engines.engine_count), data-parallel, each
+    in its own process; one engine runs in this process."""
+    fam = families.get(model)
+    for b in benchmarks:
+        data.get_benchmark(b)
+    # before any weights load or file is written: a path pointing at nothing is one line
+    if checkpoint:
+        families.check_model_path(checkpoint, what="--checkpoint")
+    if model_path:
+        families.check_model_path(model_path, what="--model-path")
+    template = prompt or fam.prompt
+    if template not in families.PROMPTS:
+        from ..errors import suggest
+
+        raise ConfigError(suggest(template, list(families.PROMPTS)), field="prompt")
+    chosen = choose_backend(backend)
+    placement: Placement = SINGLE
+    if chosen == "vllm":
+        from . import engines as pool
+
+        n = pool.engine_count(engines, env=False)
+        placement = Engines(n) if n > 1 else SINGLE
+    meta = {
+        "model": model,
+        "model_path": model_path,
+        "checkpoint": checkpoint,
+        "cell_id": None,
+        "step": 0,
+        "is_baseline": checkpoint is None,
+    }
+    folder = artifacts.baselines_dir(results)
+    ids = []
+    for b in benchmarks:
+        proto = protocol_for(settings, b)
+        eid = (
+            external_eval_id(checkpoint, model, template, proto)
+            if checkpoint
+            else baseline_eval_id(model, model_path, template, proto)
+        )
+        ids.append((proto, eid))
+    # a local family is built only when something is left to generate (its folder is then the source)
+    missing = not all(artifacts.eval_complete(folder, eid) for _, eid in ids)
+    source = checkpoint or (families.model_source(model, model_path) if missing else model_path or fam.hub_id)
+    weights = Weights(source, chosen, batch_size=settings.batch_size)
+    return [EvalJob(eid, folder, p, template, seed, weights, meta, placement) for p, eid in ids]
+
+
+@contextlib.contextmanager
+def loaded(jobs: list[EvalJob]) -> Iterator[list[EvalJob]]:
+    """`jobs` (of one set of weights) with their weights loaded once for all of them, and only when one of
+    them is not stored yet; a vLLM engine this process started for them is released afterwards (the next
+    phase needs its memory)."""
+    if not jobs or all(j.stored() for j in jobs):
+        yield list(jobs)
+        return
+    if len({j.weights for j in jobs}) > 1:
+        raise ValueError("loaded(): the jobs name different weights")
+    first = jobs[0]
+    # offline without the weights or a benchmark: one line now, not the hub libraries' retries
+    reach.check(
+        models=[first.weights.source],
+        benchmarks=[(j.proto.benchmark, j.proto.path) for j in jobs if not j.stored()],
+    )
+    weights = first.weights if isinstance(first.placement, Engines) else first.weights.loaded()
+    try:
+        yield [replace(j, weights=weights) for j in jobs]
+    finally:
+        if weights.backend == "vllm":
+            release_vllm()
+
+
+# ---------------------------------------------------------------------------------------------- running
+def run(job: EvalJob) -> dict[str, Any] | None:
+    """Generate, grade and write one evaluation, wherever its placement says; returns its metadata.
+
+    Single and Engines: the stored evaluation if there is one, else generated under a per-evaluation file
+    lock (concurrent callers generate it once). DataParallel and Colocated: collective, the caller has
+    agreed that it is missing; the metadata on the writer, None on the other ranks."""
+    p = job.placement
+    if isinstance(p, DataParallel):
+        return _collective(job, p)
+    return _once(job, lambda: _make(job))
+
+
+def _make(job: EvalJob) -> dict[str, Any]:
+    t_start = time.perf_counter()
+    if isinstance(job.placement, Engines):
+        shares = _engine_shares(job)
+    else:
+        shares = [generate_share(job)]
+    return write_evaluation(job, shares, wall_s=time.perf_counter() - t_start)
+
+
+def _once(job: EvalJob, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """The stored evaluation, else `make()`'s, under a file lock: concurrent callers generate it once."""
     from filelock import FileLock
 
-    folder.mkdir(parents=True, exist_ok=True)
-    stored = _stored_meta(folder, eval_id)
+    job.folder.mkdir(parents=True, exist_ok=True)
+    stored = _stored_meta(job)
     if stored is not None:
         return stored
     # not `<eval_id>.lock`: training/cell.py holds that one around its baseline call, and a second lock on
     # the same file from this process would wait for itself
-    with FileLock(str(folder / f"{eval_id}.eval.lock")):
-        stored = _stored_meta(folder, eval_id)
+    with FileLock(str(job.folder / f"{job.eval_id}.eval.lock")):
+        stored = _stored_meta(job)
         if stored is not None:
             return stored
         return make()
 
 
-def _stored_meta(folder: Path, eval_id: str) -> dict[str, Any] | None:
-    if not artifacts.eval_complete(folder, eval_id):
+def _stored_meta(job: EvalJob) -> dict[str, Any] | None:
+    if not job.stored():
         return None
-    meta = artifacts.read_json(artifacts.eval_files(folder, eval_id)[1])
+    meta = artifacts.read_json(artifacts.eval_files(job.folder, job.eval_id)[1])
     if meta is not None:
         log.info(
-            "eval %s (%s) already stored in %s: not generating again", eval_id, meta.get("benchmark"), folder
+            "eval %s (%s) already stored in %s: not generating again",
+            job.eval_id,
+            meta.get("benchmark"),
+            job.folder,
         )
     return meta
 
 
-def _generate_and_write(
-    *,
-    model: Any,
-    tokenizer: Any,
-    model_source: str,
-    prompt_template: str,
-    proto: ResolvedProtocol,
-    seed: int,
-    folder: Path,
-    eval_id: str,
-    meta: dict[str, Any],
-    backend: str,
-    batch_size: int | None,
-    progress: Callable[[int], None] | None,
-    grading_workers: int | None,
-) -> dict[str, Any]:
+def _collective(job: EvalJob, p: DataParallel) -> dict[str, Any] | None:
+    import json
+    import shutil
+
     t_start = time.perf_counter()
-    share = generate_share(
-        model=model,
-        tokenizer=tokenizer,
-        model_source=model_source,
-        prompt_template=prompt_template,
-        proto=proto,
-        seed=seed,
-        eval_id=eval_id,
-        backend=backend,
-        batch_size=batch_size,
-        progress=progress,
-        grading_workers=grading_workers,
-    )
-    return write_evaluation(
-        folder,
-        eval_id,
-        [share],
-        proto=proto,
-        prompt_template=prompt_template,
-        seed=seed,
-        meta=meta,
-        backend=backend,
-        wall_s=time.perf_counter() - t_start,
-    )
+    share = generate_share(job, p.rank, p.world)
+    parts = job.folder / ".shards" / job.eval_id
+    if p.write_share:  # json.dumps without sort_keys: the rows keep their field order through the merge
+        artifacts.atomic_write_text(parts / f"rank{p.rank}.json", json.dumps(share.as_dict(), default=str))
+    p.barrier()
+    out = None
+    if p.writes:
+        shares = [Share(**json.loads((parts / f"rank{r}.json").read_text())) for r in range(p.world)]
+        out = write_evaluation(job, shares, wall_s=time.perf_counter() - t_start)
+        shutil.rmtree(parts, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            parts.parent.rmdir()  # .shards, when no other evaluation is in flight
+    p.barrier()
+    return out
 
 
 @dataclass
@@ -359,86 +618,108 @@ class Share:
         return asdict(self)
 
 
-def generate_share(
-    *,
-    model: Any,
-    tokenizer: Any,
-    model_source: str,
-    prompt_template: str,
-    proto: ResolvedProtocol,
-    seed: int,
-    eval_id: str,
-    backend: str,
-    batch_size: int | None,
-    progress: Callable[[int], None] | None = None,
-    grading_workers: int | None = None,
-    rank: int = 0,
-    world: int = 1,
-    vllm_memory: float | None = None,
-    engine: Any = None,
-) -> Share:
-    """Generate and grade this process's share of an evaluation: problem i belongs to rank i % world.
+@dataclass
+class Graded:
+    """Generations graded as they came: each prompt's samples, the verdicts by key, and the timings."""
 
-    Each problem's samples depend on the problem's index and the seed only, not on which other problems
-    share a batch or a process (generate.py: per-row sampling streams; vLLM: per-request seeds), so the
-    shares of any number of processes, merged in problem order, are the rows one process writes."""
-    bench = data.get_benchmark(proto.benchmark)
-    problems = data.load_benchmark(proto.benchmark, path=proto.path, limit=proto.limit)
-    indices = [i for i in range(len(problems)) if i % world == rank]
-    mine = [problems[i] for i in indices]
-    template = proto.prompt or prompt_template
-    prompts = [families.render_prompt(tokenizer, template, p.problem) for p in mine]
-    tpl = families.template(template)
-    prompt_ids = encode_prompts(tokenizer, prompts, add_bos=tpl.add_bos, double_bos=proto.double_bos)
-    sampling = replace(proto.sampling(seed), stop=tpl.stop)
-    grader = OverlappedGrader(
-        grading_workers if grading_workers is not None else _grading_workers(),
-        paper_grader="paper_r1" if tpl.answer_tag else "paper",
-    )
+    gens: list[list[Generation]]
+    verdicts: dict[Any, Verdicts]
+    generate_s: float
+    grade_s: float  # grading time, mostly overlapped with generation
+    grade_wait_s: float  # grading left after generation ended
+
+
+def generate_graded(
+    weights: Weights,
+    prompts: list[str],
+    prompt_ids: list[list[int]],
+    sampling: Sampling,
+    pairs: Callable[[list[int], list[list[Generation]]], tuple[list[Any], list[tuple[str, str]]]],
+    *,
+    keys: list[int] | None = None,
+    grader: OverlappedGrader | None = None,
+    engine: Any = None,
+) -> Graded:
+    """Generate every prompt on `weights` (or on a running vLLM `engine`) while `grader` grades each
+    finished batch in the background: `pairs(local indices, their generations)` gives the batch's
+    verdict keys and (response, gold) pairs. `keys`: each prompt's sampling key (default: its index)."""
+    grader = grader or OverlappedGrader()
 
     def on_batch(local: list[int], gens: list[list[Generation]]) -> None:
-        keys = [(i, s) for i, g in zip(local, gens, strict=True) for s in range(len(g))]
-        grader.submit(
-            keys,
-            [
-                (bench.grading_text(g[s].text), mine[i].answer)
-                for i, g in zip(local, gens, strict=True)
-                for s in range(len(g))
-            ],
-        )
+        grader.submit(*pairs(local, gens))
 
     t0 = time.perf_counter()
     try:
-        if backend == "vllm":
+        if not prompts:
+            gens: list[list[Generation]] = []
+        elif weights.backend == "vllm":
             gens = generate_vllm(
-                model_source,
+                weights.source,
                 prompts,
                 sampling,
-                vllm_memory or 0.85,
-                tokenizer=tokenizer,
+                weights.vllm_memory or 0.85,
+                tokenizer=weights.tokenizer,
                 prompt_ids=prompt_ids,
                 on_batch=on_batch,
-                keys=indices,
+                keys=keys,
                 engine=engine,
             )
         else:
             gens = generate_transformers(
-                model,
-                tokenizer,
+                weights.model,
+                weights.tokenizer,
                 prompts,
                 sampling,
-                batch_size=batch_size,
-                progress=progress,
+                batch_size=weights.batch_size,
                 prompt_ids=prompt_ids,
                 on_batch=on_batch,
-                keys=indices,
+                keys=keys,
             )
     finally:
         t_gen = time.perf_counter() - t0
         verdicts, grade_busy = grader.finish()
-    t_wait = time.perf_counter() - t0 - t_gen
-    rows = sample_rows(eval_id, mine, prompts, gens, verdicts, sampling.n, backend)
-    return Share(indices, rows, t_gen, grade_busy, t_wait)
+    return Graded(gens, verdicts, t_gen, grade_busy, time.perf_counter() - t0 - t_gen)
+
+
+def generate_share(job: EvalJob, rank: int = 0, world: int = 1) -> Share:
+    """Generate and grade one process's share of an evaluation (nothing is written): problem i belongs to
+    rank i % world.
+
+    Each problem's samples depend on the problem's index and the seed only, not on which other problems
+    share a batch or a process (generate.py: per-row sampling streams; vLLM: per-request seeds), so the
+    shares of any number of processes, merged in problem order, are the rows one process writes."""
+    proto, weights = job.proto, job.weights.loaded()
+    bench = data.get_benchmark(proto.benchmark)
+    problems = data.load_benchmark(proto.benchmark, path=proto.path, limit=proto.limit)
+    indices = [i for i in range(len(problems)) if i % world == rank]
+    mine = [problems[i] for i in indices]
+    tok = weights.tokenizer
+    prompts = [families.render_prompt(tok, job.template, p.problem) for p in mine]
+    tpl = families.template(job.template)
+    prompt_ids = encode_prompts(tok, prompts, add_bos=tpl.add_bos, double_bos=proto.double_bos)
+    sampling = replace(proto.sampling(job.seed), stop=tpl.stop)
+
+    def pairs(local: list[int], gens: list[list[Generation]]) -> tuple[list[Any], list[tuple[str, str]]]:
+        keys = [(i, s) for i, g in zip(local, gens, strict=True) for s in range(len(g))]
+        graded = [
+            (bench.grading_text(g[s].text), mine[i].answer)
+            for i, g in zip(local, gens, strict=True)
+            for s in range(len(g))
+        ]
+        return keys, graded
+
+    graded = generate_graded(
+        weights,
+        prompts,
+        prompt_ids,
+        sampling,
+        pairs,
+        keys=indices,
+        grader=OverlappedGrader(job.grading_workers, paper_grader="paper_r1" if tpl.answer_tag else "paper"),
+        engine=job.placement.engine if isinstance(job.placement, Colocated) else None,
+    )
+    rows = sample_rows(job.eval_id, mine, prompts, graded.gens, graded.verdicts, sampling.n, weights.backend)
+    return Share(indices, rows, graded.generate_s, graded.grade_s, graded.grade_wait_s)
 
 
 def sample_rows(
@@ -479,96 +760,10 @@ def sample_rows(
     return rows
 
 
-def run_eval_parallel(
-    *,
-    model: Any,
-    tokenizer: Any,
-    model_source: str,
-    prompt_template: str,
-    proto: ResolvedProtocol,
-    seed: int,
-    folder: Path,
-    eval_id: str,
-    meta: dict[str, Any],
-    backend: str,
-    batch_size: int | None,
-    rank: int,
-    world: int,
-    barrier: Callable[[], None],
-    vllm_memory: float | None = None,
-    grading_workers: int | None = None,
-    engine: Any = None,
-    writer: bool | None = None,
-    write_share: bool = True,
-) -> dict[str, Any] | None:
-    """One evaluation split across `world` processes (collective: every rank calls it, and the caller has
-    agreed that it is missing). Rank r generates and grades problems r, r + world, ... and writes its
-    share atomically to <folder>/.shards/<eval_id>/rank<r>.json; after `barrier()` rank 0 merges the
-    shares in problem order and writes the evaluation as run_eval would (same id, same rows); all ranks
-    wait for it. Returns the metadata on rank 0, None on the others.
-
-    `engine`: a running vLLM engine to generate on (TRL's colocated one). `writer` (default: rank 0) merges;
-    `write_share` False for a process that generated a share another process of its tensor-parallel group
-    writes."""
-    import json
-    import shutil
-
-    t_start = time.perf_counter()
-    share = generate_share(
-        model=model,
-        tokenizer=tokenizer,
-        model_source=model_source,
-        prompt_template=prompt_template,
-        proto=proto,
-        seed=seed,
-        eval_id=eval_id,
-        backend=backend,
-        batch_size=batch_size,
-        grading_workers=grading_workers,
-        rank=rank,
-        world=world,
-        vllm_memory=vllm_memory,
-        engine=engine,
-    )
-    parts = Path(folder) / ".shards" / eval_id
-    if write_share:  # json.dumps without sort_keys: the rows keep their field order through the merge
-        artifacts.atomic_write_text(parts / f"rank{rank}.json", json.dumps(share.as_dict(), default=str))
-    barrier()
-    out = None
-    if rank == 0 if writer is None else writer:
-        shares = [Share(**json.loads((parts / f"rank{r}.json").read_text())) for r in range(world)]
-        out = write_evaluation(
-            Path(folder),
-            eval_id,
-            shares,
-            proto=proto,
-            prompt_template=prompt_template,
-            seed=seed,
-            meta=meta,
-            backend=backend,
-            wall_s=time.perf_counter() - t_start,
-        )
-        shutil.rmtree(parts, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            parts.parent.rmdir()  # .shards, when no other evaluation is in flight
-    barrier()
-    return out
-
-
-def write_evaluation(
-    folder: Path,
-    eval_id: str,
-    shares: list[Share],
-    *,
-    proto: ResolvedProtocol,
-    prompt_template: str,
-    seed: int,
-    meta: dict[str, Any],
-    backend: str,
-    wall_s: float,
-) -> dict[str, Any]:
+def write_evaluation(job: EvalJob, shares: list[Share], *, wall_s: float) -> dict[str, Any]:
     """Merge the shares in problem order, summarise and write the evaluation (samples, then metadata).
     Timings of several processes: generation and grading as the slowest process saw them."""
+    proto, backend = job.proto, job.weights.backend
     order = sorted(
         ((i, r) for sh in shares for i, r in zip(_row_indices(sh), sh.rows, strict=True)),
         key=lambda x: (x[0], x[1]["sample_idx"]),
@@ -578,17 +773,17 @@ def write_evaluation(
     t_gen = max(sh.generate_s for sh in shares)
     summary = summarize(rows)
     tokens = sum(r["n_tokens"] for r in rows)
-    template = proto.prompt or prompt_template
     full_meta = {
-        **meta,
-        "eval_id": eval_id,
+        **job.meta,
+        **_placement_meta(job.placement),
+        "eval_id": job.eval_id,
         "benchmark": proto.benchmark,
         "data_source": data.benchmark_source(proto.benchmark, proto.path),
-        "prompt": template,
+        "prompt": job.template,
         "protocol": asdict(proto),
         "headline": list(data.Protocol(proto.samples).headline),
         "backend": backend,
-        "seed": seed,
+        "seed": job.seed,
         "n_problems": n_problems,
         "n_samples": len(rows),
         "generated_tokens": tokens,
@@ -599,17 +794,17 @@ def write_evaluation(
         ),  # grading left after generation ended (what it added to the wall time)
         "wall_s": round(wall_s, 3),
         "tokens_per_s": round(tokens / t_gen, 2) if t_gen > 0 else None,
-        "versions": _versions(backend),
+        "versions": versions_used(backend),
         "created": time.time(),
         "summary": summary,
     }
     if len(shares) > 1:
         full_meta["processes"] = len(shares)
-    artifacts.write_eval(folder, eval_id, rows, full_meta)
+    artifacts.write_eval(job.folder, job.eval_id, rows, full_meta)
     heads = " ".join(f"{k}={summary[k]:.3f}" for k in full_meta["headline"] if k in summary)
     log.info(
         "eval %s %s: %s (%d problems x %d samples, %.1f s)",
-        eval_id,
+        job.eval_id,
         proto.benchmark,
         heads,
         n_problems,
@@ -619,13 +814,23 @@ def write_evaluation(
     return full_meta
 
 
+def _placement_meta(p: Placement) -> dict[str, Any]:
+    """What the metadata says about where an evaluation ran, beyond `processes`."""
+    if isinstance(p, Colocated):
+        return {"engine": COLOCATED}
+    if isinstance(p, Engines):
+        return {"engines": p.count}
+    return {}
+
+
 def _row_indices(share: Share) -> list[int]:
     """The problem index of each of a share's rows (its rows are its problems' samples, in order)."""
     per = len(share.rows) // len(share.indices) if share.indices else 0
     return [i for i in share.indices for _ in range(per)]
 
 
-def _versions(backend: str) -> dict[str, str]:
+def versions_used(backend: str) -> dict[str, str]:
+    """The versions a generation ran with (an evaluation's or a probe's `versions`)."""
     from importlib.metadata import PackageNotFoundError, version
 
     from .. import versions
@@ -643,178 +848,33 @@ def _versions(backend: str) -> dict[str, str]:
     return out
 
 
-def engine_share(job: dict[str, Any]) -> Share:
-    """One engine's share of a standalone evaluation, in that engine's own process (run_eval_engines):
-    generate and grade problems r, r + n, ..., then release the engine."""
-    from transformers import AutoTokenizer
-
+def _engine_share(job: EvalJob, rank: int, world: int) -> Share:
+    """One engine's share, in that engine's own process (`_engine_shares`): generate and grade problems
+    rank, rank + n, ..., then release the engine."""
     try:
-        return generate_share(
-            model=None,
-            tokenizer=AutoTokenizer.from_pretrained(job["source"]),
-            model_source=job["source"],
-            prompt_template=job["prompt_template"],
-            proto=job["proto"],
-            seed=job["seed"],
-            eval_id=job["eval_id"],
-            backend="vllm",
-            batch_size=None,
-            rank=job["rank"],
-            world=job["world"],
-        )
+        return generate_share(job, rank, world)
     finally:
         release_vllm()
 
 
-def run_eval_engines(
-    *,
-    source: str,
-    prompt_template: str,
-    proto: ResolvedProtocol,
-    seed: int,
-    folder: Path,
-    eval_id: str,
-    meta: dict[str, Any],
-    engines: int,
-) -> dict[str, Any]:
-    """One evaluation on `engines` vLLM engines, each in a process of its own pinned to one visible GPU
-    (label_workers' pools): problem i on engine i % n, the shares merged in problem order into the rows one
-    engine writes (a problem's samples are seeded by its index, not its engine). This process holds no
-    engine and no process group; one engine failing stops the others."""
-
-    def make() -> dict[str, Any]:
-        shares, wall = _engine_shares(source, prompt_template, proto, seed, eval_id, engines)
-        return write_evaluation(
-            Path(folder),
-            eval_id,
-            shares,
-            proto=proto,
-            prompt_template=prompt_template,
-            seed=seed,
-            meta={**meta, "engines": engines},
-            backend="vllm",
-            wall_s=wall,
-        )
-
-    return _once(Path(folder), eval_id, make)
-
-
-def _engine_shares(
-    source: str, prompt_template: str, proto: ResolvedProtocol, seed: int, eval_id: str, engines: int
-) -> tuple[list[Share], float]:
+def _engine_shares(job: EvalJob) -> list[Share]:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from . import engines as label_workers
+    from . import engines
 
-    t_start = time.perf_counter()
-    devs = label_workers.engine_devices(engines)
-    base = {"source": source, "prompt_template": prompt_template, "proto": proto, "seed": seed}
-    jobs = [{**base, "eval_id": eval_id, "rank": r, "world": engines} for r in range(engines)]
+    assert isinstance(job.placement, Engines)
+    n = job.placement.count
+    devs = engines.engine_devices(n)
+    sent = replace(job, weights=replace(job.weights, model=None, tokenizer=None))  # loaded in each process
     ctx = multiprocessing.get_context("spawn")
-    pools = [
-        ProcessPoolExecutor(1, mp_context=ctx, initializer=label_workers.pin, initargs=(d,)) for d in devs
-    ]
+    pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=engines.pin, initargs=(d,)) for d in devs]
     try:
-        futures = [pool.submit(engine_share, job) for pool, job in zip(pools, jobs, strict=True)]
-        shares = [f.result() for f in futures]
+        futures = [pool.submit(_engine_share, sent, r, n) for r, pool in enumerate(pools)]
+        return [f.result() for f in futures]
     except BaseException:
-        label_workers.stop(pools)
+        engines.stop(pools)
         raise
     finally:
         for pool in pools:
             pool.shutdown()
-    return shares, time.perf_counter() - t_start
-
-
-def evaluate_standalone(
-    *,
-    model: str,
-    model_path: str | None,
-    checkpoint: str | None,
-    benchmarks: list[str],
-    settings: EvalSettings,
-    prompt: str | None,
-    results: Path,
-    seed: int = 0,
-    backend: str = "auto",
-    engines: int | None = None,
-) -> list[dict[str, Any]]:
-    """`spurisweep eval`: a base model or any checkpoint, recorded in results/_baselines for the store.
-
-    Without a checkpoint the evaluation is the model's baseline, with the id a training cell of the same
-    model, prompt and protocol computes, so whichever runs first serves both. With vLLM, one engine per
-    visible GPU (`engines`: how many; label_workers.engine_count), data-parallel, each in its own process;
-    one engine runs in this process and is released after the last benchmark.
-    """
-    fam = families.get(model)
-    for b in benchmarks:
-        data.get_benchmark(b)
-    # before any weights load or file is written: a path pointing at nothing is one line
-    if checkpoint:
-        families.check_model_path(checkpoint, what="--checkpoint")
-    if model_path:
-        families.check_model_path(model_path, what="--model-path")
-    template = prompt or fam.prompt
-    if template not in families.PROMPTS:
-        from ..errors import suggest
-
-        raise ConfigError(suggest(template, list(families.PROMPTS)), field="prompt")
-    chosen = choose_backend(backend)
-    folder = artifacts.baselines_dir(results)
-    protos = [protocol_for(settings, b) for b in benchmarks]
-
-    def eval_id(proto: ResolvedProtocol) -> str:
-        if checkpoint:
-            return external_eval_id(checkpoint, model, template, proto)
-        return baseline_eval_id(model, model_path, template, proto)
-
-    metas: dict[str, dict[str, Any]] = {}
-    todo = []
-    for p in protos:
-        stored = _stored_meta(folder, eval_id(p))
-        if stored is None:
-            todo.append(p)
-        else:
-            metas[p.benchmark] = stored
-    n_engines = 1
-    if chosen == "vllm":
-        from . import engines as label_workers
-
-        n_engines = label_workers.engine_count(engines, env=False)
-    if todo:  # load the weights only when something is left to generate
-        source = checkpoint or families.model_source(model, model_path)
-        if chosen == "vllm":  # vLLM loads its own weights; the tokenizer renders and encodes the prompts
-            from transformers import AutoTokenizer
-
-            mdl, tok = None, AutoTokenizer.from_pretrained(source)
-        else:
-            mdl, tok = families.load_model_and_tokenizer(source)
-        meta = {
-            "model": model,
-            "model_path": model_path,
-            "checkpoint": checkpoint,
-            "cell_id": None,
-            "step": 0,
-            "is_baseline": checkpoint is None,
-        }
-        try:
-            for proto in todo:
-                job = dict(prompt_template=template, proto=proto, seed=seed, folder=folder, meta=meta)
-                job["eval_id"] = eval_id(proto)
-                metas[proto.benchmark] = (
-                    run_eval_engines(source=source, engines=n_engines, **job)
-                    if n_engines > 1
-                    else run_eval(
-                        model=mdl,
-                        tokenizer=tok,
-                        model_source=source,
-                        backend=chosen,
-                        batch_size=settings.batch_size,
-                        **job,
-                    )
-                )
-        finally:
-            if chosen == "vllm":
-                release_vllm()  # the engine's memory goes back before the next phase
-    return [metas[p.benchmark] for p in protos]

@@ -75,6 +75,8 @@ GRADERS: dict[str, GraderSpec] = {
     "paper_r1": GraderSpec("spurisweep.grading.paper", preload=("sympy", "pylatexenc"), entry="grade_r1"),
 }
 DEFAULT_GRADER = "math_verify"
+#: grading worker processes per job (launch/local.py sets it to share a machine's CPUs among cells)
+WORKERS_ENV = "SPURISWEEP_GRADING_WORKERS"
 
 _loaded: dict[str, ModuleType] = {}
 
@@ -189,6 +191,13 @@ def _cpu_count() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def workers_from_env() -> int | None:
+    """Grading workers from SPURISWEEP_GRADING_WORKERS (a job's share of its CPUs), None when unset (every
+    CPU): what evaluations and rewards pass as ``workers``."""
+    n = os.environ.get(WORKERS_ENV, "").strip()
+    return int(n) if n else None
 
 
 def _default_start_method() -> str:

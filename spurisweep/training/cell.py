@@ -63,7 +63,10 @@ from ..distributed import local_device_index, rank, world_size
 from ..errors import ShardingError
 from ..evaluation import run as evaluate
 from ..evaluation.generate import choose_backend, vllm_platform
+from ..evaluation.run import Colocated, DataParallel, EvalJob
+from ..grading.pool import workers_from_env
 from ..models import families
+from ..plan.algorithms import advantage_scale
 from ..plan.grpo import (
     DDP_TIMEOUT_S,
     eval_interval,
@@ -77,7 +80,7 @@ from . import health, sharding
 from .callback import EXPORT_DIR, CellCallback
 from .checkpoints import checkpoint_number, latest_complete_checkpoint, preserved_rng, prune_checkpoints
 from .data import training_problems, training_rows
-from .engine import COLOCATED, awake, colocated, eval_placement
+from .engine import awake, colocated, eval_placement
 from .trackers import check_trackers_installed, tracker_env
 from .trainer import grpo_config, make_trainer
 
@@ -139,16 +142,11 @@ def _reward(cfg: CellConfig) -> Any:
         cfg.reward_params,
         rewards.RewardContext(
             seed=cfg.seed,
-            grading_workers=_grading_workers(),
+            grading_workers=workers_from_env(),
             grader=cfg.grader,
             answer_tag=families.template(cfg.prompt).answer_tag if cfg.prompt else False,
         ),
     )
-
-
-def _grading_workers() -> int | None:
-    n = os.environ.get("SPURISWEEP_GRADING_WORKERS")
-    return int(n) if n else None
 
 
 @dataclasses.dataclass
@@ -184,14 +182,14 @@ class CellRun:
             if self.world < 2:  # planning refuses this (grid.check_sharding); a job started short of it
                 raise ShardingError(
                     f"train.sharding is fsdp but cell {self.cell_id} runs as {self.world} process: FSDP "
-                    "needs 2 or more (slurm.tasks_per_node or slurm.gpus_per_node)"
+                    "needs 2 or more (resources.tasks_per_node or resources.gpus_per_node)"
                 )
             sharding.enable_cpu_fsdp()  # before any GRPOConfig/trainer: CPU processes shard over gloo
         self.backend = choose_backend(cfg.train.generation_backend)
         if self.backend == "vllm" and vllm_platform() == "cpu":  # the CPU build would claim most of the RAM
             os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # GiB per rank's colocated engine
         self.trainer: Any = None  # the GRPOTrainer while it trains: its colocated engine evaluates
-        self.engine_baselines: list[tuple[Any, Path, str, int, bool]] = []  # for the engine, at step 0
+        self.engine_baselines: list[EvalJob] = []  # for the colocated engine, at step 0
         check_trackers_installed(cfg)
         self.source = families.model_source(cfg.model, cfg.model_path)
         self.t_start = time.time()
@@ -201,24 +199,29 @@ class CellRun:
         self.baselines: dict[str, str] = {}  # benchmark -> the untrained model's evaluation id
 
     # ------------------------------------------------------------------------------------------ evaluation
-    def run_eval(
-        self, mdl: Any, proto: Any, folder: Path, eid: str, step: int, baseline: bool = False
-    ) -> None:
-        cfg = self.cfg
-        meta = self.eval_meta(step, proto, baseline)
-        evaluate.run_eval(
-            model=mdl,
-            tokenizer=self.tok,
-            model_source=self.source,
-            prompt_template=cfg.prompt or "",
-            proto=proto,
-            seed=cfg.seed,
-            folder=folder,
-            eval_id=eid,
-            meta=meta,
-            backend="transformers",
-            batch_size=cfg.eval.batch_size,
-        )
+    def baseline_jobs(self) -> list[EvalJob]:
+        """The untrained model's evaluations (shared by every cell of this model, prompt and protocol)."""
+        folder = artifacts.baselines_dir(self.results)
+        return [evaluate.cell_job(self.cfg, p, self.weights(), folder=folder, step=0) for p in self.protos]
+
+    def step_jobs(self, step: int) -> list[EvalJob]:
+        """The cell's evaluations at a rollout step, one per benchmark."""
+        return [
+            evaluate.cell_job(
+                self.cfg,
+                p,
+                self.weights(),
+                folder=self.cell.evals_dir,
+                step=step,
+                cell_id=self.cell_id,
+                baseline_id=self.baselines.get(p.benchmark),
+            )
+            for p in self.protos
+        ]
+
+    def weights(self) -> evaluate.Weights:
+        """The cell's model source and tokenizer, for transformers; each placement sets its model or engine."""
+        return evaluate.Weights(self.source, "transformers", tokenizer=self.tok)
 
     def probe_untrained(self) -> None:
         """The memorisation probe of the untrained model on the cell's benchmarks (eval.probe), once per
@@ -241,49 +244,41 @@ class CellRun:
     def evaluate_baselines(self) -> Any:
         """The untrained model's evaluation, shared by every cell of this model/prompt/protocol; returns the
         untrained model when it had to be loaded (None otherwise)."""
-        cfg = self.cfg
         model = None  # the untrained model, loaded only if a baseline evaluation is missing
-        if not cfg.eval.baseline:
+        if not self.cfg.eval.baseline:
             return model
-        folder = artifacts.baselines_dir(self.results)
-        folder.mkdir(parents=True, exist_ok=True)
+        jobs = self.baseline_jobs()
+        self.baselines = {j.proto.benchmark: j.eval_id for j in jobs}
+        artifacts.baselines_dir(self.results).mkdir(parents=True, exist_ok=True)
         if (
             self.backend == "vllm"
             and latest_complete_checkpoint(self.cell.checkpoints_dir, clean=False) is None
         ):
             # a fresh start: on TRL's colocated engine before the first update (on_begin), as checkpoints are
-            for proto in self.protos:
-                eid = evaluate.baseline_eval_id(cfg.model, cfg.model_path, cfg.prompt or "", proto)
-                self.baselines[proto.benchmark] = eid
-                self.engine_baselines.append((proto, folder, eid, 0, True))
+            self.engine_baselines = jobs
             return model
         if self.sharded:  # every rank evaluates its share; rank 0 holds the shared baselines' locks
-            jobs = []
-            for proto in self.protos:
-                eid = evaluate.baseline_eval_id(cfg.model, cfg.model_path, cfg.prompt or "", proto)
-                self.baselines[proto.benchmark] = eid
-                jobs.append((proto, folder, eid, 0, True))
-            with contextlib.ExitStack() as locks:
-                if self.writer:  # concurrent cells of one model: evaluated once
-                    for _, _, eid, _, _ in jobs:
-                        locks.enter_context(FileLock(str(folder / f"{eid}.lock")))
+            with self.baseline_locks(jobs):
                 self.evaluate_parallel(self.source, jobs)
             return model
-        for proto in self.protos:
-            eid = evaluate.baseline_eval_id(cfg.model, cfg.model_path, cfg.prompt or "", proto)
-            self.baselines[proto.benchmark] = eid
-            if not self.writer:
-                continue
-            with FileLock(str(folder / f"{eid}.lock")):  # concurrent cells of one model: evaluated once
-                if model is None and not artifacts.eval_complete(folder, eid):
+        if not self.writer:
+            return model
+        for job in jobs:
+            with FileLock(str(job.folder / f"{job.eval_id}.lock")):  # concurrent cells of one model: once
+                if model is None and not job.stored():
                     model, self.tok = families.load_model_and_tokenizer(self.source, dtype=self.dtype)
-                self.run_eval(model, proto, folder, eid, step=0, baseline=True)
+                evaluate.run(job.placed(evaluate.SINGLE, model=model, tokenizer=self.tok))
         return model
 
-    def eval_ids(self, step: int) -> list[str]:
-        return [
-            evaluate.checkpoint_eval_id(self.cell_id, step, self.cfg.prompt or "", p) for p in self.protos
-        ]
+    @contextlib.contextmanager
+    def baseline_locks(self, jobs: list[EvalJob]) -> Any:
+        """Rank 0 holds the shared baselines' locks while the ranks evaluate (concurrent cells of one
+        model: evaluated once)."""
+        with contextlib.ExitStack() as locks:
+            if self.writer:
+                for job in jobs:
+                    locks.enter_context(FileLock(str(job.folder / f"{job.eval_id}.lock")))
+            yield
 
     def evaluate_at(self, mdl: Any, step: int, checkpoint: Path | None = None) -> None:
         """Evaluate the cell's model at a rollout step (evaluations on disk are skipped). Unsharded: rank 0
@@ -322,8 +317,8 @@ class CellRun:
             return
         with preserved_rng(), self.eval_copy(mdl) as model:
             if self.world == 1:
-                for proto, folder, eid, step_, _ in todo:
-                    self.run_eval(model, proto, folder, eid, step_)
+                for job in todo:
+                    evaluate.run(job.placed(evaluate.SINGLE, model=model))
                 return
             self.evaluate_shares(model, self.source, todo)
 
@@ -347,7 +342,7 @@ class CellRun:
             if not self.cpu:
                 torch.cuda.empty_cache()
 
-    def evaluate_on_engine(self, jobs: list[tuple[Any, Path, str, int, bool]]) -> None:
+    def evaluate_on_engine(self, jobs: list[EvalJob]) -> None:
         """Each missing evaluation on TRL's colocated engines, which hold the training step's weights (synced
         once, as for a rollout): the problems split across the ranks' engines, rank 0 merges and writes.
         Collective; no export, no other engine, nothing released."""
@@ -357,27 +352,11 @@ class CellRun:
         if not todo:
             return
         share, shares, writes = eval_placement(self.trainer, rank(), self.world)
+        barrier = dist.barrier if self.world > 1 else (lambda: None)
         with awake(self.trainer) as llm:
-            for proto, folder, eid, step, baseline in todo:
-                evaluate.run_eval_parallel(
-                    model=None,
-                    tokenizer=self.tok,
-                    model_source=self.source,
-                    prompt_template=self.cfg.prompt or "",
-                    proto=proto,
-                    seed=self.cfg.seed,
-                    folder=folder,
-                    eval_id=eid,
-                    meta={**self.eval_meta(step, proto, baseline), "engine": COLOCATED},
-                    backend="vllm",
-                    batch_size=None,
-                    rank=share,
-                    world=shares,
-                    barrier=dist.barrier if self.world > 1 else (lambda: None),
-                    engine=llm,
-                    writer=self.writer,
-                    write_share=writes,
-                )
+            where = Colocated(share, shares, barrier, writer=self.writer, write_share=writes, engine=llm)
+            for job in todo:
+                evaluate.run(job.placed(where, backend="vllm", model=None))
 
     def on_begin(self, model: Any) -> None:
         """Training starts: record the sharding; on a fresh start, the baselines on the colocated engine
@@ -387,42 +366,31 @@ class CellRun:
         if not self.engine_baselines:
             return
         jobs, self.engine_baselines = self.engine_baselines, []
-        with contextlib.ExitStack() as locks:
-            if self.writer:  # concurrent cells of one model: evaluated once
-                for _, folder, eid, _, _ in jobs:
-                    locks.enter_context(FileLock(str(folder / f"{eid}.lock")))
-            with preserved_rng():
-                self.evaluate_on_engine(jobs)
+        with self.baseline_locks(jobs), preserved_rng():
+            self.evaluate_on_engine(jobs)
 
-    def step_jobs(self, step: int) -> list[tuple[Any, Path, str, int, bool]]:
-        """The cell's evaluations at a rollout step, one per benchmark, as evaluation jobs."""
-        return [
-            (p, self.cell.evals_dir, e, step, False)
-            for p, e in zip(self.protos, self.eval_ids(step), strict=True)
-        ]
-
-    def todo(self, jobs: list[tuple[Any, Path, str, int, bool]]) -> list[tuple[Any, Path, str, int, bool]]:
+    def todo(self, jobs: list[EvalJob]) -> list[EvalJob]:
         """The jobs not on disk; with several processes as rank 0 sees them (`missing`, collective)."""
         if self.world > 1:
             self.process_group()
             return self.missing(jobs)
-        return [j for j in jobs if not artifacts.eval_complete(j[1], j[2])]
+        return [j for j in jobs if not j.stored()]
 
     @property
     def device(self) -> str:
         """This process's device: its own GPU, or the CPU."""
         return f"cuda:{local_device_index()}" if not self.cpu else "cpu"
 
-    def missing(self, jobs: list[tuple[Any, Path, str, int, bool]]) -> list[tuple[Any, Path, str, int, bool]]:
+    def missing(self, jobs: list[EvalJob]) -> list[EvalJob]:
         """The evaluations not on disk, as rank 0 sees them (broadcast, so every rank takes the same path)."""
         import torch.distributed as dist
 
-        todo = [j for j in jobs if not artifacts.eval_complete(j[1], j[2])] if self.writer else None
+        todo = [j.eval_id for j in jobs if not j.stored()] if self.writer else None
         box = [todo]
         dist.broadcast_object_list(box, src=0)
-        return [j for j in jobs if j[2] in {t[2] for t in box[0]}]
+        return [j for j in jobs if j.eval_id in set(box[0])]
 
-    def evaluate_parallel(self, source: str, jobs: list[tuple[Any, Path, str, int, bool]]) -> None:
+    def evaluate_parallel(self, source: str, jobs: list[EvalJob]) -> None:
         """Every rank loads `source` (an HF folder or hub id) in the baseline's dtype and evaluates its share
         of each missing evaluation with transformers; rank 0 writes them. Collective; the evaluation model
         is freed afterwards. Never a vLLM engine: the only one a training process holds is TRL's own."""
@@ -438,27 +406,13 @@ class CellRun:
             if not self.cpu:
                 torch.cuda.empty_cache()
 
-    def evaluate_shares(self, mdl: Any, source: str, todo: list[tuple[Any, Path, str, int, bool]]) -> None:
+    def evaluate_shares(self, mdl: Any, source: str, todo: list[EvalJob]) -> None:
         """Each evaluation in `todo` data-parallel with transformers on `mdl` (collective)."""
         import torch.distributed as dist
 
-        for proto, folder, eid, step, baseline in todo:
-            evaluate.run_eval_parallel(
-                model=mdl,
-                tokenizer=self.tok,
-                model_source=source,
-                prompt_template=self.cfg.prompt or "",
-                proto=proto,
-                seed=self.cfg.seed,
-                folder=folder,
-                eval_id=eid,
-                meta=self.eval_meta(step, proto, baseline),
-                backend="transformers",
-                batch_size=self.cfg.eval.batch_size,
-                rank=dist.get_rank(),
-                world=dist.get_world_size(),
-                barrier=dist.barrier,
-            )
+        where = DataParallel(dist.get_rank(), dist.get_world_size(), dist.barrier)
+        for job in todo:
+            evaluate.run(job.placed(where, model=mdl, source=source))
 
     def process_group(self) -> None:
         """The cell's process group, for evaluations before the trainer exists (accelerate, which the
@@ -471,15 +425,6 @@ class CellRun:
             from accelerate import PartialState
 
             PartialState(timeout=datetime.timedelta(seconds=DDP_TIMEOUT_S))
-
-    def eval_meta(self, step: int, proto: Any, baseline: bool) -> dict[str, Any]:
-        cfg = self.cfg
-        meta = {"model": cfg.model, "model_path": cfg.model_path, "step": step, "is_baseline": baseline}
-        if baseline:
-            meta["cell_id"] = None
-        else:
-            meta.update(cell_id=self.cell_id, baseline_eval_id=self.baselines.get(proto.benchmark))
-        return meta
 
     def record_sharding(self, model: Any) -> None:
         """status.json `sharding`: each rank's share of the parameters (the prepared model's DTensors)."""
@@ -587,6 +532,7 @@ class CellRun:
                 token_whitening=self.cfg.train.token_whitening,
                 sharded=self.sharded,
                 stop_strings=training_stops(self.cfg),
+                advantage_scale=advantage_scale(self.cfg),
             )
             self.trainer = trainer
             trainer.train(resume_from_checkpoint=str(sched.resume) if sched.resume else None)

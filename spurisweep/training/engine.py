@@ -20,9 +20,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-#: how an evaluation on the colocated engine is described in its metadata (`engine`)
-COLOCATED = "trl-colocated-vllm"
-
 
 def colocated(trainer: Any) -> Any:
     """The trainer's colocated vLLM generation object, or None (transformers rollouts, or a vLLM server)."""
@@ -96,7 +93,8 @@ def awake(trainer: Any) -> Iterator[Any]:
 
 
 def eval_placement(trainer: Any, rank: int, world: int) -> tuple[int, int, bool]:
-    """(share, shares, writes): this rank's share of an evaluation on the colocated engines. Ranks of one
+    """(share, shares, writes): this rank's share of an evaluation on the colocated engines (what
+    evaluation.run.Colocated is built from; its metadata names the engine run.COLOCATED). Ranks of one
     tensor-parallel group drive one engine together and must send it the same prompts, so a share is a TP
     group's; its first rank writes the share."""
     tp = max(1, int(getattr(colocated(trainer), "tensor_parallel_size", 1) or 1))

@@ -93,7 +93,7 @@ def _evaluate(results: Path, engines: int) -> tuple[dict, list[dict]]:
         limit=8,
         protocols={"arith": ProtocolOverride(samples=2, temperature=1.0, max_new_tokens=16)},
     )
-    (meta,) = evaluate.evaluate_standalone(
+    jobs = evaluate.standalone_jobs(
         model="tiny",
         model_path=None,
         checkpoint=None,
@@ -104,6 +104,9 @@ def _evaluate(results: Path, engines: int) -> tuple[dict, list[dict]]:
         backend="vllm",
         engines=engines,
     )
+    assert [j.placement for j in jobs] == [evaluate.Engines(2) if engines > 1 else evaluate.SINGLE]
+    with evaluate.loaded(jobs) as ready:
+        (meta,) = [evaluate.run(j) for j in ready]
     rows = artifacts.read_jsonl(artifacts.baselines_dir(results) / f"{meta['eval_id']}.jsonl")
     return meta, rows
 

@@ -4,7 +4,7 @@ counts, summary recomputable from the rows), no regeneration of a stored evaluat
 CLI recording into the DuckDB store, and a training cell reusing the CLI's baseline.
 
 Grading is the real math-verify grader in worker processes. vLLM cannot run here (no GPU): its path
-through run_eval uses a fake `vllm` module (see test_generate.FakeVLLM)."""
+through run(job) uses a fake `vllm` module (see test_generate.FakeVLLM)."""
 
 from __future__ import annotations
 
@@ -202,18 +202,15 @@ def _run(
     model, tok = tiny
     proto = evaluate.protocol_for(settings, bench)
     eid = evaluate.baseline_eval_id("tiny", None, "chat", proto)
-    meta = evaluate.run_eval(
-        model=model,
+    weights = evaluate.Weights(
+        families.model_source("tiny"),
+        backend,
+        model=model if backend == "transformers" else None,
         tokenizer=tok,
-        model_source=families.model_source("tiny"),
-        prompt_template="chat",
-        proto=proto,
-        seed=seed,
-        folder=folder,
-        eval_id=eid,
-        meta={"model": "tiny", "is_baseline": True},
-        backend=backend,
         batch_size=batch_size,
+    )
+    meta = evaluate.run(
+        evaluate.EvalJob(eid, folder, proto, "chat", seed, weights, {"model": "tiny", "is_baseline": True})
     )
     return proto, eid, meta
 
@@ -330,6 +327,167 @@ def test_vllm_backend_writes_the_same_records(tiny, shared_data, tmp_path, monke
     assert [r["extracted"] for r in rows] == ["0", "0", "1", "1", "2", "2"]
     assert [r["truncated"] for r in rows] == [False, True] * 3 and meta["backend"] == "vllm"
     assert meta["summary"] == metrics.summarize(rows)
+
+
+# ---------------------------------------------------------------------------------------------- the job value and run(job)
+def _job(tiny=None, **kw):
+    model, tok = tiny if tiny is not None else (None, None)
+    proto = evaluate.protocol_for(
+        EvalSettings(
+            protocols={"arith": ProtocolOverride(limit=4, samples=2, temperature=1.0, max_new_tokens=8)}
+        ),
+        "arith",
+    )
+    base = {
+        "eval_id": "e",
+        "folder": Path("/nowhere"),
+        "proto": proto,
+        "prompt_template": "chat",
+        "seed": 3,
+        "weights": evaluate.Weights("tiny", model=model, tokenizer=tok, batch_size=2),
+        "meta": {"model": "tiny", "step": 0},
+    }
+    return evaluate.EvalJob(**{**base, **kw})
+
+
+def test_an_eval_job_is_an_immutable_value():
+    import dataclasses
+    import pickle
+
+    job = _job()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.seed = 4  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        job.meta["step"] = 1  # type: ignore[index]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        job.weights.source = "other"  # type: ignore[misc]
+    # a value: equal when built alike (the loaded handles aside), different when anything that counts is
+    assert job == _job(weights=evaluate.Weights("tiny", model=object(), tokenizer=object(), batch_size=2))
+    assert hash(job) == hash(_job())
+    assert job != _job(seed=4) and job != _job(meta={"model": "tiny", "step": 1})
+    assert job != _job(weights=evaluate.Weights("tiny", batch_size=3))
+    assert job.folder == Path("/nowhere") and _job(folder="/nowhere") == job  # a str folder becomes a Path
+    # a job changes only by making another
+    moved = job.placed(evaluate.Engines(2), backend="vllm")
+    assert moved.placement == evaluate.Engines(2) and moved.weights.backend == "vllm"
+    assert job.placement == evaluate.SINGLE and job.weights.backend == "transformers"
+    assert pickle.loads(pickle.dumps(moved)) == moved  # what an engine's process is sent
+    assert dict(pickle.loads(pickle.dumps(moved)).meta) == {"model": "tiny", "step": 0}
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "words"),
+    [
+        ({"eval_id": ""}, ValueError, "needs an eval_id"),
+        ({"proto": "arith"}, TypeError, "ResolvedProtocol"),
+        ({"placement": "two GPUs"}, TypeError, "placement must be"),
+        ({"placement": evaluate.Engines(2)}, ValueError, "Engines placement generates with vLLM"),
+    ],
+)
+def test_a_bad_eval_job_is_refused_when_built(change, error, words):
+    with pytest.raises(error, match=words):
+        _job(**change)
+
+
+@pytest.mark.parametrize(
+    ("build", "words"),
+    [
+        (lambda: evaluate.Weights("tiny", "tgi"), "backend must be transformers or vllm"),
+        (lambda: evaluate.Weights("tiny", "vllm", model=object()), "model must be None"),
+        (lambda: evaluate.Weights("tiny", batch_size=0), "batch_size must be at least 1"),
+        (lambda: evaluate.Weights(""), "source"),
+        (lambda: evaluate.Engines(0), "at least 1 engine"),
+        (lambda: evaluate.DataParallel(2, 2, lambda: None), "rank 2 is outside 0..1"),
+        (lambda: evaluate.Colocated(0, 1, lambda: None), "needs its running engine"),
+    ],
+)
+def test_bad_weights_and_placements_are_refused_when_built(build, words):
+    with pytest.raises(ValueError, match=words):
+        build()
+
+
+def test_single_and_data_parallel_placements_write_the_same_rows(tiny, tmp_path):
+    """run(job) on one process, and on two ranks (threads standing in for processes, a real barrier):
+    the same rows and summary; the two-rank evaluation says so and leaves no shares behind."""
+    import threading
+
+    one = evaluate.run(_job(tiny, folder=tmp_path / "one"))
+    barrier = threading.Barrier(2)
+    metas: list = [None, None]
+
+    def rank(r: int) -> None:
+        job = _job(tiny, folder=tmp_path / "two", placement=evaluate.DataParallel(r, 2, barrier.wait))
+        metas[r] = evaluate.run(job)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert metas[1] is None and metas[0]["processes"] == 2 and "processes" not in one
+    rows = artifacts.read_jsonl(tmp_path / "one" / "e.jsonl")
+    assert artifacts.read_jsonl(tmp_path / "two" / "e.jsonl") == rows and len(rows) == 8
+    assert metas[0]["summary"] == one["summary"] and metas[0]["step"] == one["step"] == 0
+    assert len({r["response"] for r in rows}) > 1  # really sampled
+    assert not (tmp_path / "two" / ".shards").exists()
+
+
+def test_a_colocated_placement_generates_on_the_engine_it_is_given(tiny, tmp_path, monkeypatch):
+    """A training rank's running engine (a stand-in: no vLLM on this CPU) gets this rank's share, each
+    problem seeded by its index in the whole evaluation; no engine is started, and the metadata names it."""
+    fake = FakeVLLM()
+    monkeypatch.setitem(sys.modules, "vllm", fake.module())
+    monkeypatch.setattr(generate, "_ENGINE", {})
+    engine = fake.module().LLM(model="the rank's own")
+    _, tok = tiny
+    job = _job(weights=evaluate.Weights("/export/hf", "vllm", tokenizer=tok), folder=tmp_path)
+    meta = evaluate.run(job.placed(evaluate.Colocated(0, 1, lambda: None, engine=engine)))
+    assert fake.engines == [{"model": "the rank's own"}]  # only the one built above
+    ((inputs, params),) = fake.calls
+    assert len(inputs) == 4 and [p.seed for p in params] == [generate.request_seed(3, k) for k in range(4)]
+    assert meta["engine"] == evaluate.COLOCATED and meta["backend"] == "vllm"
+    assert len(artifacts.read_jsonl(tmp_path / "e.jsonl")) == 8
+
+
+def test_a_cell_job_has_the_ids_and_metadata_of_its_step_or_baseline(tmp_path):
+    from spurisweep.plan.spec import CellConfig
+
+    cfg = CellConfig(model="tiny", prompt="qa", seed=7, eval=EvalSettings(benchmarks=["arith"], batch_size=4))
+    proto = evaluate.protocol_for(cfg.eval, "arith")
+    w = evaluate.Weights("tiny")
+    base = evaluate.cell_job(cfg, proto, w, folder=tmp_path, step=0)
+    assert base.eval_id == evaluate.baseline_eval_id("tiny", None, "qa", proto)
+    assert dict(base.meta) == {
+        "model": "tiny",
+        "model_path": None,
+        "step": 0,
+        "is_baseline": True,
+        "cell_id": None,
+    }
+    step = evaluate.cell_job(cfg, proto, w, folder=tmp_path, step=5, cell_id="c1", baseline_id=base.eval_id)
+    assert step.eval_id == evaluate.checkpoint_eval_id("c1", 5, "qa", proto)
+    assert step.meta["baseline_eval_id"] == base.eval_id and step.meta["is_baseline"] is False
+    assert (step.seed, step.weights.batch_size, step.template) == (7, 4, "qa")
+
+
+def test_loaded_loads_the_weights_once_and_only_when_something_is_missing(tiny, tmp_path, monkeypatch):
+    calls = []
+
+    def load(source, **kw):
+        calls.append(source)
+        return tiny
+
+    monkeypatch.setattr(evaluate.families, "load_model_and_tokenizer", load)
+    source = families.model_source("tiny")
+    weights = evaluate.Weights(source, batch_size=2)
+    jobs = [_job(eval_id=e, folder=tmp_path, weights=weights) for e in ("a", "b")]
+    with evaluate.loaded(jobs) as ready:
+        assert calls == [source] and all(j.weights.model is tiny[0] for j in ready)
+        metas = [evaluate.run(j) for j in ready]
+    assert [m["eval_id"] for m in metas] == ["a", "b"]
+    with evaluate.loaded(jobs) as again:  # both stored: nothing loads
+        assert again == jobs and calls == [source]
+        assert [evaluate.run(j) for j in again] == metas
 
 
 # ---------------------------------------------------------------------------------------------- the CLI and the store

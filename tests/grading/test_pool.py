@@ -406,3 +406,16 @@ def test_suite_is_extensible():
     extra = [SuiteCase("x/1", "\\boxed{1}", "1", {"broken": 1.0})]
     r2 = run_suite(grader=None, checkers={"broken": broken}, cases=extra)
     assert r2.coverage["broken"] == 0.0 and "boom" in (r2.failures[0].error or "")
+
+
+def test_grading_workers_come_from_one_environment_variable(monkeypatch):
+    """SPURISWEEP_GRADING_WORKERS (launch/local.py shares a machine's CPUs among cells with it) is read in
+    one place, for evaluations and rewards alike; unset, every CPU."""
+    from spurisweep.evaluation.run import OverlappedGrader
+    from spurisweep.grading.pool import WORKERS_ENV, workers_from_env
+
+    monkeypatch.setenv(WORKERS_ENV, "3")
+    assert workers_from_env() == 3 and OverlappedGrader().workers == 3
+    assert OverlappedGrader(workers=1).workers == 1
+    monkeypatch.delenv(WORKERS_ENV)
+    assert workers_from_env() is None and OverlappedGrader().workers is None

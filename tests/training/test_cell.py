@@ -19,7 +19,7 @@ import yaml
 from spurisweep import artifacts, training
 from spurisweep.errors import ConfigError
 from spurisweep.models import families
-from spurisweep.plan import grid, grpo, presets, spec
+from spurisweep.plan import grid, grpo, spec
 from tests.helpers_train import make_cell, metrics, run_cell
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,52 +43,7 @@ def resolved(tmp_path: Path, text: str) -> list[grid.Cell]:
 
 
 # ---------------------------------------------------------------------------------------------- the paper preset
-#: RESEARCH.md, "Paper training settings"
-PAPER = {
-    "learning_rate": 5e-7,
-    "lr_scheduler": "constant",
-    "warmup_steps": 0,
-    "adam_beta1": 0.9,
-    "adam_beta2": 0.95,
-    "weight_decay": 0.0,
-    "max_grad_norm": 1.0,
-    "prompts_per_step": 64,
-    "samples_per_prompt": 16,
-    "mini_batch": 128,
-    "epochs_per_rollout": 1,
-    "max_prompt_length": 1024,
-    "max_completion_length": 3072,
-    "temperature": 1.0,
-    "top_p": 1.0,
-    "beta": 0.0,
-    "steps": 300,
-    "save_every": 50,
-    # the official objective (RESEARCH.md, "The official code's behaviour"): a token mean over packs of
-    # four responses, no vLLM importance-sampling correction, the second token-level whitening
-    "loss_type": "bnpo",
-    "micro_batch": 4,
-    "scale_rewards": "group",
-    "is_correction": False,
-    "token_whitening": True,
-    # the official code's rollouts end at the template's stop (kept) and its reward reads the raw decode
-    "template_stop": True,
-    "reward_text": "raw",
-}
-
-
-def test_paper_preset_has_the_papers_values(tmp_path):
-    (cell,) = resolved(tmp_path, "name: p\npreset: paper\ngrid: {model: [qwen2.5-math-7b]}\n")
-    t = cell.config.train
-    assert {k: getattr(t, k) for k in PAPER} == PAPER
-    # besides the paper's values, only how a run is kept (resume points, not a paper setting)
-    kept = {"resume_every": 10, "keep_checkpoints": 1}
-    assert presets.PRESETS["paper"]["train"] == {**kept, **{k: PAPER[k] for k in PAPER}}
-    assert cell.config.data.train == "agentica-org/DeepScaleR-Preview-Dataset"
-    assert spec.DataSettings().train == "agentica-org/DeepScaleR-Preview-Dataset"  # the default, too
-    assert cell.config.clip == "standard" and cell.config.clip_params.eps_low == 0.2
-    assert t.bf16 is None  # bf16 on GPU, as the paper; fp32 on CPU
-
-
+# the preset's values against the recipe file: tests/plan/test_presets.py; against RESEARCH.md's text: here
 def test_paper_values_are_the_ones_research_md_states():
     doc = ROOT.parent / "shared" / "RESEARCH.md"
     if not doc.exists():
@@ -293,13 +248,13 @@ def test_a_validated_training_setup_is_remembered_and_a_rejected_one_is_not(tmp_
     validates."""
     monkeypatch.setenv("SPURISWEEP_CACHE", str(tmp_path / "cache"))
     calls: list[spec.CellConfig] = []
-    real = training.config.validate
+    real = grpo.validate
 
     def counted(cfg: spec.CellConfig, file: str | None = None) -> None:
         calls.append(cfg)
         real(cfg, file)
 
-    monkeypatch.setattr(training.config, "validate", counted)
+    monkeypatch.setattr(grpo, "validate", counted)
     good = [
         c.config for c in resolved(tmp_path, "name: v\npreset: smoke\ngrid: {model: [tiny], seed: [0, 1]}\n")
     ]
