@@ -450,7 +450,7 @@ def cancel(
             )
 
 
-@app.command()
+@app.command(epilog=exit_codes("fidelity"))
 def fidelity(
     sweep: SweepArg = None,
     sweep_option: SweepOpt = None,
