@@ -1,6 +1,10 @@
-"""Pure metrics and the one statistics module: pass@k, per-evaluation summaries, code reasoning, and the
-seed statistics every report uses (mean, std, standard error, percentile bootstrap intervals, bootstrap
-P(<0) / P(>0) of a difference).
+"""Pure metrics and the one statistics module: pass@k (one k, or the curve k = 1..n), G-Pass@k, the
+Bayesian posterior of a cell's accuracy, the pass@k crossover of two curves, per-evaluation summaries,
+code reasoning, and the seed statistics every report uses (mean, std, standard error, percentile bootstrap
+intervals, bootstrap P(<0) / P(>0) of a difference).
+
+The posterior's interval is the normal approximation the "Don't Pass@k" paper uses, from the standard
+library's NormalDist: scipy is not a dependency, and the report computes the same interval in SQL.
 
 A leaf: it imports nothing from spurisweep, so the job side (evaluate) and the CLI side (analysis) share
 it without importing each other. numpy is imported inside the bootstrap functions only, so importing this
@@ -14,6 +18,8 @@ draws keep every published report number reproducible bit for bit.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from statistics import NormalDist
 from typing import Any
 
 #: bootstrap resamples for report intervals (diagnostics asks for more)
@@ -28,6 +34,127 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n - c < k:
         return 1.0
     return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def pass_at_k_curve(n: int, c: int) -> list[float]:
+    """Unbiased pass@k of one problem for every k = 1..n, in O(n): C(n-c, k) / C(n, k) follows from its value
+    at k - 1 by one factor, so the curve of 256 samples costs no big binomials."""
+    if not 0 <= c <= n or n < 1:
+        raise ValueError(f"pass@k needs 0 <= c <= n and n >= 1 (n={n}, c={c})")
+    out, miss = [], 1.0  # miss = C(n-c, k) / C(n, k): the chance that k draws are all wrong
+    for k in range(1, n + 1):
+        miss = 0.0 if k > n - c else miss * (n - c - k + 1) / (n - k + 1)
+        out.append(1.0 - miss)
+    return out
+
+
+def pass_at_k_curves(counts: list[tuple[int, int]]) -> list[float]:
+    """Mean unbiased pass@k over problems for k = 1..n, from per-problem (samples, correct) counts; n is the
+    fewest samples any problem has (a problem with more still contributes all of its samples)."""
+    if not counts:
+        return []
+    n = min(s for s, _ in counts)
+    curves = [
+        pass_at_k_curve(s, c)[:n] if s == n else [pass_at_k(s, c, k) for k in range(1, n + 1)]
+        for s, c in counts
+    ]
+    return [sum(col) / len(col) for col in zip(*curves, strict=True)]
+
+
+def g_pass_at_k(n: int, c: int, k: int, tau: float) -> float:
+    """G-Pass@k_tau (Liu et al. 2024, arXiv 2412.13147): the chance that k of the n samples, drawn without
+    replacement, hold at least ceil(tau * k) correct ones (a hypergeometric tail). tau -> 0 recovers pass@k
+    (at least one: tau in (0, 1/k]), tau = 1 asks every one of the k draws to be right."""
+    if not 0 <= c <= n or not 1 <= k <= n or not 0.0 < tau <= 1.0:
+        raise ValueError(
+            f"G-Pass@k needs 0 <= c <= n, 1 <= k <= n, 0 < tau <= 1 (n={n}, c={c}, k={k}, tau={tau})"
+        )
+    need = max(1, math.ceil(tau * k - 1e-12))  # 0.5 * 4 is 2, not 2.0000000001 rounded up
+    total = math.comb(n, k)
+    return sum(math.comb(c, j) * math.comb(n - c, k - j) for j in range(need, min(c, k) + 1)) / total
+
+
+def mg_pass_at_k(n: int, c: int, k: int) -> float:
+    """mG-Pass@k (the same paper): 2 x the area under G-Pass@k_tau for tau in [0.5, 1], as its k-point sum
+    (2 / k) * sum of G-Pass@k_(i/k) for i = ceil(k/2) + 1 .. k."""
+    lo = math.ceil(k / 2) + 1
+    return 2.0 / k * sum(g_pass_at_k(n, c, k, i / k) for i in range(lo, k + 1))
+
+
+@dataclass(frozen=True)
+class Posterior:
+    """The Bayesian estimate of a cell's accuracy (Hariri et al., "Don't Pass@k", arXiv 2510.04265), with a
+    Beta(1, 1) prior on each problem's success rate: the posterior mean of the mean rate, its standard
+    deviation, and the credible interval mean +- z * sd cut to [0, 1] (the paper's normal approximation;
+    the report's bayes_lo / bayes_hi compute the same in SQL)."""
+
+    mean: float
+    sd: float
+    lo: float
+    hi: float
+    problems: int
+
+
+def posterior(
+    counts: list[tuple[int, int]], level: float = 0.95, prior: tuple[float, float] = (1.0, 1.0)
+) -> Posterior:
+    """Per problem Beta(a + c, b + n - c); the mean over P problems has mean avg(mu_i) and variance
+    sum(var_i) / P^2 (problems independent). Unlike avg@n its interval says how sure n samples make us."""
+    if not counts:
+        raise ValueError("the posterior needs at least one problem")
+    a0, b0 = prior
+    mus, variances = [], []
+    for n, c in counts:
+        a, b = a0 + c, b0 + n - c
+        mus.append(a / (a + b))
+        variances.append(a * b / ((a + b) ** 2 * (a + b + 1)))
+    mean = sum(mus) / len(mus)
+    sd = math.sqrt(sum(variances)) / len(mus)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    return Posterior(mean, sd, max(0.0, mean - z * sd), min(1.0, mean + z * sd), len(mus))
+
+
+# ---------------------------------------------------------------------------------------------- crossover
+#: pass@k differences this small are rounding, not a crossing
+CROSS_TOL = 1e-9
+
+
+def crossover(base: list[float], trained: list[float]) -> int | None:
+    """The smallest k (1-based) at which the base curve is above the trained one, when the trained one starts
+    above (the pass@k boundary of Yue et al. 2025, arXiv 2504.13837: RL sharpens pass@1 while the base model
+    overtakes it at large k); None when it starts at or below the base, or is never overtaken (two curves
+    both at 100% are tied, not crossed). Differences within CROSS_TOL count as ties."""
+    if not base or len(base) != len(trained) or trained[0] - base[0] <= CROSS_TOL:
+        return None
+    return next(
+        (i + 1 for i, (b, t) in enumerate(zip(base, trained, strict=True)) if b - t > CROSS_TOL), None
+    )
+
+
+def crossover_interval(
+    base: list[list[float]],
+    trained: list[list[float]],
+    n: int = BOOTSTRAP,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[int | None, tuple[float, float] | None, float]:
+    """The crossover of the mean curves of paired per-problem pass@k curves (base[i] and trained[i] are
+    problem i's, each k = 1..K), a percentile interval of it over `n` bootstrap resamples of the problems,
+    and the share of resamples with a crossover (the interval comes from those; None below 2 of them)."""
+    import numpy as np
+
+    b, t = np.asarray(base, dtype=float), np.asarray(trained, dtype=float)
+    point = crossover(list(b.mean(axis=0)), list(t.mean(axis=0)))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(b), size=(n, len(b)))
+    diff = t[idx].mean(axis=1) - b[idx].mean(axis=1)  # (n, K): trained - base per resample
+    below = diff < -CROSS_TOL
+    has = (diff[:, 0] > CROSS_TOL) & below.any(axis=1)
+    ks = below.argmax(axis=1)[has] + 1
+    if ks.size < 2:
+        return point, None, float(has.mean())
+    lo, hi = np.quantile(ks, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return point, (float(lo), float(hi)), float(has.mean())
 
 
 def _sample_var(xs: list[float], m: float) -> float:

@@ -17,6 +17,27 @@ from typing import Any
 from ..errors import ConfigError, suggest
 
 _CORRECT = "coalesce(s.correct, false)::DOUBLE"
+#: the Bayesian posterior over per-problem counts pp(n, c): its mean and its standard deviation (the mean of
+#: independent Beta(1 + c, 1 + n - c) posteriors), and z of a central 95% interval
+_BAYES = "avg((pp.c + 1.0) / (pp.n + 2.0))"
+_BAYES_SD = (
+    "(sqrt(sum((pp.c + 1.0) * (pp.n - pp.c + 1.0) / (power(pp.n + 2.0, 2) * (pp.n + 3.0)))) / count(*))"
+)
+_Z95 = "1.959963984540054"
+
+
+def _gpass(low: str, weight: str) -> str:
+    """Per problem: sum over j from `low` to k of weight(j) * C(c, j) C(n - c, k - j) / C(n, k), the
+    hypergeometric terms in log-gamma form (the pass@K SQL's way), impossible terms 0."""
+    term = (
+        "exp(lgamma(pp.c + 1) - lgamma(j + 1) - lgamma(pp.c - j + 1) + lgamma(pp.n - pp.c + 1) "
+        "- lgamma({k} - j + 1) - lgamma(pp.n - pp.c - {k} + j + 1) - lgamma(pp.n + 1) + lgamma({k} + 1) "
+        "+ lgamma(pp.n - {k} + 1))"
+    )
+    return (
+        f"coalesce(list_sum([CASE WHEN j <= pp.c AND {{k}} - j <= pp.n - pp.c THEN ({weight}) * {term} "
+        f"ELSE 0.0 END FOR j IN range(greatest(1, {low})::BIGINT, {{k}} + 1)]), 0.0)"
+    )
 
 
 @dataclass(frozen=True)
@@ -99,6 +120,44 @@ METRICS: tuple[MetricDef, ...] = (
     ),
     MetricDef("final_reward", "train", "mean training reward", key="reward"),
     MetricDef("train:KEY", "train", "any logged training metric, e.g. train:entropy"),
+    # kind "problems" (helper-H, issue 25): an SQL aggregate over the per-problem counts `pp` (n samples, c
+    # correct) of one evaluation; {k} and {tau} are the bound k and tau of a pattern name. The same numbers
+    # as spurisweep.metrics.posterior, g_pass_at_k and mg_pass_at_k (tests/analysis/test_passk.py)
+    MetricDef(
+        "bayes",
+        "problems",
+        "Bayesian posterior mean accuracy, Beta(1,1) prior per problem (Don't Pass@k)",
+        "%",
+        "avg((pp.c + 1.0) / (pp.n + 2.0))",
+    ),
+    MetricDef(
+        "bayes_lo",
+        "problems",
+        "lower end of its 95% credible interval",
+        "%",
+        f"greatest(0.0, {_BAYES} - {_Z95} * {_BAYES_SD})",
+    ),
+    MetricDef(
+        "bayes_hi",
+        "problems",
+        "upper end of its 95% credible interval",
+        "%",
+        f"least(1.0, {_BAYES} + {_Z95} * {_BAYES_SD})",
+    ),
+    MetricDef(
+        "gpass@K_T",
+        "problems",
+        "G-Pass@K with threshold T: chance that K draws hold >= ceil(T*K) correct, e.g. gpass@4_0.5",
+        "%",
+        f"avg({_gpass('ceil({tau} * {k} - 1e-9)', '1.0')})",
+    ),
+    MetricDef(
+        "mgpass@K",
+        "problems",
+        "mG-Pass@K: mean G-Pass@K over thresholds in (0.5, 1]",
+        "%",
+        f"avg(2.0 / {{k}} * {_gpass('ceil({k} / 2.0) + 1', 'j - ceil({k} / 2.0)')})",
+    ),
 )
 
 #: metric -> SQL aggregate over the samples `s` of one evaluation
@@ -130,6 +189,7 @@ class Metric:
     k: int | None = None
     key: str | None = None
     unit: str = ""
+    tau: float | None = None  # kind problems: the G-Pass@k threshold
 
     @property
     def percent(self) -> bool:
@@ -153,6 +213,8 @@ def parse_metric(con: Any, name: str) -> Metric:
         return Metric(name, "passk", k=k, unit=_BY_NAME["pass@K"].unit)
     if name in PROBE_METRICS:
         return Metric(name, "probe", sql=PROBE_METRICS[name], unit=_BY_NAME[name].unit)
+    if (problems := _problems_metric(name)) is not None:
+        return problems
     if name in TRAIN_METRICS:
         return Metric(name, "train", key=TRAIN_METRICS[name], unit=_BY_NAME[name].unit)
     if name.startswith("train:"):
@@ -163,6 +225,29 @@ def parse_metric(con: Any, name: str) -> Metric:
             raise ConfigError(msg, field="--metric")
         return Metric(name, "train", key=key)
     raise ConfigError(
-        suggest(name, [*SAMPLE_METRICS, "pass@K", *PROBE_METRICS, *TRAIN_METRICS, "train:KEY"]),
+        suggest(
+            name, [*SAMPLE_METRICS, "pass@K", *PROBE_METRICS, *TRAIN_METRICS, "train:KEY", *PROBLEM_NAMES]
+        ),
         field="--metric",
     )
+
+
+#: kind "problems" entries (aggregates over per-problem counts): the plain names, and the patterns
+PROBLEM_NAMES = [m.name for m in METRICS if m.kind == "problems"]
+
+
+def _problems_metric(name: str) -> Metric | None:
+    """bayes / bayes_lo / bayes_hi, gpass@K_T (0 < T <= 1) and mgpass@K as Metrics; None for other names."""
+    if name in _BY_NAME and _BY_NAME[name].kind == "problems":
+        return Metric(name, "problems", sql=_BY_NAME[name].sql, k=1, unit="%")
+    if m := re.fullmatch(r"gpass@([0-9]{1,4})_([0-9]*\.?[0-9]+)", name):
+        k, tau = int(m.group(1)), float(m.group(2))
+        if k < 1 or not 0.0 < tau <= 1.0:
+            raise ConfigError(f"gpass@K_T needs K >= 1 and 0 < T <= 1, got {name!r}", field="--metric")
+        return Metric(name, "problems", sql=_BY_NAME["gpass@K_T"].sql, k=k, unit="%", tau=tau)
+    if m := re.fullmatch(r"mgpass@([0-9]{1,4})", name):
+        k = int(m.group(1))
+        if k < 2:
+            raise ConfigError(f"mgpass@K needs K >= 2, got {name!r}", field="--metric")
+        return Metric(name, "problems", sql=_BY_NAME["mgpass@K"].sql, k=k, unit="%")
+    return None

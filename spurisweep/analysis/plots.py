@@ -1,8 +1,10 @@
-"""`report --plot curves|code|clip --out DIR`: training-dynamics figures as PNG plus one HTML page each.
+"""`report --plot curves|code|clip|passk --out DIR`: figures as PNG plus one HTML page each.
 
   curves  accuracy (pass@1) against training step, one line per reward, one panel per model
   code    code-reasoning frequency against step; accuracy with vs without code against step
   clip    clip ratios (region, low, high) and mean token probability against step, per reward x clip mode
+  passk   unbiased pass@k against k (log scale) at the final step, base model (dashed) vs trained, one panel
+          per model (family) and reward, with the crossover k that `diagnose` reports
 
 Every line is the mean over runs (seeds) with a band of ± one standard deviation where there are at
 least two runs. Step 0 of the benchmark curves is the untrained model (each run's baseline evaluation).
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..data.sets import BENCHMARKS
 from ..errors import ConfigError, suggest
 from ..metrics import summarize_runs
 from . import query as q
@@ -28,9 +31,8 @@ from .render import html_page, html_table
 
 log = logging.getLogger(__name__)
 
-KINDS = ("curves", "code", "clip")
+KINDS = ("curves", "code", "clip", "passk")
 CLIP_KEYS = ("clip_ratio/region_mean", "clip_ratio/low_mean", "clip_ratio/high_mean", "token_prob/mean")
-BENCH_NAMES = {"math500": "MATH-500", "aime24": "AIME24", "aime25": "AIME25", "amc": "AMC"}
 
 
 @dataclass
@@ -76,6 +78,7 @@ def _figure(
     panel_title: Callable[[str], str] = str,
     xlabel: str = "training step (0 = untrained model)",
     color_key: Callable[[str], str] = str,
+    log_x: bool = False,
 ) -> Path:
     import matplotlib
 
@@ -110,7 +113,10 @@ def _figure(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if log_x:
+            ax.set_xscale("log", base=2)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ylim:
             ax.set_ylim(*ylim)
     for ax in list(axes.flat)[len(names) :]:
@@ -196,6 +202,8 @@ def write_plots(
         notes.append("filters: " + ", ".join(f"{k}={v}" for k, v in filters))
     if kind == "clip":
         return _clip(con, out, sweep, filters, notes)
+    if kind == "passk":
+        return _passk(con, out, sweep, benchmark, filters, notes[1:])
     bench = benchmark or q.default_benchmark(con, sweep)
 
     def rows(metric: str) -> dict[str, dict[str, Series]]:
@@ -210,10 +218,18 @@ def write_plots(
         )
         return _series(data, 0, [1], 2, 100.0)
 
-    bname = BENCH_NAMES.get(bench or "", bench or "no benchmark")
+    bname = bench_title(bench)
     if kind == "curves":
         return _curves(rows, out, bname, notes)
     return _code(rows, out, bname, notes)
+
+
+def bench_title(bench: str | None) -> str:
+    """A benchmark's display name from its BENCHMARKS entry (a name no entry has prints as it is)."""
+    if not bench:
+        return "no benchmark"
+    entry = BENCHMARKS.get(bench)
+    return entry.display_name if entry else bench
 
 
 def _model_title(model: str) -> str:
@@ -337,3 +353,58 @@ def _clip(
         ],
     )
     return [f for f, _ in figures] + [page]
+
+
+def _passk(
+    con: Any,
+    out: Path,
+    sweep: str | None,
+    benchmark: str | None,
+    filters: list[tuple[str, str]],
+    notes: list[str],
+) -> list[Path]:
+    """pass@k against k, base vs trained, per model x reward (diagnostics.passk's curves and crossovers)."""
+    from .diagnostics import passk
+
+    bench = passk.pick_benchmark(con, sweep, benchmark)
+    groups = passk.curves(con, sweep, bench, filters) if bench else []
+    panels: dict[str, dict[str, Series]] = {}
+    crossings = []
+    for c in groups:
+        ks = list(range(1, c.n + 1))
+        panel = f"{c.model} | {c.reward}"
+        panels[panel] = {
+            "base model": Series("base model", ks, [100 * v for v in c.base], [None] * c.n, [1] * c.n),
+            "trained": Series("trained", ks, [100 * v for v in c.trained], [None] * c.n, [c.runs] * c.n),
+        }
+        x = passk.analyse(c)
+        where = "none" if x.k is None else f"k={x.k}"
+        if x.interval:
+            where += f" (95% interval {x.interval[0]:g}-{x.interval[1]:g})"
+        crossings.append(f"{c.model} / {c.reward}: crossover {where}; {x.reading}")
+    bname = bench_title(bench)
+    fig = _figure(
+        panels,
+        title=f"pass@k on {bname}: base model vs trained, per model and reward",
+        ylabel="pass@k (%)",
+        path=out / "passk.png",
+        ylim=(0, 100),
+        xlabel="k (samples drawn per problem)",
+        styles=lambda lab: {"linestyle": "--" if lab == "base model" else "-", "marker": None},
+        log_x=True,
+    )
+    if not groups:
+        notes.append(
+            "no trained evaluation with >= 2 samples per problem and a baseline: evaluate with "
+            "eval.protocols.<bench>.samples (e.g. 256 on limit: 100)"
+        )
+    notes.append("trained: mean over runs (seeds) of each problem's unbiased pass@k; k on a log scale")
+    page = _page(
+        out,
+        "passk",
+        f"pass@k boundaries on {bname}",
+        [(fig, "pass@k against k; dashed: the untrained model")],
+        [_data_table(panels, "pass@k (%)", 2)],
+        notes + crossings,
+    )
+    return [fig, page]

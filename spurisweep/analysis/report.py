@@ -312,8 +312,8 @@ def _pivot_notes(
 ) -> list[str]:
     """What a reader must know about the pooled values: short evaluations, empty selections, pooled axes."""
     notes: list[str] = []
-    if m.kind == "passk":
-        short = sorted({r["nmin"] for r in data if r["nmin"] is not None and r["nmin"] < (m.k or 0)})
+    if m.kind in ("passk", "problems") and m.k:  # pass@k, G-Pass@k: k samples per problem at least
+        short = sorted({r["nmin"] for r in data if r["nmin"] is not None and r["nmin"] < m.k})
         if short:
             notes.append(
                 f"{m.name} needs >= {m.k} samples per problem; evaluations with {short} samples "

@@ -114,7 +114,8 @@ def report(
         ),
     ] = None,
     plot: Annotated[
-        str | None, typer.Option(help="Write figures instead: curves, code or clip (PNG + HTML, into --out).")
+        str | None,
+        typer.Option(help="Write figures instead: curves, code, clip or passk (PNG + HTML, into --out)."),
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Folder for --plot output.")] = None,
     history: Annotated[

@@ -12,7 +12,11 @@ answer the first of `answer`, `final_answer`, `expected_answer` (also `Answer`);
 RESEARCH.md ("Evaluation protocol"): MATH-500 one greedy sample (pass@1); AIME24, AIME25 and AMC eight
 samples at temperature 0.6 (avg@8 and pass@8); 3072 new tokens at most. A sweep overrides any of them
 under `eval.protocols.<benchmark>`. With $SPURISWEEP_DATA_DIR set, a benchmark is read from the file of
-its name there (`math500.json`, or `.jsonl` / `.parquet`) before the hub is tried.
+its name there (`math500.json`, or `.jsonl` / `.parquet`) before the hub is tried. A benchmark's entry is
+all there is of it: figures print its `display` name, plan's cost model counts its `problems`.
+
+`BUILTINS` holds the generated sets, one `BuiltinSet` entry each (its builder as "module:function", its
+aliases, the ?settings it takes); `builtin:NAME` is read from there and nowhere else.
 """
 
 from __future__ import annotations
@@ -80,7 +84,8 @@ class Benchmark:
     description: str = ""
     # generated afresh, so no model can have memorised it: the control of the contamination diagnosis
     fresh: bool = False
-    display: str = ""  # the name tables print (default: `name`)
+    display: str = ""  # the name figures print (default: `name`)
+    problems: int | None = None  # its size, for plan's cost model without a download (None: counted as 500)
     problem_field: str | None = None  # the source's field names when they are not the usual ones
     answer_field: str | None = None
     # its own answer format: "module:function" mapping a response to the answer text (None: none found);
@@ -119,6 +124,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         GREEDY,
         "math500.json",
         "MATH-500 (500 problems; problem, answer, subject, level, unique_id)",
+        display="MATH-500",
+        problems=500,
     ),
     "aime24": Benchmark(
         "aime24",
@@ -126,6 +133,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         SAMPLED,
         "aime24.json",
         "AIME 2024 (30 problems; problem, answer)",
+        display="AIME24",
+        problems=30,
     ),
     "aime25": Benchmark(
         "aime25",
@@ -136,6 +145,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         SAMPLED,
         "aime25.json",
         "AIME 2025 (30 problems; problem/question, answer)",
+        display="AIME25",
+        problems=30,
     ),
     "amc": Benchmark(
         "amc",
@@ -143,6 +154,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         SAMPLED,
         "amc.json",
         "AMC 12 2022-23 (83 problems; problem, answer as floats like 142.0)",
+        display="AMC",
+        problems=83,
     ),
     "arith": Benchmark(
         "arith",
@@ -180,6 +193,36 @@ BENCHMARKS: dict[str, Benchmark] = {
         None,
         "built-in fresh arithmetic, 500 problems of 1-20 steps with fractions (offline; spurisweep.data.randcalc)",
         fresh=True,
+        problems=500,
+    ),
+    # G-Pass@k's benchmark (Liu et al. 2024, arXiv 2412.13147): its English December 2024 release, four
+    # configs of one hub id (AMC 46, CCEE 44, CNMO 18, WLPMC 11 problems; fields question, answer), sampled
+    # 48 times at temperature 1.0 as in the paper (G-Pass@k_tau for k up to 16 needs n well above k)
+    "livemathbench": Benchmark(
+        "livemathbench",
+        (
+            HubSource(
+                "opencompass/LiveMathBench",
+                "test",
+                ("v202412_AMC_en", "v202412_CCEE_en", "v202412_CNMO_en", "v202412_WLPMC_en"),
+            ),
+        ),
+        Protocol(samples=48, temperature=1.0),
+        "livemathbench.json",
+        "LiveMathBench v202412, English (119 problems; question, answer)",
+        display="LiveMathBench",
+        problems=119,
+    ),
+    # MATH-Beyond (Mayilvahanan et al. 2025, arXiv 2510.11653): 181 problems chosen so that open base models
+    # up to 8B solve none at pass@1024; read at large k (256 samples at 0.6 here, the pass@k study's default)
+    "math_beyond": Benchmark(
+        "math_beyond",
+        (HubSource("brendel-group/MATH-Beyond", "test"),),
+        Protocol(samples=256, temperature=0.6),
+        "math_beyond.json",
+        "MATH-Beyond union set (181 problems; problem, answer)",
+        display="MATH-Beyond",
+        problems=181,
     ),
 }
 
@@ -267,10 +310,8 @@ def _check_local(
 
 @functools.lru_cache(maxsize=64)
 def _check_builtin(name: str) -> None:
-    base = name.partition("?")[0]
-    if base in ("arith", "arith-train", "arith-test", "toy", "toy-train", "toy-test"):
-        return
-    builtin(name)  # randcalc settings are parsed (and checked) here; anything else raises DataError
+    if builtin_set(name).settings:  # an unknown name raises DataError
+        builtin(name)  # its settings are parsed (and checked) by building it
 
 
 def load_problems(
@@ -449,24 +490,87 @@ def unique_ids(problems: list[Problem], source: str) -> list[Problem]:
 
 
 # ---------------------------------------------------------------------------------------------- builtin
-def builtin(name: str) -> list[Problem]:
-    if name in ("arith", "arith-train"):
-        return arith_problems(seed=1234, n=512)
-    if name == "arith-test":
-        return arith_problems(seed=4321, n=200)
-    if name in ("toy", "toy-train", "toy-test", "toy-fresh"):
-        from . import toy as task
+@dataclass(frozen=True)
+class BuiltinSet:
+    """A data set generated offline, `builtin:<name>`: one entry each in BUILTINS."""
 
-        rows = task.rows({"toy-test": "test", "toy-fresh": "fresh"}.get(name, "train"))
-        return [Problem(id=i, problem=text, answer=answer) for i, text, answer in rows]
-    if name.partition("?")[0] in ("randcalc", "randcalc-test"):
-        from . import randcalc
+    #: "module:function" taking the name (with any ?settings) and returning its Problems, imported when used
+    builder: str
+    description: str = ""
+    aliases: tuple[str, ...] = ()  # other names of the same set (accepted, not listed)
+    #: the ?key=value settings it takes, as the error message shows them ("" = none): such a set is built
+    #: at plan time to check them
+    settings: str = ""
 
-        return [Problem(r["id"], r["problem"], r["answer"]) for r in randcalc.from_name(name)]
+
+BUILTINS: dict[str, BuiltinSet] = {
+    "arith": BuiltinSet(
+        "spurisweep.data.sets:arith_train",
+        "512 two-operation problems (smoke runs)",
+        aliases=("arith-train",),
+    ),
+    "arith-test": BuiltinSet("spurisweep.data.sets:arith_test", "200 more, the `arith` benchmark"),
+    "toy": BuiltinSet(
+        "spurisweep.data.sets:toy_set", "512 toy word problems (spurisweep.data.toy)", ("toy-train",)
+    ),
+    "toy-test": BuiltinSet("spurisweep.data.sets:toy_set", "200 held out, the `toy` benchmark"),
+    "toy-fresh": BuiltinSet(
+        "spurisweep.data.sets:toy_set", "200 no toy family saw, the `toy-fresh` benchmark"
+    ),
+    "randcalc": BuiltinSet(
+        "spurisweep.data.sets:randcalc_set",
+        "fresh multi-step arithmetic (spurisweep.data.randcalc)",
+        settings="?n=500&steps=1-20&seed=0",
+    ),
+    "randcalc-test": BuiltinSet(
+        "spurisweep.data.sets:randcalc_set",
+        "the `randcalc` benchmark's stream",
+        settings="?n=500&steps=1-20&seed=0",
+    ),
+}
+
+
+def builtin_set(name: str) -> BuiltinSet:
+    """The BUILTINS entry of `name` (its base name or an alias; ?settings only where the set takes them)."""
+    base, query, _ = name.partition("?")
+    for key, entry in BUILTINS.items():
+        if base in (key, *entry.aliases) and (not query or entry.settings):
+            return entry
+    listed = ", ".join(f"builtin:{n}" for n in BUILTINS)
+    settings = next((e.settings for e in BUILTINS.values() if e.settings), "")
     raise DataError(
-        f"unknown built-in data set {name!r}; valid: builtin:arith, builtin:arith-test, builtin:toy, "
-        "builtin:toy-test, builtin:toy-fresh, builtin:randcalc, builtin:randcalc-test (settings: ?n=500&steps=1-20&seed=0)"
+        f"unknown built-in data set {name!r}; valid: {listed}"
+        + (f" (settings: {settings})" if settings else "")
     )
+
+
+def builtin(name: str) -> list[Problem]:
+    """The problems of `builtin:<name>`, from its BUILTINS entry's builder."""
+    import importlib
+
+    module, _, attr = builtin_set(name).builder.partition(":")
+    return getattr(importlib.import_module(module), attr)(name)
+
+
+def arith_train(name: str) -> list[Problem]:
+    return arith_problems(seed=1234, n=512)
+
+
+def arith_test(name: str) -> list[Problem]:
+    return arith_problems(seed=4321, n=200)
+
+
+def toy_set(name: str) -> list[Problem]:
+    from . import toy as task
+
+    rows = task.rows({"toy-test": "test", "toy-fresh": "fresh"}.get(name, "train"))
+    return [Problem(id=i, problem=text, answer=answer) for i, text, answer in rows]
+
+
+def randcalc_set(name: str) -> list[Problem]:
+    from . import randcalc
+
+    return [Problem(r["id"], r["problem"], r["answer"]) for r in randcalc.from_name(name)]
 
 
 def arith_problems(seed: int, n: int) -> list[Problem]:

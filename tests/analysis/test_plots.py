@@ -75,6 +75,7 @@ def test_each_kind_writes_pngs_and_a_page_with_its_data(tmp_path, kind, files):
         assert f"src='{f}'" in page
     assert "qwen2.5-math-7b" in page and "llama3.1-8b-instruct" in page
     if kind == "curves":
+        assert "MATH-500 accuracy against training step" in page  # the benchmark entry's display name
         # qwen, ground_truth, step 20: seeds at 70 % and 75 % -> 72.5; step 0 is the 50 % baseline
         assert re.search(r"<td>qwen2.5-math-7b</td><td>ground_truth</td><td>20</td><td>72.5</td>", page)
         assert re.search(r"<td>qwen2.5-math-7b</td><td>ground_truth</td><td>0</td><td>50.0</td>", page)
@@ -110,7 +111,8 @@ def test_cli_plots_on_the_smoke_store(smoke_results, tmp_path):
             "report", "--sweep", "smoke", "--results", str(smoke_results), "--plot", kind, "--out", str(out)
         )
     pngs_ok(sorted(out.glob("*.png")))
-    assert {p.name for p in out.glob("*.html")} == {"curves.html", "code.html", "clip.html"}
-    assert len(list(out.glob("*.png"))) == 7
+    assert {p.name for p in out.glob("*.html")} == {"curves.html", "code.html", "clip.html", "passk.html"}
+    # passk draws one (empty) figure: the smoke sweep's greedy arith has one sample per problem
+    assert len(list(out.glob("*.png"))) == 8
     bad = run_cli("report", "--results", str(smoke_results), "--plot", "curves", check=False)
     assert bad.returncode == 2 and "--out" in bad.stderr

@@ -296,3 +296,84 @@ def test_a_benchmark_is_one_entry_with_its_fields_and_answer_format(tmp_path, mo
     for grader in ("math_verify", "paper"):
         assert grade_batch([(graded, "42")], grader=grader, workers=0)[0].correct is True
     assert d.BENCHMARKS["math500"].grading_text(text) == text  # no extractor: the graders' own reading
+
+
+def test_builtin_sets_are_entries_and_an_unknown_one_lists_them():
+    """The built-in sets are BUILTINS entries (an alias loads the same rows); the error lists the entries."""
+    from spurisweep.data import sets as d
+
+    assert d.load_problems("builtin:arith-train", limit=3) == d.load_problems("builtin:arith", limit=3)
+    assert (
+        len(d.load_problems("builtin:toy-fresh")) == 200 and len(d.load_problems("builtin:randcalc?n=7")) == 7
+    )
+    with pytest.raises(DataError) as bad:
+        d.load_problems("builtin:arith?n=3")  # settings only where the set takes them
+    assert str(bad.value) == (
+        "unknown built-in data set 'arith?n=3'; valid: builtin:arith, builtin:arith-test, builtin:toy, "
+        "builtin:toy-test, builtin:toy-fresh, builtin:randcalc, builtin:randcalc-test "
+        "(settings: ?n=500&steps=1-20&seed=0)"
+    )
+    with pytest.raises(DataError, match="data.train: builtin:randcalc"):
+        d.check_source(
+            "builtin:randcalc?steps=0", what="data.train"
+        )  # a set with settings is built to check them
+
+
+def test_display_names_and_sizes_are_the_entries():
+    from spurisweep.data import sets as d
+
+    names = {k: b.display_name for k, b in d.BENCHMARKS.items()}
+    assert names["math500"] == "MATH-500" and names["aime24"] == "AIME24" and names["amc"] == "AMC"
+    assert names["arith"] == "arith"  # no display: the name
+    assert [d.BENCHMARKS[k].problems for k in ("math500", "aime24", "aime25", "amc")] == [500, 30, 30, 83]
+
+
+# ---------------------------------------------------------------------------------------------- follow-up benchmarks
+def _livemathbench_rows(config: str, n: int) -> list[dict[str, str]]:
+    """A generated stand-in with LiveMathBench's schema (question, answer, question_type, subject)."""
+    return [
+        {
+            "question": f"[{config}] What is {i} + {i}?",
+            "answer": str(2 * i),
+            "question_type": "Problem-Solving",
+            "subject": "Algebra",
+        }
+        for i in range(n)
+    ]
+
+
+def test_livemathbench_reads_its_four_english_configs(monkeypatch):
+    """The hub is replaced by generated rows of LiveMathBench's schema (the network boundary only): what is
+    tested is the entry's hub id, split, configs, field mapping and prefixed ids."""
+    calls = []
+
+    def fake_read_hub(hub_id: str, split: str, config: str | None):
+        calls.append((hub_id, split, config))
+        return _livemathbench_rows(str(config), 2)
+
+    monkeypatch.delenv("SPURISWEEP_DATA_DIR", raising=False)
+    monkeypatch.setattr(data, "read_hub", fake_read_hub)
+    entry = data.get_benchmark("livemathbench")
+    probs = data.load_benchmark("livemathbench")
+    assert {c[0] for c in calls} == {"opencompass/LiveMathBench"} and {c[1] for c in calls} == {"test"}
+    assert [c[2] for c in calls] == [f"v202412_{x}_en" for x in ("AMC", "CCEE", "CNMO", "WLPMC")]
+    assert len(probs) == 8 and probs[0].id == "v202412_AMC_en/0" and probs[1].answer == "2"
+    assert entry.display_name == "LiveMathBench" and entry.protocol.samples > 16
+
+
+@pytest.mark.parametrize(
+    ("name", "row"),
+    [
+        ("livemathbench", {"question": "What is 3 + 4?", "answer": "7", "subject": "Algebra"}),
+        ("math_beyond", {"problem": "What is 3 + 4?", "answer": "7", "topic": "Algebra", "difficulty": 5}),
+    ],
+)
+def test_follow_up_benchmarks_load_offline_from_a_local_stand_in(name, row, tmp_path, monkeypatch):
+    """A generated file of the benchmark's schema under SPURISWEEP_DATA_DIR is read instead of the hub."""
+    entry = data.get_benchmark(name)
+    rows = [{**row, "answer": str(i)} for i in range(5)]
+    (tmp_path / entry.local_name).write_text(json.dumps(rows))
+    monkeypatch.setenv("SPURISWEEP_DATA_DIR", str(tmp_path))
+    probs = data.load_benchmark(name, limit=3)
+    assert [p.answer for p in probs] == ["0", "1", "2"] and probs[0].problem == "What is 3 + 4?"
+    assert entry.problems and entry.protocol.samples >= 48 and entry.protocol.temperature > 0
