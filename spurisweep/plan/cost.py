@@ -83,8 +83,6 @@ DEDICATED_VLLM_MEMORY = 0.85
 DEDICATED_MAX_SEQS = 256
 #: training-set rows known without downloading: the prompts a label set labels
 TRAIN_SET_ROWS = {"agentica-org/DeepScaleR-Preview-Dataset": 40_315}
-#: benchmark sizes in problems (RESEARCH.md, data.BENCHMARKS); an unknown one counts as MATH-500's 500
-BENCHMARK_PROBLEMS = {"math500": 500, "aime24": 30, "aime25": 30, "amc": 83, "randcalc": 500}
 HOUR = 3600.0
 PHASES = ("rollout", "train", "eval", "labels")
 
@@ -142,7 +140,7 @@ def workload(cfg: CellConfig, a: CostAssumptions, shape: memory.ModelShape) -> W
     from .grpo import batch_shape
 
     t = cfg.train
-    b = batch_shape(t, cfg.clip, cfg.slurm.world_size)
+    b = batch_shape(t, cfg.clip, cfg.resources.world_size)
     # TRL runs the old-log-probability forward when a rollout feeds several updates, or for its vLLM
     # importance-sampling correction (on unless train.is_correction is false)
     old = b.rollout > b.mini or b.iterations > 1 or t.is_correction is not False
@@ -150,8 +148,8 @@ def workload(cfg: CellConfig, a: CostAssumptions, shape: memory.ModelShape) -> W
     seqs, tokens = eval_load(cfg, a)
     return Work(
         shape=shape,
-        gpus=(cfg.slurm.gpus_per_node or 0) * cfg.slurm.nodes,
-        gpu_mem_gb=cfg.slurm.node.gpu_mem_gb,
+        gpus=(cfg.resources.gpus_per_node or 0) * cfg.resources.nodes,
+        gpu_mem_gb=cfg.resources.node.gpu_mem_gb,
         share=t.vllm_gpu_memory_utilization,
         tp=t.vllm_tensor_parallel_size,
         steps=t.steps,
@@ -177,7 +175,7 @@ def eval_load(cfg: CellConfig, a: CostAssumptions) -> tuple[int, float]:
         bench = data.BENCHMARKS.get(name)
         proto = bench.protocol if bench is not None else data.GREEDY
         over = cfg.eval.protocols.get(name)
-        n = BENCHMARK_PROBLEMS.get(name, 500)
+        n = (bench.problems if bench is not None else None) or 500  # its entry's size; else MATH-500's
         for limit in (cfg.eval.limit, over.limit if over else None):
             n = min(n, limit or n)
         samples = (over.samples if over else None) or proto.samples
@@ -332,7 +330,7 @@ def label_gpu_hours(cfg: CellConfig, spec: Any, shape: memory.ModelShape, a: Cos
         seqs_per_gpu=seqs,
         context=a.prompt_tokens + length / 2,
         share=DEDICATED_VLLM_MEMORY,
-        gpu_mem_gb=cfg.slurm.node.gpu_mem_gb,
+        gpu_mem_gb=cfg.resources.node.gpu_mem_gb,
     )
     return seqs * length / rate / HOUR
 
@@ -394,7 +392,7 @@ def cell_cost(w: Work, a: CostAssumptions, labels: float | None) -> CellCost:
 def _shape(cfg: CellConfig, cache: dict[tuple[str, str | None], Any]) -> memory.ModelShape | None:
     """The model's shape for a cell that generates with vLLM on GPUs; None for any other cell (a CPU
     cell, transformers rollouts, a model whose config cannot be read without downloading)."""
-    if not cfg.slurm.gpus_per_node or cfg.train.generation_backend == "transformers":
+    if not cfg.resources.gpus_per_node or cfg.train.generation_backend == "transformers":
         return None
     key = (cfg.model, cfg.model_path)
     if key not in cache:

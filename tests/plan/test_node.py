@@ -43,7 +43,7 @@ def test_unsharded_7b_cells_do_not_fit_and_say_what_would(tmp_path: Path):
 
 
 def test_a_request_above_the_node_shape_is_one_line(tmp_path: Path):
-    f, _ = _paper_cells(tmp_path, "\n  - when: {model: qwen2.5-7b}\n    set: {slurm.cpus_per_task: 64}\n")
+    f, _ = _paper_cells(tmp_path, "\n  - when: {model: qwen2.5-7b}\n    set: {resources.cpus_per_task: 64}\n")
     for cmd in ("plan", "run"):
         proc = (
             run_cli(cmd, str(f), "--dry-run", check=False)
@@ -51,4 +51,8 @@ def test_a_request_above_the_node_shape_is_one_line(tmp_path: Path):
             else run_cli(cmd, str(f), check=False)
         )
         assert proc.returncode == 2, proc.stdout + proc.stderr
-        assert "slurm.cpus_per_task" in proc.stderr and "512 CPUs" in proc.stderr and "has 128" in proc.stderr
+        assert (
+            "resources.cpus_per_task" in proc.stderr
+            and "512 CPUs" in proc.stderr
+            and "has 128" in proc.stderr
+        )
