@@ -453,9 +453,10 @@ def _thousands(x: float | None) -> str:
     return "?" if x is None else f"{x:,.0f}"
 
 
-def _row(values: list[str]) -> str:
+def _row(values: list[str], first: int = COLUMNS[0][1]) -> str:
+    """One fixed-width row; the first column is `first` wide (the longest model name: never cut)."""
     head, *rest = zip(values, (w for _, w in COLUMNS), strict=True)
-    return " ".join([f"{head[0]:<{head[1]}}"[: head[1]], *(f"{v:>{w}}" for v, w in rest)])
+    return " ".join([f"{head[0]:<{first}}", *(f"{v:>{w}}" for v, w in rest)])
 
 
 def summary_lines(cells: list[Any], costs: dict[str, CellCost | None], a: CostAssumptions) -> list[str]:
@@ -469,15 +470,16 @@ def summary_lines(cells: list[Any], costs: dict[str, CellCost | None], a: CostAs
             rows.setdefault(key, [c.config.model, 0, cost])[1] += 1
     if not rows:
         return []
+    first = max(COLUMNS[0][1], *(len(str(r[0])) for r in rows.values()))
     lines = [
         "cost per cell, estimated in hours (GPU-h: GPUs x wall + a share of the labels)",
-        _row([h for h, _ in COLUMNS]),
+        _row([h for h, _ in COLUMNS], first),
     ]
     for model, n, cost in rows.values():
         g = cost.ours.gpu_hours()
         theirs = None if cost.official is None else cost.official.gpu_h
         values = [cost.ours.wall_h, cost.ours.gpu_h, g["rollout"], g["train"], g["eval"], g["labels"], theirs]
-        lines.append(_row([model, str(n), str(cost.ours.gpus), *map(_hours, values)]))
+        lines.append(_row([model, str(n), str(cost.ours.gpus), *map(_hours, values)], first))
     lines += _over_notes(rows.values())
     t = totals(costs)
     lines.append(

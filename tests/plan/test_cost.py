@@ -215,6 +215,19 @@ def test_the_printed_block_fits_80_columns_and_states_every_assumption(tmp_path:
     assert cost.summary_lines(smoke, cost.estimate(smoke, a), a) == []
 
 
+def test_a_model_name_longer_than_its_column_is_printed_whole(tmp_path: Path):
+    _, cells = _paper(tmp_path)
+    a = spec.CostAssumptions()
+    costs = cost.estimate(cells, a)
+    long = "qwen2.5-math-7b-a-site-fine-tune-v2"
+    renamed = [c for c in cells if costs.get(c.id)][:1]
+    renamed[0].config.model = long  # the printed block reads the name only
+    lines = cost.summary_lines(renamed, costs, a)
+    row = next(x for x in lines if x.startswith(long))
+    header = lines[1]
+    assert row[len(long)] == " " and len(row) == len(header)  # the columns after it moved, aligned
+
+
 def test_plan_json_carries_the_cost_and_assumptions_move_it(tmp_path: Path):
     f, cells = _paper(tmp_path, "\ncost: {train_tflops: 500}\n")
     results = tmp_path / "results"
