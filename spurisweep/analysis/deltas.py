@@ -44,7 +44,8 @@ def _evals(
         )
     rows = con.execute(
         "SELECT e.cell_id, e.eval_id, e.baseline_eval_id FROM evals e WHERE list_contains($ids, e.cell_id) "
-        f"AND e.benchmark = $b AND NOT e.is_baseline AND {pick} ORDER BY e.cell_id, e.step",
+        f"AND e.benchmark = $b AND NOT e.is_baseline AND {pick} "
+        "AND (e.meta->>'variant') IS NULL ORDER BY e.cell_id, e.step",  # default evaluations (no eval.variants)
         params,
     ).fetchall()
     out: dict[str, list[tuple[str, str | None]]] = {}

@@ -24,11 +24,18 @@ DIMENSIONS: dict[str, str] = {
     "prompt": "c.prompt",
     "benchmark": "e.benchmark",
     "step": "e.step",
+    "eval_seed": "e.eval_seed",
+    "temperature": "e.temperature",
+    "top_p": "e.top_p",
     "sweep": "sc.sweep",
     "cell": "c.cell_id",
 }
+#: an evaluation's sampling seed and decoding settings: a cell's eval.variants evaluate its checkpoints again
+#: under other values. Rows read only a cell's default evaluations (no variant) unless one of these is
+#: pivoted or filtered on: then every evaluation, each under its own values, so no table pools variants
+VARIANT_DIMENSIONS = ("eval_seed", "temperature", "top_p")
 #: dimensions that only exist for benchmark evaluations (training metrics have no benchmark)
-EVAL_ONLY_DIMENSIONS = ("benchmark",)
+EVAL_ONLY_DIMENSIONS = ("benchmark", *VARIANT_DIMENSIONS)
 #: the dimensions of memorisation-probe metrics (p: probes). A probe belongs to a model, not to a cell:
 #: `--sweep` keeps the probes of the sweep's models; checkpoint is "base" for the untrained weights
 PROBE_DIMENSIONS: dict[str, str] = {
@@ -213,11 +220,14 @@ _BASE_COLS = "c.cell_id, c.model AS _model, c.reward AS _reward, c.clip AS _clip
 
 # step 0 is the untrained model: each cell gets its baseline evaluation as a step-0 row (unless the cell
 # evaluated a step-0 checkpoint of its own), so curves start where training started
+# (a variant's step-0 row is its own baseline's, labelled with the trained evaluation's seed and settings)
 _BASELINE_ROWS = """UNION ALL
-            SELECT DISTINCT t.baseline_eval_id, t.cell_id, 0, t.benchmark, t.baseline_eval_id, 0 FROM evals t
+            SELECT DISTINCT t.baseline_eval_id, t.cell_id, 0, t.benchmark, t.baseline_eval_id, 0, t.seed,
+                   t.temperature, t.top_p, t.meta->>'variant' FROM evals t
             WHERE NOT t.is_baseline AND t.baseline_eval_id IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM evals t2 WHERE t2.cell_id = t.cell_id AND t2.benchmark = t.benchmark
-                AND t2.step = 0 AND NOT t2.is_baseline)"""
+                AND t2.step = 0 AND NOT t2.is_baseline
+                AND (t2.meta->>'variant') IS NOT DISTINCT FROM (t.meta->>'variant'))"""
 
 
 def tidy(
@@ -231,7 +241,9 @@ def tidy(
     where: list[tuple[str, str]] | tuple[()] = (),
 ) -> list[dict[str, Any]]:
     """One row per matching evaluation (or training step): the dimensions as d0, d1, ..., the cell's
-    id, model, reward, clip and seed, its value (a fraction for percent metrics) and its baseline's value.
+    id, model, reward, clip and seed, its value (a fraction for percent metrics) and its baseline's value;
+    an evaluation's row names its eval.variants entry in `_variant` (None: the cell's default evaluation,
+    the only ones read unless a VARIANT_DIMENSIONS one is pivoted or filtered on).
 
     Dimension and filter names must already be checked (report.pivot does it); this builds SQL from the
     fixed fragments in DIMENSIONS and binds everything else.
@@ -289,6 +301,8 @@ def _selection(
         by_key.setdefault(key, []).append(value)
     for key, values in by_key.items():  # the same key repeated: any of its values
         conds.append("(" + " OR ".join(_equals(expr[key], p.add(v)) for v in values) + ")")
+    if not set(used) & set(VARIANT_DIMENSIONS):  # a cell's default evaluations only (see VARIANT_DIMENSIONS)
+        conds.append("e.variant IS NULL")
     if step == "final":
         conds.append("e.step = e.last_step")
     elif isinstance(step, int):
@@ -306,7 +320,7 @@ def _selection(
 def _train_sql(p: _Params, m: Metric, joins: str, conds: str, select_dims: str) -> str:
     """Per cell and step: the mean of one logged training key over that step's updates."""
     ev = f"""ev AS (
-            SELECT cell_id, step, NULL::VARCHAR AS benchmark, avg(value) AS v,
+            SELECT cell_id, step, NULL::VARCHAR AS benchmark, NULL::VARCHAR AS variant, avg(value) AS v,
                    max(step) OVER (PARTITION BY cell_id) AS last_step
             FROM metrics WHERE key = {p.add(m.key)} GROUP BY cell_id, step)"""
     return f"""WITH {ev}
@@ -347,14 +361,16 @@ def _eval_sql(p: _Params, m: Metric, joins: str, conds: str, select_dims: str, w
     """Per chosen evaluation: its value and its baseline evaluation's value."""
     base_rows = _BASELINE_ROWS if with_base else ""
     chosen = f"""chosen AS (
-                SELECT DISTINCT e.eval_id, e.baseline_eval_id, {_BASE_COLS}, e.step AS _step{select_dims}
+                SELECT DISTINCT e.eval_id, e.baseline_eval_id, {_BASE_COLS}, e.step AS _step,
+                       e.variant AS _variant{select_dims}
                 FROM ev e JOIN cells c ON c.cell_id = e.cell_id {joins}
                 WHERE {conds}
             )"""
     vals = _values_sql(p, m)
     return f"""WITH ev AS (
                 SELECT eval_id, cell_id, step, benchmark, baseline_eval_id,
-                       max(step) OVER (PARTITION BY cell_id, benchmark) AS last_step
+                       max(step) OVER (PARTITION BY cell_id, benchmark) AS last_step, seed AS eval_seed,
+                       temperature, top_p, meta->>'variant' AS variant
                 FROM evals WHERE NOT is_baseline AND cell_id IS NOT NULL
                 {base_rows}
             ), {chosen}, need AS (

@@ -24,6 +24,7 @@ from .query import (
     EVAL_ONLY_DIMENSIONS,
     HEADLINE_FRACTION,
     PROBE_DIMENSIONS,
+    VARIANT_DIMENSIONS,
     check_benchmark,
     check_dimension,
     check_sweep,
@@ -246,6 +247,8 @@ def _add_paired(
         )
         if cell.get("delta") is None or bench is None:
             continue
+        if any(r.get("_variant") for r in groups[key]):  # paired intervals: default evaluations only
+            continue
         ids = sorted({r["cell_id"] for r in groups[key]})
         paired = paired_gain(con, ids, str(bench), step=step)
         if paired is not None:
@@ -325,6 +328,13 @@ def _pivot_notes(
         return notes
     if not data:
         notes.append("no finished cells match (run `spurisweep status` to see where the sweep stands)")
+    loose = [d for d in VARIANT_DIMENSIONS if d not in fixed]
+    if any(r.get("_variant") for r in data) and loose:
+        notes.append(
+            "each run's value is the mean of its evaluations this table does not tell apart (its "
+            f"{', '.join(loose)}: pivot or --where on those to separate them); Δ of an evaluation variant "
+            "is against its own baseline, without a paired interval"
+        )
     pooled, settings = _pooled(con, data, fixed)
     if pooled:
         notes.append(

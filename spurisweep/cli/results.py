@@ -65,8 +65,8 @@ def report(
     pivot: Annotated[
         str,
         typer.Option(
-            help="ROWS,COLS: two dimensions (model, reward, clip, seed, "
-            "benchmark, step, or any swept setting)."
+            help="ROWS,COLS: two dimensions (model, reward, clip, seed, benchmark, step, any swept setting, "
+            "or an evaluation variant's eval_seed, temperature, top_p: eval.variants)."
         ),
     ] = "model,reward",
     metric: Annotated[

@@ -367,9 +367,14 @@ def benchmark_source(name: str, path: str | None = None) -> str:
     return str(local) if local else bench.hub_id
 
 
-def load_benchmark(name: str, *, path: str | None = None, limit: int | None = None) -> list[Problem]:
+def load_benchmark(
+    name: str, *, path: str | None = None, limit: int | None = None, subsample_seed: int | None = None
+) -> list[Problem]:
     """A benchmark's problems: `path` (a local file or another hub id), the $SPURISWEEP_DATA_DIR file of
-    its name, or its hub sources in order."""
+    its name, or its hub sources in order. `limit`: the first N, or with `subsample_seed` a seeded random
+    N (`subsample`)."""
+    if subsample_seed is not None and limit is not None:
+        return subsample(load_benchmark(name, path=path), limit, subsample_seed)
     bench = get_benchmark(name)
     source = benchmark_source(name, path)
     fields = {"problem_field": bench.problem_field, "answer_field": bench.answer_field}
@@ -383,6 +388,16 @@ def load_benchmark(name: str, *, path: str | None = None, limit: int | None = No
             errors.append(str(exc))
             log.warning("benchmark %s: %s", name, exc)
     raise DataError(f"benchmark {name!r}: no source could be read ({'; '.join(errors)})")
+
+
+def subsample(problems: list[Problem], n: int, seed: int) -> list[Problem]:
+    """A seeded random `n` of `problems`, kept in their order: the same set for the same problems and seed,
+    whichever cell, variant or baseline asks (a fixed subsample, not the first n, which for a benchmark
+    sorted by subject or difficulty would be one corner of it)."""
+    if n >= len(problems):
+        return list(problems)
+    chosen = sorted(random.Random(seed).sample(range(len(problems)), n))
+    return [problems[i] for i in chosen]
 
 
 def read_records(path: Path) -> list[dict[str, Any]]:

@@ -10,7 +10,9 @@ metadata is computed from the same rows. An evaluation is identified by an `eval
   - a trained checkpoint: cell id, step and hash(prompt, protocol);
   - an external checkpoint (`spurisweep eval --checkpoint`): hash(checkpoint, model, prompt, protocol).
 The sampling seed is recorded in the metadata but is not part of the id: a baseline is shared whatever
-the seed of the cell that happened to run it first.
+the seed of the cell that happened to run it first. An eval.variants entry (`protocols_for`) evaluates the
+same checkpoints again under its own seed / temperature / top_p: the protocol then carries what it sets, and
+its id gains the seed only when one is set (a default evaluation's id never has one).
 
 One entry runs every evaluation: `run(job)`. An `EvalJob` is an immutable value holding everything one
 evaluation needs: its id, folder and metadata, the resolved protocol, prompt template and seed, the
@@ -78,6 +80,9 @@ class ResolvedProtocol:
     path: str | None
     limit: int | None
     double_bos: bool = False  # a second BOS before a chat template's own (the official Llama evaluation)
+    subsample_seed: int | None = None  # with a limit: a seeded random `limit` problems (None: the first)
+    seed: int | None = None  # an eval.variants seed (None: the cell's seed)
+    variant: str | None = None  # what the eval.variants entry sets, e.g. "seed=3" (None: the default)
 
     def sampling(self, seed: int) -> Sampling:
         return Sampling(self.samples, self.temperature, self.top_p, self.max_new_tokens, seed)
@@ -102,6 +107,7 @@ def protocol_for(settings: EvalSettings, bench: str) -> ResolvedProtocol:
         path=pick("path", None),
         limit=pick("limit", settings.limit),
         double_bos=settings.double_bos,
+        subsample_seed=pick("subsample_seed", None),
     )
     if proto.prompt is not None and proto.prompt not in families.PROMPTS:
         from ..errors import suggest
@@ -114,6 +120,34 @@ def protocol_for(settings: EvalSettings, bench: str) -> ResolvedProtocol:
             "%s: %d greedy samples per problem are identical; set a temperature > 0", bench, proto.samples
         )
     return proto
+
+
+def variant_protocols(settings: EvalSettings, proto: ResolvedProtocol, seed: int) -> list[ResolvedProtocol]:
+    """`proto` under each of eval.variants (`seed`: the cell's, the default evaluation's seed). A variant
+    that would generate what the default evaluation generates is left out: the same seed, temperature and
+    top_p, or greedy decoding where the default is greedy too (a seed or top_p changes nothing there)."""
+    out: list[ResolvedProtocol] = []
+    for v in settings.variants:
+        p = replace(
+            proto,
+            temperature=proto.temperature if v.temperature is None else float(v.temperature),
+            top_p=proto.top_p if v.top_p is None else float(v.top_p),
+            seed=v.seed,
+            variant=v.label(),
+        )
+        same_seed = v.seed is None or v.seed == seed
+        same = same_seed and (p.temperature, p.top_p) == (proto.temperature, proto.top_p)
+        if same or (p.temperature <= 0 and proto.temperature <= 0):
+            continue
+        out.append(p)
+    return out
+
+
+def protocols_for(settings: EvalSettings, seed: int) -> list[ResolvedProtocol]:
+    """Every evaluation a cell makes at each evaluation point: each benchmark's protocol, then each under
+    every eval.variants entry (`variant_protocols`)."""
+    protos = [protocol_for(settings, b) for b in settings.benchmarks]
+    return protos + [v for p in protos for v in variant_protocols(settings, p, seed)]
 
 
 def parse_protocol_options(options: list[str] | None, benchmarks: list[str]) -> dict[str, ProtocolOverride]:
@@ -163,8 +197,12 @@ def _identity(prompt: str, proto: ResolvedProtocol) -> dict[str, Any]:
     """What makes two evaluations the same: the template actually used and the protocol without it."""
     p = asdict(proto)
     p.pop("prompt")
+    p.pop("variant")  # a description: the fields it sets are in the protocol
     if not p["double_bos"]:  # added later: evaluations without it keep the ids they always had
         p.pop("double_bos")
+    for key in ("subsample_seed", "seed"):  # the same: in the id only when set
+        if p[key] is None:
+            p.pop(key)
     return {"prompt": proto.prompt or prompt, "protocol": p}
 
 
@@ -431,15 +469,16 @@ def cell_job(
     computes)."""
     prompt = cfg.prompt or ""
     meta: dict[str, Any] = {"model": cfg.model, "model_path": cfg.model_path, "step": step}
+    if proto.variant is not None:  # report reads a variant only when asked (analysis/query.py)
+        meta["variant"] = proto.variant
     if cell_id is None:
         eid = baseline_eval_id(cfg.model, cfg.model_path, prompt, proto)
         meta.update(is_baseline=True, cell_id=None)
     else:
         eid = checkpoint_eval_id(cell_id, step, prompt, proto)
         meta.update(is_baseline=False, cell_id=cell_id, baseline_eval_id=baseline_id)
-    return EvalJob(
-        eid, folder, proto, prompt, cfg.seed, replace(weights, batch_size=cfg.eval.batch_size), meta
-    )
+    seed = cfg.seed if proto.seed is None else proto.seed
+    return EvalJob(eid, folder, proto, prompt, seed, replace(weights, batch_size=cfg.eval.batch_size), meta)
 
 
 def standalone_jobs(
@@ -690,7 +729,9 @@ def generate_share(job: EvalJob, rank: int = 0, world: int = 1) -> Share:
     shares of any number of processes, merged in problem order, are the rows one process writes."""
     proto, weights = job.proto, job.weights.loaded()
     bench = data.get_benchmark(proto.benchmark)
-    problems = data.load_benchmark(proto.benchmark, path=proto.path, limit=proto.limit)
+    problems = data.load_benchmark(
+        proto.benchmark, path=proto.path, limit=proto.limit, subsample_seed=proto.subsample_seed
+    )
     indices = [i for i in range(len(problems)) if i % world == rank]
     mine = [problems[i] for i in indices]
     tok = weights.tokenizer

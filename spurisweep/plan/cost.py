@@ -182,7 +182,8 @@ def eval_load(cfg: CellConfig, a: CostAssumptions) -> tuple[int, float]:
         new = (over.max_new_tokens if over else None) or proto.max_new_tokens
         seqs += n * samples
         tokens += n * samples * min(a.eval_response_tokens, new)
-    return seqs, tokens
+    evals = 1 + len(cfg.eval.variants)  # each eval.variants entry evaluates every point again
+    return seqs * evals, tokens * evals
 
 
 # ---------------------------------------------------------------------------------------------- speeds

@@ -51,9 +51,13 @@ class Cell:
         return ", ".join(f"{k}={v}" for k, v in self.axes.items())
 
 
-#: eval settings that change nothing a cell computes (the probe is stored apart, shared per model): left out
-#: of the id, so turning the probe on keeps every cell id (and its finished results)
-NON_IDENTITY_EVAL_KEYS = ("probe", "probe_fractions")
+#: eval settings that change nothing a cell computes (the probe is stored apart, shared per model; each
+#: variant is an evaluation of its own, with its own eval id): left out of the id, so turning the probe on or
+#: adding a variant keeps every cell id (and its finished results)
+NON_IDENTITY_EVAL_KEYS = ("probe", "probe_fractions", "variants")
+#: eval.protocols.<bench> settings added later, each with the value that does what the code did before it
+#: existed (as LATE_DEFAULTS, per benchmark): left out of the id while they hold it
+LATE_PROTOCOL_DEFAULTS: dict[str, Any] = {"subsample_seed": None}
 
 
 def identity(config: CellConfig) -> dict[str, Any]:
@@ -75,6 +79,10 @@ def identity(config: CellConfig) -> dict[str, Any]:
         node.pop(last, None)
     for key in NON_IDENTITY_EVAL_KEYS:
         d["eval"].pop(key, None)
+    for proto in d["eval"].get("protocols", {}).values():
+        for key, default in LATE_PROTOCOL_DEFAULTS.items():
+            if key in proto and proto[key] == default:
+                del proto[key]
     return d
 
 
@@ -402,9 +410,22 @@ def fill_defaults(
             raise ConfigError(
                 suggest(bench, list(data.BENCHMARKS)), file=file, field=f"eval.protocols.{bench}"
             )
+    check_subsamples(cfg, file)
     if check_inputs:
         check_paths(cfg, file)
     return cfg
+
+
+def check_subsamples(cfg: CellConfig, file: str) -> None:
+    """A subsample_seed draws `limit` problems at random: without a limit there is nothing to draw."""
+    for bench, ov in cfg.eval.protocols.items():
+        if ov.subsample_seed is not None and (ov.limit or cfg.eval.limit) is None:
+            raise ConfigError(
+                "a subsample_seed draws `limit` problems at random: set eval.protocols."
+                f"{bench}.limit (or eval.limit) too",
+                file=file,
+                field=f"eval.protocols.{bench}.subsample_seed",
+            )
 
 
 def world_size(cfg: CellConfig) -> int:

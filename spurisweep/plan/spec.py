@@ -197,6 +197,34 @@ class ProtocolOverride(Strict):
     prompt: str | None = None
     path: str | None = Field(None, description="a local JSON/JSONL/parquet file instead of the hub id")
     limit: int | None = Field(None, ge=1)
+    subsample_seed: int | None = Field(
+        None,
+        description="with a limit of N: a seeded random N problems (the same set for every cell, variant and "
+        "baseline) instead of the first N (None)",
+    )
+
+
+class EvalVariant(Strict):
+    """One more evaluation of the same checkpoints (eval.variants): the cell's protocols with these decoding
+    settings. A setting left out keeps the protocol's value (seed: the cell's seed). A temperature on a greedy
+    protocol makes that protocol sampled for this variant."""
+
+    seed: int | None = Field(None, description="the evaluation's sampling seed (None: the cell's seed)")
+    temperature: float | None = Field(None, ge=0)
+    top_p: float | None = Field(None, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _sets_something(self) -> EvalVariant:
+        if self.seed is None and self.temperature is None and self.top_p is None:
+            raise ValueError("a variant sets at least one of seed, temperature, top_p")
+        return self
+
+    def label(self) -> str:
+        """What the variant sets, e.g. `seed=3,temperature=0.6` (recorded in each evaluation's metadata)."""
+        return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in self.set_fields())
+
+    def set_fields(self) -> list[tuple[str, Any]]:
+        return [(k, v) for k, v in self.model_dump().items() if v is not None]
 
 
 class EvalSettings(Strict):
@@ -216,6 +244,12 @@ class EvalSettings(Strict):
         ge=1,
         description="rollout steps between evaluations during training, separate from train.save_every "
         "(None: at each checkpoint). The official code evaluates every step (1)",
+    )
+    variants: list[EvalVariant] = Field(
+        default_factory=list,
+        description="more evaluations of the same checkpoints and baseline, each with its own evaluation seed "
+        "and/or decoding settings (A Sober Look: results move with them); each its own eval id, not part of "
+        "the cell id, read by report only when asked (eval_seed, temperature, top_p)",
     )
     # the memorisation probe of the untrained model (spurisweep.evaluation.probe_run): shared like a baseline, and not
     # part of the cell id (grid.identity drops both), since it changes nothing the cell computes
@@ -427,7 +461,13 @@ class Sweep:
 
 
 def format_loc(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc if p not in ("__root__",))
+    """A pydantic location as a person writes it: `eval.variants[1].seed`."""
+    out = ""
+    for p in loc:
+        if p == "__root__":
+            continue
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
 
 
 def first_error(exc: ValidationError, prefix: str = "") -> tuple[str, str]:

@@ -63,7 +63,7 @@ from ..distributed import local_device_index, rank, world_size
 from ..errors import ShardingError
 from ..evaluation import run as evaluate
 from ..evaluation.generate import choose_backend, vllm_platform
-from ..evaluation.run import Colocated, DataParallel, EvalJob
+from ..evaluation.run import Colocated, DataParallel, EvalJob, ResolvedProtocol
 from ..grading.pool import workers_from_env
 from ..models import families
 from ..plan.algorithms import advantage_scale
@@ -195,8 +195,10 @@ class CellRun:
         self.t_start = time.time()
         self.dtype = None if cfg.train.bf16 is None else ("bf16" if cfg.train.bf16 else "fp32")
         self.tok = AutoTokenizer.from_pretrained(self.source)
-        self.protos = [evaluate.protocol_for(cfg.eval, b) for b in cfg.eval.benchmarks]
-        self.baselines: dict[str, str] = {}  # benchmark -> the untrained model's evaluation id
+        # each benchmark's protocol, then each under every eval.variants entry: all evaluated at every point
+        self.protos = evaluate.protocols_for(cfg.eval, cfg.seed)
+        self.baselines: dict[str, str] = {}  # benchmark -> the untrained model's (default) evaluation id
+        self.baseline_ids: dict[ResolvedProtocol, str] = {}  # every protocol's (variants too)
 
     # ------------------------------------------------------------------------------------------ evaluation
     def baseline_jobs(self) -> list[EvalJob]:
@@ -214,7 +216,7 @@ class CellRun:
                 folder=self.cell.evals_dir,
                 step=step,
                 cell_id=self.cell_id,
-                baseline_id=self.baselines.get(p.benchmark),
+                baseline_id=self.baseline_ids.get(p),
             )
             for p in self.protos
         ]
@@ -248,7 +250,8 @@ class CellRun:
         if not self.cfg.eval.baseline:
             return model
         jobs = self.baseline_jobs()
-        self.baselines = {j.proto.benchmark: j.eval_id for j in jobs}
+        self.baseline_ids = {j.proto: j.eval_id for j in jobs}
+        self.baselines = {j.proto.benchmark: j.eval_id for j in jobs if j.proto.variant is None}
         artifacts.baselines_dir(self.results).mkdir(parents=True, exist_ok=True)
         if (
             self.backend == "vllm"

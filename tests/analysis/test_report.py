@@ -585,3 +585,78 @@ def test_columns_are_never_narrower_than_their_longest_word_else_a_list():
     assert not rnd.as_list_layout(t, 119) and rnd.as_list_layout(rnd.Table(**{**vars(t), "prose": True}), 119)
     empty = rnd.Table(["model"], [], "pass@1 on math500: mean over runs")
     assert rnd.to_list(empty, 80) == "pass@1 on math500: nothing to show"
+
+
+# ---------------------------------------------------------------------------------------------- eval variants
+def build_variants(path: Path, *, variants: bool) -> Path:
+    """Two rewards x two seeds on math500 (200 problems), final step 4, pass@1 (%): gt 60/70, random 30/40,
+    baselines 20 %. With `variants`, each checkpoint (and the baseline) evaluated again under eval seeds 100
+    (gt 10 points higher, random 10 lower) and 101 (5 higher for both), as eval.variants would store them."""
+    with StoreBuilder(path) as b:
+        base = b.baseline("m", "math500", outcomes(0.2, 200))
+        for reward, accs, shift in (("gt", (0.6, 0.7), 0.1), ("random", (0.3, 0.4), -0.1)):
+            for seed, acc in enumerate(accs):
+                cid = b.cell("m", reward, seed=seed)
+                default = b.evaluation(cid, 4, "math500", outcomes(acc, 200))
+                b.con.execute("UPDATE evals SET seed = ? WHERE eval_id = ?", [seed, default])  # the cell's
+                if not variants:
+                    continue
+                for eval_seed, d in ((100, shift), (101, 0.05)):
+                    vb = f"base-v{eval_seed}"
+                    if seed == 0 and reward == "gt":
+                        b._eval(vb, None, "m", 0, "math500", True, None, outcomes(0.2 + d / 2, 200))
+                    eid = f"{cid}-s4-v{eval_seed}"
+                    b._eval(eid, cid, "m", 4, "math500", False, vb, outcomes(acc + d, 200))
+                    meta = json.dumps({"variant": f"seed={eval_seed}"})
+                    b.con.execute(
+                        "UPDATE evals SET seed = ?, meta = ? WHERE eval_id = ?", [eval_seed, meta, eid]
+                    )
+        b.con.execute("UPDATE evals SET seed = 0 WHERE eval_id = ?", [base])
+    return path
+
+
+def test_variants_are_read_only_when_asked_and_never_pooled_into_the_default_table(tmp_path):
+    plain = build_variants(tmp_path / "plain.duckdb", variants=False)
+    varied = build_variants(tmp_path / "varied.duckdb", variants=True)
+    tables = []
+    for db in (plain, varied):
+        with store.connect(db) as con:
+            p = rep.pivot(con, sweep="t", rows="model", cols="reward")
+            tables.append({k: (c["mean"], c["n"], c["delta"], c["paired"]) for k, c in p.cells.items()})
+    assert tables[0] == tables[1]  # the default report is the store without variants'
+    assert tables[0][("m", "gt")][:2] == (pytest.approx(65.0), 2)
+    with store.connect(varied) as con:
+        by_seed = rep.pivot(con, sweep="t", rows="eval_seed", cols="reward")
+        only = rep.pivot(con, sweep="t", rows="model", cols="reward", where=["eval_seed=100"])
+        temps = rep.pivot(con, sweep="t", rows="temperature", cols="reward")
+    means = {k: (c["mean"], c["n"]) for k, c in by_seed.cells.items()}
+    assert means[(0, "gt")] == (pytest.approx(60.0), 1) and means[(1, "random")] == (pytest.approx(40.0), 1)
+    assert means[(100, "gt")] == (pytest.approx(75.0), 2) and means[(100, "random")] == (
+        pytest.approx(25.0),
+        2,
+    )
+    assert means[(101, "gt")] == (pytest.approx(70.0), 2)
+    assert by_seed.cells[(100, "gt")]["delta"] == pytest.approx(75.0 - 25.0)  # against its own baseline
+    assert only.cells[("m", "random")]["mean"] == pytest.approx(25.0)
+    # a variant dimension asked for reads every evaluation; the ones it does not tell apart (the seeds here)
+    # are each run's mean, as a smoothing window's: gt (60 + 70 + 65) / 3 and (70 + 80 + 75) / 3
+    assert (temps.cells[(0.0, "gt")]["mean"], temps.cells[(0.0, "gt")]["n"]) == (pytest.approx(70.0), 2)
+
+
+def test_a_variant_column_has_no_paired_interval_of_the_default_evaluations_and_says_what_it_pools(tmp_path):
+    """The paired interval (deltas.py) reads default evaluations only: a variant's column must not show it
+    (it would belong to other samples); a variant pivot that pools seeds says so in a note."""
+    varied = build_variants(tmp_path / "varied.duckdb", variants=True)
+    with store.connect(varied) as con:
+        by_seed = rep.pivot(con, sweep="t", rows="eval_seed", cols="reward")
+        temps = rep.pivot(con, sweep="t", rows="temperature", cols="reward")
+        default = rep.pivot(con, sweep="t", rows="model", cols="reward")
+    assert (
+        by_seed.cells[(100, "gt")]["delta"] is not None and by_seed.cells[(100, "gt")].get("paired") is None
+    )
+    assert default.cells[("m", "gt")].get("paired") is not None  # the default table keeps its interval
+    assert any(
+        "mean of its evaluations this table does not tell apart" in n and "eval_seed" in n
+        for n in temps.notes
+    )
+    assert not any("does not tell apart" in n for n in default.notes)

@@ -618,3 +618,90 @@ def test_training_cell_reuses_the_cli_baseline(shared_data, tmp_path, monkeypatc
         ).fetchall()
     assert rows[-1] == (True, None, base_id)
     assert all(r[1] == base_id for r in rows[:-1]) and len(rows) >= 2
+
+
+# ---------------------------------------------------------------------------------------------- variants, subsamples
+def test_new_protocol_fields_keep_every_existing_eval_id():
+    """eval.variants and subsample_seed enter an evaluation's id only when set: a default evaluation's id
+    is still the hash of the protocol fields it always had."""
+    from spurisweep.ids import short_hash
+
+    settings = EvalSettings(protocols={"aime24": ProtocolOverride(samples=4, limit=5)})
+    p = evaluate.protocol_for(settings, "aime24")
+    before = {k: getattr(p, k) for k in ("benchmark", "samples", "temperature", "top_p", "max_new_tokens")}
+    before.update(path=None, limit=5)
+    assert evaluate.baseline_eval_id("tiny", None, "chat", p) == "base-" + short_hash(
+        {"model": "tiny", "model_path": None, "prompt": "chat", "protocol": before}
+    )
+    seeded = EvalSettings(protocols={"aime24": ProtocolOverride(samples=4, limit=5, subsample_seed=0)})
+    assert evaluate.checkpoint_eval_id("c", 2, "chat", evaluate.protocol_for(seeded, "aime24")) != (
+        evaluate.checkpoint_eval_id("c", 2, "chat", p)
+    )
+
+
+def test_variants_resolve_to_their_own_protocols_and_skip_what_the_default_generates():
+    from spurisweep.plan.spec import EvalVariant
+
+    variants = [
+        EvalVariant(seed=3),
+        EvalVariant(seed=7),  # the cell's own seed: the default evaluation
+        EvalVariant(temperature=0.6),
+        EvalVariant(top_p=0.9, seed=4),
+    ]
+    settings = EvalSettings(benchmarks=["aime24", "math500"], variants=variants)
+    protos = evaluate.protocols_for(settings, seed=7)
+    default = [p for p in protos if p.variant is None]
+    assert [p.benchmark for p in default] == ["aime24", "math500"]
+    by = {(p.benchmark, p.variant): p for p in protos if p.variant}
+    # aime24 samples at 0.6 already: {temperature: 0.6} is its default evaluation; math500 is greedy, where a
+    # seed or top_p changes nothing, but a temperature makes it sampled
+    assert set(by) == {("aime24", "seed=3"), ("aime24", "seed=4,top_p=0.9"), ("math500", "temperature=0.6")}
+    assert by[("math500", "temperature=0.6")].temperature == 0.6 and by[("aime24", "seed=3")].seed == 3
+    ids = {evaluate.checkpoint_eval_id("c", 2, "chat", p) for p in protos}
+    assert len(ids) == len(protos) == 5
+
+
+def test_a_cell_evaluates_each_point_once_per_variant_with_its_own_samples(tiny, tmp_path):
+    """The same weights, one step: the default evaluation and two seed variants are three evaluations with
+    their own ids, seeds and samples (different seeds, different samples), on one seeded subsample."""
+    from spurisweep.plan.spec import CellConfig, EvalVariant
+
+    over = ProtocolOverride(samples=3, temperature=1.0, max_new_tokens=6, limit=3, subsample_seed=5)
+    cfg = CellConfig(
+        model="tiny",
+        prompt="chat",
+        seed=0,
+        eval=EvalSettings(
+            benchmarks=["arith"],
+            protocols={"arith": over},
+            variants=[EvalVariant(seed=1), EvalVariant(seed=2)],
+        ),
+    )
+    model, tok = tiny
+    w = evaluate.Weights(families.model_source("tiny"), model=model, tokenizer=tok)
+    protos = evaluate.protocols_for(cfg.eval, cfg.seed)
+    base = {p: evaluate.cell_job(cfg, p, w, folder=tmp_path, step=0) for p in protos}
+    jobs = [
+        evaluate.cell_job(cfg, p, w, folder=tmp_path, step=4, cell_id="c1", baseline_id=base[p].eval_id)
+        for p in protos
+    ]
+    metas = [evaluate.run(j) for j in jobs]
+    assert len({j.eval_id for j in jobs}) == 3 and [m["seed"] for m in metas] == [0, 1, 2]
+    assert [m.get("variant") for m in metas] == [None, "seed=1", "seed=2"]
+    assert len({m["baseline_eval_id"] for m in metas}) == 3  # each variant against its own baseline
+    rows = [artifacts.read_jsonl(tmp_path / f"{j.eval_id}.jsonl") for j in jobs]
+    wanted = [p.id for p in data.subsample(data.load_benchmark("arith"), 3, 5)]
+    assert all([r["problem_id"] for r in rs[::3]] == wanted for rs in rows)
+    responses = [[r["response"] for r in rs] for rs in rows]
+    assert responses[1] != responses[2] and responses[0] != responses[1]
+
+
+def test_subsample_seed_draws_a_fixed_seed_dependent_subset():
+    everything = data.load_benchmark("arith")
+    ids = [p.id for p in everything]
+    one = [p.id for p in data.load_benchmark("arith", limit=8, subsample_seed=1)]
+    assert one == [p.id for p in data.load_benchmark("arith", limit=8, subsample_seed=1)]
+    assert len(set(one)) == 8 and one != ids[:8] and one == sorted(one, key=ids.index)
+    assert one != [p.id for p in data.load_benchmark("arith", limit=8, subsample_seed=2)]
+    assert [p.id for p in data.load_benchmark("arith", limit=8)] == ids[:8]  # no seed: the first N
+    assert data.subsample(everything[:3], 8, 1) == everything[:3]

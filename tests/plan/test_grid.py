@@ -385,3 +385,56 @@ def test_an_unknown_algorithm_is_named(tmp_path):
     with pytest.raises(ConfigError, match="rlo.*rloo") as exc:
         expand(tmp_path, ALGS.format(algs="[rlo]", clip="standard"))
     assert exc.value.field == "train.algorithm"
+
+
+PROTOCOL = (
+    "settings: {eval: {benchmarks: [arith], protocols: {arith: {samples: 4, temperature: 1.0, limit: 5}}"
+)
+
+
+def test_eval_variants_and_an_unset_subsample_seed_keep_every_cell_id(tmp_path):
+    """Variants are evaluations of the same checkpoints: adding them never retrains a cell. An unset
+    subsample_seed is today's first-N and leaves the id; a set one is another evaluation set."""
+    plain = expand(tmp_path, BASE + PROTOCOL + "}}\n", "a.yaml")
+    varied = expand(tmp_path, BASE + PROTOCOL + ", variants: [{seed: 3}, {temperature: 0.6}]}}\n", "b.yaml")
+    assert [c.id for c in plain] == [c.id for c in varied]
+    assert varied[0].config.eval.variants[1].temperature == 0.6
+    ident = grid.identity(varied[0].config)
+    assert "variants" not in ident["eval"] and "subsample_seed" not in ident["eval"]["protocols"]["arith"]
+    seeded = expand(
+        tmp_path, BASE + PROTOCOL.replace("limit: 5", "limit: 5, subsample_seed: 1") + "}}\n", "c.yaml"
+    )
+    assert not {c.id for c in seeded} & {c.id for c in plain}
+
+
+@pytest.mark.parametrize(
+    ("extra", "field", "fragment"),
+    [
+        (
+            ", variants: [{seed: 3}, {temperature: -1}]",
+            "eval.variants[1].temperature",
+            "greater than or equal",
+        ),
+        (", variants: [{top_p: 1.5}]", "eval.variants[0].top_p", "less than or equal"),
+        (", variants: [{seed: 1.5}]", "eval.variants[0].seed", "integer"),
+        (", variants: [{sed: 1}]", "eval.variants[0].sed", "unknown setting"),
+        (", variants: [{}]", "eval.variants[0]", "at least one of seed, temperature, top_p"),
+        (", variants: {seed: 1}", "eval.variants", "list"),
+    ],
+)
+def test_a_bad_variant_names_its_field(tmp_path, extra, field, fragment):
+    p = tmp_path / "bad.yaml"
+    p.write_text(BASE + PROTOCOL + extra + "}}\n")
+    with pytest.raises(ConfigError) as info:
+        grid.expand(spec.load_sweep(p))
+    msg = str(info.value)
+    assert str(p) in msg and field in msg and fragment in msg and "\n" not in msg, msg
+
+
+def test_a_subsample_seed_needs_a_limit(tmp_path):
+    p = tmp_path / "bad.yaml"
+    p.write_text(BASE + PROTOCOL.replace("limit: 5", "subsample_seed: 1") + ", limit: null}}\n")
+    with pytest.raises(
+        ConfigError, match=r"eval.protocols.arith.subsample_seed.*set eval.protocols.arith.limit"
+    ):
+        grid.expand(spec.load_sweep(p))

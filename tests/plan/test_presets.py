@@ -73,7 +73,8 @@ def test_double_bos_is_part_of_the_evaluation_id_only_when_on():
     assert on.double_bos and not off.double_bos
     assert baseline_eval_id("m", None, "chat", off) != baseline_eval_id("m", None, "chat", on)
     # the id of an evaluation without it is the one written before the setting existed
-    old = {k: v for k, v in asdict(off).items() if k not in ("prompt", "double_bos")}
+    later = ("prompt", "double_bos", "subsample_seed", "seed", "variant")  # each in the id only when set
+    old = {k: v for k, v in asdict(off).items() if k not in later}
     was = "base-" + short_hash({"model": "m", "model_path": None, "prompt": "chat", "protocol": old})
     assert baseline_eval_id("m", None, "chat", off) == was
 

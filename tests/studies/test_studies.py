@@ -73,6 +73,7 @@ def test_twin_runs_end_to_end_into_a_report(study, tmp_path):
         _check_passk(results, spec["name"], tmp_path / "fig")
     if study.stem == "eval_variance":
         _check_metrics(results, spec["name"])
+        _check_variants(results, spec["name"], cells)
 
 
 def _check_passk(results: Path, sweep: str, out: Path) -> None:
@@ -94,3 +95,26 @@ def _check_metrics(results: Path, sweep: str) -> None:
     pk = _report(results, sweep, "--metric", "pass@4")["cells"]
     assert [c["mean"] for c in gp] == pytest.approx([c["mean"] for c in pk])
     assert len(_report(results, sweep, "--metric", "mgpass@4")["cells"]) == 2
+
+
+def _check_variants(results: Path, sweep: str, cells: int) -> None:
+    """eval.variants: each cell's final checkpoint evaluated three times (its own seed, 100, 101), each with
+    its own id, read only when eval_seed is asked for."""
+    import duckdb
+
+    by_seed = _report(results, sweep, "--pivot", "eval_seed,reward")["cells"]
+    assert sorted({c["eval_seed"] for c in by_seed}) == [0, 1, 100, 101]
+    assert {c["n"] for c in by_seed if c["eval_seed"] == 100} == {cells // 2}  # per reward
+    with duckdb.connect(str(results / "spurisweep.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT cell_id, count(*), count(DISTINCT seed) FROM evals WHERE NOT is_baseline GROUP BY 1"
+        ).fetchall()
+        responses = con.execute(
+            "SELECT e.seed, string_agg(s.response, '|' ORDER BY s.problem_id, s.sample_idx) FROM evals e "
+            "JOIN samples s USING (eval_id) WHERE e.cell_id = $c AND e.seed IN (100, 101) GROUP BY 1",
+            {"c": rows[0][0]},
+        ).fetchall()
+    assert len(rows) == cells and all(n == 3 and seeds == 3 for _, n, seeds in rows)
+    assert len(responses) == 2 and responses[0][1] != responses[1][1]
+    default = _report(results, sweep, "--pivot", "model,reward")["cells"]
+    assert sum(c["n"] for c in default) == cells  # one (default) evaluation per run
