@@ -33,9 +33,7 @@ def main(rank: int, world: int, port: int, model_dir: str, out: str) -> None:
     dist.init_process_group("gloo", timeout=datetime.timedelta(seconds=300))
     tok = AutoTokenizer.from_pretrained(model_dir)
     prompts = [families.render_prompt(tok, "chat", f"What is {a} + {3 * a + 1}?") for a in range(12)]
-    mine = [
-        i for i in range(len(prompts)) if i % world == rank
-    ]  # evaluation's split (run.DataParallel)
+    mine = [i for i in range(len(prompts)) if i % world == rank]  # evaluation's split (run.DataParallel)
     s = generate.Sampling(n=2, temperature=1.0, max_new_tokens=12, seed=7)
     gens = generate.generate_vllm(model_dir, [prompts[i] for i in mine], s, tokenizer=tok, keys=mine)
     generate.release_vllm()
