@@ -15,6 +15,7 @@ and every reward built for a cell with that `grader`, against the cases with tha
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 from collections.abc import Mapping, Sequence
@@ -99,7 +100,7 @@ def _inline() -> dict[str, dict[str, float | None]]:
 
 def cases(names: Sequence[str], grader: str = "math_verify") -> list[Any]:
     """The grader's suite cases, each with its expectations for `names` (rewards and compositions)."""
-    from .verify_suite import SuiteCase, cases_for, with_expectations
+    from .verify_suite import cases_for, with_expectations
 
     out = []
     for case in with_expectations(_inline(), cases_for(grader)):
@@ -109,15 +110,18 @@ def cases(names: Sequence[str], grader: str = "math_verify") -> list[Any]:
                 v = _expected(parse(name), case.expected)
                 if v != _SKIP:
                     exp[name] = v
-        out.append(SuiteCase(case.id, case.response, case.gold, exp, case.tags, case.note))
+        out.append(dataclasses.replace(case, expected=exp))
     return out
 
 
 def checker(name: str, grader: str = "math_verify"):
     fn = build(name, resolve_params(parse(name), {}), RewardContext(seed=0, grader=grader))
 
-    def check(responses: list[str], golds: list[str]) -> list[float | None]:
-        return fn(responses, answer=golds, prompts=[""] * len(responses))
+    def check(responses: list[str], golds: list[str], stats: list[Any] | None = None) -> list[float | None]:
+        # a case's per-token statistics reach the reward as the trainer passes them: one list per completion
+        names = sorted({k for st in stats or () for k in st})
+        columns = {k: [list(st.get(k, ())) for st in stats or ()] for k in names}
+        return fn(responses, answer=golds, prompts=[""] * len(responses), **columns)
 
     return check
 

@@ -31,7 +31,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from .registry import UNSCORED, RewardContext, register
+from .registry import SUITE, RewardContext, register
 
 LOGP = "token_logp"
 ENTROPY = "token_entropy"
@@ -86,7 +86,7 @@ def check_entropy(params: dict[str, Any]) -> None:
 @register(
     "entropy",
     spurious=True,
-    expected=UNSCORED,
+    expected=SUITE,
     params={"level": "token", "aggregate": "mean"},
     check=check_entropy,
     description="minus the response's entropy under the policy (RENT; level token: -agg H(p_t), "
@@ -120,7 +120,7 @@ def entropy_reward(params: dict[str, Any], ctx: RewardContext):
 @register(
     "self_certainty",
     spurious=True,
-    expected=UNSCORED,
+    expected=SUITE,
     description="the mean over the response of KL(uniform || p_t) (Intuitor / RLIF)",
 )
 def self_certainty_reward(params: dict[str, Any], ctx: RewardContext):

@@ -50,8 +50,9 @@ __all__ = [
     "with_expectations",
 ]
 
-#: a checker scores a batch: (responses, gold answers) -> one float (or None = ungradable) per response
-Checker = Callable[[list[str], list[str]], list[float | None]]
+#: a checker scores a batch: (responses, gold answers) -> one float (or None = ungradable) per response; a
+#: checker of per-token statistics (an intrinsic reward) also takes `stats=`, one mapping per case
+Checker = Callable[..., list[float | None]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class SuiteCase:
     expected: Mapping[str, float | None]
     tags: tuple[str, ...] = ()
     note: str = ""
+    #: the policy's per-token statistics on the response, for rewards that read them (intrinsic rewards:
+    #: token_logp, token_entropy, token_self_certainty, one value per response token); empty otherwise
+    stats: Mapping[str, tuple[float, ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -74,16 +78,44 @@ SUITE_FILE = "verify_suite.yaml"  # package data beside this module
 _WHERE = f"spurisweep/rewards/{SUITE_FILE}"  # how errors name it
 
 
-def _value(where: str, value: Any) -> float | None:
+def _value(where: str, value: Any, scores: bool = False) -> float | None:
+    """1.0, 0.0 or null; with `scores` (a case with per-token statistics: an intrinsic reward's value) any
+    finite number or null."""
     if value is None or (not isinstance(value, bool) and value in (0, 1)):
         return None if value is None else float(value)
-    raise ConfigError(f"must be 1.0, 0.0 or null, got {value!r}", file=_WHERE, field=where)
+    if scores and isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    what = "a finite number or null" if scores else "1.0, 0.0 or null"
+    raise ConfigError(f"must be {what}, got {value!r}", file=_WHERE, field=where)
 
 
-def _expectations(where: str, raw: Any) -> dict[str, float | None]:
+def _expectations(where: str, raw: Any, scores: bool = False) -> dict[str, float | None]:
     if not isinstance(raw, dict) or not all(isinstance(k, str) for k in raw):
         raise ConfigError("must map checker names to 1.0, 0.0 or null", file=_WHERE, field=where)
-    return {k: _value(f"{where}.{k}", v) for k, v in raw.items()}
+    return {k: _value(f"{where}.{k}", v, scores) for k, v in raw.items()}
+
+
+def _stats(where: str, raw: Any) -> dict[str, tuple[float, ...]]:
+    """A case's per-token statistics: known names, lists of finite numbers, one length (the tokens)."""
+    from .intrinsic import TOKEN_STATS
+
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"must map {', '.join(TOKEN_STATS)} to lists of numbers", file=_WHERE, field=where)
+    out = {}
+    for name, values in raw.items():
+        if name not in TOKEN_STATS:
+            raise ConfigError(
+                f"unknown statistic {name!r}; known: {', '.join(TOKEN_STATS)}", file=_WHERE, field=where
+            )
+        ok = isinstance(values, list) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        )
+        if not ok:
+            raise ConfigError("must be a list of finite numbers", file=_WHERE, field=f"{where}.{name}")
+        out[name] = tuple(float(v) for v in values)
+    if len({len(v) for v in out.values()}) > 1:
+        raise ConfigError("every statistic needs one value per response token", file=_WHERE, field=where)
+    return out
 
 
 def _suite_case(i: int, raw: Any) -> SuiteCase:
@@ -93,12 +125,19 @@ def _suite_case(i: int, raw: Any) -> SuiteCase:
     for key in ("id", "response", "gold"):
         if not isinstance(raw.get(key), str):
             raise ConfigError("missing, or not text", file=_WHERE, field=f"{where}.{key}")
-    unknown = set(raw) - {"id", "response", "gold", "expected", "tags", "note"}
+    unknown = set(raw) - {"id", "response", "gold", "expected", "tags", "note", "stats"}
     if unknown:
         raise ConfigError(f"unknown key {sorted(unknown)[0]!r}", file=_WHERE, field=where)
-    expected = _expectations(f"{where}.expected", raw.get("expected"))
+    stats = _stats(f"{where}.stats", raw["stats"]) if "stats" in raw else {}
+    expected = _expectations(f"{where}.expected", raw.get("expected"), scores=bool(stats))
     return SuiteCase(
-        raw["id"], raw["response"], raw["gold"], expected, tuple(raw.get("tags") or ()), raw.get("note", "")
+        raw["id"],
+        raw["response"],
+        raw["gold"],
+        expected,
+        tuple(raw.get("tags") or ()),
+        raw.get("note", ""),
+        stats,
     )
 
 
@@ -257,7 +296,8 @@ def run_suite(
             continue
         error = None
         try:
-            got = list(check([c.response for c in mine], [c.gold for c in mine]))
+            extra = {"stats": [c.stats for c in mine]} if any(c.stats for c in mine) else {}
+            got = list(check([c.response for c in mine], [c.gold for c in mine], **extra))
             if len(got) != len(mine):
                 raise ValueError(f"checker returned {len(got)} values for {len(mine)} cases")
         except Exception as exc:  # report, don't crash the suite

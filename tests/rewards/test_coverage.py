@@ -67,7 +67,11 @@ def test_the_suite_is_the_data_file():
     from spurisweep.rewards.verify_suite import CASES, GRADER_EXPECTED, load_suite
 
     ids = [c.id for c in CASES]
-    assert len(ids) == len(set(ids)) >= 60 and ids[-2:] == ["norep/looping", "norep/plain"]
+    assert len(ids) == len(set(ids)) >= 60 and {"norep/looping", "norep/plain"} <= set(ids)
+    stats = next(c for c in CASES if c.id == "intrinsic/wrong_answer_sure").stats
+    assert stats["token_self_certainty"] == (9.0, 11.0) and all(
+        not c.stats for c in CASES if c.id < "intrinsic"
+    )
     assert set(GRADER_EXPECTED) == set(coverage.GRADERS)
     long_box = next(c for c in CASES if c.id == "bad/too_long_box")
     assert (
@@ -98,6 +102,22 @@ def test_the_suite_is_the_data_file():
             "spurisweep/rewards/verify_suite.yaml: cases[1].id: duplicate case id 'a'",
         ),
         ("cases: [\n", "spurisweep/rewards/verify_suite.yaml: not valid YAML"),
+        (
+            "cases:\n- {id: a, response: r, gold: '1', stats: {token_entropy: [0.1, nan]}, expected: {}}\n",
+            "spurisweep/rewards/verify_suite.yaml: cases[0].stats.token_entropy: must be a list of finite numbers",
+        ),
+        (
+            "cases:\n- {id: a, response: r, gold: '1', stats: {token_heat: [0.1]}, expected: {}}\n",
+            "spurisweep/rewards/verify_suite.yaml: cases[0].stats: unknown statistic 'token_heat'",
+        ),
+        (
+            "cases:\n- {id: a, response: r, gold: '1', stats: {token_entropy: [1], token_logp: []}, expected: {}}\n",
+            "spurisweep/rewards/verify_suite.yaml: cases[0].stats: every statistic needs one value per response token",
+        ),
+        (
+            "cases:\n- {id: a, response: r, gold: '1', stats: {token_entropy: [1]}, expected: {entropy: inf}}\n",
+            "spurisweep/rewards/verify_suite.yaml: cases[0].expected.entropy: must be a finite number or null",
+        ),
     ],
 )
 def test_a_malformed_suite_file_names_the_field(text, message):
@@ -119,6 +139,26 @@ def test_compositions_and_mixtures_derive_their_expectations():
     exp = {c.id: c.expected for c in coverage.cases([mix])}
     assert exp["good/boxed_int"][mix] == 0.5 and exp["good/python_code_block"][mix] == 1.0
     assert mix not in exp["good/fbox"]  # format has no expectation there, so neither has the mixture
+
+
+def test_intrinsic_rewards_are_graded_on_the_suites_per_token_cases(monkeypatch):
+    """entropy and self_certainty are scored by verify-rewards on cases carrying hand-written per-token
+    statistics (passed as the trainer passes them); a reward that reads the wrong statistic fails there."""
+    result = coverage.verify(["entropy", "self_certainty"])
+    assert result.failures == []
+    assert result.counts["entropy"] == result.counts["self_certainty"] == (3, 3)
+    good = rewards.REGISTRY["entropy"]
+
+    def wrong(params, ctx):  # RENT with the sampled token's log-probability instead of the entropy
+        inner = good.factory({**params, "level": "sequence"}, ctx)
+        return lambda completions, **kw: [None if v is None else -v for v in inner(completions, **kw)]
+
+    monkeypatch.setitem(rewards.REGISTRY, "entropy", dataclasses.replace(good, factory=wrong))
+    result = coverage.verify(["entropy"])
+    assert {f.case_id for f in result.failures} == {
+        "intrinsic/right_answer_unsure",
+        "intrinsic/wrong_answer_sure",
+    }
 
 
 def test_a_broken_reward_is_caught(monkeypatch):

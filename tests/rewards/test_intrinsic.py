@@ -123,9 +123,14 @@ def test_bad_parameters_name_the_reward_and_the_valid_values():
         rewards.resolve_params(rewards.parse("entropy"), {"entropy": {"aggregate": "max"}})
 
 
-def test_registered_as_spurious_and_unscored_on_the_text_suite():
-    """They read no answer (spurious in the paper's sense), and their value is not a function of the
-    response text (verify-rewards' suite), so nothing is expected of them case by case."""
+def test_registered_as_spurious_and_scored_on_the_suites_per_token_cases():
+    """They read no answer (spurious in the paper's sense); their value is not a function of the response
+    text, so verify-rewards scores them on the suite's cases that carry per-token statistics."""
+    from spurisweep.rewards.verify_suite import CASES
+
     for name in ("entropy", "self_certainty"):
         d = rewards.REGISTRY[name]
-        assert d.spurious is True and d.expected == rewards.UNSCORED and d.data == "train"
+        assert d.spurious is True and d.expected == "suite" and d.data == "train"
+        assert (
+            all(c.stats for c in CASES if name in c.expected) and sum(name in c.expected for c in CASES) == 3
+        )
