@@ -154,7 +154,14 @@ def run(
     # TRL's rules for the cells this run would submit, before anything is claimed or queued (a sweep with
     # nothing left to submit never imports TRL); a dry run previews, as `plan` does: setups this
     # installation validated before are not validated again (the real run validates every one afresh)
-    validated = _validate_pending(cells, results, sweep_file, retry_failed=retry_failed, cached=dry_run)
+    validated = _validate_pending(
+        cells,
+        results,
+        sweep_file,
+        retry_failed=retry_failed,
+        cached=dry_run,
+        here=executor in ("local", "debug"),
+    )
 
     def say_claims(cleared, verb: str) -> None:
         for cell, why in cleared:
@@ -302,16 +309,49 @@ class _Progress:
 
 
 def _validate_pending(
-    cells, results: Path, sweep_file: Path, *, retry_failed: bool, cached: bool
+    cells, results: Path, sweep_file: Path, *, retry_failed: bool, cached: bool, here: bool = False
 ) -> set[str]:
-    """TRL's cross-field rules for the cells a run would submit now (read-only: nothing is claimed); the
-    ids of the cells checked."""
+    """TRL's cross-field rules for the cells a run would submit now (read-only: nothing is claimed), and,
+    for cells that run on this machine (`here`), that what they download can be reached; the ids of the
+    cells checked."""
     from .. import launch
 
     pending = launch.plan_submission(cells, results, retry_failed=retry_failed)[0].to_submit
+    if pending and here:
+        _check_reachable(pending, sweep_file)
     if pending:
         _validate(pending, sweep_file, cached=cached)
     return {c.id for c in pending}
+
+
+def _check_reachable(cells, sweep_file: Path) -> None:
+    """Cells of a local or debug run must find their hub models, training sets and benchmarks here or on
+    the hub: offline, one line naming each missing one before anything is claimed (not a failed job per
+    cell after the libraries' retries). A cluster's nodes may see what the login node does not: a slurm run
+    is not checked."""
+    from ..errors import ConfigError, DataError
+    from ..evaluation import reach
+    from ..models import families
+
+    models, sets, benches = [], [], []
+    for c in cells:
+        cfg = c.config
+        fam = families.get(cfg.model)
+        if cfg.model_path or fam.builder is None:
+            models.append(cfg.model_path or fam.hub_id)
+        if cfg.data.train.startswith("benchmark:"):
+            benches.append((cfg.data.train.split(":", 1)[1], None))
+        else:
+            sets.append(cfg.data.train)
+        for b in cfg.eval.benchmarks:
+            over = cfg.eval.protocols.get(b)
+            benches.append((b, getattr(over, "path", None)))
+    try:
+        reach.check(
+            models=dict.fromkeys(models), benchmarks=dict.fromkeys(benches), datasets=dict.fromkeys(sets)
+        )
+    except DataError as exc:
+        raise ConfigError(f"{exc} (the cells run on this machine)", file=str(sweep_file)) from None
 
 
 def _validate(cells, sweep_file: Path, *, cached: bool) -> None:

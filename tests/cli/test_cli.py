@@ -179,3 +179,29 @@ def test_bad_report_options_exit_2(tmp_path):
 def test_unknown_executor_exits_2():
     proc = cli("run", "sweeps/smoke.yaml", "--executor", "kubernetes", "--dry-run")
     assert proc.returncode == 2 and "valid: local, debug, slurm" in proc.stderr
+
+
+def test_a_local_run_that_must_download_offline_says_so_before_submitting(tmp_path):
+    """A local run of cells whose hub model, training set and benchmark are not on this machine, with the
+    hub unreachable: exit 2 with one line naming each, before anything is claimed or submitted (not one
+    failed job per cell after the libraries' retries). A dry run says the same."""
+    sweep = tmp_path / "hub.yaml"
+    sweep.write_text(
+        "name: hub\npreset: smoke\ngrid: {model: [qwen2.5-math-1.5b]}\nsettings: {eval: {benchmarks: [aime24]}}\n"
+    )
+    results = tmp_path / "results"
+    (tmp_path / "no-data").mkdir()  # a data folder without aime24.json: the benchmark must come from the hub
+    env = {
+        "HF_HUB_OFFLINE": "1",
+        "SPURISWEEP_DATA_DIR": str(tmp_path / "no-data"),
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    for extra in ([], ["--dry-run"]):
+        proc = cli("run", str(sweep), "--executor", "local", "--results", str(results), *extra, env=env)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        lines = [x for x in proc.stderr.splitlines() if x.strip()]
+        assert len(lines) == 1 and "HF_HUB_OFFLINE is set" in lines[0] and str(sweep) in lines[0]
+        for need in ("model Qwen/Qwen2.5-Math-1.5B", "benchmark aime24"):
+            assert need in lines[0]
+        assert "builtin:arith" not in lines[0]  # the smoke preset's training set is built in: not named
+    assert not results.exists() or not any(results.rglob("config.json"))
