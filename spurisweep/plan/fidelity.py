@@ -334,19 +334,8 @@ def _template_switches(t: families.Template) -> str:
     return f"BOS {'yes' if t.add_bos else 'no'}; stop {stop}; answer tag {'yes' if t.answer_tag else 'no'}"
 
 
-# the rewards the official code implements (RESEARCH.md); later studies' rewards have no official number
-OFFICIAL_REWARDS = frozenset(
-    {
-        "ground_truth",
-        "majority_vote",
-        "incorrect_label",
-        "one_shot",
-        "random",
-        "format",
-        "python",
-        "no_repetition",
-    }
-)
+# the rewards the official code implements (the recipe file); later studies' rewards have no official number
+OFFICIAL_REWARDS = frozenset(_OFFICIAL["rewards"])
 
 
 def _reward(cfg: CellConfig) -> list[Difference]:

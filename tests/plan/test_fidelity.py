@@ -88,6 +88,7 @@ def test_fidelitys_reference_is_the_recipe_file_and_not_the_live_preset(tmp_path
     )
     assert fidelity.OFFICIAL_LABEL_TOKENS == recipe["official"]["data"]["label_max_new_tokens"]
     assert fidelity.OFFICIAL_PAPER_BENCHMARKS == tuple(recipe["preset"]["eval"]["benchmarks"])
+    assert fidelity.OFFICIAL_REWARDS == set(recipe["official"]["rewards"]) >= {"random", "ground_truth"}
     moved = copy.deepcopy(presets.PRESETS["paper"])
     moved["train"]["learning_rate"] = 1e-6
     monkeypatch.setitem(presets.PRESETS, "paper", moved)
