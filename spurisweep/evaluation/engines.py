@@ -1,13 +1,11 @@
-"""Data-parallel vLLM generation for labels: one engine per GPU of the job, each in a process of its own.
+"""Data-parallel vLLM generation: one engine per GPU, each in a process of its own (evaluation.run's `Engines`).
 
-labels.make_labels samples every training prompt N times (40k prompts x 64 on the paper's scale); one
-engine uses one GPU of a label job that holds several. Here the prompts are dealt round-robin (prompt i to
-engine i % n), each engine's process generates its share with every prompt keyed by its index in the whole
-set (its requests seeded by generate.request_seed(seed, index)), so a prompt's samples do not depend on
-the split: they are those one engine draws for it. The worker then applies a per-prompt reduction where
-the samples are (labels' vote, so the grading runs in n processes and only the votes travel back) and
-returns its results with the indices it made; the parent merges them in prompt order (`merge`), checking
-that every prompt came back once. The parent holds no engine; each worker releases its own before it
+A job that `run` places on `Engines(n)` (an evaluation, majority-vote labels, a probe: run.Job) is sent to n
+processes; process r runs the job's share r of n (`share_of`: items r, r + n, ...; each item's samples
+keyed by its index in the whole job, so they do not depend on the split: they are those one engine draws),
+with whatever reduction the job makes where the samples are (labels vote there, so the grading runs in n
+processes and only the votes travel back). The parent merges the shares in item order (`merge`, checking
+that every item came back once). The parent holds no engine; each worker releases its own before it
 returns, and its process ends with the pool.
 
 Each engine is a `concurrent.futures.ProcessPoolExecutor` of one spawned process (spawn: nothing of the
@@ -30,7 +28,6 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..distributed import gpu_names as visible_gpus  # the GPUs children may be given
@@ -41,43 +38,16 @@ log = logging.getLogger(__name__)
 ENGINES_ENV = "SPURISWEEP_LABEL_ENGINES"
 
 T = TypeVar("T")
-#: reduces one prompt's generations to what travels back: (the prompt's extra, its list[Generation])
-Reduce = Callable[[Any, list[Any]], Any]
-
-
-@dataclass(frozen=True)
-class ShareJob:
-    """What one engine's process is sent: its prompts, their indices in the whole set (their sampling
-    keys), one extra per prompt for `reduce` (a labels row's problem), and where to run."""
-
-    engine: int
-    device: str | None  # the CUDA_VISIBLE_DEVICES its process gets; None on vLLM's CPU build
-    source: str
-    indices: list[int]
-    prompts: list[str]
-    extras: list[Any]
-    sampling: Any  # generate.Sampling
-    reduce: Reduce
-
-
-@dataclass(frozen=True)
-class Share:
-    """What one engine's process sends back: its prompts' indices and their reduced results, in order."""
-
-    engine: int
-    device: str | None
-    indices: list[int]
-    results: list[Any]
-    seconds: float
+J = TypeVar("J")
 
 
 # ---------------------------------------------------------------------------------------------- the split
-def deal(n: int, engines: int) -> list[list[int]]:
-    """The prompt indices each engine generates: prompt i to engine i % engines; never an empty share (fewer
-    prompts than engines: fewer engines)."""
-    if engines < 1:
-        raise ValueError(f"engines must be at least 1, not {engines}")
-    return [list(range(e, n, engines)) for e in range(min(engines, n))]
+def share_of(n: int, rank: int, world: int) -> list[int]:
+    """The items of n that process `rank` of `world` makes: rank, rank + world, ... (round-robin, so every
+    share holds items from the whole range, easy and hard alike)."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is outside 0..{world - 1}")
+    return list(range(rank, n, world))
 
 
 def merge(n: int, shares: Sequence[tuple[Sequence[int], Sequence[T]]]) -> list[T]:
@@ -153,85 +123,51 @@ def pin(device: str | None) -> None:
         os.environ["CUDA_VISIBLE_DEVICES"] = device
 
 
-def run_share(job: ShareJob) -> Share:
-    """One engine's share, in its own process: generate (keys = the prompts' global indices), release the
-    engine, reduce each prompt's generations."""
-    from transformers import AutoTokenizer
-
-    from . import generate
-
-    t0 = time.time()
-    tok = AutoTokenizer.from_pretrained(job.source)
-    try:
-        gens = generate.generate_vllm(job.source, job.prompts, job.sampling, tokenizer=tok, keys=job.indices)
-    finally:
-        generate.release_vllm()
-    results = [job.reduce(x, g) for x, g in zip(job.extras, gens, strict=True)]
-    return Share(job.engine, job.device, job.indices, results, round(time.time() - t0, 1))
-
-
 # ---------------------------------------------------------------------------------------------- the parent
-def generate_shares(
-    source: str,
-    prompts: list[str],
-    sampling: Any,
+def in_processes(
+    work: Callable[[J, int, int], T],
+    job: J,
+    count: int,
     *,
-    engines: int,
-    reduce: Reduce,
-    extras: Sequence[Any],
-    progress: Callable[[int], None] | None = None,
     devices: Sequence[str | None] | None = None,
-    worker: Callable[[ShareJob], Share] = run_share,
-) -> list[Share]:
-    """Every prompt's reduced generations, from `engines` engines in processes of their own (the Shares,
-    one per engine, in engine order; `merge` puts their results in prompt order). `reduce`, `extras` and
-    `worker` must pickle (module-level functions, or functools.partial of one). `devices`: each engine
-    process's CUDA_VISIBLE_DEVICES (default: the visible GPUs in order; None each on vLLM's CPU build)."""
+    progress: Callable[[T], None] | None = None,
+) -> list[T]:
+    """`work(job, rank, count)` for every rank, each in a spawned process of its own pinned to its device
+    (default: the visible GPUs in order; None each on vLLM's CPU build), before anything there starts CUDA.
+    Returns the results in rank order; `progress` gets each one as it comes back. The first failure stops
+    the others and raises. `work` and `job` must pickle (a module-level function; a dataclass)."""
     import multiprocessing
 
-    shares = deal(len(prompts), engines)
-    devs = list(devices) if devices is not None else engine_devices(len(shares))
-    if len(devs) < len(shares):
-        raise ConfigError(f"{len(shares)} label engines but {len(devs)} devices for them")
-    jobs = [
-        ShareJob(
-            engine=e,
-            device=devs[e],
-            source=source,
-            indices=idx,
-            prompts=[prompts[i] for i in idx],
-            extras=[extras[i] for i in idx],
-            sampling=sampling,
-            reduce=reduce,
-        )
-        for e, idx in enumerate(shares)
-    ]
+    devs = list(devices) if devices is not None else engine_devices(count)
+    if len(devs) < count:
+        raise ConfigError(f"{count} vLLM engines but {len(devs)} devices for them")
     ctx = multiprocessing.get_context("spawn")
     with ExitStack() as stack:
-        pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=pin, initargs=(j.device,)) for j in jobs]
+        pools = [
+            ProcessPoolExecutor(1, mp_context=ctx, initializer=pin, initargs=(devs[r],)) for r in range(count)
+        ]
         for pool in pools:
             stack.callback(pool.shutdown)
-        futures = [pool.submit(worker, job) for pool, job in zip(pools, jobs, strict=True)]
+        t0 = time.time()
+        futures = [pool.submit(work, job, r, count) for r, pool in enumerate(pools)]
         try:
-            _wait_all(futures, progress)
+            _wait_all(futures, progress, t0)
         except BaseException:
             stop(pools)
             raise
         return [f.result() for f in futures]
 
 
-def _wait_all(futures: list[Future], progress: Callable[[int], None] | None) -> None:
-    """Until every share is back (progress gets each one's prompt count); the first failure raises."""
+def _wait_all(futures: list[Future], progress: Callable[[Any], None] | None, t0: float) -> None:
+    """Until every share is back (`progress` gets each); the first failure raises."""
     todo = set(futures)
     while todo:
         done, todo = wait(todo, return_when=FIRST_COMPLETED)
         for f in done:
-            share = f.result()  # a worker's exception (BrokenProcessPool if its process died) raises here
-            log.info(
-                "labels: engine %d made %d prompts in %.0f s", share.engine, len(share.indices), share.seconds
-            )
+            result = f.result()  # a worker's exception (BrokenProcessPool if its process died) raises here
+            log.info("engine %d of %d done after %.0f s", futures.index(f), len(futures), time.time() - t0)
             if progress is not None:
-                progress(len(share.indices))
+                progress(result)
 
 
 def stop(pools: list[ProcessPoolExecutor]) -> None:

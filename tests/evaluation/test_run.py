@@ -12,6 +12,7 @@ import json
 import math
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -430,6 +431,65 @@ def test_single_and_data_parallel_placements_write_the_same_rows(tiny, tmp_path)
     assert metas[0]["summary"] == one["summary"] and metas[0]["step"] == one["step"] == 0
     assert len({r["response"] for r in rows}) > 1  # really sampled
     assert not (tmp_path / "two" / ".shards").exists()
+
+
+def _other_job(kind: str, tiny, folder: Path, placement=evaluate.SINGLE):
+    """A job of the other kinds run(job) runs: the tiny model's probe of arith at two fractions, or its
+    majority-vote labels of 6 arith prompts (4 samples each, temperature 1)."""
+    from spurisweep.evaluation import labels, probe_run
+
+    model, tok = tiny
+    weights = evaluate.Weights(families.model_source("tiny"), model=model, tokenizer=tok, batch_size=3)
+    if kind == "labels":
+        spec = labels.LabelSpec("tiny", None, "builtin:arith", limit=6, samples=4, max_new_tokens=8, seed=1)
+        return labels.LabelJob(spec, folder / "labels.jsonl", weights, placement)
+    settings = EvalSettings(protocols={"arith": ProtocolOverride(limit=4)})
+    protos = tuple(
+        probe_run.protocols(["arith"], [0.4, 0.6], template="chat", settings=settings, max_new_tokens=8)
+    )
+    ids = tuple(probe_run.probe_id("tiny", None, None, p) for p in protos)
+    ident = {"model": "tiny", "model_path": None, "checkpoint": None}
+    return probe_run.ProbeJob(protos, ids, ident, folder, 0, weights, placement)
+
+
+def _files(folder: Path) -> dict[str, list]:
+    return {f.name: artifacts.read_jsonl(f) for f in sorted(folder.glob("*.jsonl"))}
+
+
+@pytest.mark.parametrize("kind", ["probe", "labels"])
+def test_probes_and_labels_are_jobs_that_run_on_any_placement(kind, tiny, tmp_path):
+    """The probe and the labels go through run(job) like an evaluation: on two data-parallel ranks (threads
+    standing in for processes, a real barrier) they write the rows one process writes, and a second run
+    reads them back without generating."""
+    import threading
+
+    one = evaluate.run(_other_job(kind, tiny, tmp_path / "one"))
+    barrier = threading.Barrier(2)
+    out: list = [None, None]
+
+    def rank(r: int) -> None:
+        where = evaluate.DataParallel(r, 2, barrier.wait)
+        out[r] = evaluate.run(_other_job(kind, tiny, tmp_path / "two", where))
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert out[1] is None and out[0] is not None
+    rows = _files(tmp_path / "one")
+    assert rows and _files(tmp_path / "two") == rows
+    assert not (tmp_path / "two" / ".shards").exists()
+    if kind == "labels":
+        metas = [artifacts.read_json(tmp_path / d / "labels.json") for d in ("one", "two")]
+        assert metas[0]["samples_sha256"] == metas[1]["samples_sha256"]
+        assert len({r["answer"] for r in rows["labels.jsonl"]}) > 1  # really sampled and voted
+    else:
+        assert [m["summary"] for m in out[0]] == [m["summary"] for m in one]
+        assert [m["fraction"] for m in one] == [0.4, 0.6]
+    again = _other_job(kind, tiny, tmp_path / "one")
+    assert again.stored()
+    assert evaluate.run(replace(again, weights=evaluate.Weights("/not/loaded"))) == one  # read, not generated
 
 
 def test_a_colocated_placement_generates_on_the_engine_it_is_given(tiny, tmp_path, monkeypatch):
