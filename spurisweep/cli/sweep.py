@@ -7,7 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -34,6 +34,9 @@ from .common import (
     summary,
     sweep_given,
 )
+
+if TYPE_CHECKING:
+    from ..launch import Plan, Prepared, Preview
 
 
 @app.command(epilog=exit_codes("plan"))
@@ -144,104 +147,18 @@ def run(
     """Submit every cell of a sweep that is not done, queued or running; then ingest the results."""
     artifacts.check_results(results, write=not dry_run)
     sweep_file = sweep_file_of(sweep, sweep_option, results)
-    from .. import launch, store
-    from ..plan import node as resources
+    from .. import launch
 
     backend = launch.get_backend(executor, field="--executor")
     sweep_, cells = load_sweep(sweep_file, check_trl=False)
-    backend.check(cells, file=str(sweep_file))  # e.g. several nodes on an executor of this machine only
-    resources.check_cells(cells, file=str(sweep_file))  # node shape and GPU memory, before anything is queued
-    # TRL's rules for the cells this run would submit, before anything is claimed or queued (a sweep with
-    # nothing left to submit never imports TRL); a dry run previews, as `plan` does: setups this
-    # installation validated before are not validated again (the real run validates every one afresh)
-    validated = _validate_pending(
-        cells,
-        results,
-        sweep_file,
-        retry_failed=retry_failed,
-        cached=dry_run,
-        here=executor in ("local", "debug"),
+    # the checks before anything is claimed or queued: TRL's rules only for the cells this run would submit
+    # (a sweep with nothing left to submit never imports TRL), a dry run as `plan` does (launch/sweep.py)
+    ready = launch.prepare(
+        sweep_.name, sweep_file, cells, results, backend=backend, retry_failed=retry_failed, dry_run=dry_run
     )
-
-    def say_claims(cleared, verb: str) -> None:
-        for cell, why in cleared:
-            err.print(
-                f"{verb} a claim on cell {cell.id} ({cell.label}): {why}", markup=False, highlight=False
-            )
-
     if dry_run:
-        plan_, states = launch.plan_submission(cells, results, retry_failed=retry_failed)
-        say_claims(plan_.cleared, "would clear")
-        chosen = {c.id for c in plan_.to_submit}
-        skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
-        print_states(
-            [s for s in states if s.cell.id in chosen],
-            f"would submit {len(plan_.to_submit)} of {len(cells)} cells ({executor})",
-            show_error=False,
-        )
-        labels = launch.pending_labels(plan_.to_submit, results, backend)
-        for line in backend.describe(plan_.to_submit, labels):
-            console.print(line)
-        console.print(f"skipped: {skipped or 'none'}")
+        _show_preview(launch.preview(ready), len(cells), executor)
         return
-
-    def submit_and_report() -> None:
-        # under the sweep's lock, the chosen cells claimed: a second `run` leaves them alone
-        plan_, _ = launch.plan_and_claim(cells, results, retry_failed=retry_failed)
-        late = [c for c in plan_.to_submit if c.id not in validated]  # freed since the check above
-        if late:
-            _validate(late, sweep_file, cached=True)
-        say_claims(plan_.cleared, "cleared")
-        skipped = ", ".join(f"{len(v)} {k}" for k, v in plan_.skipped.items())
-        launch.write_manifest(sweep_.name, str(sweep_file.resolve()), cells, results)
-        if not plan_.to_submit:
-            console.print(f"nothing to submit ({skipped}).")
-        else:
-            console.print(
-                f"submitting {len(plan_.to_submit)} of {len(cells)} cells via {executor}"
-                + (f" (skipped: {skipped})" if skipped else "")
-            )
-            with _Progress(len(plan_.to_submit)) as prog:
-                launch.submit(
-                    plan_.to_submit,
-                    results,
-                    executor=executor,
-                    max_parallel=max_parallel,
-                    on_update=prog.update,
-                    wait=wait,
-                    claimed=True,
-                )
-        counts = store.ingest(results)
-        final = launch.states(cells, results)
-        console.print(
-            summary(final) + f"; ingested {counts['cells']} new cell(s) into {store.db_path(results)}"
-        )
-        for s in final:  # claimed by another live `run`, which submits them
-            if s.state == "submitting":
-                err.print(
-                    f"submitting {s.cell.id} ({s.cell.label}): {s.error}", markup=False, highlight=False
-                )
-        bad = [s for s in final if s.state in ("failed", "killed")]
-        for s in bad:
-            err.print(f"[red]{s.state}[/] {s.cell.id} ({s.cell.label}): {s.error or 'see ' + str(s.dir)}")
-        if bad:
-            raise typer.Exit(1)
-
-    def detached(text: str) -> None:
-        # after a hang-up the terminal is gone (EIO), after Ctrl-C in a pipeline its reader may be (EPIPE):
-        # what cannot be written goes to /dev/null, so that exiting does not fail on it
-        try:
-            err.print(text, markup=False, highlight=False)
-            sys.stderr.flush()
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            for fd in (1, 2):
-                try:
-                    os.dup2(devnull, fd)
-                except OSError:
-                    pass
-            os.close(devnull)
 
     # Ctrl-C, a closed terminal (SIGHUP) or a kill (SIGTERM) from here on: this controller detaches with
     # 128 + the signal; the jobs run on (local ones in sessions of their own: launch/local.py), and a later
@@ -250,7 +167,7 @@ def run(
 
     try:
         with detachable():
-            submit_and_report()
+            _submit_and_report(ready, executor=executor, max_parallel=max_parallel, wait=wait)
     except (Detached, OSError, SystemExit) as exc:
         # an error while unwinding from the signal (the progress bar drawn once more on a terminal that is
         # gone, or into a pipe whose reader Ctrl-C killed: rich exits 1 on a broken pipe) is its doing too
@@ -261,27 +178,106 @@ def run(
             raise
         text = f"detached ({signal_.name}): jobs keep running; `spurisweep status` follows them."
         try:  # cells this controller claimed and had not started yet (--max-parallel, labels): pending now
-            mine = [
-                s
-                for s in launch.states(cells, results, live=False)
-                if s.state == "submitting"
-                and (artifacts.CellDir(s.dir).status().get("claim") or {}).get("pid") == os.getpid()
-            ]
+            mine = launch.unstarted_claims(cells, results)
         except Exception:  # a message only: never in the way of exiting
             mine = []
         if mine:
             text += f" {len(mine)} cell(s) not started yet are left pending: `spurisweep run` submits them."
-        detached(text)
+        _detached(text)
         raise typer.Exit(signal_.exit_code) from None
     except KeyboardInterrupt:  # not the main thread: no handlers of ours
-        detached("detached: jobs keep running; `spurisweep status` follows them.")
+        _detached("detached: jobs keep running; `spurisweep status` follows them.")
         raise typer.Exit(130) from None
 
 
-class _Progress:
-    """A live progress bar over cells plus a per-state count line."""
+def _say_claims(cleared, verb: str) -> None:
+    """Claims a plan takes over (stale ones, or with --retry-failed live ones of another host), one line each."""
+    for cell, why in cleared:
+        err.print(f"{verb} a claim on cell {cell.id} ({cell.label}): {why}", markup=False, highlight=False)
 
-    def __init__(self, total: int):
+
+def _skipped(plan: Plan) -> str:
+    return ", ".join(f"{len(v)} {k}" for k, v in plan.skipped.items())
+
+
+def _show_preview(preview: Preview, total: int, executor: str) -> None:
+    """run --dry-run: the claims it would clear, the cells it would submit, how, and what it skips."""
+    _say_claims(preview.plan.cleared, "would clear")
+    print_states(
+        preview.states,
+        f"would submit {len(preview.plan.to_submit)} of {total} cells ({executor})",
+        show_error=False,
+    )
+    for line in preview.lines:
+        console.print(line)
+    console.print(f"skipped: {_skipped(preview.plan) or 'none'}")
+
+
+def _submit_and_report(ready: Prepared, *, executor: str, max_parallel: int | None, wait: bool) -> None:
+    """The run (launch.run_sweep) drawn as it goes: the claims cleared, what is submitted with a progress
+    bar, then the summary and each cell that failed (exit 1)."""
+    from .. import launch
+
+    with _Progress() as prog:
+
+        def claimed(plan: Plan) -> None:
+            _say_claims(plan.cleared, "cleared")
+            skipped = _skipped(plan)
+            if not plan.to_submit:
+                console.print(f"nothing to submit ({skipped}).")
+                return
+            console.print(
+                f"submitting {len(plan.to_submit)} of {len(ready.cells)} cells via {executor}"
+                + (f" (skipped: {skipped})" if skipped else "")
+            )
+            prog.start(len(plan.to_submit))
+
+        outcome = launch.run_sweep(
+            ready,
+            max_parallel=max_parallel,
+            wait=wait,
+            on_claimed=claimed,
+            on_update=prog.update,
+            on_submitted=lambda _states: prog.stop(),
+        )
+    console.print(
+        summary(outcome.states)
+        + f"; ingested {outcome.ingested['cells']} new cell(s) into {outcome.database}"
+    )
+    for s in outcome.claimed_elsewhere:  # claimed by another live `run`, which submits them
+        err.print(f"submitting {s.cell.id} ({s.cell.label}): {s.error}", markup=False, highlight=False)
+    for s in outcome.bad:
+        err.print(f"[red]{s.state}[/] {s.cell.id} ({s.cell.label}): {s.error or 'see ' + str(s.dir)}")
+    if outcome.bad:
+        raise typer.Exit(1)
+
+
+def _detached(text: str) -> None:
+    """The detach message. After a hang-up the terminal is gone (EIO), after Ctrl-C in a pipeline its reader
+    may be (EPIPE): what cannot be written goes to /dev/null, so that exiting does not fail on it."""
+    try:
+        err.print(text, markup=False, highlight=False)
+        sys.stderr.flush()
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for fd in (1, 2):
+            try:
+                os.dup2(devnull, fd)
+            except OSError:
+                pass
+        os.close(devnull)
+
+
+class _Progress:
+    """A live progress bar over the cells being submitted plus a per-state count line: drawn from `start`
+    until `stop` (or the end of the `with` block, an exception's unwinding included)."""
+
+    def __init__(self):
+        self.progress = None
+        self.task = None
+
+    def start(self, total: int) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
         self.progress = Progress(
@@ -295,71 +291,24 @@ class _Progress:
             disable=not console.is_terminal and "CI" in os.environ,
         )
         self.task = self.progress.add_task("", total=total)
+        self.progress.__enter__()
+
+    def stop(self, *exc) -> None:
+        progress, self.progress = self.progress, None
+        if progress is not None:
+            progress.__exit__(*(exc or (None, None, None)))
 
     def __enter__(self):
-        self.progress.__enter__()
         return self
 
     def __exit__(self, *exc):
-        return self.progress.__exit__(*exc)
+        self.stop(*exc)
 
     def update(self, states) -> None:
+        if self.progress is None:
+            return
         finished = sum(s.state in ("done", "failed", "killed", "cancelled") for s in states)
         self.progress.update(self.task, completed=finished, description=summary(states))
-
-
-def _validate_pending(
-    cells, results: Path, sweep_file: Path, *, retry_failed: bool, cached: bool, here: bool = False
-) -> set[str]:
-    """TRL's cross-field rules for the cells a run would submit now (read-only: nothing is claimed), and,
-    for cells that run on this machine (`here`), that what they download can be reached; the ids of the
-    cells checked."""
-    from .. import launch
-
-    pending = launch.plan_submission(cells, results, retry_failed=retry_failed)[0].to_submit
-    if pending and here:
-        _check_reachable(pending, sweep_file)
-    if pending:
-        _validate(pending, sweep_file, cached=cached)
-    return {c.id for c in pending}
-
-
-def _check_reachable(cells, sweep_file: Path) -> None:
-    """Cells of a local or debug run must find their hub models, training sets and benchmarks here or on
-    the hub: offline, one line naming each missing one before anything is claimed (not a failed job per
-    cell after the libraries' retries). A cluster's nodes may see what the login node does not: a slurm run
-    is not checked."""
-    from ..errors import ConfigError, DataError
-    from ..evaluation import reach
-    from ..models import families
-
-    models, sets, benches = [], [], []
-    for c in cells:
-        cfg = c.config
-        fam = families.get(cfg.model)
-        if cfg.model_path or fam.builder is None:
-            models.append(cfg.model_path or fam.hub_id)
-        if cfg.data.train.startswith("benchmark:"):
-            benches.append((cfg.data.train.split(":", 1)[1], None))
-        else:
-            sets.append(cfg.data.train)
-        for b in cfg.eval.benchmarks:
-            over = cfg.eval.protocols.get(b)
-            benches.append((b, getattr(over, "path", None)))
-    try:
-        reach.check(
-            models=dict.fromkeys(models), benchmarks=dict.fromkeys(benches), datasets=dict.fromkeys(sets)
-        )
-    except DataError as exc:
-        raise ConfigError(f"{exc} (the cells run on this machine)", file=str(sweep_file)) from None
-
-
-def _validate(cells, sweep_file: Path, *, cached: bool) -> None:
-    from .. import versions  # TRL: only when something will be submitted
-    from ..plan import grpo
-
-    versions.check()  # a library outside the tested set: refused before anything is queued
-    grpo.validate_all(cells, file=str(sweep_file), cached=cached)
 
 
 @app.command(epilog=exit_codes("status"))

@@ -12,7 +12,8 @@ Modules: backend (the Backend interface and the registry of executors), local / 
 backend), job (what runs inside a job: a cell, or a label job), labeljob (labels made as their own job before the
 cells that train on them), state (cell states), submission (submit and cancel), claim (one run per cell: the
 submit lock, the controller's claims and the job's running lock; one folder per cell id, linked from every
-sweep that shares the cell).
+sweep that shares the cell), sweep (`run` as functions: prepare, preview, run_sweep; values the command
+renders).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .state import (
     watch,
 )
 from .submission import cancel, plan_and_claim, submit, write_cell_config, write_manifest
+from .sweep import Outcome, Prepared, Preview, prepare, preview, run_sweep, unstarted_claims
 
 __all__ = [
     "ACTIVE",
@@ -50,7 +52,10 @@ __all__ = [
     "LabelJob",
     "LabelState",
     "LabelTask",
+    "Outcome",
     "Plan",
+    "Prepared",
+    "Preview",
     "cancel",
     "cell_dir",
     "distributed_setup",
@@ -63,9 +68,13 @@ __all__ = [
     "pending_labels",
     "plan_and_claim",
     "plan_submission",
+    "prepare",
+    "preview",
     "read_state",
+    "run_sweep",
     "states",
     "submit",
+    "unstarted_claims",
     "watch",
     "write_cell_config",
     "write_manifest",

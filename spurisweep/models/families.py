@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from ..errors import ConfigError, DataError, suggest
 
@@ -176,14 +176,22 @@ def get(name: str) -> Family:
     return FAMILIES[name]
 
 
-def model_source(name: str, model_path: str | None = None) -> str:
-    """What to pass to from_pretrained: an explicit path/id, a built local folder, or the hub id."""
+@overload
+def model_source(name: str, model_path: str | None = None, *, build: Literal[True] = ...) -> str: ...
+@overload
+def model_source(name: str, model_path: str | None = None, *, build: bool) -> str | None: ...
+
+
+def model_source(name: str, model_path: str | None = None, *, build: bool = True) -> str | None:
+    """What to pass to from_pretrained: an explicit path/id, a built local folder, or the hub id.
+    `build=False`: what would be loaded, without building anything (a plan-side look, e.g. whether the hub
+    must be reached): None for a family built here (it needs nothing from outside), else the path or id."""
     if model_path:
         return model_path
     fam = get(name)
     if fam.builder is None:
         return fam.hub_id
-    return str(ensure_built(fam))
+    return str(ensure_built(fam)) if build else None
 
 
 def ensure_built(fam: Family) -> Path:
