@@ -3,8 +3,9 @@ sizes. Greedy decoding is deterministic in exact arithmetic, not on hardware: ba
 kernels' reduction order (and bf16 rounding), so some problems flip. A greedy delta smaller than this floor
 says nothing about training.
 
-`measure` generates both evaluations (transformers backend, in this process), compares them problem by
-problem (stats.noise_floor) and writes one record to results/_noise/<id>.json; `floors` reads them back for
+`measure` runs both evaluations (evaluation.run, transformers, in this process; stored under
+results/_noise/evals/, so a rerun reads them back), compares them problem by problem (stats.noise_floor)
+and writes one record to results/_noise/<id>.json; `floors` reads them back for
 `report`, which prints the floor next to greedy deltas of that model and benchmark.
 """
 
@@ -49,23 +50,21 @@ def measure(
             field="--benchmark",
         )
     source = checkpoint or families.model_source(model, model_path)
-    reach.check(models=[source], benchmarks=[(benchmark, None)])  # offline: one line, not the hub's retries
-    mdl, tok = families.load_model_and_tokenizer(source)
     template = families.FAMILIES[model].prompt if model in families.FAMILIES else "chat"
-    # nothing is written: the two evaluations' rows are only compared
     jobs = [
-        evaluate.EvalJob(
-            f"noise-b{size}",
-            noise_dir(results),
-            proto,
-            template,
-            0,
-            evaluate.Weights(source, model=mdl, tokenizer=tok, batch_size=size),
-        )
-        for size in batch_sizes
+        _job(model, model_path, checkpoint, source, template, proto, size, results) for size in batch_sizes
     ]
-    shares = [evaluate.generate_share(job) for job in jobs]
-    floor = stats.noise_floor(*(stats.scores_by_problem(sh.rows) for sh in shares))
+    if not all(
+        j.stored() for j in jobs
+    ):  # one load for both batch sizes (their Weights differ by batch size)
+        reach.check(
+            models=[source], benchmarks=[(benchmark, None)]
+        )  # offline: one line, not the hub's retries
+        mdl, tok = families.load_model_and_tokenizer(source)
+        jobs = [j.placed(evaluate.SINGLE, model=mdl, tokenizer=tok) for j in jobs]
+    metas = [evaluate.run(j) for j in jobs]
+    rows = [artifacts.read_jsonl(artifacts.eval_files(j.folder, j.eval_id)[0]) for j in jobs]
+    floor = stats.noise_floor(*(stats.scores_by_problem(r) for r in rows))
     record = {
         "model": model,
         "model_path": model_path,
@@ -76,11 +75,34 @@ def measure(
         "flipped": floor.flipped,
         "n_problems": floor.n_problems,
         "limit": limit,
+        "evaluations": [m["eval_id"] for m in metas],  # their rows: results/_noise/evals/<eval_id>.jsonl
         "created": time.time(),
     }
     key = short_hash({k: record[k] for k in ("model", "model_path", "checkpoint", "benchmark", "limit")})
     artifacts.atomic_write_json(noise_dir(results) / f"{key}.json", record)
     return record
+
+
+def _job(
+    model: str,
+    model_path: str | None,
+    checkpoint: str | None,
+    source: str,
+    template: str,
+    proto: Any,
+    batch_size: int,
+    results: Path,
+) -> Any:
+    """One of the two evaluations, a stored evaluation like any other (results/_noise/evals/, which the store
+    does not ingest): its id names the weights, prompt, protocol and batch size, so a rerun reads it back."""
+    from . import run as evaluate
+
+    ident = evaluate.external_eval_id(checkpoint or model_path or f"family:{model}", model, template, proto)
+    meta = {"model": model, "model_path": model_path, "checkpoint": checkpoint, "batch_size": batch_size}
+    weights = evaluate.Weights(source, batch_size=batch_size)
+    return evaluate.EvalJob(
+        f"noise-{ident[4:]}-b{batch_size}", noise_dir(results) / "evals", proto, template, 0, weights, meta
+    )
 
 
 def floors(results: Path) -> list[dict[str, Any]]:

@@ -621,7 +621,7 @@ def standalone_jobs(
         ids.append((proto, eid))
     # a local family is built only when something is left to generate (its folder is then the source)
     missing = not all(artifacts.eval_complete(folder, eid) for _, eid in ids)
-    source = checkpoint or (families.model_source(model, model_path) if missing else model_path or fam.hub_id)
+    source = checkpoint or families.model_source(model, model_path, build=missing) or fam.hub_id
     weights = Weights(source, chosen, batch_size=settings.batch_size)
     return [EvalJob(eid, folder, p, template, seed, weights, meta, placement) for p, eid in ids]
 

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from spurisweep import artifacts
 from spurisweep.evaluation import noise
+from spurisweep.models import families
 from tests.storebuilder import StoreBuilder, outcomes, run_cli
 
 
@@ -29,6 +33,23 @@ def test_a_noise_floor_is_measured_recorded_and_reported(tmp_path):
     (rec,) = noise.floors(results)
     assert rec["batch_sizes"] == [1, 5] and rec["n_problems"] == 10 and rec["model"] == "tiny"
     assert 0 <= rec["flipped"] <= 10 and rec["points"] == rec["points"]  # measured, not NaN
+    # its two evaluations are stored evaluations (evaluation.run): every problem's row, read back on a rerun
+    evals = results / "_noise" / "evals"
+    assert [len(artifacts.read_jsonl(evals / f"{e}.jsonl")) for e in rec["evaluations"]] == [10, 10]
+    assert rec["evaluations"][0].endswith("-b1") and rec["evaluations"][1].endswith("-b5")
+
+    def boom(*a, **k):
+        raise AssertionError("a stored noise evaluation was generated again")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(families, "load_model_and_tokenizer", boom)
+        again = noise.measure(
+            model="tiny", model_path=None, checkpoint=None, benchmark="arith", batch_sizes=(1, 5), limit=10,
+            results=results,
+        )  # fmt: skip
+    assert {k: again[k] for k in ("points", "flipped", "evaluations")} == {
+        k: rec[k] for k in ("points", "flipped", "evaluations")
+    }
     # report prints it under a pivot of that model on that benchmark, and not for another benchmark
     with StoreBuilder(results / "spurisweep.duckdb") as b:
         b.baseline("tiny", "arith", outcomes(0.5, 10))
