@@ -14,7 +14,6 @@ import pytest
 
 from spurisweep import artifacts, launch
 from spurisweep.errors import ConfigError
-from spurisweep.models import families
 from spurisweep.plan import grid, spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -126,18 +125,6 @@ def test_a_run_on_this_machine_names_a_missing_hub_model_offline(tmp_path, monke
     assert "model Qwen/Qwen2.5-Math-1.5B" in text and "HF_HUB_OFFLINE is set" in text and str(sweep) in text
     assert "builtin:arith" not in text  # the smoke preset's training set is built here: not named
     assert written(results) == []
-
-
-def test_model_source_without_building_says_what_would_be_loaded(tmp_path, monkeypatch):
-    """build=False: a family built here needs nothing from outside (None) and nothing is built; a hub family
-    is its hub id; an explicit model path wins. With build=True the local family is built into the cache."""
-    monkeypatch.setenv("SPURISWEEP_CACHE", str(tmp_path / "cache"))
-    assert families.model_source("tiny", build=False) is None
-    assert not (tmp_path / "cache").exists()
-    assert families.model_source("qwen2.5-math-1.5b", build=False) == "Qwen/Qwen2.5-Math-1.5B"
-    assert families.model_source("tiny", "some/folder", build=False) == "some/folder"
-    built = families.model_source("tiny")
-    assert Path(built).is_relative_to(tmp_path / "cache") and (Path(built) / "config.json").exists()
 
 
 @pytest.mark.slow
