@@ -23,7 +23,7 @@ Labels are made once per (model, data set, labelling settings) under a file lock
 results/_labels/<key>.jsonl (+ .json metadata saying how they were made), and shared by every cell that
 needs them. Under `run` they are made by a label job of their own before the cells that train on them
 (launch/labeljob.py); a cell that finds them missing (`debug`, a direct run_cell) makes them itself, under
-the same lock. Making them is a `LabelJob` of evaluation.run, run like an evaluation: on vLLM one engine
+the same lock. Making them is a `LabellingJob` of evaluation.run, run like an evaluation: on vLLM one engine
 per GPU of the process (`Engines`, engines.py), each sampling a share of the prompts in a process of its own
 and voting there; each prompt is seeded by its index, so the engines draw the samples one engine draws (exactly on vLLM's CPU build; a GPU's kernels may round differently in another batch). The
 metadata says how many engines made them and fingerprints the samples (samples_sha256).
@@ -189,7 +189,7 @@ def make_labels(
     engines: int | None = None,
     force: bool = True,
 ) -> Path:
-    """Sample, vote and write the labelled set (atomically; metadata last), as a LabelJob of
+    """Sample, vote and write the labelled set (atomically; metadata last), as a LabellingJob of
     evaluation.run: under the labels' file lock, so concurrent callers make them once. `force` (the
     default, as `spurisweep label --force` asks) makes them again when they exist. `backend` as in
     generate.choose_backend; the labels' key does not include it (the same spec on either backend is the
@@ -205,17 +205,20 @@ def make_labels(
     if backend == "vllm":
         n = min(engine_count(engines), max(len(_problems(spec)), 1))
         placement = Engines(n) if n > 1 else SINGLE
-    job = LabelJob(spec, Path(out), Weights(source, backend, batch_size=batch_size), placement, force=force)
+    job = LabellingJob(
+        spec, Path(out), Weights(source, backend, batch_size=batch_size), placement, force=force
+    )
     with loaded([job]) as (ready,):
         return run(ready, progress=progress)
 
 
 @dataclass(frozen=True)
-class LabelJob:
+class LabellingJob:
     """Majority-vote labels of one training set, as a job of evaluation.run (`run(job)`): the items are the
     set's prompts; a share samples its prompts and votes where the samples are (`label_row`), so only the
     rows and the samples' digests travel back; `write` merges them in prompt order. `force`: made again even
-    when stored (`spurisweep label --force`)."""
+    when stored (`spurisweep label --force`). Not launch.LabelJob: that is the submitit job whose node runs
+    `ensure_labels`, and so this."""
 
     spec: LabelSpec
     out: Path
@@ -241,7 +244,7 @@ class LabelJob:
     def result(self) -> Path:
         return self.out
 
-    def pending(self) -> LabelJob:
+    def pending(self) -> LabellingJob:
         return self
 
     def lock_file(self) -> Path:

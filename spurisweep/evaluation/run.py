@@ -19,7 +19,7 @@ One entry runs everything that generates from a model: `run(job)`. A job is an i
     and seed. Constructors: `cell_job` (a training cell's step or its baseline), `standalone_jobs`
     (`spurisweep eval`);
   - probe_run.ProbeJob: the memorisation probe of one benchmark at several fractions;
-  - labels.LabelJob: majority-vote labels of one training set.
+  - labels.LabellingJob: majority-vote labels of one training set.
 Each holds the `Weights` that generate (a source, a backend, optionally a loaded model and tokenizer) and a
 placement, and says only what one process's share generates (`share(rank, world)`) and how the shares are
 written (`write`). Where they run is `run`'s:
@@ -411,7 +411,7 @@ COLOCATED = "trl-colocated-vllm"
 
 
 class Job(Protocol):
-    """What `run` runs (EvalJob, probe_run.ProbeJob, labels.LabelJob): an immutable value (a frozen
+    """What `run` runs (EvalJob, probe_run.ProbeJob, labels.LabellingJob): an immutable value (a frozen
     dataclass, so that `placed`-style copies and an engine process's pickled copy are the same job) that
     names its files and says what one process's share generates and how the shares are written; `run` owns
     the placement, the once-only file lock and the merge."""

@@ -47,7 +47,7 @@ def _shares(seed: int):
     from spurisweep.models import families
 
     weights = evaluate.Weights(families.model_source("tiny"), "vllm")
-    job = labels.LabelJob(_spec(seed), Path("unused.jsonl"), weights, evaluate.Engines(2))
+    job = labels.LabellingJob(_spec(seed), Path("unused.jsonl"), weights, evaluate.Engines(2))
     return label_workers.in_processes(evaluate.engine_share, job, 2)
 
 

@@ -74,13 +74,13 @@ def test_labels_are_made_once_unless_forced(tmp_path, monkeypatch):
 
     spec = labels.LabelSpec("tiny", None, "builtin:arith", limit=4, samples=3, max_new_tokens=8)
     made = []
-    real = labels.LabelJob.share
+    real = labels.LabellingJob.share
 
     def counting(job, *a, **k):
         made.append(job.force)
         return real(job, *a, **k)
 
-    monkeypatch.setattr(labels.LabelJob, "share", counting)
+    monkeypatch.setattr(labels.LabellingJob, "share", counting)
     out = labels.ensure_labels(tmp_path, spec)
     assert made == [False] and out == labels.labels_path(tmp_path, spec)
     first = out.read_bytes()
@@ -88,9 +88,9 @@ def test_labels_are_made_once_unless_forced(tmp_path, monkeypatch):
     assert labels.make_labels(spec, out, force=False) == out and made == [False]
     labels.make_labels(spec, out, backend="transformers")  # force, the default: made again
     assert made == [False, True] and out.read_bytes() == first  # the same seed: the same labels
-    assert isinstance(labels.LabelJob(spec, out, evaluate.Weights("x")).placement, evaluate.Single)
+    assert isinstance(labels.LabellingJob(spec, out, evaluate.Weights("x")).placement, evaluate.Single)
     with pytest.raises(ValueError, match="Engines placement generates with vLLM, not transformers"):
-        labels.LabelJob(spec, out, evaluate.Weights("x"), evaluate.Engines(2))
+        labels.LabellingJob(spec, out, evaluate.Weights("x"), evaluate.Engines(2))
 
 
 SWEEP = """

@@ -442,7 +442,7 @@ def _other_job(kind: str, tiny, folder: Path, placement=evaluate.SINGLE):
     weights = evaluate.Weights(families.model_source("tiny"), model=model, tokenizer=tok, batch_size=3)
     if kind == "labels":
         spec = labels.LabelSpec("tiny", None, "builtin:arith", limit=6, samples=4, max_new_tokens=8, seed=1)
-        return labels.LabelJob(spec, folder / "labels.jsonl", weights, placement)
+        return labels.LabellingJob(spec, folder / "labels.jsonl", weights, placement)
     settings = EvalSettings(protocols={"arith": ProtocolOverride(limit=4)})
     protos = tuple(
         probe_run.protocols(["arith"], [0.4, 0.6], template="chat", settings=settings, max_new_tokens=8)
