@@ -201,6 +201,13 @@ def probe(
         int | None, count("Tokens per continuation (default: the benchmark's protocol).")
     ] = None,
     backend: Annotated[str, typer.Option(help="auto, vllm or transformers.")] = "auto",
+    engines: Annotated[
+        int | None,
+        count(
+            "With vLLM: engines, one per GPU, each in its own process probing a share of the cut problems "
+            "(default: every visible GPU; 1 on vLLM's CPU build). The rows do not depend on the count."
+        ),
+    ] = None,
     fmt: Annotated[str, typer.Option("--format", help="table, markdown, csv, json or html.")] = "table",
     results: ResultsOpt = Path("results"),
 ) -> None:
@@ -219,6 +226,7 @@ def probe(
         limit=limit,
         max_new_tokens=max_new_tokens,
         backend=backend,
+        engines=engines,
         results=results,
     )
     store.ingest(results)

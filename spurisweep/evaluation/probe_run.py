@@ -42,6 +42,7 @@ from ..models import families
 from . import probe
 from .run import (
     SINGLE,
+    Engines,
     Meta,
     Placement,
     Progress,
@@ -266,6 +267,8 @@ class ProbeJob:
             "tokens_per_s": round(tokens / t_gen, 2) if t_gen > 0 else None,
             "versions": versions_used(self.weights.backend),
         }
+        if isinstance(self.placement, Engines):  # as an evaluation's metadata says it (the rows are the same)
+            shared["engines"] = self.placement.count
         by_item = {(p, i): (j, prefix, rest) for j, (p, i, prefix, rest) in enumerate(items)}
         for p in self.making:
             _write_probe(self, p, problems, by_item, merged, shared)
@@ -373,13 +376,15 @@ def run_probes(
     batch_size: int | None = None,
     seed: int = 0,
     loaded: tuple[Any, Any] | None = None,
+    engines: int | None = None,
 ) -> list[dict[str, Any]]:
     """Probe a model (or a checkpoint) on benchmarks at fractions; returns each probe's metadata (with its
     `summary`), in (benchmark, fraction) order. Stored probes are read back, not computed again.
 
     One ProbeJob per benchmark, run by evaluation.run.run. `loaded` is an already loaded (model, tokenizer)
     of these weights (a training cell has one); without it the weights are loaded only when something is
-    left to compute, once for every benchmark.
+    left to compute, once for every benchmark. With vLLM, `engines` engines (engines.engine_count: by default
+    one per visible GPU) each probe a share of the cut problems in a process of their own.
     """
     from . import run as evaluate
     from .generate import choose_backend
@@ -401,10 +406,16 @@ def run_probes(
     mdl, tok = loaded if loaded is not None and chosen != "vllm" else (None, None)
     weights = evaluate.Weights(source, chosen, model=mdl, tokenizer=tok, batch_size=batch_size)
     ident = {"model": model, "model_path": model_path, "checkpoint": checkpoint}
+    placement: Placement = SINGLE
+    if chosen == "vllm":
+        from .engines import engine_count
+
+        n = engine_count(engines, env=False)
+        placement = Engines(n) if n > 1 else SINGLE
     jobs = []
     for b in names:
         mine = tuple(p for p in protos if p.benchmark == b)
-        jobs.append(ProbeJob(mine, tuple(ids[p] for p in mine), ident, folder, seed, weights))
+        jobs.append(ProbeJob(mine, tuple(ids[p] for p in mine), ident, folder, seed, weights, placement))
     with evaluate.loaded(jobs) as ready:
         metas = [m for job in ready for m in evaluate.run(job)]
     return metas

@@ -70,6 +70,7 @@ RANGES = [
     Range("label", "--holdout", LABEL, ("-1", HUGE, "0.5", "x"), ("0", "10")),
     Range("probe", "--limit", EVAL, COUNT_BAD, ("1",)),
     Range("probe", "--max-new-tokens", EVAL, COUNT_BAD, ("1",)),
+    Range("probe", "--engines", EVAL, COUNT_BAD, ("1", "8")),
     Range("verify-rewards", "--floor", (), ("-0.1", *NAN_INF, "x"), ("0", "0.9", "1", "1.01")),
     Range("grade", "--timeout", ("f.jsonl",), ("0", "-1", "3601", *NAN_INF, "x"), ("0.05", "3600")),
     Range("grade", "--workers", ("f.jsonl",), ("-1", "1025", HUGE, "1.5", "x"), ("0", "1", "1024")),

@@ -64,9 +64,37 @@ def runs(tmp_path_factory):
         two = labels.make_labels(_spec(0), tmp / "two.jsonl", backend="vllm")
     shares = {seed: _shares(seed) for seed in (0, 1)}
     eval_two = _evaluate(tmp / "eval-two", engines=2)
+    probe_two = _probe(tmp / "probe-two", engines=2)
     one = labels.make_labels(_spec(0), tmp / "one.jsonl", backend="vllm", engines=1)
     eval_one = _evaluate(tmp / "eval-one", engines=1)
-    return {"two": _read(two), "one": _read(one), "shares": shares, "eval": (eval_two, eval_one)}
+    probe_one = _probe(tmp / "probe-one", engines=1)
+    return {
+        "two": _read(two),
+        "one": _read(one),
+        "shares": shares,
+        "eval": (eval_two, eval_one),
+        "probe": (probe_two, probe_one),
+    }
+
+
+def _probe(results: Path, engines: int) -> list[tuple[dict, list[dict]]]:
+    """`spurisweep probe --backend vllm --engines N` of the tiny model on 6 arith problems at 0.4 and 0.6."""
+    from spurisweep import artifacts
+    from spurisweep.evaluation import probe_run
+
+    metas = probe_run.run_probes(
+        model="tiny",
+        benchmarks="arith",
+        fractions="0.4,0.6",
+        results=results,
+        limit=6,
+        max_new_tokens=12,
+        backend="vllm",
+        engines=engines,
+    )
+    return [
+        (m, artifacts.read_jsonl(artifacts.probes_dir(results) / f"{m['probe_id']}.jsonl")) for m in metas
+    ]
 
 
 def _evaluate(results: Path, engines: int) -> tuple[dict, list[dict]]:
@@ -104,6 +132,16 @@ def test_a_standalone_evaluation_on_two_engines_writes_the_rows_of_one(runs):
     assert meta2["eval_id"] == meta1["eval_id"] and meta2["n_samples"] == 16
     assert rows2 == rows1  # every sample, in problem order
     assert len({r["response"] for r in rows2}) > 2  # really sampled
+
+
+def test_a_probe_on_two_engines_writes_the_rows_of_one(runs):
+    two, one = runs["probe"]
+    assert [m["probe_id"] for m, _ in two] == [m["probe_id"] for m, _ in one]  # the same probes
+    assert [m["fraction"] for m, _ in two] == [0.4, 0.6] and all(m["backend"] == "vllm" for m, _ in two)
+    assert [m.get("engines") for m, _ in two] == [2, 2] and [m.get("engines") for m, _ in one] == [None, None]
+    assert [rows for _, rows in two] == [rows for _, rows in one]  # every continuation, in problem order
+    assert [m["summary"] for m, _ in two] == [m["summary"] for m, _ in one]
+    assert sum(not r["skipped"] for _, rows in two for r in rows) == 12  # both fractions cut all 6 problems
 
 
 def test_two_engines_make_the_labels_one_engine_makes(runs):
