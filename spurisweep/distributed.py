@@ -106,3 +106,16 @@ def bind_task_gpu(environ: MutableMapping[str, str] | None = None, visible: int 
     env[NODE_LOCAL_RANK] = str(local)
     env["LOCAL_RANK"] = str(device)
     return device
+
+
+def shut_down() -> None:
+    """End this process's default process group, if one is up (after a distributed cell finished well).
+
+    Left to the interpreter's exit, a process group is torn down by static destructors while its
+    background threads may still be joinable: gloo then aborts the process ("terminate called without an
+    active exception", SIGABRT) after everything was written, and PyTorch asks NCCL users to call
+    destroy_process_group for the same reason. Local: no collective, so no rank waits on another."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

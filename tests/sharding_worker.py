@@ -19,6 +19,7 @@ from datasets import Dataset
 from transformers import AutoTokenizer, TrainerCallback
 from trl import GRPOConfig, GRPOTrainer
 
+from spurisweep.distributed import shut_down
 from spurisweep.errors import ShardingError
 from spurisweep.models import families
 from spurisweep.training import sharding
@@ -97,12 +98,14 @@ def main() -> None:
     except ShardingError as exc:
         seen["error"] = str(exc)
         (a.out / f"rank{rank}.json").write_text(json.dumps(seen))
+        shut_down()
         sys.exit(3)
     seen["backend"] = sharding._backend(trainer)
     state = sharding.gather_full_state_dict(trainer)
     if rank == 0:
         torch.save({k: v.clone() for k, v in state.items()}, a.out / "final.pt")
     (a.out / f"rank{rank}.json").write_text(json.dumps(seen))
+    shut_down()  # as a cell job ends (launch/job.py): gloo may abort a rank that leaves it to the exit
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from typing import Any
 import submitit
 
 from .. import artifacts
-from ..distributed import bind_task_gpu
+from ..distributed import bind_task_gpu, shut_down
 from ..evaluation import labels
 from .backend import BACKENDS, get_backend
 from .claim import hold_cell, record_attempt
@@ -99,6 +99,8 @@ class CellJob(submitit.helpers.Checkpointable):
             raise
         if rank == 0:
             cell.set_status("done", error=None)
+        if world > 1:
+            shut_down()  # not left to the interpreter's exit, where gloo may abort a finished rank
         return summary
 
     def checkpoint(self, cell_dir: str, results: str) -> submitit.helpers.DelayedSubmission:

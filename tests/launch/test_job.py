@@ -24,7 +24,7 @@ import pytest
 import submitit
 
 from spurisweep import artifacts
-from spurisweep.distributed import NODE_LOCAL_RANK, bind_task_gpu, local_device_index, visible_gpus
+from spurisweep.distributed import NODE_LOCAL_RANK, bind_task_gpu, local_device_index, shut_down, visible_gpus
 from spurisweep.launch import slurm
 from spurisweep.launch.job import CellJob
 from spurisweep.plan import fidelity, grid, spec
@@ -148,6 +148,19 @@ def test_one_dead_rank_ends_the_whole_job(slurm_cluster, tmp_path):
 
 
 # ----------------------------------------------------------------- 2. LOCAL_RANK with one GPU per task
+def test_a_finished_rank_ends_its_process_group_itself():
+    """shut_down (what CellJob calls after a distributed cell finished) destroys a real gloo group, and is a
+    no-op without one: the group is not left to the interpreter's exit, where gloo may abort the process."""
+    import torch.distributed as dist
+
+    shut_down()  # no group: nothing to do
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1)
+    assert dist.is_initialized()
+    shut_down()
+    assert not dist.is_initialized()
+    shut_down()
+
+
 def test_local_rank_stays_where_every_task_sees_all_of_the_nodes_gpus():
     """CUDA mocked (no GPU here): the visible GPUs come from CUDA_VISIBLE_DEVICES alone."""
     env = {"LOCAL_RANK": "3", "CUDA_VISIBLE_DEVICES": "0,1,2,3,4,5,6,7"}
