@@ -219,7 +219,8 @@ class ProbeJob:
         problems = self.problems()
         items = self.items(problems)
         mine = share_of(len(items), rank, world)
-        prompts = [template_head(first.prompt) + items[j][2] for j in mine]
+        head = template_head(first.prompt)
+        prompts = [head + items[j][2] for j in mine]
         answers = [problems[items[j][1]].answer for j in mine]
 
         def pairs(local: list[int], gens: list[list[Any]]) -> tuple[list[int], list[tuple[str, str]]]:

@@ -23,11 +23,11 @@ ARITH = EvalSettings(protocols={"arith": ProtocolOverride(limit=4)})
 TOKENS = 6  # the random tiny model never stops by itself: short continuations keep the tests quick
 
 
-def _probe_tiny(results: Path, **kw) -> list[dict]:
+def _probe_tiny(results: Path, fractions=(0.4, 0.6, 0.8), **kw) -> list[dict]:
     return probe_run.run_probes(
         model="tiny",
         benchmarks=["arith"],
-        fractions=[0.4, 0.6, 0.8],
+        fractions=list(fractions),
         results=results,
         settings=ARITH,
         max_new_tokens=TOKENS,
@@ -81,14 +81,7 @@ def test_a_stored_probe_is_never_computed_again(tmp_path, monkeypatch):
     assert _probe_tiny(tmp_path) == first
     # another fraction is another probe
     monkeypatch.undo()
-    more = probe_run.run_probes(
-        model="tiny",
-        benchmarks="arith",
-        fractions="0.5",
-        results=tmp_path,
-        settings=ARITH,
-        max_new_tokens=TOKENS,
-    )
+    more = _probe_tiny(tmp_path, fractions=[0.5])
     assert more[0]["probe_id"] not in {m["probe_id"] for m in first}
 
 
@@ -122,14 +115,7 @@ def test_concurrent_cells_compute_the_probe_once(tmp_path, monkeypatch):
 def test_a_probe_job_makes_only_the_fractions_not_stored(tmp_path, monkeypatch):
     """Asked for 0.4 and 0.6 when 0.4 is stored, the job generates 0.6 alone (its metadata says so) and
     returns both, the stored one as it was."""
-    first = probe_run.run_probes(
-        model="tiny",
-        benchmarks="arith",
-        fractions="0.4",
-        results=tmp_path,
-        settings=ARITH,
-        max_new_tokens=TOKENS,
-    )
+    first = _probe_tiny(tmp_path, fractions=[0.4])
     made = []
     real = probe_run.ProbeJob.share
 
@@ -138,14 +124,7 @@ def test_a_probe_job_makes_only_the_fractions_not_stored(tmp_path, monkeypatch):
         return real(job, *a, **k)
 
     monkeypatch.setattr(probe_run.ProbeJob, "share", counting)
-    both = probe_run.run_probes(
-        model="tiny",
-        benchmarks="arith",
-        fractions="0.4,0.6",
-        results=tmp_path,
-        settings=ARITH,
-        max_new_tokens=TOKENS,
-    )
+    both = _probe_tiny(tmp_path, fractions=[0.4, 0.6])
     assert made == [[0.6]]
     assert both[0] == first[0] and both[1]["fraction"] == 0.6 and both[1]["joint_fractions"] == [0.6]
 
